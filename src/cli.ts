@@ -1,0 +1,82 @@
+/**
+ * `tsgun [options] APP`: resolve the config, then print it, check it, or run the master.
+ * Returns what to print and the exit status; `bin/tsgun` prints and exits.
+ */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { parseAppSpec, resolveModule } from './config/appspec.js';
+import { InfoRequested } from './config/cli.js';
+import { formatConfig, resolveConfig, type ResolvedConfig } from './config/resolve.js';
+import { describeError, ExitCode, isTsgunError, TsgunError } from './errors.js';
+import { createLogger } from './log.js';
+import { Arbiter } from './master/arbiter.js';
+import { loadApp } from './worker/app.js';
+
+export const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+
+export interface CliResult {
+  code: number;
+  /** Text for stdout (help, version, --print-config, --check-config report). */
+  output?: string;
+}
+
+/** Apply `chdir` and `raw_env` to this process, before the app is looked for. */
+function applyEnvironment(resolved: ResolvedConfig, cwd: string): void {
+  const { settings } = resolved;
+  if (settings.chdir) {
+    const dir = path.resolve(cwd, settings.chdir);
+    try {
+      process.chdir(dir);
+    } catch (err) {
+      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `chdir: cannot change to ${dir}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}; check --chdir`);
+    }
+    settings.chdir = dir;
+  }
+  for (const pair of settings.raw_env) {
+    const eq = pair.indexOf('=');
+    process.env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+}
+
+async function checkConfig(resolved: ResolvedConfig, app: string): Promise<CliResult> {
+  try {
+    const loaded = await loadApp(app, resolved.settings, { onError: () => {} });
+    const from = resolved.configFile ? `config ${resolved.configFile}` : 'no config file';
+    return { code: ExitCode.OK, output: `OK: ${from}; app ${app} is a ${loaded.shape} app from ${loaded.file}\n` };
+  } catch (err) {
+    throw asCheckFailure(err);
+  }
+}
+
+function asCheckFailure(err: unknown): unknown {
+  return isTsgunError(err) ? new TsgunError(err.code, err.message, { cause: err.cause, exitCode: ExitCode.RUNTIME }) : err;
+}
+
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
+  const cwd = process.cwd();
+  let resolved: ResolvedConfig;
+  try {
+    resolved = await resolveConfig({ argv, env, cwd, version: VERSION });
+  } catch (err) {
+    if (err instanceof InfoRequested) return { code: ExitCode.OK, output: err.output };
+    // --check-config reports every failure with exit status 1.
+    throw argv.includes('--check-config') ? asCheckFailure(err) : err;
+  }
+  if (resolved.settings.print_config) return { code: ExitCode.OK, output: formatConfig(resolved) };
+
+  const app = resolved.app;
+  if (!app) throw new TsgunError('TSGUN_ERR_USAGE', 'no APP given; run tsgun [options] MODULE[:ATTR], for example tsgun main:app (see tsgun --help)');
+  const spec = parseAppSpec(app);
+  applyEnvironment(resolved, cwd);
+  if (resolved.settings.check_config) return checkConfig(resolved, app);
+  resolveModule(spec.module, resolved.settings.chdir ?? process.cwd());
+
+  const logs = createLogger(resolved.settings, { role: 'master' });
+  const arbiter = new Arbiter({ resolved, app, logs, version: VERSION });
+  try {
+    return { code: await arbiter.run() };
+  } finally {
+    logs.flush();
+  }
+}
+

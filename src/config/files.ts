@@ -1,0 +1,92 @@
+/**
+ * Config file discovery and loading. Parsers are chosen from a table keyed by file
+ * extension; script files are imported (TypeScript through tsx, no build step).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import YAML from 'yaml';
+import { describeError, TsgunError } from '../errors.js';
+
+type Loader = (file: string) => Promise<unknown>;
+
+const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts', '.tsx']);
+
+export function isTypeScript(file: string): boolean {
+  return TS_EXTENSIONS.has(path.extname(file));
+}
+
+let importCounter = 0;
+
+/**
+ * Import a script afresh: a reload must see the file as it is now, not the cached
+ * module. tsx's `tsImport` gives every call its own namespace; plain JavaScript gets a
+ * unique query string.
+ */
+export async function importFresh(file: string): Promise<Record<string, unknown>> {
+  if (isTypeScript(file)) {
+    const { tsImport } = await import('tsx/esm/api');
+    return (await tsImport(pathToFileURL(file).href, import.meta.url)) as Record<string, unknown>;
+  }
+  const url = pathToFileURL(file);
+  url.search = `tsgun=${++importCounter}`;
+  return (await import(url.href)) as Record<string, unknown>;
+}
+
+async function loadScript(file: string): Promise<unknown> {
+  const mod = await importFresh(file);
+  // A CommonJS module's exports arrive as `default`; an ES module's default export too.
+  let value = mod.default;
+  // tsx wraps a TypeScript file compiled to CommonJS once more.
+  if (value && typeof value === 'object' && 'default' in value && Object.keys(value).length === 1) value = (value as { default: unknown }).default;
+  if (value === undefined) throw new Error('it has no default export; write `export default defineConfig({ ... })`');
+  return value;
+}
+
+const LOADERS: Record<string, Loader> = {
+  '.ts': loadScript,
+  '.mts': loadScript,
+  '.cts': loadScript,
+  '.js': loadScript,
+  '.mjs': loadScript,
+  '.cjs': loadScript,
+  '.yaml': async (file) => YAML.parse(readFileSync(file, 'utf8')) ?? {},
+  '.yml': async (file) => YAML.parse(readFileSync(file, 'utf8')) ?? {},
+  '.json': async (file) => JSON.parse(readFileSync(file, 'utf8')),
+};
+
+export const CONFIG_EXTENSIONS = Object.keys(LOADERS);
+
+/** The implicit config file names, in the order they are looked for. */
+export const DEFAULT_CONFIG_NAMES = ['.ts', '.mts', '.js', '.mjs', '.cjs', '.yaml', '.yml', '.json'].map((ext) => `tsgun.conf${ext}`);
+
+/** `./tsgun.conf.*` in `dir`, if there is one. */
+export function findDefaultConfig(dir: string): string | null {
+  for (const name of DEFAULT_CONFIG_NAMES) {
+    const file = path.join(dir, name);
+    if (existsSync(file)) return file;
+  }
+  return null;
+}
+
+/** Load a config file into a plain object of raw (unvalidated) values. */
+export async function loadConfigFile(file: string): Promise<Record<string, unknown>> {
+  const ext = path.extname(file);
+  const loader = LOADERS[ext];
+  if (!loader) {
+    throw new TsgunError('TSGUN_ERR_CONFIG_FILE', `config file ${file} has an unsupported extension ${JSON.stringify(ext)}; use one of ${CONFIG_EXTENSIONS.join(' ')}`);
+  }
+  if (!existsSync(file)) {
+    throw new TsgunError('TSGUN_ERR_CONFIG_FILE', `config file ${file} does not exist; check the path given to -c/--config`);
+  }
+  let value: unknown;
+  try {
+    value = await loader(file);
+  } catch (err) {
+    throw new TsgunError('TSGUN_ERR_CONFIG_FILE', `cannot load config file ${file}: ${describeError(err)}`, { cause: err });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new TsgunError('TSGUN_ERR_CONFIG_FILE', `config file ${file} must hold an object of settings (keys such as bind, workers), not ${Array.isArray(value) ? 'an array' : typeof value}`);
+  }
+  return value as Record<string, unknown>;
+}

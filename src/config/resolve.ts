@@ -1,0 +1,127 @@
+/**
+ * Precedence, lowest first: defaults < config file < environment (PORT, WEB_CONCURRENCY,
+ * then TSGUN_CMD_ARGS) < command line. Every value keeps the name of the layer it came
+ * from, for `--print-config`.
+ */
+import path from 'node:path';
+import { TsgunError } from '../errors.js';
+import { parseArgs, splitArgs } from './cli.js';
+import { findDefaultConfig, loadConfigFile } from './files.js';
+import { defaultSettings, getSetting, SETTING_NAMES, type SettingName, type Settings } from './settings.js';
+import { ValueProblem } from './types.js';
+
+export interface ResolvedConfig {
+  settings: Settings;
+  /** Where each value came from: `default`, `file <path>`, `env <VAR>`, `command line`. */
+  sources: Record<SettingName, string>;
+  /** Absolute path of the config file in use, if any. */
+  configFile: string | null;
+  /** The APP argument, if given. */
+  app: string | null;
+}
+
+export interface ResolveInput {
+  argv: readonly string[];
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+  version: string;
+}
+
+/** Levenshtein distance, for "did you mean" suggestions. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+export function nearestSetting(key: string): SettingName | null {
+  const normal = key.toLowerCase().replace(/-/g, '_');
+  let best: SettingName | null = null;
+  let bestScore = Infinity;
+  for (const name of SETTING_NAMES) {
+    const d = distance(normal, name);
+    if (d < bestScore) [best, bestScore] = [name, d];
+  }
+  return bestScore <= Math.max(2, Math.floor(normal.length / 3)) ? best : null;
+}
+
+/** Validate a config file's raw object into setting values. */
+export function checkFileValues(raw: Record<string, unknown>, file: string): Partial<Record<SettingName, unknown>> {
+  const values: Partial<Record<SettingName, unknown>> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const name = key as SettingName;
+    const s = SETTING_NAMES.includes(name) ? getSetting(name) : null;
+    if (!s || s.cliOnly) {
+      const near = s ? null : nearestSetting(key);
+      const hint = s ? `${key} can only be given on the command line` : near ? `did you mean "${near}"?` : 'see docs/settings.md for the keys';
+      throw new TsgunError('TSGUN_ERR_CONFIG_KEY', `config file ${file}: unknown setting "${key}"; ${hint}`);
+    }
+    try {
+      values[name] = s.type.fromConfig(value);
+    } catch (err) {
+      if (!(err instanceof ValueProblem)) throw err;
+      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `config file ${file}: setting "${key}" ${err.message}`);
+    }
+  }
+  return values;
+}
+
+function envValues(env: ResolveInput['env']): Array<[string, Partial<Record<SettingName, unknown>>]> {
+  const layers: Array<[string, Partial<Record<SettingName, unknown>>]> = [];
+  for (const name of SETTING_NAMES) {
+    const s = getSetting(name);
+    const raw = s.env ? env[s.env] : undefined;
+    if (!s.env || raw === undefined || raw.trim() === '') continue;
+    try {
+      const value = s.fromEnv ? s.type.fromConfig(s.fromEnv(raw.trim())) : s.type.fromString(raw);
+      layers.push([`env ${s.env}`, { [name]: value }]);
+    } catch (err) {
+      if (!(err instanceof ValueProblem)) throw err;
+      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `environment variable ${s.env}=${JSON.stringify(raw)} (sets ${name}): ${err.message}`);
+    }
+  }
+  return layers;
+}
+
+export async function resolveConfig(input: ResolveInput): Promise<ResolvedConfig> {
+  const cli = parseArgs(input.argv, input.version);
+  const cmdArgs = input.env.TSGUN_CMD_ARGS ? parseArgs(splitArgs(input.env.TSGUN_CMD_ARGS), input.version, 'TSGUN_CMD_ARGS') : null;
+
+  const explicit = (cli.values.config ?? cmdArgs?.values.config ?? null) as string | null;
+  const configFile = explicit ? path.resolve(input.cwd, explicit) : findDefaultConfig(input.cwd);
+
+  const layers: Array<[string, Partial<Record<SettingName, unknown>>]> = [];
+  if (configFile) layers.push([`file ${configFile}`, checkFileValues(await loadConfigFile(configFile), configFile)]);
+  layers.push(...envValues(input.env));
+  if (cmdArgs) layers.push(['env TSGUN_CMD_ARGS', cmdArgs.values]);
+  layers.push(['command line', cli.values]);
+
+  const settings = defaultSettings() as Record<SettingName, unknown>;
+  const sources = Object.fromEntries(SETTING_NAMES.map((n) => [n, 'default'])) as Record<SettingName, string>;
+  for (const [source, values] of layers) {
+    for (const [name, value] of Object.entries(values) as Array<[SettingName, unknown]>) {
+      settings[name] = value;
+      sources[name] = source;
+    }
+  }
+  settings.config = configFile;
+  return { settings: settings as Settings, sources, configFile, app: cli.app ?? cmdArgs?.app ?? null };
+}
+
+/** The `--print-config` report: every setting, its value and its source. */
+export function formatConfig(resolved: ResolvedConfig): string {
+  const width = Math.max(...SETTING_NAMES.map((n) => n.length));
+  const lines = SETTING_NAMES.map((name) => {
+    const value = getSetting(name).type.show(resolved.settings[name] as never);
+    return `${name.padEnd(width)} = ${value}  (${resolved.sources[name]})`;
+  });
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,286 @@
+/**
+ * The settings registry: one declaration per setting. It drives the command-line
+ * options, the accepted config-file keys, environment variables, validation,
+ * `--print-config` and the generated `docs/settings.md`. A default is written here once.
+ */
+import type { Hooks } from '../hooks.js';
+import { parseBind } from './bind.js';
+import { bool, choice, hook, int, optionalString, seconds, string, strings, ValueProblem, type ValueType } from './types.js';
+
+export const SECTIONS = ['Config', 'Server socket', 'Worker processes', 'Server mechanics', 'Logging', 'Server hooks'] as const;
+export type Section = (typeof SECTIONS)[number];
+
+export interface Setting<T> {
+  readonly section: Section;
+  readonly type: ValueType<T>;
+  readonly default: T;
+  /** Command-line flags, short first: `['-w', '--workers']`. None for file-only settings. */
+  readonly cli?: readonly string[];
+  /** An environment variable that sets this setting (above the config file, below the command line). */
+  readonly env?: string;
+  /** Turns the env var's raw value into a value, when it is not the setting's own form. */
+  readonly fromEnv?: (raw: string) => T;
+  /** Only on the command line (for example `config` itself). */
+  readonly cliOnly?: boolean;
+  /** One line, for `--help`. */
+  readonly short: string;
+  /** More, for docs/settings.md. */
+  readonly doc?: string;
+  /** How the default reads in docs, when the plain value would mislead. */
+  readonly defaultDoc?: string;
+}
+
+function setting<T>(s: Setting<T>): Setting<T> {
+  return s;
+}
+
+function hookSetting<K extends keyof Hooks>(runsIn: 'master' | 'worker', signature: string, short: string): Setting<Hooks[K] | null> {
+  return {
+    section: 'Server hooks',
+    type: hook<Hooks[K]>(),
+    default: null,
+    short,
+    doc: `Runs in the ${runsIn}. Signature: \`${signature}\`. May be async (awaited) unless noted.`,
+  };
+}
+
+function checkBind(item: string): void {
+  try {
+    parseBind(item);
+  } catch (err) {
+    throw new ValueProblem((err as Error).message);
+  }
+}
+
+function checkEnvPair(item: string): void {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(item)) throw new ValueProblem(`expected KEY=VALUE, got ${JSON.stringify(item)}`);
+}
+
+function checkWorkerClass(item: string): string {
+  if (item === 'http' || /^.+:[A-Za-z_$][\w$]*$/.test(item)) return item;
+  throw new ValueProblem(`expected "http" or MODULE:CLASS (for example ./my-worker.ts:MyWorker), got ${JSON.stringify(item)}`);
+}
+
+const workerClass: ValueType<string> = {
+  ...string('<class>'),
+  expected: '"http" or MODULE:CLASS',
+  fromString: checkWorkerClass,
+  fromConfig: (raw) => (typeof raw === 'string' ? checkWorkerClass(raw) : string().fromConfig(raw)),
+};
+
+export const SETTINGS = {
+  // Config
+  config: setting({
+    section: 'Config',
+    type: optionalString('<file>'),
+    default: null,
+    cli: ['-c', '--config'],
+    cliOnly: true,
+    short: 'Config file (.ts .mts .js .mjs .cjs .yaml .yml .json).',
+    doc: 'When absent, `./tsgun.conf.ts`, `.mts`, `.js`, `.mjs`, `.cjs`, `.yaml`, `.yml` or `.json` is used if present. Script files export the config object as `default` (type it with `defineConfig` from `tsgun`); YAML and JSON files hold the same keys as data.',
+  }),
+  check_config: setting({
+    section: 'Config',
+    type: bool,
+    default: false,
+    cli: ['--check-config'],
+    short: 'Load the config and the app, report, and exit 0 (good) or 1 (bad).',
+  }),
+  print_config: setting({
+    section: 'Config',
+    type: bool,
+    default: false,
+    cli: ['--print-config'],
+    short: 'Print every setting with its value and where the value came from, then exit.',
+  }),
+
+  // Server socket
+  bind: setting({
+    section: 'Server socket',
+    type: strings('<address>', checkBind),
+    default: ['127.0.0.1:8000'],
+    cli: ['-b', '--bind'],
+    env: 'PORT',
+    fromEnv: (port) => [`0.0.0.0:${port}`],
+    short: 'Address to listen on; repeat for several.',
+    defaultDoc: '`["127.0.0.1:8000"]`, or `["0.0.0.0:$PORT"]` when `PORT` is set',
+    doc: 'Forms: `HOST:PORT`, `:PORT` (all interfaces), `[IPV6]:PORT`, `tcp://HOST:PORT`, `unix:PATH`, `fd://N`. Port 0 binds an ephemeral port; the `Listening at:` line shows the real one. Ignored when systemd passes sockets (`LISTEN_FDS`).',
+  }),
+  backlog: setting({
+    section: 'Server socket',
+    type: int(1, 65535),
+    default: 2048,
+    cli: ['--backlog'],
+    short: 'Maximum number of pending connections per socket.',
+    doc: 'The kernel caps it at `net.core.somaxconn`.',
+  }),
+
+  // Worker processes
+  workers: setting({
+    section: 'Worker processes',
+    type: int(1, 1024),
+    default: 1,
+    cli: ['-w', '--workers'],
+    env: 'WEB_CONCURRENCY',
+    short: 'Number of worker processes.',
+    doc: 'Each worker is a Node.js process running the app with its own event loop. One or two per core is typical.',
+  }),
+  worker_class: setting({
+    section: 'Worker processes',
+    type: workerClass,
+    default: 'http',
+    cli: ['-k', '--worker-class'],
+    short: 'Worker implementation: `http`, or MODULE:CLASS for your own.',
+    doc: 'A custom class is loaded in each worker from MODULE (resolved like the app) and must implement the `TsgunWorker` interface exported by `tsgun`: `new MyWorker(context)`, `start()`, `stop(graceful)`. See docs/workers.md.',
+  }),
+  timeout: setting({
+    section: 'Worker processes',
+    type: seconds(0),
+    default: 30,
+    cli: ['-t', '--timeout'],
+    short: 'Seconds a worker may go without a heartbeat before it is killed and replaced; 0 disables.',
+    doc: 'Workers send a heartbeat from their event loop. A worker whose event loop is blocked for longer than this is killed and replaced.',
+  }),
+  graceful_timeout: setting({
+    section: 'Worker processes',
+    type: seconds(0),
+    default: 30,
+    cli: ['--graceful-timeout'],
+    short: 'Seconds a stopping worker has to finish its in-flight requests before it is killed.',
+  }),
+  keepalive: setting({
+    section: 'Worker processes',
+    type: seconds(0),
+    default: 5,
+    cli: ['--keep-alive'],
+    short: 'Seconds an idle keep-alive connection is kept open; 0 disables keep-alive.',
+    doc: 'Behind a proxy that reuses upstream connections (nginx `keepalive`), set this above the proxy\'s idle timeout.',
+  }),
+
+  // Server mechanics
+  chdir: setting({
+    section: 'Server mechanics',
+    type: optionalString('<dir>'),
+    default: null,
+    cli: ['--chdir'],
+    short: 'Change to this directory before loading the app.',
+    defaultDoc: 'the current directory',
+  }),
+  raw_env: setting({
+    section: 'Server mechanics',
+    type: strings('<KEY=VALUE>', checkEnvPair),
+    default: [],
+    cli: ['-e', '--env'],
+    short: 'Set an environment variable for the app; repeat for several.',
+  }),
+  pidfile: setting({
+    section: 'Server mechanics',
+    type: optionalString('<file>'),
+    default: null,
+    cli: ['-p', '--pid'],
+    short: 'Write the master\'s pid to this file; removed at exit.',
+  }),
+  proc_name: setting({
+    section: 'Server mechanics',
+    type: optionalString('<name>'),
+    default: null,
+    cli: ['-n', '--name'],
+    short: 'Name in process titles: `tsgun: master [NAME]`.',
+    defaultDoc: 'the APP argument',
+  }),
+  factory: setting({
+    section: 'Server mechanics',
+    type: bool,
+    default: false,
+    cli: ['--factory'],
+    short: 'Treat ATTR as a factory: call it (awaiting a promise) to get the app.',
+    doc: 'Same as writing `MODULE:ATTR()`.',
+  }),
+  interface: setting({
+    section: 'Server mechanics',
+    type: choice(['auto', 'node', 'fetch'] as const),
+    default: 'auto',
+    cli: ['--interface'],
+    short: 'App shape: detect it, or force a Node listener or a fetch handler.',
+    doc: '`auto` detects, in order: an object with `callback()` (Koa), a Fastify instance, an object with `fetch()`, a function of two or more parameters (Node listener: Express, Connect), any other function (fetch handler).',
+  }),
+
+  // Logging
+  loglevel: setting({
+    section: 'Logging',
+    type: choice(['trace', 'debug', 'info', 'warning', 'error', 'critical'] as const),
+    default: 'info',
+    cli: ['--log-level'],
+    short: 'Error log level.',
+  }),
+  log_format: setting({
+    section: 'Logging',
+    type: choice(['auto', 'json', 'pretty'] as const),
+    default: 'auto',
+    cli: ['--log-format'],
+    short: 'Error log format: `pretty` text, `json` lines, or `auto` (pretty on a terminal, JSON otherwise).',
+  }),
+  errorlog: setting({
+    section: 'Logging',
+    type: string('<file>'),
+    default: '-',
+    cli: ['--error-logfile', '--log-file'],
+    short: 'Error log file; `-` is stderr.',
+  }),
+  accesslog: setting({
+    section: 'Logging',
+    type: optionalString('<file>'),
+    default: null,
+    cli: ['--access-logfile'],
+    short: 'Access log file; `-` is stdout. Off when unset.',
+  }),
+  access_log_format: setting({
+    section: 'Logging',
+    type: string('<format>'),
+    default: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+    cli: ['--access-logformat'],
+    short: 'Access log line format, with Gunicorn\'s atoms.',
+    doc: 'Atoms: `h` remote address, `l` `-`, `u` user (basic auth), `t` date, `r` request line, `m` method, `U` path, `q` query, `H` protocol, `s` status, `B` body bytes, `b` body bytes or `-`, `f` referer, `a` user agent, `T` seconds, `M` milliseconds, `D` microseconds, `L` seconds with decimals, `p` pid, `{name}i` request header, `{name}o` response header, `{name}e` environment variable.',
+  }),
+
+  // Server hooks
+  on_starting: hookSetting<'on_starting'>('master', 'on_starting(server)', 'Called before the master binds its sockets.'),
+  on_reload: hookSetting<'on_reload'>('master', 'on_reload(server)', 'Called when a HUP reload begins.'),
+  when_ready: hookSetting<'when_ready'>('master', 'when_ready(server)', 'Called once the sockets are bound, before the first workers are spawned.'),
+  pre_fork: hookSetting<'pre_fork'>('master', 'pre_fork(server, worker)', 'Called just before a worker is spawned.'),
+  post_fork: hookSetting<'post_fork'>('worker', 'post_fork(server, worker)', 'Called in the new worker process before the app is loaded.'),
+  post_worker_init: hookSetting<'post_worker_init'>('worker', 'post_worker_init(worker)', 'Called in the worker after the app is loaded, before it reports ready.'),
+  worker_int: hookSetting<'worker_int'>('worker', 'worker_int(worker)', 'Called in the worker when it receives SIGINT or SIGQUIT.'),
+  worker_abort: hookSetting<'worker_abort'>('worker', 'worker_abort(worker)', 'Called in the worker when the master aborts it for a missed heartbeat.'),
+  pre_exec: hookSetting<'pre_exec'>('master', 'pre_exec(server)', 'Called just before a new master is started (USR2).'),
+  pre_request: hookSetting<'pre_request'>('worker', 'pre_request(worker, req)', 'Called in the worker before each request is handed to the app (synchronous).'),
+  post_request: hookSetting<'post_request'>('worker', 'post_request(worker, req, res, durationMs)', 'Called in the worker after each response (synchronous).'),
+  child_exit: hookSetting<'child_exit'>('master', 'child_exit(server, worker)', 'Called after a worker process has exited, for any reason.'),
+  worker_exit: hookSetting<'worker_exit'>('master', 'worker_exit(server, worker)', 'Called after a worker has exited and left the pool.'),
+  nworkers_changed: hookSetting<'nworkers_changed'>('master', 'nworkers_changed(server, newValue, oldValue)', 'Called when the target number of workers changes.'),
+  on_exit: hookSetting<'on_exit'>('master', 'on_exit(server)', 'Called just before the master exits.'),
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+type ValueOf<S> = S extends Setting<infer T> ? T : never;
+
+/** Every setting's resolved value. */
+export type Settings = { -readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> };
+
+/** The keys a config file may hold: every setting except command-line-only ones. */
+export type ConfigFileKeys = Exclude<SettingName, 'config'>;
+
+export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[];
+
+export function getSetting(name: SettingName): Setting<unknown> {
+  return SETTINGS[name] as Setting<unknown>;
+}
+
+export function defaultSettings(): Settings {
+  const out: Record<string, unknown> = {};
+  for (const name of SETTING_NAMES) {
+    const d = SETTINGS[name].default;
+    out[name] = Array.isArray(d) ? [...d] : d;
+  }
+  return out as Settings;
+}

@@ -1,0 +1,47 @@
+/**
+ * The master–worker contract: how a worker is started, the messages on its IPC channel,
+ * and the exit codes it reserves.
+ */
+import type { Settings } from './config/settings.js';
+import type { HookName } from './hooks.js';
+
+/** Exit codes a worker reserves so the master can tell "cannot boot" from "crashed". */
+export const WorkerExit = {
+  OK: 0,
+  /** The worker failed to boot (worker class, hooks, listening). */
+  BOOT_ERROR: 3,
+  /** The app failed to load (module, attribute, shape, a throw at import). */
+  APP_LOAD_ERROR: 4,
+} as const;
+
+/** A listening socket handed to workers at stdio slot `fd`. */
+export interface SocketInfo {
+  fd: number;
+  /** `http://127.0.0.1:8000` or `unix:/path`. */
+  label: string;
+}
+
+/** Everything a worker needs to start, passed in the `TSGUN_WORKER` environment variable. */
+export interface WorkerBoot {
+  id: number;
+  generation: number;
+  masterPid: number;
+  app: string;
+  /** Settings without their functions (hooks); `hooks` names the worker-side hooks to import. */
+  settings: Settings;
+  configFile: string | null;
+  hooks: HookName[];
+  sockets: SocketInfo[];
+}
+
+export const BOOT_ENV = 'TSGUN_WORKER';
+
+export type WorkerMessage =
+  | { t: 'ready' }
+  | { t: 'boot-error'; kind: 'app-load' | 'boot'; message: string }
+  /** Sent from the worker's event loop; its absence for `timeout` seconds means it is stuck. */
+  | { t: 'beat'; requests: number; connections: number };
+
+export function isWorkerMessage(m: unknown): m is WorkerMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string';
+}

@@ -1,0 +1,79 @@
+/**
+ * pino, set up the same way in the master and in workers. `pretty` prints Gunicorn-style
+ * lines (`[time] [pid] [LEVEL] message`); `json` prints one pino object per line.
+ */
+import pino, { type DestinationStream, type Logger } from 'pino';
+import type { Settings } from './config/settings.js';
+
+export type { Logger } from 'pino';
+
+const LEVELS: Record<Settings['loglevel'], pino.Level> = {
+  trace: 'trace',
+  debug: 'debug',
+  info: 'info',
+  warning: 'warn',
+  error: 'error',
+  critical: 'fatal',
+};
+
+const LABELS: Record<string, string> = { trace: 'TRACE', debug: 'DEBUG', info: 'INFO', warn: 'WARNING', error: 'ERROR', fatal: 'CRITICAL' };
+
+function timestamp(ms: number): string {
+  const d = new Date(ms);
+  const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? '+' : '-';
+  const tz = `${sign}${pad(Math.floor(Math.abs(off) / 60))}${pad(Math.abs(off) % 60)}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${tz}`;
+}
+
+const SKIP = new Set(['level', 'time', 'pid', 'msg', 'err', 'hostname', 'role', 'worker']);
+
+/** Turn one pino JSON line into a human line (plus an error stack, if any). */
+export function prettyLine(json: string): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json;
+  }
+  const extras = Object.entries(o)
+    .filter(([k]) => !SKIP.has(k))
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  const level = LABELS[String(o.level)] ?? String(o.level).toUpperCase();
+  let line = `[${timestamp(Number(o.time))}] [${String(o.pid)}] [${level}] ${String(o.msg ?? '')}${extras.length ? ` ${extras.join(' ')}` : ''}\n`;
+  const err = o.err as { stack?: string } | undefined;
+  if (err?.stack) line += `${err.stack}\n`;
+  return line;
+}
+
+export interface LogTarget {
+  logger: Logger;
+  /** Reopen the log file (USR1 after logrotate renamed it). */
+  reopen(): void;
+  flush(): void;
+}
+
+/** The error log: to stderr (`-`) or a file, in the chosen format. */
+export function createLogger(settings: Pick<Settings, 'loglevel' | 'log_format' | 'errorlog'>, bindings: Record<string, unknown> = {}): LogTarget {
+  const toStderr = settings.errorlog === '-';
+  const dest = pino.destination({ dest: toStderr ? 2 : settings.errorlog, sync: true, mkdir: true, append: true });
+  const pretty = settings.log_format === 'pretty' || (settings.log_format === 'auto' && toStderr && process.stderr.isTTY === true);
+  const stream: DestinationStream = pretty ? { write: (line: string) => dest.write(prettyLine(line)) } : dest;
+  const logger = pino(
+    {
+      level: LEVELS[settings.loglevel],
+      base: { pid: process.pid, ...bindings },
+      formatters: { level: (label) => ({ level: label }) },
+      timestamp: pino.stdTimeFunctions.epochTime,
+    },
+    stream,
+  );
+  return {
+    logger,
+    reopen: () => {
+      if (!toStderr) dest.reopen();
+    },
+    flush: () => dest.flushSync(),
+  };
+}

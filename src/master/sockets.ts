@@ -1,0 +1,158 @@
+/**
+ * Listening sockets. The master binds but never listens or polls: a socket the master
+ * polled would hand it connections it never serves. Workers receive each socket's fd
+ * and call listen() on it themselves, the way Node's own cluster primary prepares a
+ * shared handle for its workers.
+ */
+import { lookup } from 'node:dns/promises';
+import { lstatSync, statSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { parseBind, type BindSpec } from '../config/bind.js';
+import { TsgunError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { SocketInfo } from '../ipc.js';
+
+/** The libuv handle behind a net.Server (Node's internal TCP or Pipe wrap). */
+interface ServerHandle {
+  readonly fd: number;
+  getsockname?(out: { address?: string; port?: number; family?: string }): number;
+  close(): void;
+}
+
+type CreateServerHandle = (address: string | null, port: number | null, addressType: number | null, fd?: number, flags?: number) => ServerHandle | number;
+// net._createServerHandle is what Node's cluster primary uses to bind a shared handle without listening.
+const createServerHandle = (net as unknown as { _createServerHandle: CreateServerHandle })._createServerHandle;
+
+export interface BoundSocket extends SocketInfo {
+  spec: BindSpec;
+  handle: ServerHandle;
+  /** A unix socket file this master created, with its inode, removed at close if unchanged. */
+  unixFile: { path: string; ino: number } | null;
+}
+
+function bindError(spec: BindSpec, code: number): TsgunError {
+  const name = getSystemErrorName(code);
+  const what = spec.kind === 'fd' ? `file descriptor ${spec.fd}` : spec.raw;
+  const advice: Record<string, string> = {
+    EADDRINUSE: 'is already in use; stop the other server or choose another address with --bind',
+    EACCES: 'needs more privilege; ports below 1024 need root (tsgun drops privileges in workers with --user) or CAP_NET_BIND_SERVICE',
+    EADDRNOTAVAIL: 'is not an address of this machine; check --bind',
+    EINVAL: 'is not a socket tsgun can listen on',
+    EBADF: 'is not an open file descriptor',
+    ENOENT: 'is in a directory that does not exist',
+    EAFNOSUPPORT: 'uses an address family this machine does not support',
+  };
+  return new TsgunError('TSGUN_ERR_BIND', `cannot bind ${what}: ${name}, it ${advice[name] ?? 'cannot be bound'}`);
+}
+
+function tcpLabel(address: string, port: number, family: string | number | undefined): string {
+  return family === 'IPv6' || family === 6 ? `http://[${address}]:${port}` : `http://${address}:${port}`;
+}
+
+/** Is somebody accepting on this unix socket file? */
+function unixSocketLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+async function prepareUnixPath(spec: Extract<BindSpec, { kind: 'unix' }>): Promise<void> {
+  let st;
+  try {
+    st = lstatSync(spec.path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new TsgunError('TSGUN_ERR_BIND', `cannot bind ${spec.raw}: ${spec.path} exists and is not a socket; remove it or choose another path`);
+  if (await unixSocketLive(spec.path)) throw new TsgunError('TSGUN_ERR_BIND', `cannot bind ${spec.raw}: another server is accepting on ${spec.path}; stop it or choose another path`);
+  unlinkSync(spec.path);
+}
+
+async function bindOnce(spec: BindSpec): Promise<BoundSocket | number> {
+  if (spec.kind === 'unix') {
+    await prepareUnixPath(spec);
+    const handle = createServerHandle(spec.path, -1, -1);
+    if (typeof handle === 'number') return handle;
+    return { spec, handle, fd: handle.fd, label: `unix:${spec.path}`, unixFile: { path: spec.path, ino: statSync(spec.path).ino } };
+  }
+  if (spec.kind === 'fd') {
+    const handle = createServerHandle(null, null, null, spec.fd);
+    if (typeof handle === 'number') return handle;
+    const out: { address?: string; port?: number; family?: string } = {};
+    const err = handle.getsockname?.(out) ?? 0;
+    const label = handle.getsockname && !err && out.address ? tcpLabel(out.address, out.port!, out.family) : `unix:fd://${spec.fd}`;
+    return { spec, handle, fd: handle.fd, label, unixFile: null };
+  }
+  let address = spec.host;
+  let family = net.isIP(address);
+  if (family === 0) {
+    try {
+      const found = await lookup(address);
+      [address, family] = [found.address, found.family];
+    } catch {
+      throw new TsgunError('TSGUN_ERR_BIND', `cannot bind ${spec.raw}: host ${JSON.stringify(spec.host)} does not resolve; use an IP address or a name in /etc/hosts`);
+    }
+  }
+  const handle = createServerHandle(address, spec.port, family, undefined, 0);
+  if (typeof handle === 'number') return handle;
+  // libuv defers EADDRINUSE from bind() to listen(); getsockname() reports it now.
+  const out: { address?: string; port?: number; family?: string } = {};
+  const err = handle.getsockname!(out);
+  if (err) {
+    handle.close();
+    return err;
+  }
+  return { spec, handle, fd: handle.fd, label: tcpLabel(out.address!, out.port!, out.family), unixFile: null };
+}
+
+export interface BindOptions {
+  log: Logger;
+  /** Attempts for an address in use (Gunicorn tries 5 times, a second apart). */
+  attempts?: number;
+  retryDelayMs?: number;
+}
+
+/** Bind every address, or none: on failure the ones already bound are closed. */
+export async function bindAll(addresses: readonly string[], opts: BindOptions): Promise<BoundSocket[]> {
+  const attempts = opts.attempts ?? 5;
+  const bound: BoundSocket[] = [];
+  try {
+    for (const raw of addresses) {
+      const spec = parseBind(raw);
+      for (let attempt = 1; ; attempt++) {
+        const result = await bindOnce(spec);
+        if (typeof result !== 'number') {
+          bound.push(result);
+          break;
+        }
+        if (getSystemErrorName(result) !== 'EADDRINUSE' || attempt >= attempts) throw bindError(spec, result);
+        opts.log.error(`Connection in use: ${spec.raw}; retrying in ${(opts.retryDelayMs ?? 1000) / 1000} s`);
+        await new Promise((r) => setTimeout(r, opts.retryDelayMs ?? 1000));
+      }
+    }
+  } catch (err) {
+    closeAll(bound);
+    throw err;
+  }
+  return bound;
+}
+
+/** Close the master's handles and remove the unix socket files it created (if still its own). */
+export function closeAll(sockets: readonly BoundSocket[], { unlink = true } = {}): void {
+  for (const s of sockets) {
+    s.handle.close();
+    if (unlink && s.unixFile) {
+      try {
+        if (statSync(s.unixFile.path).ino === s.unixFile.ino) unlinkSync(s.unixFile.path);
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+}

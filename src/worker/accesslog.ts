@@ -1,0 +1,194 @@
+/**
+ * The access log: Gunicorn's format atoms (`%(h)s %(r)s ...`) or `json`, one line per
+ * request, written through an asynchronous pino destination so that logging never
+ * blocks the request path.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse as ServerResponseClass } from 'node:http';
+import pino from 'pino';
+
+export interface AccessEntry {
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** Request duration in microseconds. */
+  micros: number;
+  /** When the request started, in ms since the epoch. */
+  startedAt: number;
+}
+
+type Atom = (e: AccessEntry) => string;
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+let dateCache = { second: -1, text: '' };
+
+/** `[20/Nov/2026:23:28:21 +0000]`, computed once per second. */
+function clfDate(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== dateCache.second) {
+    const d = new Date(ms);
+    const pad = (n: number): string => String(n).padStart(2, '0');
+    const off = -d.getTimezoneOffset();
+    const tz = `${off >= 0 ? '+' : '-'}${pad(Math.floor(Math.abs(off) / 60))}${pad(Math.abs(off) % 60)}`;
+    dateCache = { second, text: `[${pad(d.getDate())}/${MONTHS[d.getMonth()]}/${d.getFullYear()}:${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${tz}]` };
+  }
+  return dateCache.text;
+}
+
+const kBytes = Symbol('tsgun.bytes');
+type Counted = ServerResponse & { [kBytes]?: number };
+
+function chunkLength(chunk: unknown, encoding?: unknown): number {
+  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  if (chunk instanceof Uint8Array) return chunk.byteLength;
+  return 0;
+}
+
+let counting = false;
+
+/** Count body bytes on every response, once per process (a prototype patch, not a closure per request). */
+function countBodyBytes(): void {
+  if (counting) return;
+  counting = true;
+  const proto = ServerResponseClass.prototype as unknown as {
+    write: (this: Counted, chunk: unknown, ...rest: unknown[]) => boolean;
+    end: (this: Counted, chunk?: unknown, ...rest: unknown[]) => Counted;
+  };
+  const { write, end } = proto;
+  proto.write = function (chunk, ...rest) {
+    this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
+    return write.call(this, chunk, ...rest);
+  };
+  proto.end = function (chunk, ...rest) {
+    if (chunk !== undefined && typeof chunk !== 'function') this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
+    return end.call(this, chunk, ...rest);
+  };
+}
+
+function bytesSent(res: ServerResponse): number {
+  return (res as Counted)[kBytes] ?? 0;
+}
+
+function header(v: string | string[] | number | undefined): string {
+  if (v === undefined) return '-';
+  return Array.isArray(v) ? v.join(', ') : String(v);
+}
+
+function user(req: IncomingMessage): string {
+  const auth = req.headers.authorization;
+  if (!auth || !auth.startsWith('Basic ')) return '-';
+  const decoded = Buffer.from(auth.slice(6), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon > 0 ? decoded.slice(0, colon) : '-';
+}
+
+function path(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+function query(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q < 0 ? '' : url.slice(q + 1);
+}
+
+const protocol = (req: IncomingMessage): string => `HTTP/${req.httpVersion}`;
+
+/** The client address; `clientAddress` lets proxy handling substitute the forwarded one. */
+export const clientAddress = (req: IncomingMessage): string => (req as IncomingMessage & { tsgunClient?: string }).tsgunClient ?? req.socket.remoteAddress ?? '-';
+
+const ATOMS: Record<string, Atom> = {
+  h: (e) => clientAddress(e.req),
+  l: () => '-',
+  u: (e) => user(e.req),
+  t: (e) => clfDate(e.startedAt),
+  r: (e) => `${e.req.method} ${e.req.url} ${protocol(e.req)}`,
+  m: (e) => e.req.method ?? '-',
+  U: (e) => path(e.req),
+  q: (e) => query(e.req),
+  H: (e) => protocol(e.req),
+  s: (e) => String(e.res.statusCode),
+  B: (e) => String(bytesSent(e.res)),
+  b: (e) => String(bytesSent(e.res) || '-'),
+  f: (e) => header(e.req.headers.referer),
+  a: (e) => header(e.req.headers['user-agent']),
+  T: (e) => String(Math.floor(e.micros / 1e6)),
+  M: (e) => String(Math.round(e.micros / 1e3)),
+  D: (e) => String(Math.round(e.micros)),
+  L: (e) => (e.micros / 1e6).toFixed(6),
+  p: () => `<${process.pid}>`,
+};
+
+/** Compile a Gunicorn-style format into a function from entry to line. */
+export function compileFormat(format: string): (e: AccessEntry) => string {
+  const parts: Array<string | Atom> = [];
+  const re = /%\(([^)]+)\)s/g;
+  let last = 0;
+  for (let m = re.exec(format); m; m = re.exec(format)) {
+    parts.push(format.slice(last, m.index));
+    const name = m[1]!;
+    const braced = /^\{(.+)\}([ioe])$/.exec(name);
+    if (braced) {
+      const key = braced[1]!.toLowerCase();
+      const rawKey = braced[1]!;
+      if (braced[2] === 'i') parts.push((e) => header(e.req.headers[key]));
+      else if (braced[2] === 'o') parts.push((e) => header(e.res.getHeader(key)));
+      else parts.push(() => process.env[rawKey] ?? '-');
+    } else {
+      parts.push(ATOMS[name] ?? ((): string => '-'));
+    }
+    last = re.lastIndex;
+  }
+  parts.push(format.slice(last));
+  const compiled = parts.filter((p) => p !== '');
+  return (e) => {
+    let line = '';
+    for (const p of compiled) line += typeof p === 'string' ? p : p(e);
+    return line;
+  };
+}
+
+/** The `json` access log format: the same information as the atoms, one object per line. */
+export function jsonEntry(e: AccessEntry): string {
+  return JSON.stringify({
+    time: new Date(e.startedAt).toISOString(),
+    remote_addr: clientAddress(e.req),
+    user: user(e.req),
+    method: e.req.method,
+    path: path(e.req),
+    query: query(e.req),
+    protocol: protocol(e.req),
+    status: e.res.statusCode,
+    bytes: bytesSent(e.res),
+    referer: e.req.headers.referer ?? null,
+    user_agent: e.req.headers['user-agent'] ?? null,
+    duration_ms: Math.round(e.micros) / 1000,
+    pid: process.pid,
+  });
+}
+
+export interface AccessLog {
+  write(e: AccessEntry): void;
+  reopen(): void;
+  flush(): void;
+}
+
+export function createAccessLog(file: string, format: string): AccessLog {
+  countBodyBytes();
+  const dest = pino.destination({ dest: file === '-' ? 1 : file, sync: false, mkdir: true, append: true });
+  const render = format === 'json' ? jsonEntry : compileFormat(format);
+  return {
+    write: (e) => void dest.write(`${render(e)}\n`),
+    reopen: () => {
+      if (file !== '-') dest.reopen();
+    },
+    flush: () => {
+      try {
+        dest.flushSync();
+      } catch {
+        // Not ready yet (the file is still opening); nothing to flush.
+      }
+    },
+  };
+}

@@ -1,0 +1,32 @@
+/**
+ * The worker interface: what `worker_class` names. tsgun's own `http` worker implements
+ * it, and so can a user's class (`-k ./my-worker.ts:MyWorker`) to serve with another server.
+ */
+import type { RequestListener } from 'node:http';
+import type { Settings } from '../config/settings.js';
+import type { SocketInfo } from '../ipc.js';
+import type { Logger } from '../log.js';
+
+export interface WorkerContext {
+  /** The app as a Node request listener, with tsgun's accounting, hooks and access log around it. */
+  readonly listener: RequestListener;
+  /** The listening sockets inherited from the master: call `server.listen({ fd })` on each. */
+  readonly sockets: readonly SocketInfo[];
+  readonly settings: Readonly<Settings>;
+  readonly log: Logger;
+}
+
+export interface TsgunWorker {
+  /** Start accepting on every socket; resolve once all are listening. */
+  start(): Promise<void>;
+  /**
+   * Stop. Graceful: stop accepting, let in-flight requests finish, close keep-alive
+   * connections after their current response; resolve when no connection is left.
+   * Not graceful: close everything now.
+   */
+  stop(graceful: boolean): Promise<void>;
+  /** Open connections, for status reports. */
+  connections(): number;
+}
+
+export type TsgunWorkerClass = new (context: WorkerContext) => TsgunWorker;

@@ -1,0 +1,184 @@
+/**
+ * Worker process entry. Steps: read the boot record, watch the master, run post_fork,
+ * load the app, start the worker class on the inherited sockets, run post_worker_init,
+ * report ready, beat.
+ */
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
+import { loadConfigFile } from '../config/files.js';
+import { describeError, isTsgunError, TsgunError } from '../errors.js';
+import type { Hooks, HookName, WorkerSelf } from '../hooks.js';
+import { BOOT_ENV, WorkerExit, type WorkerBoot, type WorkerMessage } from '../ipc.js';
+import { createLogger, type LogTarget } from '../log.js';
+import { createAccessLog, type AccessLog } from './accesslog.js';
+import { importModule, loadApp } from './app.js';
+import { HttpWorker } from './http.js';
+import type { TsgunWorker, TsgunWorkerClass, WorkerContext } from './interface.js';
+
+const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as WorkerBoot | null;
+if (!boot) {
+  process.stderr.write('Error: this is the tsgun worker entry point, started by the tsgun master; run `tsgun APP` instead\n');
+  process.exit(2);
+}
+delete process.env[BOOT_ENV];
+
+const { settings } = boot;
+process.title = `tsgun: worker [${settings.proc_name ?? boot.app}]`;
+const logs: LogTarget = createLogger(settings, { role: 'worker', worker: boot.id });
+const log = logs.logger;
+
+const self: WorkerSelf = { id: boot.id, pid: process.pid, generation: boot.generation, app: boot.app, settings, log };
+const hooks: Partial<Hooks> = {};
+let accessLog: AccessLog | null = null;
+let worker: TsgunWorker | null = null;
+let requests = 0;
+let stopping = false;
+
+function send(msg: WorkerMessage): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.connected) return resolve();
+    process.send!(msg, undefined, {}, () => resolve());
+  });
+}
+
+function exit(code: number): never {
+  accessLog?.flush();
+  logs.flush();
+  process.exit(code);
+}
+
+async function stop(graceful: boolean, why: string): Promise<void> {
+  if (stopping) {
+    if (!graceful) exit(WorkerExit.OK);
+    return;
+  }
+  stopping = true;
+  log.debug(`Worker stopping (${why})`);
+  if (worker) await worker.stop(graceful);
+  exit(WorkerExit.OK);
+}
+
+// A worker whose master is gone exits: the IPC channel closes the moment the master dies,
+// however it died. The ppid check covers a channel that somehow stays open.
+process.on('disconnect', () => void stop(false, 'master gone'));
+setInterval(() => {
+  if (process.ppid !== boot.masterPid) void stop(false, 'master gone');
+}, 500).unref();
+
+process.on('SIGTERM', () => void stop(true, 'SIGTERM'));
+for (const sig of ['SIGINT', 'SIGQUIT'] as const) {
+  process.on(sig, () => {
+    void (async () => {
+      try {
+        await hooks.worker_int?.(self);
+      } catch (err) {
+        log.error({ err }, 'worker_int hook failed');
+      }
+      await stop(false, sig);
+    })();
+  });
+}
+process.on('SIGUSR1', () => {
+  logs.reopen();
+  accessLog?.reopen();
+});
+// Signals meant for the master may reach the whole process group; none of them should stop a worker.
+for (const sig of ['SIGHUP', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU', 'SIGWINCH'] as const) process.on(sig, () => {});
+
+async function loadHooks(): Promise<void> {
+  if (!boot!.configFile || boot!.hooks.length === 0) return;
+  const raw = await loadConfigFile(boot!.configFile);
+  for (const name of boot!.hooks) {
+    if (typeof raw[name] === 'function') (hooks as Record<HookName, unknown>)[name] = raw[name];
+  }
+}
+
+/** The app wrapped with request counting, the request hooks and the access log. */
+function instrument(app: RequestListener): RequestListener {
+  const { pre_request: pre, post_request: post } = hooks;
+  if (!pre && !post && !accessLog) {
+    return (req, res) => {
+      requests++;
+      app(req, res);
+    };
+  }
+  const access = accessLog;
+  return (req: IncomingMessage, res: ServerResponse) => {
+    requests++;
+    const startedAt = Date.now();
+    const t0 = process.hrtime.bigint();
+    res.once('close', () => {
+      const micros = Number(process.hrtime.bigint() - t0) / 1e3;
+      access?.write({ req, res, micros, startedAt });
+      if (post) {
+        try {
+          post(self, req, res, micros / 1e3);
+        } catch (err) {
+          log.error({ err }, 'post_request hook failed');
+        }
+      }
+    });
+    if (pre) {
+      try {
+        pre(self, req);
+      } catch (err) {
+        log.error({ err }, 'pre_request hook failed');
+      }
+    }
+    app(req, res);
+  };
+}
+
+async function loadWorkerClass(): Promise<TsgunWorkerClass> {
+  if (settings.worker_class === 'http') return HttpWorker;
+  const spec = parseAppSpec(settings.worker_class);
+  try {
+    const file = resolveModule(spec.module, settings.chdir ?? process.cwd());
+    const cls = lookupAttr(await importModule(file, `worker class module ${file}`), spec, file);
+    if (typeof cls !== 'function' || typeof (cls as { prototype?: { start?: unknown } }).prototype?.start !== 'function') {
+      throw new Error(`${settings.worker_class} is not a class with start() and stop() methods`);
+    }
+    return cls as TsgunWorkerClass;
+  } catch (err) {
+    throw new TsgunError('TSGUN_ERR_WORKER_CLASS', `worker class ${settings.worker_class}: ${isTsgunError(err) ? err.message : describeError(err)}`, { cause: err });
+  }
+}
+
+async function main(): Promise<void> {
+  await loadHooks();
+  await hooks.post_fork?.({ pid: boot!.masterPid, app: boot!.app, settings, log, generation: boot!.generation, workers: () => [] }, self);
+  if (settings.accesslog) accessLog = createAccessLog(settings.accesslog, settings.access_log_format);
+
+  let listener: RequestListener;
+  try {
+    const app = await loadApp(boot!.app, settings, { onError: (err) => log.error({ err }, `Error handling request: ${describeError(err)}`) });
+    listener = app.listener;
+    log.debug(`Loaded ${app.shape} app from ${app.file}`);
+  } catch (err) {
+    const message = isTsgunError(err) ? err.message : `app ${boot!.app} failed to load: ${describeError(err)}`;
+    await send({ t: 'boot-error', kind: 'app-load', message });
+    log.error({ err: isTsgunError(err) ? err.cause : err }, message);
+    exit(WorkerExit.APP_LOAD_ERROR);
+  }
+
+  const WorkerClass = await loadWorkerClass();
+  const context: WorkerContext = { listener: instrument(listener), sockets: boot!.sockets, settings, log };
+  worker = new WorkerClass(context);
+  await worker.start();
+  await hooks.post_worker_init?.(self);
+  if (stopping) return;
+  await send({ t: 'ready' });
+  log.info(`Booting worker with pid: ${process.pid}`);
+
+  if (settings.timeout > 0) {
+    const every = Math.min(1000, (settings.timeout * 1000) / 4);
+    setInterval(() => void send({ t: 'beat', requests, connections: worker!.connections() }), every);
+  }
+}
+
+main().catch(async (err: unknown) => {
+  const message = isTsgunError(err) ? err.message : `worker failed to boot: ${describeError(err)}`;
+  await send({ t: 'boot-error', kind: 'boot', message });
+  log.error({ err }, message);
+  exit(WorkerExit.BOOT_ERROR);
+});
