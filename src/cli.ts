@@ -72,7 +72,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   resolveModule(spec.module, resolved.settings.chdir ?? process.cwd());
 
   const logs = createLogger(resolved.settings, { role: 'master' });
-  const arbiter = new Arbiter({ resolved, app, logs, version: VERSION });
+  const reresolve = async (): Promise<ResolvedConfig> => {
+    const again = await resolveConfig({ argv, env: process.env, cwd, version: VERSION });
+    applyEnvironment(again, cwd);
+    return again;
+  };
+  const arbiter = new Arbiter({ resolved, app, logs, version: VERSION, reresolve, argv, cwd });
   try {
     return { code: await arbiter.run() };
   } finally {

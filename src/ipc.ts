@@ -39,6 +39,8 @@ export const BOOT_ENV = 'TSGUN_WORKER';
 export type WorkerMessage =
   | { t: 'ready' }
   | { t: 'boot-error'; kind: 'app-load' | 'boot'; message: string }
+  /** The worker wants to be replaced (it has served max_requests); it keeps serving until told to stop. */
+  | { t: 'retire'; reason: 'max-requests' }
   /** Sent from the worker's event loop; its absence for `timeout` seconds means it is stuck. */
   | { t: 'beat'; requests: number; connections: number };
 

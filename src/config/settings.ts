@@ -157,6 +157,22 @@ export const SETTINGS = {
     doc: 'Behind a proxy that reuses upstream connections (nginx `keepalive`), set this above the proxy\'s idle timeout.',
   }),
 
+  max_requests: setting({
+    section: 'Worker processes',
+    type: int(0),
+    default: 0,
+    cli: ['--max-requests'],
+    short: 'Replace a worker after it has served this many requests; 0 disables.',
+    doc: 'The replacement is started first and the old worker drains only once the new one is ready, so no request fails. Useful against slow leaks.',
+  }),
+  max_requests_jitter: setting({
+    section: 'Worker processes',
+    type: int(0),
+    default: 0,
+    cli: ['--max-requests-jitter'],
+    short: 'Add a random 0..N to each worker\'s max_requests, so workers are not all replaced at once.',
+  }),
+
   // Server mechanics
   chdir: setting({
     section: 'Server mechanics',

@@ -1,25 +1,34 @@
 /**
  * The arbiter: owns the sockets and the pool of workers. Signal handlers and child events
  * only enqueue; one loop (`tick`) dispatches signals, reaps exited workers, kills stuck
- * ones and tops up the pool.
+ * ones and brings the pool to its target.
+ *
+ * Every replacement (reload, TTOU, max-requests) goes through one mechanism: the worker is
+ * marked outgoing, a replacement is spawned, and an outgoing worker is retired (drained)
+ * only while the ready workers of the current generation cover the target without it.
  */
 import type { ChildProcess } from 'node:child_process';
+import { renameSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { resolveModule, parseAppSpec } from '../config/appspec.js';
 import type { ResolvedConfig } from '../config/resolve.js';
 import type { Settings } from '../config/settings.js';
-import { describeError, TsgunError } from '../errors.js';
+import { describeError, isTsgunError, TsgunError } from '../errors.js';
 import { WORKER_HOOKS, type HookName, type Hooks, type ServerInfo, type WorkerInfo, type WorkerState } from '../hooks.js';
 import { BOOT_ENV, isWorkerMessage, WorkerExit, type WorkerBoot, type WorkerMessage } from '../ipc.js';
-import type { LogTarget } from '../log.js';
+import { createLogger, type LogTarget } from '../log.js';
 import { Pidfile } from './pidfile.js';
-import { bindAll, closeAll, type BoundSocket } from './sockets.js';
-import { realProcessOps, type ProcessOps } from './process-ops.js';
+import { isAlive, realProcessOps, type ProcessOps } from './process-ops.js';
+import { bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, type BoundSocket } from './sockets.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../worker/main.js', import.meta.url));
 
 /** Signals the master obeys. */
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
 type MasterSignal = (typeof SIGNALS)[number];
+
+/** Set in a master started by USR2: the pid of the master that started it. */
+const PARENT_ENV = 'TSGUN_PARENT_PID';
 
 /** How long a quick stop waits for workers before killing them. */
 const QUICK_STOP_MS = 2000;
@@ -41,10 +50,19 @@ interface Worker {
   connections: number;
   exitCode: number | null;
   signal: NodeJS.Signals | null;
-  /** Why it is being stopped, when the master asked it to stop. */
+  /** Set when the worker is to be replaced (it keeps serving until its replacement is ready). */
+  outgoing: string | null;
+  /** Why it is being stopped, once the master asked it to stop. */
   stopReason: string | null;
   bootError: Extract<WorkerMessage, { t: 'boot-error' }> | null;
   killTimer: NodeJS.Timeout | null;
+}
+
+/** A HUP reload in progress: what to go back to if the new generation cannot boot. */
+interface Reload {
+  generation: number;
+  previous: { settings: Settings; configFile: string | null; sockets: BoundSocket[]; generation: number };
+  startedAt: number;
 }
 
 export interface ArbiterOptions {
@@ -52,24 +70,37 @@ export interface ArbiterOptions {
   app: string;
   logs: LogTarget;
   version: string;
+  /** Re-read the config (HUP): same command line, same environment, config file as it is now. */
+  reresolve: () => Promise<ResolvedConfig>;
+  /** The command line and directory tsgun was started with, for a USR2 upgrade. */
+  argv: readonly string[];
+  cwd: string;
   ops?: ProcessOps;
 }
 
 type StopMode = 'graceful' | 'quick';
 
 export class Arbiter {
-  private readonly settings: Settings;
-  private readonly log;
+  private settings: Settings;
+  private configFile: string | null;
+  private logs: LogTarget;
   private readonly ops: ProcessOps;
   private readonly workers = new Map<number, Worker>();
   private readonly signalQueue: MasterSignal[] = [];
   private readonly exited: Array<{ worker: Worker; code: number | null; signal: NodeJS.Signals | null }> = [];
   private sockets: BoundSocket[] = [];
+  private retiredSockets: BoundSocket[] = [];
   private pidfile: Pidfile | null = null;
   private generation = 1;
+  /** Target number of workers: `workers`, changed by TTIN/TTOU/WINCH. */
   private numWorkers: number;
   private lastId = 0;
   private everReady = false;
+  private reload: Reload | null = null;
+  private reloadQueued = false;
+  /** The USR2 child master, while it runs. */
+  private successor: ChildProcess | null = null;
+  private readonly parentPid: number | null;
   private stopping: StopMode | null = null;
   private failure: TsgunError | null = null;
   private crashes = 0;
@@ -80,21 +111,27 @@ export class Arbiter {
   private housekeeping: NodeJS.Timeout | null = null;
   private finished!: (code: number) => void;
   private failed!: (err: unknown) => void;
-
   /** The view master-side hooks get. */
   private readonly server: ServerInfo;
 
   constructor(private readonly opts: ArbiterOptions) {
     this.settings = opts.resolved.settings;
-    this.log = opts.logs.logger;
+    this.configFile = opts.resolved.configFile;
+    this.logs = opts.logs;
     this.ops = opts.ops ?? realProcessOps;
     this.numWorkers = this.settings.workers;
+    const parent = Number(process.env[PARENT_ENV]);
+    this.parentPid = Number.isInteger(parent) && parent > 0 ? parent : null;
     const arbiter = this;
     this.server = {
       pid: process.pid,
       app: opts.app,
-      settings: this.settings,
-      log: this.log,
+      get settings() {
+        return arbiter.settings;
+      },
+      get log() {
+        return arbiter.log;
+      },
       get generation() {
         return arbiter.generation;
       },
@@ -102,10 +139,13 @@ export class Arbiter {
     };
   }
 
+  private get log(): LogTarget['logger'] {
+    return this.logs.logger;
+  }
+
   private get procName(): string {
     return this.settings.proc_name ?? this.opts.app;
   }
-
 
   private info(w: Worker): WorkerInfo {
     return { id: w.id, pid: w.pid, generation: w.generation, state: w.state, spawnedAt: w.spawnedAt, exitCode: w.exitCode, signal: w.signal };
@@ -130,16 +170,21 @@ export class Arbiter {
     process.title = `tsgun: master [${this.procName}]`;
     this.log.info(`Starting tsgun ${this.opts.version}`);
     await this.hook('on_starting', this.server);
+    const inherited = inheritedSockets(process.env);
+    delete process.env[INHERITED_ENV];
+    delete process.env[PARENT_ENV];
     try {
       if (this.settings.pidfile) {
         this.pidfile = new Pidfile(this.settings.pidfile);
         this.pidfile.create();
       }
-      this.sockets = await bindAll(this.settings.bind, { log: this.log });
+      this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited });
     } catch (err) {
+      closeAll(inherited, { unlink: false });
       this.pidfile?.unlink();
       throw err;
     }
+    closeAll(inherited.filter((s) => !this.sockets.includes(s)), { unlink: false });
     for (const s of this.sockets) this.log.info(`Listening at: ${s.label} (${process.pid})`);
     this.log.info(`Using worker: ${this.settings.worker_class}`);
     for (const sig of SIGNALS) process.on(sig, this.onSignal);
@@ -179,6 +224,7 @@ export class Arbiter {
         if (!this.stopping) {
           this.murderStuck();
           await this.manageWorkers();
+          await this.checkReload();
         }
       } while (this.again);
       if (this.stopping && this.workers.size === 0) await this.finish();
@@ -193,32 +239,77 @@ export class Arbiter {
 
   private async dispatch(sig: MasterSignal): Promise<void> {
     this.log.info(`Handling signal: ${sig.slice(3).toLowerCase()}`);
+    if (this.stopping && sig !== 'SIGINT' && sig !== 'SIGQUIT') return;
     switch (sig) {
       case 'SIGTERM':
-        this.stop('graceful');
-        break;
+        return this.stop('graceful');
       case 'SIGINT':
       case 'SIGQUIT':
-        this.stop('quick');
-        break;
+        return this.stop('quick');
+      case 'SIGHUP':
+        return this.startReload();
+      case 'SIGTTIN':
+        return this.setNumWorkers(this.numWorkers + 1);
+      case 'SIGTTOU':
+        if (this.numWorkers <= 1) {
+          this.log.info('TTOU ignored: already at one worker');
+          return;
+        }
+        return this.setNumWorkers(this.numWorkers - 1);
+      case 'SIGWINCH':
+        this.log.info('Stopping all workers gracefully; the master keeps its sockets (HUP or TTIN starts workers again)');
+        return this.setNumWorkers(0);
       case 'SIGUSR1':
-        this.opts.logs.reopen();
+        this.logs.reopen();
         for (const w of this.workers.values()) this.ops.kill(w.pid, 'SIGUSR1');
-        break;
-      default:
-        this.log.warn(`Ignoring ${sig}: not supported yet`);
+        return;
+      case 'SIGUSR2':
+        return this.upgrade();
     }
+  }
+
+  private async setNumWorkers(n: number): Promise<void> {
+    const old = this.numWorkers;
+    if (n === old) return;
+    this.numWorkers = n;
+    await this.hook('nworkers_changed', this.server, n, old);
   }
 
   // ---- workers -------------------------------------------------------------------------
 
-  private liveWorkers(): Worker[] {
+  private live(): Worker[] {
     return [...this.workers.values()].filter((w) => w.state === 'booting' || w.state === 'ready');
   }
 
+  /**
+   * Bring the pool to its target: retire surplus current workers, spawn missing ones, and
+   * retire outgoing workers one by one as their replacements become ready.
+   */
   private async manageWorkers(): Promise<void> {
-    const live = this.liveWorkers().filter((w) => w.generation === this.generation);
-    let missing = this.numWorkers - live.length;
+    const live = this.live();
+    const current = live.filter((w) => w.generation === this.generation && !w.outgoing).sort((a, b) => a.id - b.id);
+    const outgoing = live.filter((w) => w.generation !== this.generation || w.outgoing).sort((a, b) => a.id - b.id);
+
+    // Too many current workers (TTOU, WINCH): drain the oldest, preferring ones still booting.
+    const surplus = current.length - this.numWorkers;
+    if (surplus > 0) {
+      const victims = [...current.filter((w) => w.state === 'booting').reverse(), ...current.filter((w) => w.state === 'ready')].slice(0, surplus);
+      for (const w of victims) this.retire(w, this.numWorkers === 0 ? 'winch' : 'scale down', true);
+    }
+
+    // Outgoing workers still booting serve nobody: stop them now. Ready ones leave one by
+    // one, each only while the ready workers left still cover the target without it.
+    for (const w of outgoing.filter((o) => o.state === 'booting')) this.retire(w, w.outgoing ?? 'reload', false);
+    const readyCurrent = current.filter((w) => w.state === 'ready').length;
+    const readyOutgoing = outgoing.filter((o) => o.state === 'ready');
+    let remaining = readyOutgoing.length;
+    for (const w of readyOutgoing) {
+      if (readyCurrent + remaining - 1 < this.numWorkers) break;
+      this.retire(w, w.outgoing ?? 'reload', true);
+      remaining--;
+    }
+
+    let missing = this.numWorkers - current.length;
     while (missing-- > 0 && !this.stopping) {
       const wait = this.spawnNotBefore - Date.now();
       if (wait > 0) {
@@ -238,7 +329,7 @@ export class Arbiter {
       masterPid: process.pid,
       app: this.opts.app,
       settings,
-      configFile: this.opts.resolved.configFile,
+      configFile: this.configFile,
       hooks,
       sockets: this.sockets.map((s, i) => ({ fd: 3 + i, label: s.label })),
     };
@@ -265,6 +356,7 @@ export class Arbiter {
       connections: 0,
       exitCode: null,
       signal: null,
+      outgoing: null,
       stopReason: null,
       bootError: null,
       killTimer: null,
@@ -292,13 +384,19 @@ export class Arbiter {
         if (w.state !== 'booting') return;
         w.state = 'ready';
         w.lastBeat = Date.now();
-        if (!this.everReady) this.everReady = true;
+        this.everReady = true;
         this.wake();
         break;
       case 'beat':
         w.lastBeat = Date.now();
         w.requests = m.requests;
         w.connections = m.connections;
+        break;
+      case 'retire':
+        if (w.state === 'ready' && !w.outgoing) {
+          w.outgoing = m.reason;
+          this.wake();
+        }
         break;
       case 'boot-error':
         w.bootError = m;
@@ -314,6 +412,7 @@ export class Arbiter {
     while (this.exited.length > 0) {
       const { worker: w, code, signal } = this.exited.shift()!;
       if (w.killTimer) clearTimeout(w.killTimer);
+      const wasReady = w.state === 'ready' || (w.state === 'draining' && w.stopReason !== null);
       w.state = 'exited';
       w.exitCode = code;
       w.signal = signal;
@@ -324,23 +423,26 @@ export class Arbiter {
       else this.log.error(`Worker (pid:${w.pid}) ${how}${w.bootError ? `: ${w.bootError.message}` : ''}`);
       await this.hook('child_exit', this.server, this.info(w));
       await this.hook('worker_exit', this.server, this.info(w));
+      if (expected) continue;
 
-      const bootFailure = code === WorkerExit.APP_LOAD_ERROR || code === WorkerExit.BOOT_ERROR;
-      if (!expected && bootFailure && !this.everReady) {
-        // Gunicorn's rule: a worker that cannot boot at first start halts the master, once.
+      const bootFailure = !wasReady && (code === WorkerExit.APP_LOAD_ERROR || code === WorkerExit.BOOT_ERROR);
+      if (bootFailure && !this.everReady) {
+        // A worker that cannot boot at first start halts the master, once.
         const kind = code === WorkerExit.APP_LOAD_ERROR ? 'TSGUN_ERR_APP_LOAD' : 'TSGUN_ERR_WORKER_BOOT';
         this.failure ??= new TsgunError(kind, w.bootError?.message ?? `worker ${w.pid} failed to boot (exit code ${code})`);
         this.stop('quick');
         continue;
       }
-      if (!expected) {
-        const young = Date.now() - w.spawnedAt < HEALTHY_AFTER_MS;
-        this.crashes = young ? this.crashes + 1 : 0;
-        if (this.crashes > 0) {
-          const delay = this.backoffMs();
-          this.spawnNotBefore = Date.now() + delay;
-          if (this.crashes > 1) this.log.warn(`Worker crashed ${this.crashes} times in a row; next start in ${delay / 1000} s`);
-        }
+      if (bootFailure && this.reload && w.generation === this.reload.generation) {
+        await this.abortReload(w.bootError?.message ?? `a new worker failed to boot (exit code ${code})`);
+        continue;
+      }
+      const young = Date.now() - w.spawnedAt < HEALTHY_AFTER_MS;
+      this.crashes = young ? this.crashes + 1 : 0;
+      if (this.crashes > 0) {
+        const delay = this.backoffMs();
+        this.spawnNotBefore = Date.now() + delay;
+        if (this.crashes > 1) this.log.warn(`Worker crashed ${this.crashes} times in a row; next start in ${delay / 1000} s`);
       }
     }
   }
@@ -359,12 +461,18 @@ export class Arbiter {
     }
   }
 
-  /** Ask a worker to stop; kill it if it is still there after `afterMs`. */
-  private retire(w: Worker, reason: string, graceful: boolean, afterMs: number): void {
+  /** Ask a worker to stop (drain if graceful); kill it if it is still there after the grace period. */
+  private retire(w: Worker, reason: string, graceful: boolean): void {
     if (w.state === 'exited') return;
+    const afterMs = graceful ? this.settings.graceful_timeout * 1000 : QUICK_STOP_MS;
+    if (w.stopReason === null) this.log.info(`Retiring worker (pid:${w.pid}, generation ${w.generation}): ${reason}`);
     w.stopReason ??= reason;
     w.state = 'draining';
     this.ops.kill(w.pid, graceful ? 'SIGTERM' : 'SIGQUIT');
+    if (!graceful && w.killTimer) {
+      clearTimeout(w.killTimer);
+      w.killTimer = null;
+    }
     w.killTimer ??= setTimeout(() => {
       if (w.state === 'exited') return;
       this.log.warn(`Worker (pid:${w.pid}) did not stop within ${afterMs / 1000} s; killing it`);
@@ -372,27 +480,166 @@ export class Arbiter {
     }, afterMs);
   }
 
+  // ---- reload (HUP) --------------------------------------------------------------------
+
+  private async startReload(): Promise<void> {
+    if (this.reload) {
+      this.reloadQueued = true;
+      this.log.info('Reload already in progress; this one will follow it');
+      return;
+    }
+    let resolved: ResolvedConfig;
+    let sockets: BoundSocket[];
+    try {
+      resolved = await this.opts.reresolve();
+      resolveModule(parseAppSpec(this.opts.app).module, resolved.settings.chdir ?? process.cwd());
+      sockets = await bindAll(resolved.settings.bind, { log: this.log, reuse: this.sockets, attempts: 1 });
+    } catch (err) {
+      const why = isTsgunError(err) ? err.message : describeError(err);
+      this.log.error(`Error: reload failed: ${why}; the current workers keep serving`);
+      return;
+    }
+    const previous = { settings: this.settings, configFile: this.configFile, sockets: this.sockets, generation: this.generation };
+    this.applySettings(resolved);
+    for (const s of sockets) if (!previous.sockets.includes(s)) this.log.info(`Listening at: ${s.label} (${process.pid})`);
+    this.retiredSockets.push(...previous.sockets.filter((s) => !sockets.includes(s)));
+    this.sockets = sockets;
+    this.generation++;
+    this.reload = { generation: this.generation, previous, startedAt: Date.now() };
+    this.crashes = 0;
+    this.spawnNotBefore = 0;
+    this.log.info(`Reloading: starting generation ${this.generation} (${this.numWorkers} workers)`);
+    await this.hook('on_reload', this.server);
+  }
+
+  /** Take a reloaded config: new settings, logs reopened, worker count kept unless `workers` changed. */
+  private applySettings(resolved: ResolvedConfig): void {
+    const old = this.settings;
+    this.settings = resolved.settings;
+    this.configFile = resolved.configFile;
+    if (old.loglevel !== this.settings.loglevel || old.log_format !== this.settings.log_format || old.errorlog !== this.settings.errorlog) {
+      this.logs.flush();
+      this.logs = createLogger(this.settings, { role: 'master' });
+    } else {
+      this.logs.reopen();
+    }
+    if (this.settings.workers !== old.workers || this.numWorkers === 0) {
+      const before = this.numWorkers;
+      this.numWorkers = this.settings.workers;
+      void this.hook('nworkers_changed', this.server, this.numWorkers, before);
+    }
+    if (this.settings.pidfile !== old.pidfile) {
+      this.pidfile?.unlink();
+      this.pidfile = this.settings.pidfile ? new Pidfile(this.settings.pidfile) : null;
+      try {
+        this.pidfile?.create();
+      } catch (err) {
+        this.log.error(`Error: ${(err as Error).message}`);
+      }
+    }
+    process.title = `tsgun: master [${this.procName}]`;
+  }
+
+  /** The new generation cannot boot: stop it and go back to the previous one. */
+  private async abortReload(why: string): Promise<void> {
+    const reload = this.reload!;
+    this.log.error(`Error: reload failed: ${why}; generation ${reload.previous.generation} keeps serving`);
+    for (const w of this.workers.values()) {
+      if (w.generation === reload.generation) this.retire(w, 'reload failed', false);
+    }
+    closeAll(this.sockets.filter((s) => !reload.previous.sockets.includes(s)));
+    this.retiredSockets = this.retiredSockets.filter((s) => !reload.previous.sockets.includes(s));
+    this.sockets = reload.previous.sockets;
+    this.settings = reload.previous.settings;
+    this.configFile = reload.previous.configFile;
+    this.generation = reload.previous.generation;
+    for (const w of this.workers.values()) if (w.generation === this.generation && w.outgoing === 'reload') w.outgoing = null;
+    this.reload = null;
+    await this.afterReload();
+  }
+
+  /** Is the reload done: the new generation all ready, no older worker left? */
+  private async checkReload(): Promise<void> {
+    if (!this.reload) return;
+    const live = this.live();
+    const current = live.filter((w) => w.generation === this.generation);
+    if (live.some((w) => w.generation < this.generation) || current.filter((w) => w.state === 'ready').length < this.numWorkers) return;
+    const took = ((Date.now() - this.reload.startedAt) / 1000).toFixed(2);
+    this.log.info(`Reload complete: generation ${this.generation} ready (${current.length} workers, ${took} s)`);
+    this.reload = null;
+    await this.afterReload();
+  }
+
+  private async afterReload(): Promise<void> {
+    closeAll(this.retiredSockets);
+    this.retiredSockets = [];
+    if (this.reloadQueued) {
+      this.reloadQueued = false;
+      await this.startReload();
+    }
+  }
+
+  // ---- upgrade (USR2) ------------------------------------------------------------------
+
+  private async upgrade(): Promise<void> {
+    if (this.successor) {
+      this.log.warn(`USR2 ignored: an upgrade is already in progress (new master pid ${this.successor.pid})`);
+      return;
+    }
+    if (this.parentPid !== null && isAlive(this.parentPid)) {
+      this.log.warn(`USR2 ignored: the previous master (pid ${this.parentPid}) is still running; stop it first`);
+      return;
+    }
+    await this.hook('pre_exec', this.server);
+    if (this.pidfile) {
+      try {
+        renameSync(this.pidfile.path, `${this.pidfile.path}.oldbin`);
+        this.pidfile = new Pidfile(`${this.pidfile.path}.oldbin`);
+      } catch (err) {
+        this.log.error(`Error: cannot rename pidfile for the upgrade: ${(err as Error).message}`);
+      }
+    }
+    const script = process.argv[1]!;
+    const child = this.ops.spawn(process.execPath, [...process.execArgv, script, ...this.opts.argv], {
+      cwd: this.opts.cwd,
+      stdio: ['inherit', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd)],
+      env: { ...process.env, [INHERITED_ENV]: describeInherited(this.sockets, 3), [PARENT_ENV]: String(process.pid) },
+      detached: true,
+    });
+    child.unref();
+    this.successor = child;
+    this.log.info(`Upgrading: started a new master (pid ${child.pid}); send TERM to this one (pid ${process.pid}) when the new one serves`);
+    child.once('exit', (code, signal) => {
+      this.successor = null;
+      this.log.error(`The new master (pid ${child.pid}) exited ${signal ? `on ${signal}` : `with code ${code}`}; this master goes on serving`);
+      if (this.pidfile && this.pidfile.path.endsWith('.oldbin')) {
+        const original = this.pidfile.path.slice(0, -'.oldbin'.length);
+        try {
+          renameSync(this.pidfile.path, original);
+          this.pidfile = new Pidfile(original);
+        } catch {
+          // The pidfile was moved or removed by hand.
+        }
+      }
+    });
+  }
+
   // ---- stopping ------------------------------------------------------------------------
 
   private stop(mode: StopMode): void {
     if (this.stopping === 'quick' || this.stopping === mode) return;
     this.stopping = mode;
-    const graceful = mode === 'graceful';
     if (this.housekeeping) clearInterval(this.housekeeping);
-    for (const w of this.workers.values()) {
-      if (!graceful && w.killTimer) {
-        clearTimeout(w.killTimer);
-        w.killTimer = null;
-      }
-      this.retire(w, 'shutdown', graceful, graceful ? this.settings.graceful_timeout * 1000 : QUICK_STOP_MS);
-    }
+    for (const w of this.workers.values()) this.retire(w, 'shutdown', mode === 'graceful');
     this.wake();
   }
 
   private async finish(): Promise<void> {
     for (const sig of SIGNALS) process.off(sig, this.onSignal);
     if (this.housekeeping) clearInterval(this.housekeeping);
-    closeAll(this.sockets);
+    // Unix socket files are shared with a USR2 successor or predecessor: only the last master removes them.
+    const shared = (this.successor !== null && isAlive(this.successor.pid!)) || (this.parentPid !== null && isAlive(this.parentPid));
+    closeAll([...this.sockets, ...this.retiredSockets], { unlink: !shared });
     this.pidfile?.unlink();
     this.log.info('Shutting down: Master');
     await this.hook('on_exit', this.server);

@@ -2,15 +2,8 @@
 import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { TsgunError } from '../errors.js';
+import { isAlive } from './process-ops.js';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export function readPid(file: string): number | null {
   try {
@@ -34,7 +27,7 @@ export class Pidfile {
   /** Write our pid; refuse if the file names another live process. */
   create(): void {
     const existing = readPid(this.path);
-    if (existing !== null && existing !== this.pid && alive(existing)) {
+    if (existing !== null && existing !== this.pid && isAlive(existing)) {
       throw new TsgunError('TSGUN_ERR_PIDFILE', `pidfile ${this.path} names a running process (pid ${existing}); stop that master or use another --pid`);
     }
     try {

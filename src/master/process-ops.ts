@@ -3,6 +3,7 @@
  * arbiter's decisions without forking.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 export interface ProcessOps {
   spawn(command: string, args: readonly string[], options: SpawnOptions): ChildProcess;
@@ -20,3 +21,21 @@ export const realProcessOps: ProcessOps = {
     }
   },
 };
+
+/**
+ * Is there a running process with this pid? A zombie (exited, not yet reaped by its
+ * parent) answers kill(pid, 0) like a live one, so Linux's /proc state is checked too.
+ */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return true;
+  }
+}

@@ -111,8 +111,50 @@ async function bindOnce(spec: BindSpec): Promise<BoundSocket | number> {
   return { spec, handle, fd: handle.fd, label: tcpLabel(out.address!, out.port!, out.family), unixFile: null };
 }
 
+/**
+ * USR2 hands the listening sockets to the new master as inherited fds, listed in this
+ * environment variable as JSON `[{ fd, raw, label }]` (raw: the bind address as configured).
+ */
+export const INHERITED_ENV = 'TSGUN_LISTEN_FDS';
+
+interface InheritedSocket {
+  fd: number;
+  raw: string;
+  label: string;
+}
+
+/** Describe sockets for a child that receives them at stdio slots `firstFd`, `firstFd + 1`, ... */
+export function describeInherited(sockets: readonly BoundSocket[], firstFd: number): string {
+  return JSON.stringify(sockets.map((s, i): InheritedSocket => ({ fd: firstFd + i, raw: s.spec.raw, label: s.label })));
+}
+
+/** Wrap a socket fd this process inherited (from a USR2 predecessor). */
+function adopt(inherited: InheritedSocket): BoundSocket {
+  const spec = parseBind(inherited.raw);
+  const handle = createServerHandle(null, null, null, inherited.fd);
+  if (typeof handle === 'number') throw bindError({ kind: 'fd', fd: inherited.fd, raw: `fd://${inherited.fd}` }, handle);
+  let unixFile: BoundSocket['unixFile'] = null;
+  if (spec.kind === 'unix') {
+    try {
+      unixFile = { path: spec.path, ino: statSync(spec.path).ino };
+    } catch {
+      // The file was removed; the socket still works for whoever holds it.
+    }
+  }
+  return { spec, handle, fd: handle.fd, label: inherited.label, unixFile };
+}
+
+/** The sockets a USR2 predecessor passed down, if any. */
+export function inheritedSockets(env: NodeJS.ProcessEnv): BoundSocket[] {
+  const raw = env[INHERITED_ENV];
+  if (!raw) return [];
+  return (JSON.parse(raw) as InheritedSocket[]).map(adopt);
+}
+
 export interface BindOptions {
   log: Logger;
+  /** Sockets already open (a reload's current ones, a predecessor's), reused for the same address. */
+  reuse?: readonly BoundSocket[];
   /** Attempts for an address in use (Gunicorn tries 5 times, a second apart). */
   attempts?: number;
   retryDelayMs?: number;
@@ -122,13 +164,22 @@ export interface BindOptions {
 export async function bindAll(addresses: readonly string[], opts: BindOptions): Promise<BoundSocket[]> {
   const attempts = opts.attempts ?? 5;
   const bound: BoundSocket[] = [];
+  const reusable = new Map((opts.reuse ?? []).map((s) => [s.spec.raw, s]));
+  const fresh: BoundSocket[] = [];
   try {
     for (const raw of addresses) {
       const spec = parseBind(raw);
+      const existing = reusable.get(spec.raw);
+      if (existing) {
+        reusable.delete(spec.raw);
+        bound.push(existing);
+        continue;
+      }
       for (let attempt = 1; ; attempt++) {
         const result = await bindOnce(spec);
         if (typeof result !== 'number') {
           bound.push(result);
+          fresh.push(result);
           break;
         }
         if (getSystemErrorName(result) !== 'EADDRINUSE' || attempt >= attempts) throw bindError(spec, result);
@@ -137,7 +188,7 @@ export async function bindAll(addresses: readonly string[], opts: BindOptions): 
       }
     }
   } catch (err) {
-    closeAll(bound);
+    closeAll(fresh);
     throw err;
   }
   return bound;
@@ -146,6 +197,18 @@ export async function bindAll(addresses: readonly string[], opts: BindOptions): 
 /** Close the master's handles and remove the unix socket files it created (if still its own). */
 export function closeAll(sockets: readonly BoundSocket[], { unlink = true } = {}): void {
   for (const s of sockets) {
+    if (s.unixFile) {
+      // libuv unlinks a bound pipe's path when its handle closes, whoever's file it is by
+      // then. A file shared with another master, or replaced since, must outlive us: leave
+      // the handle to the exit of this process.
+      let ours = false;
+      try {
+        ours = statSync(s.unixFile.path).ino === s.unixFile.ino;
+      } catch {
+        // Gone already.
+      }
+      if (!unlink || !ours) continue;
+    }
     s.handle.close();
     if (unlink && s.unixFile) {
       try {

@@ -15,6 +15,8 @@ type TrackedSocket = Socket & { [kBusy]: number };
 export class HttpWorker implements TsgunWorker {
   private readonly servers: http.Server[] = [];
   private readonly conns = new Set<TrackedSocket>();
+  /** Responses not yet finished, so a drain can still turn them into `Connection: close`. */
+  private readonly inFlight = new Set<ServerResponse>();
   private draining = false;
   private readonly keepAlive: boolean;
   private drained: (() => void) | null = null;
@@ -65,7 +67,9 @@ export class HttpWorker implements TsgunWorker {
     const s = req.socket as TrackedSocket;
     s[kBusy]++;
     if (this.draining || !this.keepAlive) res.shouldKeepAlive = false;
+    this.inFlight.add(res);
     res.once('close', () => {
+      this.inFlight.delete(res);
       s[kBusy]--;
       if (this.draining) this.closeWhenIdle(s);
     });
@@ -87,6 +91,9 @@ export class HttpWorker implements TsgunWorker {
 
   async stop(graceful: boolean): Promise<void> {
     this.draining = true;
+    // A response already in progress whose headers are not out yet still gets to say
+    // `Connection: close`, so its client does not send another request on it.
+    for (const res of this.inFlight) if (!res.headersSent) res.shouldKeepAlive = false;
     for (const server of this.servers) {
       // http.Server#close() would also close idle keep-alive connections at once, racing
       // with requests already on their way; net.Server#close() only stops accepting.

@@ -33,6 +33,15 @@ let accessLog: AccessLog | null = null;
 let worker: TsgunWorker | null = null;
 let requests = 0;
 let stopping = false;
+/** After this many requests the worker asks to be replaced (max_requests plus jitter). */
+const retireAt = settings.max_requests > 0 ? settings.max_requests + Math.floor(Math.random() * (settings.max_requests_jitter + 1)) : Infinity;
+
+function countRequest(): void {
+  if (++requests === retireAt) {
+    log.info(`Autorestarting worker after current request (served ${requests}).`);
+    void send({ t: 'retire', reason: 'max-requests' });
+  }
+}
 
 function send(msg: WorkerMessage): Promise<void> {
   return new Promise((resolve) => {
@@ -98,13 +107,13 @@ function instrument(app: RequestListener): RequestListener {
   const { pre_request: pre, post_request: post } = hooks;
   if (!pre && !post && !accessLog) {
     return (req, res) => {
-      requests++;
+      countRequest();
       app(req, res);
     };
   }
   const access = accessLog;
   return (req: IncomingMessage, res: ServerResponse) => {
-    requests++;
+    countRequest();
     const startedAt = Date.now();
     const t0 = process.hrtime.bigint();
     res.once('close', () => {
