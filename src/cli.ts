@@ -11,6 +11,7 @@ import { describeError, ExitCode, isTsgunError, TsgunError } from './errors.js';
 import { createLogger } from './log.js';
 import { Arbiter } from './master/arbiter.js';
 import { loadApp } from './worker/app.js';
+import { CONTROL_COMMANDS, runControl } from './control-client.js';
 
 export const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
@@ -54,6 +55,7 @@ function asCheckFailure(err: unknown): unknown {
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
   const cwd = process.cwd();
+  if ((CONTROL_COMMANDS as readonly string[]).includes(argv[0] ?? '')) return runControl(argv, cwd);
   let resolved: ResolvedConfig;
   try {
     resolved = await resolveConfig({ argv, env, cwd, version: VERSION });

@@ -32,6 +32,8 @@ export interface WorkerBoot {
   configFile: string | null;
   hooks: HookName[];
   sockets: SocketInfo[];
+  /** The stdio slot of the watchdog pipe (see worker/watchdog-thread.ts), if liveness checks are on. */
+  watchdogFd: number | null;
 }
 
 export const BOOT_ENV = 'TSGUN_WORKER';
@@ -42,7 +44,22 @@ export type WorkerMessage =
   /** The worker wants to be replaced (it has served max_requests); it keeps serving until told to stop. */
   | { t: 'retire'; reason: 'max-requests' }
   /** Sent from the worker's event loop; its absence for `timeout` seconds means it is stuck. */
-  | { t: 'beat'; requests: number; connections: number };
+  | { t: 'beat'; stats: WorkerStats };
+
+/** Upper bounds (seconds) of the request duration histogram; a last bucket takes the rest. */
+export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Counters a worker reports with each heartbeat; all totals since the worker started. */
+export interface WorkerStats {
+  requests: number;
+  connections: number;
+  inflight: number;
+  /** Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx (only with metrics on). */
+  status: number[];
+  /** Requests per duration bucket, not cumulative; one more than DURATION_BUCKETS. */
+  buckets: number[];
+  durationSum: number;
+}
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string';

@@ -5,7 +5,7 @@
  */
 import type { Hooks } from '../hooks.js';
 import { parseBind } from './bind.js';
-import { bool, choice, hook, int, optionalString, seconds, string, strings, ValueProblem, type ValueType } from './types.js';
+import { bool, choice, hook, int, optionalString, seconds, size, string, strings, ValueProblem, type ValueType } from './types.js';
 
 export const SECTIONS = ['Config', 'Server socket', 'Worker processes', 'Server mechanics', 'Logging', 'Server hooks'] as const;
 export type Section = (typeof SECTIONS)[number];
@@ -141,6 +141,29 @@ export const SETTINGS = {
     short: 'Seconds a worker may go without a heartbeat before it is killed and replaced; 0 disables.',
     doc: 'Workers send a heartbeat from their event loop. A worker whose event loop is blocked for longer than this is killed and replaced.',
   }),
+  boot_timeout: setting({
+    section: 'Worker processes',
+    type: seconds(0),
+    default: 30,
+    cli: ['--boot-timeout'],
+    short: 'Seconds a worker may take to boot (import the app, run its factory, Fastify ready(), post_worker_init); 0 disables.',
+    doc: 'Separate from `timeout`, so an app that is slow to start needs no inflated `timeout`. A worker that does not boot in time is killed; at first start that stops tsgun with exit status 3.',
+  }),
+  max_worker_memory: setting({
+    section: 'Worker processes',
+    type: size(),
+    default: null,
+    cli: ['--max-worker-memory'],
+    short: 'Replace a worker whose resident memory (RSS) exceeds this, such as 512MB; unset for no limit.',
+    doc: 'Checked every `stats_interval` seconds. The replacement starts first; the old worker drains once it is ready, so no request fails.',
+  }),
+  stats_interval: setting({
+    section: 'Worker processes',
+    type: seconds(0.1),
+    default: 5,
+    cli: ['--stats-interval'],
+    short: 'Seconds between samples of every worker\'s CPU and memory (one pidusage call for all).',
+  }),
   graceful_timeout: setting({
     section: 'Worker processes',
     type: seconds(0),
@@ -219,6 +242,23 @@ export const SETTINGS = {
     cli: ['--interface'],
     short: 'App shape: detect it, or force a Node listener or a fetch handler.',
     doc: '`auto` detects, in order: an object with `callback()` (Koa), a Fastify instance, an object with `fetch()`, a function of two or more parameters (Node listener: Express, Connect), any other function (fetch handler).',
+  }),
+
+  control_socket: setting({
+    section: 'Server mechanics',
+    type: optionalString('<path>'),
+    default: null,
+    cli: ['--control-socket'],
+    short: 'Unix socket for `tsgun status`, `reload`, `scale`, `stop` (mode 0600).',
+    defaultDoc: '`tsgun-PID.sock` in the pidfile\'s directory, else in `$XDG_RUNTIME_DIR/tsgun` or `/tmp/tsgun-UID`',
+  }),
+  metrics_bind: setting({
+    section: 'Server mechanics',
+    type: optionalString('<address>'),
+    default: null,
+    cli: ['--metrics-bind'],
+    short: 'Serve Prometheus metrics at /metrics on this address (HOST:PORT or unix:PATH); off when unset.',
+    doc: 'Served by the master from what workers report; the master never touches the request path.',
   }),
 
   // Logging

@@ -8,6 +8,8 @@
  * only while the ready workers of the current generation cover the target without it.
  */
 import type { ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
+import pidusage from 'pidusage';
 import { renameSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { resolveModule, parseAppSpec } from '../config/appspec.js';
@@ -15,8 +17,10 @@ import type { ResolvedConfig } from '../config/resolve.js';
 import type { Settings } from '../config/settings.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
 import { WORKER_HOOKS, type HookName, type Hooks, type ServerInfo, type WorkerInfo, type WorkerState } from '../hooks.js';
-import { BOOT_ENV, isWorkerMessage, WorkerExit, type WorkerBoot, type WorkerMessage } from '../ipc.js';
+import { BOOT_ENV, isWorkerMessage, WorkerExit, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
+import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
+import { MetricsServer } from './metrics.js';
 import { Pidfile } from './pidfile.js';
 import { isAlive, realProcessOps, type ProcessOps } from './process-ops.js';
 import { bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, type BoundSocket } from './sockets.js';
@@ -37,6 +41,50 @@ const BACKOFF_FIRST_MS = 100;
 const BACKOFF_CAP_MS = 30_000;
 /** A worker that lived this long was not crash-looping. */
 const HEALTHY_AFTER_MS = 10_000;
+/** How long to wait for a stuck worker's stack before killing it anyway. */
+const STACK_WAIT_MS = 1000;
+
+export function emptyStats(): WorkerStats {
+  return { requests: 0, connections: 0, inflight: 0, status: [0, 0, 0, 0, 0], buckets: [], durationSum: 0 };
+}
+
+/** Why workers were replaced, for metrics. */
+export type RestartReason = 'crash' | 'timeout' | 'boot-timeout' | 'memory' | 'max-requests' | 'reload' | 'scale' | 'boot-failure';
+
+/** A worker as `tsgun status` and the metrics see it. */
+export interface WorkerSnapshot {
+  id: number;
+  pid: number;
+  generation: number;
+  state: WorkerState;
+  spawnedAt: number;
+  readyAt: number | null;
+  stats: WorkerStats;
+  cpu: number;
+  rss: number;
+}
+
+export interface ArbiterSnapshot {
+  pid: number;
+  app: string;
+  version: string;
+  startedAt: number;
+  generation: number;
+  target: number;
+  reloading: boolean;
+  cpu: number;
+  rss: number;
+  sockets: string[];
+  workers: WorkerSnapshot[];
+  /** Totals of workers that have exited, so counters stay monotonic. */
+  retired: WorkerStats;
+  restarts: Partial<Record<RestartReason, number>>;
+}
+
+export interface CommandResult {
+  ok: boolean;
+  message: string;
+}
 
 interface Worker {
   id: number;
@@ -45,9 +93,14 @@ interface Worker {
   state: WorkerState;
   child: ChildProcess;
   spawnedAt: number;
+  readyAt: number | null;
   lastBeat: number;
-  requests: number;
-  connections: number;
+  stats: WorkerStats;
+  /** From the last pidusage sample. */
+  cpu: number;
+  rss: number;
+  /** The watchdog pipe (see worker/watchdog-thread.ts). */
+  watchdog: Socket | null;
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   /** Set when the worker is to be replaced (it keeps serving until its replacement is ready). */
@@ -80,7 +133,7 @@ export interface ArbiterOptions {
 
 type StopMode = 'graceful' | 'quick';
 
-export class Arbiter {
+export class Arbiter implements ControlTarget {
   private settings: Settings;
   private configFile: string | null;
   private logs: LogTarget;
@@ -91,6 +144,8 @@ export class Arbiter {
   private sockets: BoundSocket[] = [];
   private retiredSockets: BoundSocket[] = [];
   private pidfile: Pidfile | null = null;
+  private control: ControlServer | null = null;
+  private metrics: MetricsServer | null = null;
   private generation = 1;
   /** Target number of workers: `workers`, changed by TTIN/TTOU/WINCH. */
   private numWorkers: number;
@@ -109,6 +164,14 @@ export class Arbiter {
   private ticking = false;
   private again = false;
   private housekeeping: NodeJS.Timeout | null = null;
+  private sampler: NodeJS.Timeout | null = null;
+  private readonly startedAt = Date.now();
+  private readonly retired: WorkerStats = emptyStats();
+  private readonly restarts: Partial<Record<RestartReason, number>> = {};
+  /** Callers waiting for the reload in progress, and for the one queued behind it. */
+  private reloadWaiters: Array<(r: CommandResult) => void> = [];
+  private queuedReloadWaiters: Array<(r: CommandResult) => void> = [];
+  private scaleWaiters: Array<{ target: number; deadline: number; done: (r: CommandResult) => void }> = [];
   private finished!: (code: number) => void;
   private failed!: (err: unknown) => void;
   /** The view master-side hooks get. */
@@ -179,18 +242,26 @@ export class Arbiter {
         this.pidfile.create();
       }
       this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited });
+      const ownDir = !this.settings.control_socket && !this.settings.pidfile;
+      this.control = await ControlServer.start(controlSocketPath(this.settings, process.pid), this, this.log, ownDir);
+      if (this.settings.metrics_bind) this.metrics = await MetricsServer.start(this.settings.metrics_bind, () => this.snapshot());
     } catch (err) {
-      closeAll(inherited, { unlink: false });
+      closeAll(this.sockets, { unlink: this.parentPid === null });
+      closeAll(inherited.filter((s) => !this.sockets.includes(s)), { unlink: false });
+      this.control?.close();
       this.pidfile?.unlink();
       throw err;
     }
     closeAll(inherited.filter((s) => !this.sockets.includes(s)), { unlink: false });
     for (const s of this.sockets) this.log.info(`Listening at: ${s.label} (${process.pid})`);
+    this.log.info(`Control socket: ${this.control.path}`);
+    if (this.metrics) this.log.info(`Metrics at: ${this.metrics.label}`);
     this.log.info(`Using worker: ${this.settings.worker_class}`);
     for (const sig of SIGNALS) process.on(sig, this.onSignal);
     await this.hook('when_ready', this.server);
     await this.hook('nworkers_changed', this.server, this.numWorkers, null);
     this.housekeeping = setInterval(() => this.wake(), 500);
+    this.sampler = setInterval(() => void this.sample(), this.settings.stats_interval * 1000);
     this.wake();
     return done;
   }
@@ -220,11 +291,13 @@ export class Arbiter {
       do {
         this.again = false;
         while (this.signalQueue.length > 0) await this.dispatch(this.signalQueue.shift()!);
+        while (this.commands.length > 0) await this.commands.shift()!();
         await this.reap();
         if (!this.stopping) {
           this.murderStuck();
           await this.manageWorkers();
           await this.checkReload();
+          this.checkScale();
         }
       } while (this.again);
       if (this.stopping && this.workers.size === 0) await this.finish();
@@ -320,7 +393,7 @@ export class Arbiter {
     }
   }
 
-  private bootRecord(id: number): WorkerBoot {
+  private bootRecord(id: number, watchdog: boolean): WorkerBoot {
     const settings = Object.fromEntries(Object.entries(this.settings).map(([k, v]) => [k, typeof v === 'function' ? null : v])) as Settings;
     const hooks = WORKER_HOOKS.filter((h) => typeof this.settings[h] === 'function');
     return {
@@ -332,6 +405,7 @@ export class Arbiter {
       configFile: this.configFile,
       hooks,
       sockets: this.sockets.map((s, i) => ({ fd: 3 + i, label: s.label })),
+      watchdogFd: watchdog ? 3 + this.sockets.length + 1 : null,
     };
   }
 
@@ -339,9 +413,10 @@ export class Arbiter {
     const id = ++this.lastId;
     const pending: WorkerInfo = { id, pid: 0, generation: this.generation, state: 'booting', spawnedAt: Date.now(), exitCode: null, signal: null };
     await this.hook('pre_fork', this.server, pending);
+    const watchdog = this.settings.timeout > 0 || this.settings.boot_timeout > 0;
     const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY], {
-      stdio: ['ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc'],
-      env: { ...process.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id)) },
+      stdio: ['ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc', ...(watchdog ? ['pipe' as const] : [])],
+      env: { ...process.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog)) },
     });
     const now = Date.now();
     const w: Worker = {
@@ -351,9 +426,12 @@ export class Arbiter {
       state: 'booting',
       child,
       spawnedAt: now,
+      readyAt: null,
       lastBeat: now,
-      requests: 0,
-      connections: 0,
+      stats: emptyStats(),
+      cpu: 0,
+      rss: 0,
+      watchdog: watchdog ? ((child.stdio[3 + this.sockets.length + 1] as Socket | undefined) ?? null) : null,
       exitCode: null,
       signal: null,
       outgoing: null,
@@ -369,6 +447,7 @@ export class Arbiter {
       return;
     }
     this.workers.set(w.pid, w);
+    w.watchdog?.on('error', () => {});
     child.on('message', (m: unknown) => this.onMessage(w, m));
     child.once('exit', (code, signal) => {
       this.exited.push({ worker: w, code, signal });
@@ -383,14 +462,13 @@ export class Arbiter {
       case 'ready':
         if (w.state !== 'booting') return;
         w.state = 'ready';
-        w.lastBeat = Date.now();
+        w.lastBeat = w.readyAt = Date.now();
         this.everReady = true;
         this.wake();
         break;
       case 'beat':
         w.lastBeat = Date.now();
-        w.requests = m.requests;
-        w.connections = m.connections;
+        w.stats = m.stats;
         break;
       case 'retire':
         if (w.state === 'ready' && !w.outgoing) {
@@ -402,6 +480,20 @@ export class Arbiter {
         w.bootError = m;
         break;
     }
+  }
+
+  private foldStats(s: WorkerStats): void {
+    const r = this.retired;
+    r.requests += s.requests;
+    r.durationSum += s.durationSum;
+    s.status.forEach((n, i) => (r.status[i] = (r.status[i] ?? 0) + n));
+    s.buckets.forEach((n, i) => (r.buckets[i] = (r.buckets[i] ?? 0) + n));
+  }
+
+  private countRestart(w: Worker, expected: boolean): void {
+    const known: Record<string, RestartReason> = { timeout: 'timeout', 'boot-timeout': 'boot-timeout', memory: 'memory', 'max-requests': 'max-requests', reload: 'reload', 'scale down': 'scale' };
+    const reason: RestartReason | undefined = expected ? known[w.outgoing ?? w.stopReason ?? ''] : w.bootError || w.exitCode === WorkerExit.APP_LOAD_ERROR || w.exitCode === WorkerExit.BOOT_ERROR ? 'boot-failure' : 'crash';
+    if (reason) this.restarts[reason] = (this.restarts[reason] ?? 0) + 1;
   }
 
   private backoffMs(): number {
@@ -417,24 +509,30 @@ export class Arbiter {
       w.exitCode = code;
       w.signal = signal;
       this.workers.delete(w.pid);
+      this.foldStats(w.stats);
       const how = signal ? `was sent ${signal}` : `exited with code ${code}`;
-      const expected = w.stopReason !== null || this.stopping !== null;
+      const bootTimeout = w.stopReason === 'boot-timeout';
+      const expected = (w.stopReason !== null && !bootTimeout) || this.stopping !== null;
       if (expected) this.log.info(`Worker (pid:${w.pid}) ${how}`);
       else this.log.error(`Worker (pid:${w.pid}) ${how}${w.bootError ? `: ${w.bootError.message}` : ''}`);
       await this.hook('child_exit', this.server, this.info(w));
       await this.hook('worker_exit', this.server, this.info(w));
+      if (w.stopReason !== 'shutdown') this.countRestart(w, expected);
       if (expected) continue;
 
-      const bootFailure = !wasReady && (code === WorkerExit.APP_LOAD_ERROR || code === WorkerExit.BOOT_ERROR);
+      const bootFailure = bootTimeout || (!wasReady && (code === WorkerExit.APP_LOAD_ERROR || code === WorkerExit.BOOT_ERROR));
+      const bootMessage = bootTimeout
+        ? `a worker did not boot within boot_timeout (${this.settings.boot_timeout} s); if the app is just slow to start, raise --boot-timeout`
+        : (w.bootError?.message ?? `worker ${w.pid} failed to boot (exit code ${code})`);
       if (bootFailure && !this.everReady) {
         // A worker that cannot boot at first start halts the master, once.
         const kind = code === WorkerExit.APP_LOAD_ERROR ? 'TSGUN_ERR_APP_LOAD' : 'TSGUN_ERR_WORKER_BOOT';
-        this.failure ??= new TsgunError(kind, w.bootError?.message ?? `worker ${w.pid} failed to boot (exit code ${code})`);
+        this.failure ??= new TsgunError(kind, bootMessage);
         this.stop('quick');
         continue;
       }
       if (bootFailure && this.reload && w.generation === this.reload.generation) {
-        await this.abortReload(w.bootError?.message ?? `a new worker failed to boot (exit code ${code})`);
+        await this.abortReload(bootMessage);
         continue;
       }
       const young = Date.now() - w.spawnedAt < HEALTHY_AFTER_MS;
@@ -442,22 +540,81 @@ export class Arbiter {
       if (this.crashes > 0) {
         const delay = this.backoffMs();
         this.spawnNotBefore = Date.now() + delay;
-        if (this.crashes > 1) this.log.warn(`Worker crashed ${this.crashes} times in a row; next start in ${delay / 1000} s`);
+        this.log.warn(`Restarting the worker in ${delay / 1000} s (attempt ${this.crashes}${bootFailure ? `, boot failed: ${bootMessage}` : ''})`);
       }
     }
   }
 
-  /** Kill workers that have missed their heartbeat for `timeout` seconds. */
+  /**
+   * Kill workers that are stuck: booting for longer than `boot_timeout`, or silent for
+   * longer than `timeout`. The log line says where the worker's JavaScript was blocked.
+   */
   private murderStuck(): void {
-    if (this.settings.timeout <= 0) return;
-    const limit = this.settings.timeout * 1000;
     const now = Date.now();
     for (const w of this.workers.values()) {
-      if (w.state === 'exited' || w.state === 'draining' || now - w.lastBeat <= limit) continue;
-      this.log.error(`WORKER TIMEOUT (pid:${w.pid})`);
-      w.stopReason = 'timeout';
-      w.state = 'draining';
+      if (w.state === 'booting' && this.settings.boot_timeout > 0 && now - w.spawnedAt > this.settings.boot_timeout * 1000) {
+        this.abort(w, 'boot-timeout', `Worker (pid:${w.pid}) did not boot within boot_timeout (${this.settings.boot_timeout} s)`);
+      } else if (w.state === 'ready' && this.settings.timeout > 0 && now - w.lastBeat > this.settings.timeout * 1000) {
+        this.abort(w, 'timeout', `WORKER TIMEOUT (pid:${w.pid}): no heartbeat for ${((now - w.lastBeat) / 1000).toFixed(1)} s (timeout ${this.settings.timeout} s)`);
+      }
+    }
+  }
+
+  /** Ask the watchdog for the stuck worker's stack (briefly), log it, and kill the worker. */
+  private abort(w: Worker, reason: 'timeout' | 'boot-timeout', message: string): void {
+    w.stopReason = reason;
+    w.state = 'draining';
+    const kill = (frames: string[]): void => {
+      if (w.exitCode !== null || w.signal !== null) return;
+      const where = frames.length ? `; blocked at:\n    ${frames.slice(0, 20).join('\n    ')}` : '; no stack available';
+      this.log.error({ stack: frames }, `${message}${where}`);
       this.ops.kill(w.pid, 'SIGKILL');
+    };
+    const pipe = w.watchdog;
+    if (!pipe || pipe.destroyed) return kill([]);
+    let buffered = '';
+    const timer = setTimeout(() => finish([]), STACK_WAIT_MS);
+    const onData = (chunk: Buffer): void => {
+      buffered += chunk.toString('utf8');
+      const nl = buffered.indexOf('\n');
+      if (nl < 0) return;
+      try {
+        finish((JSON.parse(buffered.slice(0, nl)) as { frames?: string[] }).frames ?? []);
+      } catch {
+        finish([]);
+      }
+    };
+    const finish = (frames: string[]): void => {
+      clearTimeout(timer);
+      pipe.off('data', onData);
+      kill(frames);
+    };
+    pipe.on('data', onData);
+    pipe.write('stack\n');
+  }
+
+  /** One pidusage call for all workers; replace any worker over `max_worker_memory`. */
+  private async sample(): Promise<void> {
+    const pids = [...this.workers.keys()];
+    if (pids.length === 0) return;
+    let usage: Record<string, { cpu: number; memory: number }>;
+    try {
+      usage = await pidusage(pids);
+    } catch {
+      return; // A worker exited between listing and sampling; the next sample will do.
+    }
+    const limit = this.settings.max_worker_memory;
+    for (const [pid, u] of Object.entries(usage)) {
+      const w = this.workers.get(Number(pid));
+      if (!w || !u) continue;
+      w.cpu = u.cpu;
+      w.rss = u.memory;
+      if (limit !== null && u.memory > limit && w.state === 'ready' && !w.outgoing) {
+        const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+        this.log.warn(`Worker (pid:${w.pid}) uses ${mb(u.memory)}, over max_worker_memory (${mb(limit)}); replacing it`);
+        w.outgoing = 'memory';
+        this.wake();
+      }
     }
   }
 
@@ -482,12 +639,14 @@ export class Arbiter {
 
   // ---- reload (HUP) --------------------------------------------------------------------
 
-  private async startReload(): Promise<void> {
+  private async startReload(waiter?: (r: CommandResult) => void): Promise<void> {
     if (this.reload) {
       this.reloadQueued = true;
+      if (waiter) this.queuedReloadWaiters.push(waiter);
       this.log.info('Reload already in progress; this one will follow it');
       return;
     }
+    if (waiter) this.reloadWaiters.push(waiter);
     let resolved: ResolvedConfig;
     let sockets: BoundSocket[];
     try {
@@ -497,6 +656,7 @@ export class Arbiter {
     } catch (err) {
       const why = isTsgunError(err) ? err.message : describeError(err);
       this.log.error(`Error: reload failed: ${why}; the current workers keep serving`);
+      this.settleReload({ ok: false, message: `reload failed: ${why}; the current workers keep serving` });
       return;
     }
     const previous = { settings: this.settings, configFile: this.configFile, sockets: this.sockets, generation: this.generation };
@@ -544,6 +704,7 @@ export class Arbiter {
   private async abortReload(why: string): Promise<void> {
     const reload = this.reload!;
     this.log.error(`Error: reload failed: ${why}; generation ${reload.previous.generation} keeps serving`);
+    this.settleReload({ ok: false, message: `reload failed: ${why}; generation ${reload.previous.generation} keeps serving` });
     for (const w of this.workers.values()) {
       if (w.generation === reload.generation) this.retire(w, 'reload failed', false);
     }
@@ -566,8 +727,13 @@ export class Arbiter {
     if (live.some((w) => w.generation < this.generation) || current.filter((w) => w.state === 'ready').length < this.numWorkers) return;
     const took = ((Date.now() - this.reload.startedAt) / 1000).toFixed(2);
     this.log.info(`Reload complete: generation ${this.generation} ready (${current.length} workers, ${took} s)`);
+    this.settleReload({ ok: true, message: `reloaded: generation ${this.generation} ready with ${current.length} workers in ${took} s` });
     this.reload = null;
     await this.afterReload();
+  }
+
+  private settleReload(result: CommandResult): void {
+    for (const done of this.reloadWaiters.splice(0)) done(result);
   }
 
   private async afterReload(): Promise<void> {
@@ -575,8 +741,81 @@ export class Arbiter {
     this.retiredSockets = [];
     if (this.reloadQueued) {
       this.reloadQueued = false;
+      this.reloadWaiters = this.queuedReloadWaiters.splice(0);
       await this.startReload();
     }
+  }
+
+  // ---- control (tsgun status / reload / scale / stop) ----------------------------------
+
+  /** Reload as HUP does; resolves when the new generation is ready, or says why not. */
+  requestReload(): Promise<CommandResult> {
+    return new Promise((resolve) => this.enqueue(() => this.startReload(resolve)));
+  }
+
+  /** Set the number of workers; resolves once that many are ready and the surplus has left. */
+  requestScale(n: number): Promise<CommandResult> {
+    return new Promise((resolve) => {
+      this.enqueue(async () => {
+        const wait = (this.settings.boot_timeout || 30) + (this.settings.graceful_timeout || 30);
+        this.scaleWaiters.push({ target: n, deadline: Date.now() + wait * 1000, done: resolve });
+        await this.setNumWorkers(n);
+      });
+    });
+  }
+
+  /** Stop as TERM (graceful) or INT (quick) does. */
+  requestStop(quick: boolean): void {
+    this.enqueue(async () => this.stop(quick ? 'quick' : 'graceful'));
+  }
+
+  private readonly commands: Array<() => Promise<void>> = [];
+
+  private enqueue(command: () => Promise<void>): void {
+    this.commands.push(command);
+    this.wake();
+  }
+
+  private checkScale(): void {
+    if (this.scaleWaiters.length === 0) return;
+    const live = this.live();
+    const ready = live.filter((w) => w.state === 'ready' && w.generation === this.generation && !w.outgoing).length;
+    const leaving = [...this.workers.values()].some((w) => w.state === 'draining' && w.stopReason === 'scale down');
+    const now = Date.now();
+    this.scaleWaiters = this.scaleWaiters.filter((waiter) => {
+      if (waiter.target !== this.numWorkers) {
+        waiter.done({ ok: false, message: `the worker count was changed to ${this.numWorkers} by another command before ${waiter.target} was reached` });
+      } else if (ready === waiter.target && !leaving && live.length === waiter.target) {
+        waiter.done({ ok: true, message: `scaled to ${waiter.target} workers` });
+      } else if (now > waiter.deadline) {
+        waiter.done({ ok: false, message: `${ready} of ${waiter.target} workers ready so far; check the error log` });
+      } else {
+        return true;
+      }
+      return false;
+    });
+  }
+
+  snapshot(): ArbiterSnapshot {
+    const usage = process.cpuUsage();
+    const elapsed = (Date.now() - this.startedAt) * 1000;
+    return {
+      pid: process.pid,
+      app: this.opts.app,
+      version: this.opts.version,
+      startedAt: this.startedAt,
+      generation: this.generation,
+      target: this.numWorkers,
+      reloading: this.reload !== null,
+      cpu: elapsed > 0 ? ((usage.user + usage.system) / elapsed) * 100 : 0,
+      rss: process.memoryUsage.rss(),
+      sockets: this.sockets.map((s) => s.label),
+      workers: [...this.workers.values()]
+        .sort((a, b) => a.id - b.id)
+        .map((w) => ({ id: w.id, pid: w.pid, generation: w.generation, state: w.state, spawnedAt: w.spawnedAt, readyAt: w.readyAt, stats: w.stats, cpu: w.cpu, rss: w.rss })),
+      retired: this.retired,
+      restarts: { ...this.restarts },
+    };
   }
 
   // ---- upgrade (USR2) ------------------------------------------------------------------
@@ -637,9 +876,15 @@ export class Arbiter {
   private async finish(): Promise<void> {
     for (const sig of SIGNALS) process.off(sig, this.onSignal);
     if (this.housekeeping) clearInterval(this.housekeeping);
+    if (this.sampler) clearInterval(this.sampler);
+    for (const waiter of this.scaleWaiters.splice(0)) waiter.done({ ok: false, message: 'tsgun is stopping' });
+    this.settleReload({ ok: false, message: 'tsgun is stopping' });
+    for (const done of this.queuedReloadWaiters.splice(0)) done({ ok: false, message: 'tsgun is stopping' });
     // Unix socket files are shared with a USR2 successor or predecessor: only the last master removes them.
     const shared = (this.successor !== null && isAlive(this.successor.pid!)) || (this.parentPid !== null && isAlive(this.parentPid));
     closeAll([...this.sockets, ...this.retiredSockets], { unlink: !shared });
+    this.control?.close();
+    this.metrics?.close();
     this.pidfile?.unlink();
     this.log.info('Shutting down: Master');
     await this.hook('on_exit', this.server);

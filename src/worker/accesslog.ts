@@ -35,7 +35,8 @@ function clfDate(ms: number): string {
 }
 
 const kBytes = Symbol('tsgun.bytes');
-type Counted = ServerResponse & { [kBytes]?: number };
+/** `_hasBody` is Node's own flag: false for HEAD, 204, 304 and 1xx, whose bodies it drops. */
+type Counted = ServerResponse & { [kBytes]?: number; _hasBody?: boolean };
 
 function chunkLength(chunk: unknown, encoding?: unknown): number {
   if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
@@ -54,13 +55,19 @@ function countBodyBytes(): void {
     end: (this: Counted, chunk?: unknown, ...rest: unknown[]) => Counted;
   };
   const { write, end } = proto;
+  // Counted after the call: the first write sends the headers, and only then does Node know
+  // the response has no body. Writes after end() send nothing.
   proto.write = function (chunk, ...rest) {
-    this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
-    return write.call(this, chunk, ...rest);
+    const open = !this.writableEnded;
+    const ok = write.call(this, chunk, ...rest);
+    if (open && this._hasBody !== false) this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
+    return ok;
   };
   proto.end = function (chunk, ...rest) {
-    if (chunk !== undefined && typeof chunk !== 'function') this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
-    return end.call(this, chunk, ...rest);
+    const open = !this.writableEnded;
+    const result = end.call(this, chunk, ...rest);
+    if (open && this._hasBody !== false && chunk !== undefined && typeof chunk !== 'function') this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
+    return result;
   };
 }
 

@@ -54,6 +54,9 @@ export class HttpWorker implements TsgunWorker {
 
   private readonly track = (socket: Socket): void => {
     const s = socket as TrackedSocket;
+    // Node reads the peer address lazily and caches it; once the socket is closed it can no
+    // longer be read, and an aborted request's access-log line would show "-" as the client.
+    void s.remoteAddress;
     s[kBusy] = 0;
     this.conns.add(s);
     s.once('close', () => {

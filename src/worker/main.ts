@@ -3,7 +3,8 @@
  * load the app, start the worker class on the inherited sockets, run post_worker_init,
  * report ready, beat.
  */
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { RequestListener } from 'node:http';
+import { Worker as Thread } from 'node:worker_threads';
 import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
 import { loadConfigFile } from '../config/files.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
@@ -14,6 +15,7 @@ import { createAccessLog, type AccessLog } from './accesslog.js';
 import { importModule, loadApp } from './app.js';
 import { HttpWorker } from './http.js';
 import type { TsgunWorker, TsgunWorkerClass, WorkerContext } from './interface.js';
+import { instrument, RequestStats } from './requests.js';
 
 const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as WorkerBoot | null;
 if (!boot) {
@@ -31,16 +33,16 @@ const self: WorkerSelf = { id: boot.id, pid: process.pid, generation: boot.gener
 const hooks: Partial<Hooks> = {};
 let accessLog: AccessLog | null = null;
 let worker: TsgunWorker | null = null;
-let requests = 0;
+const stats = new RequestStats();
 let stopping = false;
 /** After this many requests the worker asks to be replaced (max_requests plus jitter). */
-const retireAt = settings.max_requests > 0 ? settings.max_requests + Math.floor(Math.random() * (settings.max_requests_jitter + 1)) : Infinity;
+const quota = settings.max_requests > 0 ? settings.max_requests + Math.floor(Math.random() * (settings.max_requests_jitter + 1)) : 0;
 
-function countRequest(): void {
-  if (++requests === retireAt) {
-    log.info(`Autorestarting worker after current request (served ${requests}).`);
-    void send({ t: 'retire', reason: 'max-requests' });
-  }
+// The watchdog thread answers the master's "where are you stuck?" even when this thread is
+// blocked; it also runs worker_abort through the symbol below, in the paused main thread.
+if (boot.watchdogFd !== null) {
+  new Thread(new URL('./watchdog-thread.js', import.meta.url), { workerData: { fd: boot.watchdogFd } }).unref();
+  (globalThis as Record<symbol, unknown>)[Symbol.for('tsgun.abort')] = () => hooks.worker_abort?.(self);
 }
 
 function send(msg: WorkerMessage): Promise<void> {
@@ -64,6 +66,7 @@ async function stop(graceful: boolean, why: string): Promise<void> {
   stopping = true;
   log.debug(`Worker stopping (${why})`);
   if (worker) await worker.stop(graceful);
+  await beat();
   exit(WorkerExit.OK);
 }
 
@@ -102,40 +105,8 @@ async function loadHooks(): Promise<void> {
   }
 }
 
-/** The app wrapped with request counting, the request hooks and the access log. */
-function instrument(app: RequestListener): RequestListener {
-  const { pre_request: pre, post_request: post } = hooks;
-  if (!pre && !post && !accessLog) {
-    return (req, res) => {
-      countRequest();
-      app(req, res);
-    };
-  }
-  const access = accessLog;
-  return (req: IncomingMessage, res: ServerResponse) => {
-    countRequest();
-    const startedAt = Date.now();
-    const t0 = process.hrtime.bigint();
-    res.once('close', () => {
-      const micros = Number(process.hrtime.bigint() - t0) / 1e3;
-      access?.write({ req, res, micros, startedAt });
-      if (post) {
-        try {
-          post(self, req, res, micros / 1e3);
-        } catch (err) {
-          log.error({ err }, 'post_request hook failed');
-        }
-      }
-    });
-    if (pre) {
-      try {
-        pre(self, req);
-      } catch (err) {
-        log.error({ err }, 'pre_request hook failed');
-      }
-    }
-    app(req, res);
-  };
+function beat(): Promise<void> {
+  return send({ t: 'beat', stats: stats.snapshot(worker?.connections() ?? 0) });
 }
 
 async function loadWorkerClass(): Promise<TsgunWorkerClass> {
@@ -171,7 +142,12 @@ async function main(): Promise<void> {
   }
 
   const WorkerClass = await loadWorkerClass();
-  const context: WorkerContext = { listener: instrument(listener), sockets: boot!.sockets, settings, log };
+  const onQuota = (): void => {
+    log.info(`Autorestarting worker after current request (served ${stats.requests}).`);
+    void send({ t: 'retire', reason: 'max-requests' });
+  };
+  const wrapped = instrument(listener, stats, { self, log, hooks, accessLog, detailed: settings.metrics_bind !== null, onQuota, quota });
+  const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log };
   worker = new WorkerClass(context);
   await worker.start();
   await hooks.post_worker_init?.(self);
@@ -179,10 +155,8 @@ async function main(): Promise<void> {
   await send({ t: 'ready' });
   log.info(`Booting worker with pid: ${process.pid}`);
 
-  if (settings.timeout > 0) {
-    const every = Math.min(1000, (settings.timeout * 1000) / 4);
-    setInterval(() => void send({ t: 'beat', requests, connections: worker!.connections() }), every);
-  }
+  const every = settings.timeout > 0 ? Math.min(1000, (settings.timeout * 1000) / 4) : 1000;
+  setInterval(() => void beat(), every);
 }
 
 main().catch(async (err: unknown) => {

@@ -1,0 +1,169 @@
+/**
+ * `tsgun status | reload | scale N | stop`: find the running master's control socket,
+ * send one command, and report the result when it is done.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { loadConfigFile } from './config/files.js';
+import { findDefaultConfig } from './config/files.js';
+import { checkFileValues } from './config/resolve.js';
+import { ExitCode, TsgunError } from './errors.js';
+import type { ArbiterSnapshot } from './master/arbiter.js';
+import { controlSocketPath, defaultSocketName, runtimeDir, type ControlReply, type ControlRequest } from './master/control.js';
+import { readPid } from './master/pidfile.js';
+import { isAlive } from './master/process-ops.js';
+import type { CliResult } from './cli.js';
+
+export const CONTROL_COMMANDS = ['status', 'reload', 'scale', 'stop'] as const;
+
+interface Where {
+  pid?: string;
+  controlSocket?: string;
+  config?: string;
+}
+
+function fail(message: string): never {
+  throw new TsgunError('TSGUN_ERR_RUNTIME', message);
+}
+
+/** Find the control socket of the master meant by the options. */
+async function locate(where: Where, cwd: string): Promise<string> {
+  if (where.controlSocket) return path.resolve(cwd, where.controlSocket);
+  let pidfile = where.pid ? path.resolve(cwd, where.pid) : null;
+  let controlSocket: string | null = null;
+  const configFile = where.config ? path.resolve(cwd, where.config) : findDefaultConfig(cwd);
+  if (configFile && !pidfile) {
+    const values = checkFileValues(await loadConfigFile(configFile), configFile);
+    pidfile = typeof values.pidfile === 'string' ? path.resolve(cwd, values.pidfile) : null;
+    controlSocket = typeof values.control_socket === 'string' ? path.resolve(cwd, values.control_socket) : null;
+  }
+  if (controlSocket) return controlSocket;
+  if (pidfile) {
+    const pid = readPid(pidfile);
+    if (pid === null) fail(`no tsgun master is running: pidfile ${pidfile} is missing or empty`);
+    if (!isAlive(pid)) fail(`no tsgun master is running: pidfile ${pidfile} names pid ${pid}, which is not running`);
+    return controlSocketPath({ pidfile, control_socket: null }, pid);
+  }
+  const dir = runtimeDir({ pidfile: null });
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((n) => /^tsgun-\d+\.sock$/.test(n));
+  } catch {
+    // No runtime directory: nothing has run as this user.
+  }
+  const running = names.map((n) => Number(/\d+/.exec(n)![0])).filter((pid) => isAlive(pid) && names.includes(defaultSocketName(pid)));
+  if (running.length === 0) fail(`no tsgun master is running (none found in ${dir}); pass --pid PIDFILE or --control-socket PATH if it uses another place`);
+  if (running.length > 1) fail(`several tsgun masters are running (pids ${running.join(', ')}); choose one with --pid PIDFILE or --control-socket ${path.join(dir, defaultSocketName(running[0]!))}`);
+  return path.join(dir, defaultSocketName(running[0]!));
+}
+
+/** Send one request and read the one-line reply. */
+export function send(socketPath: string, request: ControlRequest): Promise<ControlReply> {
+  let st;
+  try {
+    st = statSync(socketPath);
+  } catch {
+    return Promise.reject(new TsgunError('TSGUN_ERR_RUNTIME', `no tsgun master is running: control socket ${socketPath} does not exist`));
+  }
+  const uid = process.getuid?.();
+  if (uid !== undefined && uid !== 0 && st.uid !== uid) {
+    return Promise.reject(new TsgunError('TSGUN_ERR_RUNTIME', `control socket ${socketPath} belongs to user id ${st.uid}; run tsgun as that user`));
+  }
+  return new Promise((resolve, reject) => {
+    const conn = net.connect(socketPath);
+    let buffered = '';
+    conn.setEncoding('utf8');
+    conn.on('connect', () => conn.write(`${JSON.stringify(request)}\n`));
+    conn.on('data', (chunk: string) => (buffered += chunk));
+    conn.on('end', () => {
+      try {
+        resolve(JSON.parse(buffered) as ControlReply);
+      } catch {
+        reject(new TsgunError('TSGUN_ERR_RUNTIME', `the master at ${socketPath} closed the connection without an answer`));
+      }
+    });
+    conn.on('error', (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'ECONNREFUSED' ? 'nobody is accepting on it (stale socket; the master is gone)' : err.code === 'EACCES' ? 'permission denied; run tsgun as the user that started the master' : (err.code ?? err.message);
+      reject(new TsgunError('TSGUN_ERR_RUNTIME', `cannot reach the master at ${socketPath}: ${why}`));
+    });
+  });
+}
+
+function duration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+const mib = (n: number): string => (n > 0 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : '-');
+
+/** The `tsgun status` table. */
+export function formatStatus(s: ArbiterSnapshot, now = Date.now()): string {
+  const ready = s.workers.filter((w) => w.state === 'ready').length;
+  const head = `tsgun ${s.version} master ${s.pid} [${s.app}]: up ${duration(now - s.startedAt)}, generation ${s.generation}${s.reloading ? ' (reloading)' : ''}, ${ready}/${s.target} workers ready\n` + `listening at ${s.sockets.join(', ')}\n\n`;
+  const rows: string[][] = [['ROLE', 'PID', 'GEN', 'STATE', 'UPTIME', 'REQUESTS', 'CONNS', 'CPU%', 'RSS']];
+  rows.push(['master', String(s.pid), String(s.generation), s.reloading ? 'reloading' : 'running', duration(now - s.startedAt), String(s.retired.requests + s.workers.reduce((n, w) => n + w.stats.requests, 0)), '-', s.cpu.toFixed(1), mib(s.rss)]);
+  for (const w of s.workers) {
+    rows.push(['worker', String(w.pid), String(w.generation), w.state, duration(now - w.spawnedAt), String(w.stats.requests), String(w.stats.connections), w.cpu.toFixed(1), mib(w.rss)]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return head + rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+async function waitForExit(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return !isAlive(pid);
+}
+
+/** Run a control subcommand; argv starts with the subcommand name. */
+export async function runControl(argv: readonly string[], cwd: string): Promise<CliResult> {
+  const program = new Command('tsgun')
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {} })
+    .option('-p, --pid <file>', 'the pidfile of the master')
+    .option('--control-socket <path>', 'the control socket of the master')
+    .option('-c, --config <file>', 'the config file the master runs with (for its pidfile or control_socket)');
+  let result: CliResult = { code: ExitCode.OK };
+  const where = (): Where => program.opts<Where>();
+  program.command('status').description('show the master and its workers').option('--json', 'print JSON').action(async (opts: { json?: boolean }) => {
+    const reply = await send(await locate(where(), cwd), { cmd: 'status' });
+    if (!reply.status) fail(reply.message);
+    result = { code: ExitCode.OK, output: opts.json ? `${JSON.stringify(reply.status, null, 2)}\n` : formatStatus(reply.status) };
+  });
+  program.command('reload').description('reload as HUP does, and wait for the new generation').action(async () => {
+    const reply = await send(await locate(where(), cwd), { cmd: 'reload' });
+    if (!reply.ok) fail(reply.message);
+    result = { code: ExitCode.OK, output: `${reply.message}\n` };
+  });
+  program.command('scale').description('set the number of workers: N, +N or -N').argument('<count>').action(async (count: string) => {
+    const reply = await send(await locate(where(), cwd), { cmd: 'scale', count });
+    if (!reply.ok) fail(reply.message);
+    result = { code: ExitCode.OK, output: `${reply.message}\n` };
+  });
+  program.command('stop').description('stop the master (gracefully, or at once with --quick)').option('--quick', 'stop at once, as INT does').option('--timeout <seconds>', 'how long to wait for the master to exit', '120').action(async (opts: { quick?: boolean; timeout: string }) => {
+    const socket = await locate(where(), cwd);
+    const status = await send(socket, { cmd: 'status' });
+    const reply = await send(socket, { cmd: 'stop', quick: opts.quick === true });
+    if (!reply.ok) fail(reply.message);
+    const pid = status.status?.pid;
+    if (pid && !(await waitForExit(pid, Number(opts.timeout) * 1000))) fail(`the master (pid ${pid}) is still running after ${opts.timeout} s`);
+    result = { code: ExitCode.OK, output: `stopped (master pid ${pid})\n` };
+  });
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') return { code: ExitCode.OK, output: program.helpInformation() };
+      throw new TsgunError('TSGUN_ERR_USAGE', `${err.message.replace(/^error: /, '')}; see tsgun ${argv[0]} --help`);
+    }
+    throw err;
+  }
+  return result;
+}

@@ -1,0 +1,141 @@
+/**
+ * The control socket: a unix socket (mode 0600, in a 0700 directory) on which
+ * `tsgun status | reload | scale | stop` talk to a running master. One JSON request line,
+ * one JSON reply line, then the master closes the connection.
+ */
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { Settings } from '../config/settings.js';
+import { TsgunError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ArbiterSnapshot, CommandResult } from './arbiter.js';
+
+export type ControlRequest = { cmd: 'status' } | { cmd: 'reload' } | { cmd: 'scale'; count: string } | { cmd: 'stop'; quick: boolean };
+
+export interface ControlReply {
+  ok: boolean;
+  message: string;
+  status?: ArbiterSnapshot;
+}
+
+/** What the control socket drives: the arbiter. */
+export interface ControlTarget {
+  snapshot(): ArbiterSnapshot;
+  requestReload(): Promise<CommandResult>;
+  requestScale(n: number): Promise<CommandResult>;
+  requestStop(quick: boolean): void;
+}
+
+/** Where control sockets live when no path is configured. */
+export function runtimeDir(settings: Pick<Settings, 'pidfile'>, env: NodeJS.ProcessEnv = process.env): string {
+  if (settings.pidfile) return path.dirname(path.resolve(settings.pidfile));
+  if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, 'tsgun');
+  return path.join(os.tmpdir(), `tsgun-${process.getuid?.() ?? 'user'}`);
+}
+
+export function defaultSocketName(pid: number): string {
+  return `tsgun-${pid}.sock`;
+}
+
+export function controlSocketPath(settings: Pick<Settings, 'pidfile' | 'control_socket'>, pid: number): string {
+  return settings.control_socket ? path.resolve(settings.control_socket) : path.join(runtimeDir(settings), defaultSocketName(pid));
+}
+
+/** Parse `N`, `+N` or `-N` against the current count. */
+export function scaleTarget(count: string, current: number): number | string {
+  const m = /^([+-]?)(\d+)$/.exec(count.trim());
+  if (!m) return `"${count}" is not a worker count; use N, +N or -N`;
+  const n = Number(m[2]);
+  const target = m[1] === '+' ? current + n : m[1] === '-' ? current - n : n;
+  if (target < 1) return `cannot scale to ${target} workers; the minimum is 1 (WINCH stops all workers)`;
+  if (target > 1024) return `cannot scale to ${target} workers; the maximum is 1024`;
+  return target;
+}
+
+export class ControlServer {
+  private readonly server: net.Server;
+
+  private constructor(
+    readonly path: string,
+    server: net.Server,
+  ) {
+    this.server = server;
+  }
+
+  static async start(socketPath: string, target: ControlTarget, log: Logger, ownDir: boolean): Promise<ControlServer> {
+    if (ownDir) mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+    try {
+      unlinkSync(socketPath);
+    } catch {
+      // Nothing stale to remove.
+    }
+    const server = net.createServer((conn) => handle(conn, target, log));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new TsgunError('TSGUN_ERR_BIND', `cannot create the control socket ${socketPath}: ${err.code ?? err.message}; choose another path with --control-socket`)),
+      );
+      server.listen(socketPath, () => resolve());
+    });
+    chmodSync(socketPath, 0o600);
+    return new ControlServer(socketPath, server);
+  }
+
+  close(): void {
+    this.server.close();
+    try {
+      unlinkSync(this.path);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+function handle(conn: net.Socket, target: ControlTarget, log: Logger): void {
+  let buffered = '';
+  conn.setEncoding('utf8');
+  conn.on('error', () => {});
+  conn.on('data', (chunk: string) => {
+    buffered += chunk;
+    const nl = buffered.indexOf('\n');
+    if (nl < 0) {
+      if (buffered.length > 64 * 1024) conn.destroy();
+      return;
+    }
+    conn.removeAllListeners('data');
+    let request: ControlRequest;
+    try {
+      request = JSON.parse(buffered.slice(0, nl)) as ControlRequest;
+    } catch {
+      conn.end(`${JSON.stringify({ ok: false, message: 'malformed request' })}\n`);
+      return;
+    }
+    answer(request, target).then(
+      (reply) => conn.end(`${JSON.stringify(reply)}\n`),
+      (err: unknown) => {
+        log.error({ err }, 'control command failed');
+        conn.end(`${JSON.stringify({ ok: false, message: String(err) })}\n`);
+      },
+    );
+  });
+}
+
+async function answer(request: ControlRequest, target: ControlTarget): Promise<ControlReply> {
+  switch (request.cmd) {
+    case 'status':
+      return { ok: true, message: 'ok', status: target.snapshot() };
+    case 'reload':
+      return target.requestReload();
+    case 'scale': {
+      const n = scaleTarget(request.count, target.snapshot().target);
+      if (typeof n === 'string') return { ok: false, message: n };
+      return target.requestScale(n);
+    }
+    case 'stop':
+      target.requestStop(request.quick);
+      return { ok: true, message: request.quick ? 'stopping now' : 'stopping gracefully' };
+    default:
+      return { ok: false, message: `unknown command ${JSON.stringify((request as { cmd?: unknown }).cmd)}` };
+  }
+}

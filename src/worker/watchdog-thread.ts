@@ -1,0 +1,73 @@
+/**
+ * The watchdog thread of a worker process. A worker whose event loop is blocked (a
+ * runaway regex, `while (true) {}`) cannot answer anything itself; this thread can. When
+ * the master asks over the watchdog pipe, it pauses the main thread through the
+ * inspector (dispatched by V8 interrupts, so it works in a busy loop), reads the
+ * JavaScript stack, runs the worker_abort hook in the paused context, and replies.
+ *
+ * Protocol on the pipe: the master writes `stack\n`; the thread answers one JSON line
+ * `{"frames": ["at fn (file:line:col)", ...]}`.
+ */
+import inspector from 'node:inspector';
+import net from 'node:net';
+import { workerData } from 'node:worker_threads';
+
+interface CallFrame {
+  functionName: string;
+  url: string;
+  location: { scriptId: string; lineNumber: number; columnNumber: number };
+  callFrameId: string;
+}
+
+const { fd } = workerData as { fd: number };
+const session = new inspector.Session();
+session.connectToMainThread();
+// Call frames name their script by id; Debugger.enable announces every script's URL.
+const scriptUrls = new Map<string, string>();
+session.on('Debugger.scriptParsed', (m) => {
+  const { scriptId, url } = m.params as { scriptId: string; url: string };
+  scriptUrls.set(scriptId, url);
+});
+
+function post<T>(method: string, params?: object): Promise<T> {
+  return new Promise((resolve, reject) => {
+    session.post(method, params ?? {}, (err, result) => (err ? reject(err) : resolve(result as T)));
+  });
+}
+
+async function captureStack(): Promise<string[]> {
+  const paused = new Promise<CallFrame[]>((resolve) => {
+    session.once('Debugger.paused', (m) => resolve((m.params as { callFrames: CallFrame[] }).callFrames));
+  });
+  await post('Debugger.enable');
+  await post('Debugger.pause');
+  const frames = await paused;
+  const top = frames[0];
+  if (top) {
+    // worker_abort runs here, on the main thread, while it is paused in its busy loop.
+    await post('Debugger.evaluateOnCallFrame', { callFrameId: top.callFrameId, expression: 'globalThis[Symbol.for("tsgun.abort")]?.()', timeout: 1000 }).catch(() => {});
+  }
+  return frames.map((f) => {
+    const url = scriptUrls.get(f.location.scriptId) || f.url || '<unknown>';
+    return `at ${f.functionName || '<anonymous>'} (${url}:${f.location.lineNumber + 1}:${f.location.columnNumber + 1})`;
+  });
+}
+
+const pipe = new net.Socket({ fd, readable: true, writable: true });
+let buffered = '';
+pipe.setEncoding('utf8');
+pipe.on('data', (chunk: string) => {
+  buffered += chunk;
+  let nl: number;
+  while ((nl = buffered.indexOf('\n')) >= 0) {
+    const command = buffered.slice(0, nl);
+    buffered = buffered.slice(nl + 1);
+    if (command !== 'stack') continue;
+    captureStack().then(
+      (frames) => pipe.write(`${JSON.stringify({ frames })}\n`),
+      (err: unknown) => pipe.write(`${JSON.stringify({ frames: [], error: String(err) })}\n`),
+    );
+  }
+});
+// The pipe closing means the master is gone; the main thread notices that on its own.
+pipe.on('error', () => {});
