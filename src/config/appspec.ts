@@ -68,5 +68,8 @@ export function lookupAttr(mod: Record<string, unknown>, spec: AppSpec, file: st
     }
     value = next;
   }
+  // A TypeScript or Babel module compiled to CommonJS exports `{ __esModule, default }`.
+  const v = value as { __esModule?: unknown; default?: unknown } | null;
+  if (spec.attr.length === 1 && spec.attr[0] === 'default' && v && typeof v === 'object' && v.__esModule && v.default !== undefined) return v.default;
   return value;
 }

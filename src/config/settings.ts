@@ -261,6 +261,52 @@ export const SETTINGS = {
     doc: 'Served by the master from what workers report; the master never touches the request path.',
   }),
 
+  reload: setting({
+    section: 'Server mechanics',
+    type: bool,
+    default: false,
+    cli: ['--reload'],
+    short: 'Development mode: restart the workers when the app\'s files change.',
+    doc: 'A change that breaks the app (a syntax error, a throw at import) is logged once and the previous workers keep serving; the next good change brings the new code in.',
+  }),
+  reload_dirs: setting({
+    section: 'Server mechanics',
+    type: strings('<dir>'),
+    default: [],
+    cli: ['--reload-dir'],
+    short: 'Directory to watch with --reload; repeat for several.',
+    defaultDoc: "the app module's directory",
+  }),
+  reload_include: setting({
+    section: 'Server mechanics',
+    type: strings('<glob>'),
+    default: ['*.ts', '*.mts', '*.cts', '*.tsx', '*.js', '*.mjs', '*.cjs', '*.json'],
+    cli: ['--reload-include'],
+    short: 'Files whose change triggers a reload (glob; without a slash it matches the file name).',
+  }),
+  reload_exclude: setting({
+    section: 'Server mechanics',
+    type: strings('<glob>'),
+    default: ['node_modules', '.*', '*.swp', '*.swx', '*~', '#*#', '*.tmp'],
+    cli: ['--reload-exclude'],
+    short: 'Files and directories to ignore with --reload (glob; without a slash it matches any path segment).',
+    doc: 'Excluded directories are not traversed at all. The default leaves out node_modules, dot files and directories (.git), and editor swap and backup files.',
+  }),
+  reload_delay: setting({
+    section: 'Server mechanics',
+    type: seconds(0),
+    default: 0.25,
+    cli: ['--reload-delay'],
+    short: 'Seconds to wait for more changes before reloading (debounce).',
+  }),
+  reload_extra_files: setting({
+    section: 'Server mechanics',
+    type: strings('<file>'),
+    default: [],
+    cli: ['--reload-extra-file'],
+    short: 'More files to watch with --reload, such as the config file (whose change reloads settings too).',
+  }),
+
   // Logging
   loglevel: setting({
     section: 'Logging',

@@ -11,6 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import pidusage from 'pidusage';
 import { renameSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveModule, parseAppSpec } from '../config/appspec.js';
 import type { ResolvedConfig } from '../config/resolve.js';
@@ -22,6 +23,7 @@ import { createLogger, type LogTarget } from '../log.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
 import { MetricsServer } from './metrics.js';
 import { Pidfile } from './pidfile.js';
+import { Reloader } from './reloader.js';
 import { isAlive, realProcessOps, type ProcessOps } from './process-ops.js';
 import { bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, type BoundSocket } from './sockets.js';
 
@@ -146,6 +148,7 @@ export class Arbiter implements ControlTarget {
   private pidfile: Pidfile | null = null;
   private control: ControlServer | null = null;
   private metrics: MetricsServer | null = null;
+  private reloader: Reloader | null = null;
   private generation = 1;
   /** Target number of workers: `workers`, changed by TTIN/TTOU/WINCH. */
   private numWorkers: number;
@@ -245,7 +248,9 @@ export class Arbiter implements ControlTarget {
       const ownDir = !this.settings.control_socket && !this.settings.pidfile;
       this.control = await ControlServer.start(controlSocketPath(this.settings, process.pid), this, this.log, ownDir);
       if (this.settings.metrics_bind) this.metrics = await MetricsServer.start(this.settings.metrics_bind, () => this.snapshot());
+      await this.watchFiles();
     } catch (err) {
+      this.metrics?.close();
       closeAll(this.sockets, { unlink: this.parentPid === null });
       closeAll(inherited.filter((s) => !this.sockets.includes(s)), { unlink: false });
       this.control?.close();
@@ -297,6 +302,7 @@ export class Arbiter implements ControlTarget {
           this.murderStuck();
           await this.manageWorkers();
           await this.checkReload();
+          if (this.reloadQueued && !this.reload && this.everReady) await this.afterReload();
           this.checkScale();
         }
       } while (this.again);
@@ -513,17 +519,18 @@ export class Arbiter implements ControlTarget {
       const how = signal ? `was sent ${signal}` : `exited with code ${code}`;
       const bootTimeout = w.stopReason === 'boot-timeout';
       const expected = (w.stopReason !== null && !bootTimeout) || this.stopping !== null;
-      if (expected) this.log.info(`Worker (pid:${w.pid}) ${how}`);
-      else this.log.error(`Worker (pid:${w.pid}) ${how}${w.bootError ? `: ${w.bootError.message}` : ''}`);
+      const bootFailure = !expected && (bootTimeout || (!wasReady && (code === WorkerExit.APP_LOAD_ERROR || code === WorkerExit.BOOT_ERROR)));
+      const bootMessage = bootTimeout
+        ? `a worker did not boot within boot_timeout (${this.settings.boot_timeout} s); if the app is just slow to start, raise --boot-timeout`
+        : (w.bootError?.message ?? `worker ${w.pid} failed to boot (exit code ${code})`);
+      // A boot failure is reported once, by whoever acts on it (first start, reload, backoff).
+      if (expected || bootFailure) this.log.info(`Worker (pid:${w.pid}) ${how}`);
+      else this.log.error(`Worker (pid:${w.pid}) ${how}`);
       await this.hook('child_exit', this.server, this.info(w));
       await this.hook('worker_exit', this.server, this.info(w));
       if (w.stopReason !== 'shutdown') this.countRestart(w, expected);
       if (expected) continue;
 
-      const bootFailure = bootTimeout || (!wasReady && (code === WorkerExit.APP_LOAD_ERROR || code === WorkerExit.BOOT_ERROR));
-      const bootMessage = bootTimeout
-        ? `a worker did not boot within boot_timeout (${this.settings.boot_timeout} s); if the app is just slow to start, raise --boot-timeout`
-        : (w.bootError?.message ?? `worker ${w.pid} failed to boot (exit code ${code})`);
       if (bootFailure && !this.everReady) {
         // A worker that cannot boot at first start halts the master, once.
         const kind = code === WorkerExit.APP_LOAD_ERROR ? 'TSGUN_ERR_APP_LOAD' : 'TSGUN_ERR_WORKER_BOOT';
@@ -640,10 +647,10 @@ export class Arbiter implements ControlTarget {
   // ---- reload (HUP) --------------------------------------------------------------------
 
   private async startReload(waiter?: (r: CommandResult) => void): Promise<void> {
-    if (this.reload) {
+    if (this.reload || !this.everReady) {
       this.reloadQueued = true;
       if (waiter) this.queuedReloadWaiters.push(waiter);
-      this.log.info('Reload already in progress; this one will follow it');
+      this.log.info(this.reload ? 'Reload already in progress; this one will follow it' : 'Reload will start once the first workers are ready');
       return;
     }
     if (waiter) this.reloadWaiters.push(waiter);
@@ -672,6 +679,25 @@ export class Arbiter implements ControlTarget {
     await this.hook('on_reload', this.server);
   }
 
+  /** Start, restart or stop the `--reload` file watcher to match the settings. */
+  private async watchFiles(previous?: Settings): Promise<void> {
+    const keys = ['reload', 'reload_dirs', 'reload_include', 'reload_exclude', 'reload_delay', 'reload_extra_files'] as const;
+    if (previous && keys.every((k) => JSON.stringify(previous[k]) === JSON.stringify(this.settings[k]))) return;
+    await this.reloader?.close();
+    this.reloader = null;
+    if (!this.settings.reload) return;
+    const appFile = resolveModule(parseAppSpec(this.opts.app).module, this.settings.chdir ?? process.cwd());
+    this.reloader = await Reloader.start({
+      settings: this.settings,
+      appDir: path.dirname(appFile),
+      log: this.log,
+      onChange: (files) => {
+        this.log.info(`Detected change in ${files}; reloading`);
+        this.enqueue(() => this.startReload());
+      },
+    });
+  }
+
   /** Take a reloaded config: new settings, logs reopened, worker count kept unless `workers` changed. */
   private applySettings(resolved: ResolvedConfig): void {
     const old = this.settings;
@@ -698,6 +724,7 @@ export class Arbiter implements ControlTarget {
       }
     }
     process.title = `tsgun: master [${this.procName}]`;
+    this.watchFiles(old).catch((err: unknown) => this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`));
   }
 
   /** The new generation cannot boot: stop it and go back to the previous one. */
@@ -885,6 +912,7 @@ export class Arbiter implements ControlTarget {
     closeAll([...this.sockets, ...this.retiredSockets], { unlink: !shared });
     this.control?.close();
     this.metrics?.close();
+    await this.reloader?.close();
     this.pidfile?.unlink();
     this.log.info('Shutting down: Master');
     await this.hook('on_exit', this.server);

@@ -137,7 +137,8 @@ async function main(): Promise<void> {
   } catch (err) {
     const message = isTsgunError(err) ? err.message : `app ${boot!.app} failed to load: ${describeError(err)}`;
     await send({ t: 'boot-error', kind: 'app-load', message });
-    log.error({ err: isTsgunError(err) ? err.cause : err }, message);
+    // The master reports the failure once; the full cause is here for --log-level debug.
+    log.debug({ err: isTsgunError(err) ? err.cause : err }, message);
     exit(WorkerExit.APP_LOAD_ERROR);
   }
 
@@ -162,6 +163,6 @@ async function main(): Promise<void> {
 main().catch(async (err: unknown) => {
   const message = isTsgunError(err) ? err.message : `worker failed to boot: ${describeError(err)}`;
   await send({ t: 'boot-error', kind: 'boot', message });
-  log.error({ err }, message);
+  log.debug({ err }, message);
   exit(WorkerExit.BOOT_ERROR);
 });

@@ -21,13 +21,15 @@ interface CallFrame {
 
 const { fd } = workerData as { fd: number };
 const session = new inspector.Session();
-session.connectToMainThread();
 // Call frames name their script by id; Debugger.enable announces every script's URL.
 const scriptUrls = new Map<string, string>();
 session.on('Debugger.scriptParsed', (m) => {
   const { scriptId, url } = m.params as { scriptId: string; url: string };
   scriptUrls.set(scriptId, url);
 });
+// Connected only when asked: a process that exits with an inspector session attached
+// prints "Waiting for the debugger to disconnect...".
+let connected = false;
 
 function post<T>(method: string, params?: object): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -36,6 +38,10 @@ function post<T>(method: string, params?: object): Promise<T> {
 }
 
 async function captureStack(): Promise<string[]> {
+  if (!connected) {
+    session.connectToMainThread();
+    connected = true;
+  }
   const paused = new Promise<CallFrame[]>((resolve) => {
     session.once('Debugger.paused', (m) => resolve((m.params as { callFrames: CallFrame[] }).callFrames));
   });
