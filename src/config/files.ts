@@ -2,7 +2,7 @@
  * Config file discovery and loading. Parsers are chosen from a table keyed by file
  * extension; script files are imported (TypeScript through tsx, no build step).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import YAML from 'yaml';
@@ -19,15 +19,55 @@ export function isTypeScript(file: string): boolean {
 let importCounter = 0;
 
 /**
+ * Compile a TypeScript config with esbuild's one-shot `buildSync`: its relative imports
+ * are bundled in, packages stay imports. Unlike tsx's loader this leaves no esbuild
+ * service process behind, so the master's only children stay its workers. The output
+ * is written next to the config (so packages resolve as they would from it), imported,
+ * and removed.
+ */
+let esbuild: Promise<typeof import('esbuild')> | null = null;
+
+function loadEsbuild(): Promise<typeof import('esbuild')> {
+  // Read once, when esbuild is first imported: without it, buildSync runs esbuild's
+  // long-lived service from a worker thread.
+  const saved = process.env.ESBUILD_WORKER_THREADS;
+  process.env.ESBUILD_WORKER_THREADS = '0';
+  esbuild ??= import('esbuild').finally(() => {
+    if (saved === undefined) delete process.env.ESBUILD_WORKER_THREADS;
+    else process.env.ESBUILD_WORKER_THREADS = saved;
+  });
+  return esbuild;
+}
+
+async function importTypeScript(file: string): Promise<Record<string, unknown>> {
+  const { buildSync } = await loadEsbuild();
+  const cjs = path.extname(file) === '.cts';
+  const result = buildSync({
+    entryPoints: [file],
+    bundle: true,
+    packages: 'external',
+    platform: 'node',
+    format: cjs ? 'cjs' : 'esm',
+    target: `node${process.versions.node.split('.')[0]}`,
+    sourcemap: 'inline',
+    write: false,
+    logLevel: 'silent',
+  });
+  const out = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${++importCounter}${cjs ? '.cjs' : '.mjs'}`);
+  writeFileSync(out, result.outputFiles[0]!.text);
+  try {
+    return (await import(pathToFileURL(out).href)) as Record<string, unknown>;
+  } finally {
+    unlinkSync(out);
+  }
+}
+
+/**
  * Import a script afresh: a reload must see the file as it is now, not the cached
- * module. tsx's `tsImport` gives every call its own namespace; plain JavaScript gets a
- * unique query string.
+ * module. TypeScript is compiled anew each time; JavaScript gets a unique query string.
  */
 export async function importFresh(file: string): Promise<Record<string, unknown>> {
-  if (isTypeScript(file)) {
-    const { tsImport } = await import('tsx/esm/api');
-    return (await tsImport(pathToFileURL(file).href, import.meta.url)) as Record<string, unknown>;
-  }
+  if (isTypeScript(file)) return importTypeScript(file);
   const url = pathToFileURL(file);
   url.search = `tsgun=${++importCounter}`;
   return (await import(url.href)) as Record<string, unknown>;
