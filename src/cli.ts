@@ -2,7 +2,10 @@
  * `tsgun [options] APP`: resolve the config, then print it, check it, or run the master.
  * Returns what to print and the exit status; `bin/tsgun` prints and exits.
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { parseEnv } from 'node:util';
 import path from 'node:path';
 import { parseAppSpec, resolveModule } from './config/appspec.js';
 import { InfoRequested } from './config/cli.js';
@@ -21,9 +24,40 @@ export interface CliResult {
   output?: string;
 }
 
-/** Apply `chdir` and `raw_env` to this process, before the app is looked for. */
+/** Check that `user` and `group` name something that exists, and that we may switch to them. */
+function checkPrivileges(settings: ResolvedConfig['settings']): void {
+  const lookup = (what: 'user' | 'group', value: string): void => {
+    if (/^\d+$/.test(value)) return;
+    try {
+      execFileSync(what === 'user' ? 'id' : 'getent', what === 'user' ? ['-u', value] : ['group', value], { stdio: 'ignore' });
+    } catch {
+      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `${what} ${JSON.stringify(value)} does not exist on this machine; check --${what}`);
+    }
+  };
+  if (settings.user) lookup('user', settings.user);
+  if (settings.group) lookup('group', settings.group);
+  if ((settings.user || settings.group) && process.getuid?.() !== 0) {
+    const me = process.getuid?.();
+    const same = settings.user === String(me) || settings.user === process.env.USER;
+    if (!same || settings.group) throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `--user/--group need tsgun to be started as root (it runs as uid ${me}); drop them or start tsgun as root`);
+  }
+}
+
+/** Apply `umask`, `chdir`, `env_file` and `raw_env` to this process, before the app is looked for. */
 function applyEnvironment(resolved: ResolvedConfig, cwd: string): void {
   const { settings } = resolved;
+  if (settings.umask !== null) process.umask(settings.umask);
+  checkPrivileges(settings);
+  if (settings.env_file) {
+    const file = path.resolve(cwd, settings.env_file);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `env_file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}; check --env-file`);
+    }
+    Object.assign(process.env, parseEnv(text));
+  }
   if (settings.chdir) {
     const dir = path.resolve(cwd, settings.chdir);
     try {

@@ -5,7 +5,7 @@
  */
 import type { Hooks } from '../hooks.js';
 import { parseBind } from './bind.js';
-import { bool, choice, hook, int, optionalString, seconds, size, string, strings, ValueProblem, type ValueType } from './types.js';
+import { bool, choice, hook, int, optionalString, seconds, size, string, strings, umask, ValueProblem, type ValueType } from './types.js';
 
 export const SECTIONS = ['Config', 'Server socket', 'Worker processes', 'Server mechanics', 'Logging', 'Server hooks'] as const;
 export type Section = (typeof SECTIONS)[number];
@@ -211,6 +211,36 @@ export const SETTINGS = {
     default: [],
     cli: ['-e', '--env'],
     short: 'Set an environment variable for the app; repeat for several.',
+  }),
+  env_file: setting({
+    section: 'Server mechanics',
+    type: optionalString('<file>'),
+    default: null,
+    cli: ['--env-file'],
+    short: 'Load environment variables for the app from a dotenv file (KEY=VALUE lines); -e values win.',
+  }),
+  user: setting({
+    section: 'Server mechanics',
+    type: optionalString('<user>'),
+    default: null,
+    cli: ['-u', '--user'],
+    short: 'Run workers as this user (name or id). The master binds first, so ports below 1024 work when started as root.',
+  }),
+  group: setting({
+    section: 'Server mechanics',
+    type: optionalString('<group>'),
+    default: null,
+    cli: ['-g', '--group'],
+    short: 'Run workers with this group (name or id).',
+    defaultDoc: "the user's primary group",
+  }),
+  umask: setting({
+    section: 'Server mechanics',
+    type: umask(),
+    default: null,
+    cli: ['-m', '--umask'],
+    short: 'File mode mask for the master and workers; also sets the mode of unix socket files (007 gives srwxrwx---).',
+    defaultDoc: 'inherited',
   }),
   pidfile: setting({
     section: 'Server mechanics',

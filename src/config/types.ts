@@ -165,3 +165,24 @@ export function hook<F extends (...args: never[]) => unknown>(): ValueType<F | n
     show: (v) => (v === null ? 'null' : `<function ${v.name || 'anonymous'}>`),
   };
 }
+
+/** A file mode mask: `0o027`, `"027"`, `"0o27"` (octal), or a number; null leaves the inherited mask. */
+export function umask(): ValueType<number | null> {
+  const expected = 'an octal mask such as 022 or 0o027';
+  const parse = (raw: unknown): number | null => {
+    if (raw === null) return null;
+    if (typeof raw === 'number' && Number.isInteger(raw) && raw >= 0 && raw <= 0o777) return raw;
+    if (typeof raw === 'string' && /^(0o)?[0-7]{1,4}$/i.test(raw.trim())) {
+      const n = Number.parseInt(raw.trim().replace(/^0o/i, ''), 8);
+      if (n <= 0o777) return n;
+    }
+    return fail(expected, raw);
+  };
+  return {
+    placeholder: '<mask>',
+    expected,
+    fromString: parse,
+    fromConfig: parse,
+    show: (v) => (v === null ? 'null' : `0o${v.toString(8).padStart(3, '0')}`),
+  };
+}

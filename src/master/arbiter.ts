@@ -25,7 +25,8 @@ import { MetricsServer } from './metrics.js';
 import { Pidfile } from './pidfile.js';
 import { Reloader } from './reloader.js';
 import { isAlive, realProcessOps, type ProcessOps } from './process-ops.js';
-import { bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, type BoundSocket } from './sockets.js';
+import { adoptActivated, bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, type BoundSocket } from './sockets.js';
+import { activatedSockets, monotonicUsec, Notifier } from './systemd.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../worker/main.js', import.meta.url));
 
@@ -149,6 +150,9 @@ export class Arbiter implements ControlTarget {
   private control: ControlServer | null = null;
   private metrics: MetricsServer | null = null;
   private reloader: Reloader | null = null;
+  private notifier: Notifier | null = null;
+  private watchdogUsec: number | null = null;
+  private readyNotified = false;
   private generation = 1;
   /** Target number of workers: `workers`, changed by TTIN/TTOU/WINCH. */
   private numWorkers: number;
@@ -236,15 +240,23 @@ export class Arbiter implements ControlTarget {
     process.title = `tsgun: master [${this.procName}]`;
     this.log.info(`Starting tsgun ${this.opts.version}`);
     await this.hook('on_starting', this.server);
+    ({ notifier: this.notifier, watchdogUsec: this.watchdogUsec } = Notifier.fromEnv(process.env, this.log));
+    const activated = activatedSockets(process.env);
     const inherited = inheritedSockets(process.env);
     delete process.env[INHERITED_ENV];
     delete process.env[PARENT_ENV];
+    if (process.pid === 1) this.log.warn('tsgun is PID 1: orphaned processes of the app will not be reaped; run the container with an init (docker run --init, tini)');
     try {
       if (this.settings.pidfile) {
         this.pidfile = new Pidfile(this.settings.pidfile);
         this.pidfile.create();
       }
-      this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited });
+      if (activated.length > 0) {
+        this.sockets = adoptActivated(activated);
+        this.log.info(`Using ${activated.length} socket(s) passed by systemd; bind is ignored`);
+      } else {
+        this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited });
+      }
       const ownDir = !this.settings.control_socket && !this.settings.pidfile;
       this.control = await ControlServer.start(controlSocketPath(this.settings, process.pid), this, this.log, ownDir);
       if (this.settings.metrics_bind) this.metrics = await MetricsServer.start(this.settings.metrics_bind, () => this.snapshot());
@@ -265,6 +277,7 @@ export class Arbiter implements ControlTarget {
     for (const sig of SIGNALS) process.on(sig, this.onSignal);
     await this.hook('when_ready', this.server);
     await this.hook('nworkers_changed', this.server, this.numWorkers, null);
+    if (this.watchdogUsec) this.notifier?.startWatchdog(this.watchdogUsec);
     this.housekeeping = setInterval(() => this.wake(), 500);
     this.sampler = setInterval(() => void this.sample(), this.settings.stats_interval * 1000);
     this.wake();
@@ -304,6 +317,7 @@ export class Arbiter implements ControlTarget {
           await this.checkReload();
           if (this.reloadQueued && !this.reload && this.everReady) await this.afterReload();
           this.checkScale();
+          this.checkReady();
         }
       } while (this.again);
       if (this.stopping && this.workers.size === 0) await this.finish();
@@ -351,7 +365,25 @@ export class Arbiter implements ControlTarget {
     const old = this.numWorkers;
     if (n === old) return;
     this.numWorkers = n;
+    void this.notifier?.notify({ STATUS: this.statusLine() });
     await this.hook('nworkers_changed', this.server, n, old);
+  }
+
+  private statusLine(): string {
+    return `${this.numWorkers} workers, generation ${this.generation}${this.reload ? ', reloading' : ''}`;
+  }
+
+  /**
+   * READY=1 once the first generation is serving (systemd's Type=notify). A USR2 successor
+   * also names itself the main process, so that systemd follows it when the old master exits.
+   */
+  private checkReady(): void {
+    if (this.readyNotified || this.numWorkers === 0) return;
+    const ready = this.live().filter((w) => w.state === 'ready' && w.generation === this.generation).length;
+    if (ready < this.numWorkers) return;
+    this.readyNotified = true;
+    this.log.info(`Ready: ${ready} workers serving`);
+    void this.notifier?.notify({ ...(this.parentPid !== null ? { MAINPID: process.pid } : {}), READY: 1, STATUS: this.statusLine() });
   }
 
   // ---- workers -------------------------------------------------------------------------
@@ -654,6 +686,8 @@ export class Arbiter implements ControlTarget {
       return;
     }
     if (waiter) this.reloadWaiters.push(waiter);
+    // systemd (Type=notify-reload) waits for RELOADING=1 and then READY=1, success or not.
+    void this.notifier?.notify({ RELOADING: 1, MONOTONIC_USEC: monotonicUsec(), STATUS: `reloading: generation ${this.generation + 1}` });
     let resolved: ResolvedConfig;
     let sockets: BoundSocket[];
     try {
@@ -664,6 +698,7 @@ export class Arbiter implements ControlTarget {
       const why = isTsgunError(err) ? err.message : describeError(err);
       this.log.error(`Error: reload failed: ${why}; the current workers keep serving`);
       this.settleReload({ ok: false, message: `reload failed: ${why}; the current workers keep serving` });
+      void this.notifier?.notify({ READY: 1, STATUS: `reload failed; ${this.statusLine()}` });
       return;
     }
     const previous = { settings: this.settings, configFile: this.configFile, sockets: this.sockets, generation: this.generation };
@@ -732,6 +767,7 @@ export class Arbiter implements ControlTarget {
     const reload = this.reload!;
     this.log.error(`Error: reload failed: ${why}; generation ${reload.previous.generation} keeps serving`);
     this.settleReload({ ok: false, message: `reload failed: ${why}; generation ${reload.previous.generation} keeps serving` });
+    void this.notifier?.notify({ READY: 1, STATUS: `reload failed; ${reload.previous.settings.workers} workers, generation ${reload.previous.generation}` });
     for (const w of this.workers.values()) {
       if (w.generation === reload.generation) this.retire(w, 'reload failed', false);
     }
@@ -756,6 +792,7 @@ export class Arbiter implements ControlTarget {
     this.log.info(`Reload complete: generation ${this.generation} ready (${current.length} workers, ${took} s)`);
     this.settleReload({ ok: true, message: `reloaded: generation ${this.generation} ready with ${current.length} workers in ${took} s` });
     this.reload = null;
+    void this.notifier?.notify({ READY: 1, STATUS: this.statusLine() });
     await this.afterReload();
   }
 
@@ -865,11 +902,24 @@ export class Arbiter implements ControlTarget {
         this.log.error(`Error: cannot rename pidfile for the upgrade: ${(err as Error).message}`);
       }
     }
-    const script = process.argv[1]!;
-    const child = this.ops.spawn(process.execPath, [...process.execArgv, script, ...this.opts.argv], {
+    const command = [process.execPath, ...process.execArgv, process.argv[1]!, ...this.opts.argv];
+    const env: NodeJS.ProcessEnv = { ...process.env, [PARENT_ENV]: String(process.pid) };
+    if (this.notifier) env.NOTIFY_SOCKET = this.notifier.socket;
+    if (this.watchdogUsec) env.WATCHDOG_USEC = String(this.watchdogUsec);
+    const fromSystemd = this.sockets.length > 0 && this.sockets.every((s) => s.systemd !== undefined);
+    if (fromSystemd) {
+      // Hand systemd's sockets on in systemd's own form. LISTEN_PID must be the new
+      // process's pid, known only after the fork: a shell sets it to its own $$ and execs.
+      env.LISTEN_FDS = String(this.sockets.length);
+      env.LISTEN_FDNAMES = this.sockets.map((s) => s.systemd).join(':');
+    } else {
+      env[INHERITED_ENV] = describeInherited(this.sockets, 3);
+    }
+    const [file, args] = fromSystemd ? ['/bin/sh', ['-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', 'sh', ...command]] : [command[0]!, command.slice(1)];
+    const child = this.ops.spawn(file, args, {
       cwd: this.opts.cwd,
       stdio: ['inherit', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd)],
-      env: { ...process.env, [INHERITED_ENV]: describeInherited(this.sockets, 3), [PARENT_ENV]: String(process.pid) },
+      env,
       detached: true,
     });
     child.unref();
@@ -894,6 +944,8 @@ export class Arbiter implements ControlTarget {
 
   private stop(mode: StopMode): void {
     if (this.stopping === 'quick' || this.stopping === mode) return;
+    // After USR2 the service is the successor's: this master leaving is not the service stopping.
+    if (!this.stopping && !(this.successor !== null && isAlive(this.successor.pid!))) void this.notifier?.notify({ STOPPING: 1, STATUS: 'stopping' });
     this.stopping = mode;
     if (this.housekeeping) clearInterval(this.housekeeping);
     for (const w of this.workers.values()) this.retire(w, 'shutdown', mode === 'graceful');
@@ -913,6 +965,7 @@ export class Arbiter implements ControlTarget {
     this.control?.close();
     this.metrics?.close();
     await this.reloader?.close();
+    await this.notifier?.close();
     this.pidfile?.unlink();
     this.log.info('Shutting down: Master');
     await this.hook('on_exit', this.server);

@@ -12,6 +12,7 @@ import { parseBind, type BindSpec } from '../config/bind.js';
 import { TsgunError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { SocketInfo } from '../ipc.js';
+import { unixSocketPath, type ActivatedSocket } from './systemd.js';
 
 /** The libuv handle behind a net.Server (Node's internal TCP or Pipe wrap). */
 interface ServerHandle {
@@ -29,6 +30,8 @@ export interface BoundSocket extends SocketInfo {
   handle: ServerHandle;
   /** A unix socket file this master created, with its inode, removed at close if unchanged. */
   unixFile: { path: string; ino: number } | null;
+  /** The name systemd gave a socket it passed (socket activation); such sockets are never unlinked. */
+  systemd?: string;
 }
 
 function bindError(spec: BindSpec, code: number): TsgunError {
@@ -142,6 +145,20 @@ function adopt(inherited: InheritedSocket): BoundSocket {
     }
   }
   return { spec, handle, fd: handle.fd, label: inherited.label, unixFile };
+}
+
+/** Wrap the sockets systemd passed (LISTEN_FDS). They replace `bind`, and stay systemd's: never unlinked. */
+export function adoptActivated(activated: readonly ActivatedSocket[]): BoundSocket[] {
+  return activated.map((a) => {
+    const spec: BindSpec = { kind: 'fd', fd: a.fd, raw: `fd://${a.fd}` };
+    const handle = createServerHandle(null, null, null, a.fd);
+    if (typeof handle === 'number') throw bindError(spec, handle);
+    const out: { address?: string; port?: number; family?: string } = {};
+    const tcp = handle.getsockname !== undefined && handle.getsockname(out) === 0 && out.address !== undefined;
+    const unixPath = tcp ? null : unixSocketPath(a.fd);
+    const label = tcp ? tcpLabel(out.address!, out.port!, out.family) : `unix:${unixPath ?? `fd://${a.fd}`}`;
+    return { spec, handle, fd: handle.fd, label, unixFile: null, systemd: a.name };
+  });
 }
 
 /** The sockets a USR2 predecessor passed down, if any. */

@@ -124,10 +124,29 @@ async function loadWorkerClass(): Promise<TsgunWorkerClass> {
   }
 }
 
+/**
+ * Switch to `group` and `user` (after the log files are open, before the app loads), as
+ * Gunicorn's workers do: supplementary groups first, then the group, then the user.
+ */
+function dropPrivileges(): void {
+  const { user, group } = settings;
+  if (!user && !group) return;
+  const id = (v: string): string | number => (/^\d+$/.test(v) ? Number(v) : v);
+  try {
+    const posix = process as unknown as { initgroups(user: string | number, extraGroup: string | number): void };
+    if (user && process.getuid!() === 0) posix.initgroups(id(user), group ? id(group) : process.getgid!());
+    if (group) process.setgid!(id(group));
+    if (user) process.setuid!(id(user));
+  } catch (err) {
+    throw new TsgunError('TSGUN_ERR_WORKER_BOOT', `cannot switch the worker to user ${user ?? '(unchanged)'} group ${group ?? '(unchanged)'}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}; start tsgun as root to use --user/--group`);
+  }
+}
+
 async function main(): Promise<void> {
   await loadHooks();
   await hooks.post_fork?.({ pid: boot!.masterPid, app: boot!.app, settings, log, generation: boot!.generation, workers: () => [] }, self);
   if (settings.accesslog) accessLog = createAccessLog(settings.accesslog, settings.access_log_format);
+  dropPrivileges();
 
   let listener: RequestListener;
   try {
