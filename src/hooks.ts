@@ -4,6 +4,7 @@
  * customise, they do not drive the arbiter.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Settings } from './config/settings.js';
 
@@ -78,9 +79,11 @@ export interface Hooks {
   nworkers_changed: (server: ServerInfo, newValue: number, oldValue: number | null) => MaybePromise<void>;
   /** Master, just before it exits. */
   on_exit: (server: ServerInfo) => MaybePromise<void>;
+  /** Worker, with the TLS options before the server is created; returns the options to use. */
+  ssl_context: (worker: WorkerSelf, options: TlsOptions) => MaybePromise<TlsOptions | void>;
 }
 
 export type HookName = keyof Hooks;
 
 /** Hooks that run inside worker processes; workers import the config file for them. */
-export const WORKER_HOOKS: readonly HookName[] = ['post_fork', 'post_worker_init', 'worker_int', 'worker_abort', 'pre_request', 'post_request'];
+export const WORKER_HOOKS: readonly HookName[] = ['post_fork', 'post_worker_init', 'worker_int', 'worker_abort', 'pre_request', 'post_request', 'ssl_context'];

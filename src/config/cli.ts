@@ -85,7 +85,8 @@ export function parseArgs(argv: readonly string[], version: string, where = 'com
   const values: Partial<Record<SettingName, unknown>> = {};
   for (const [attr, value] of Object.entries(opts)) {
     const name = attrToSetting.get(attr);
-    if (name && value !== undefined) values[name] = value;
+    // commander gives a `--no-x` flag an implicit default of true; only what was typed counts.
+    if (name && value !== undefined && program.getOptionValueSource(attr) === 'cli') values[name] = value;
   }
   return { values, app: program.args[0] ?? null };
 }

@@ -4,10 +4,11 @@
  * `--print-config` and the generated `docs/settings.md`. A default is written here once.
  */
 import type { Hooks } from '../hooks.js';
+import { checkPeerList } from '../worker/proxy.js';
 import { parseBind } from './bind.js';
 import { bool, choice, hook, int, optionalString, seconds, size, string, strings, umask, ValueProblem, type ValueType } from './types.js';
 
-export const SECTIONS = ['Config', 'Server socket', 'Worker processes', 'Server mechanics', 'Logging', 'Server hooks'] as const;
+export const SECTIONS = ['Config', 'Server socket', 'Worker processes', 'Server mechanics', 'Logging', 'HTTP', 'Security', 'TLS', 'Server hooks'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface Setting<T> {
@@ -52,18 +53,34 @@ function checkBind(item: string): void {
   }
 }
 
+function checkPeers(item: string): void {
+  const problem = checkPeerList([item]);
+  if (problem) throw new ValueProblem(problem);
+}
+
+/** A comma-separated list in one string (`127.0.0.1,::1`), as Gunicorn writes it, or a list. */
+function peers(placeholder: string): ValueType<string[]> {
+  const base = strings(placeholder, checkPeers);
+  const split = (items: string[]): string[] => items.flatMap((i) => i.split(',')).map((i) => i.trim()).filter(Boolean);
+  return { ...base, repeatable: false, fromString: (raw) => split(base.fromString(raw)), fromConfig: (raw) => split(base.fromConfig(raw)), show: (v) => JSON.stringify(v.join(',')) };
+}
+
+function checkHeader(item: string): void {
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*$/.test(item)) throw new ValueProblem(`expected Name:Value, got ${JSON.stringify(item)}`);
+}
+
 function checkEnvPair(item: string): void {
   if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(item)) throw new ValueProblem(`expected KEY=VALUE, got ${JSON.stringify(item)}`);
 }
 
 function checkWorkerClass(item: string): string {
-  if (item === 'http' || /^.+:[A-Za-z_$][\w$]*$/.test(item)) return item;
+  if (item === 'http' || item === 'http2' || /^.+:[A-Za-z_$][\w$]*$/.test(item)) return item;
   throw new ValueProblem(`expected "http" or MODULE:CLASS (for example ./my-worker.ts:MyWorker), got ${JSON.stringify(item)}`);
 }
 
 const workerClass: ValueType<string> = {
   ...string('<class>'),
-  expected: '"http" or MODULE:CLASS',
+  expected: '"http", "http2" or MODULE:CLASS',
   fromString: checkWorkerClass,
   fromConfig: (raw) => (typeof raw === 'string' ? checkWorkerClass(raw) : string().fromConfig(raw)),
 };
@@ -130,7 +147,7 @@ export const SETTINGS = {
     type: workerClass,
     default: 'http',
     cli: ['-k', '--worker-class'],
-    short: 'Worker implementation: `http`, or MODULE:CLASS for your own.',
+    short: 'Worker implementation: `http`, `http2` (HTTP/2 over TLS, HTTP/1.1 by ALPN), or MODULE:CLASS for your own.',
     doc: 'A custom class is loaded in each worker from MODULE (resolved like the app) and must implement the `TsgunWorker` interface exported by `tsgun`: `new MyWorker(context)`, `start()`, `stop(graceful)`. See docs/workers.md.',
   }),
   timeout: setting({
@@ -375,6 +392,158 @@ export const SETTINGS = {
     doc: 'Atoms: `h` remote address, `l` `-`, `u` user (basic auth), `t` date, `r` request line, `m` method, `U` path, `q` query, `H` protocol, `s` status, `B` body bytes, `b` body bytes or `-`, `f` referer, `a` user agent, `T` seconds, `M` milliseconds, `D` microseconds, `L` seconds with decimals, `p` pid, `{name}i` request header, `{name}o` response header, `{name}e` environment variable.',
   }),
 
+  // HTTP
+  limit_request_line: setting({
+    section: 'HTTP',
+    type: int(0, 65535),
+    default: 4094,
+    cli: ['--limit-request-line'],
+    short: 'Longest request line (method, URL, version) in bytes; longer ones get 414. 0: no limit.',
+  }),
+  limit_request_fields: setting({
+    section: 'HTTP',
+    type: int(0, 32768),
+    default: 100,
+    cli: ['--limit-request-fields'],
+    short: 'Most header fields in a request; more get 431. 0: no limit (up to 2000).',
+  }),
+  limit_request_field_size: setting({
+    section: 'HTTP',
+    type: int(0, 65535),
+    default: 8190,
+    cli: ['--limit-request-field-size'],
+    short: 'Longest header field (name and value) in bytes; longer ones get 431. 0: no limit.',
+  }),
+  headers_timeout: setting({
+    section: 'HTTP',
+    type: seconds(0),
+    default: 30,
+    cli: ['--headers-timeout'],
+    short: 'Seconds a client has to send a request\'s headers; slower clients get 408 and are closed (slowloris). 0: no limit.',
+  }),
+  request_timeout: setting({
+    section: 'HTTP',
+    type: seconds(0),
+    default: 300,
+    cli: ['--request-timeout'],
+    short: 'Seconds a client has to send a whole request, body included. 0: no limit.',
+  }),
+  worker_connections: setting({
+    section: 'HTTP',
+    type: int(0),
+    default: 1000,
+    cli: ['--worker-connections'],
+    short: 'Most open connections per worker; connections past it are closed at once. 0: no limit.',
+  }),
+  limit_concurrency: setting({
+    section: 'HTTP',
+    type: int(0),
+    default: 0,
+    cli: ['--limit-concurrency'],
+    short: 'Most requests in flight per worker; past it requests are answered 503 at once. 0: no limit.',
+  }),
+  server_header: setting({
+    section: 'HTTP',
+    type: bool,
+    default: true,
+    cli: ['--no-server-header'],
+    short: 'Send `Server: tsgun` (--no-server-header turns it off; an app\'s own Server header wins).',
+  }),
+  date_header: setting({
+    section: 'HTTP',
+    type: bool,
+    default: true,
+    cli: ['--no-date-header'],
+    short: 'Send a `Date` header (--no-date-header turns it off).',
+  }),
+  headers: setting({
+    section: 'HTTP',
+    type: strings('<Name:Value>', checkHeader),
+    default: [],
+    cli: ['--header'],
+    short: 'A default response header, Name:Value; repeat for several. The app can override it.',
+  }),
+  root_path: setting({
+    section: 'HTTP',
+    type: string('<path>'),
+    default: '',
+    cli: ['--root-path'],
+    short: 'The path prefix the app is mounted under behind a proxy (for example /api).',
+    doc: 'Fetch handlers see it in the request URL (`/api` + the path the proxy forwarded). Node listeners get the path as forwarded; use it to build links (Express: mount the app or set `app.locals`).',
+  }),
+
+  // Security
+  forwarded_allow_ips: setting({
+    section: 'Security',
+    type: peers('<ips>'),
+    default: ['127.0.0.1', '::1'],
+    cli: ['--forwarded-allow-ips'],
+    env: 'FORWARDED_ALLOW_IPS',
+    short: 'Peers trusted to set the client address and scheme with X-Forwarded-For/-Proto and Forwarded (comma list: addresses, CIDR ranges, `unix`, `*`).',
+    doc: 'From these peers, tsgun makes the forwarded client visible as `req.socket.remoteAddress` (Node listeners), `request.ip` and the URL scheme (fetch handlers), and `%(h)s` in the access log. Add `unix` when nginx connects over a unix socket.',
+  }),
+  proxy_protocol: setting({
+    section: 'Security',
+    type: choice(['off', 'v1', 'v2', 'auto'] as const),
+    default: 'off',
+    cli: ['--proxy-protocol'],
+    short: 'Accept a PROXY protocol header (HAProxy, AWS NLB) from proxy_allow_ips: v1, v2, or auto (either, or none).',
+    doc: 'With v1 or v2 the header is required from allowed peers; a PROXY header from any other peer is rejected and the connection closed.',
+  }),
+  proxy_allow_ips: setting({
+    section: 'Security',
+    type: peers('<ips>'),
+    default: ['127.0.0.1', '::1'],
+    cli: ['--proxy-allow-from'],
+    short: 'Peers allowed to send a PROXY protocol header (comma list, as forwarded_allow_ips).',
+  }),
+
+  // TLS
+  certfile: setting({
+    section: 'TLS',
+    type: optionalString('<file>'),
+    default: null,
+    cli: ['--certfile'],
+    short: 'TLS certificate (PEM, with its chain); serve HTTPS.',
+    doc: 'Read by each worker at boot, so a HUP picks up a renewed certificate with no dropped connection.',
+  }),
+  keyfile: setting({
+    section: 'TLS',
+    type: optionalString('<file>'),
+    default: null,
+    cli: ['--keyfile'],
+    short: 'TLS private key (PEM).',
+  }),
+  keyfile_password: setting({
+    section: 'TLS',
+    type: optionalString('<password>'),
+    default: null,
+    cli: ['--keyfile-password'],
+    short: 'Password of an encrypted keyfile.',
+  }),
+  ca_certs: setting({
+    section: 'TLS',
+    type: optionalString('<file>'),
+    default: null,
+    cli: ['--ca-certs'],
+    short: 'CA certificates (PEM) that sign client certificates.',
+  }),
+  cert_reqs: setting({
+    section: 'TLS',
+    type: choice(['none', 'optional', 'required'] as const),
+    default: 'none',
+    cli: ['--cert-reqs'],
+    short: 'Client certificates: not asked for, asked for, or required (verified against ca_certs).',
+  }),
+  ciphers: setting({
+    section: 'TLS',
+    type: optionalString('<list>'),
+    default: null,
+    cli: ['--ciphers'],
+    short: 'OpenSSL cipher list.',
+    defaultDoc: "Node's defaults",
+  }),
+
   // Server hooks
   on_starting: hookSetting<'on_starting'>('master', 'on_starting(server)', 'Called before the master binds its sockets.'),
   on_reload: hookSetting<'on_reload'>('master', 'on_reload(server)', 'Called when a HUP reload begins.'),
@@ -391,6 +560,7 @@ export const SETTINGS = {
   worker_exit: hookSetting<'worker_exit'>('master', 'worker_exit(server, worker)', 'Called after a worker has exited and left the pool.'),
   nworkers_changed: hookSetting<'nworkers_changed'>('master', 'nworkers_changed(server, newValue, oldValue)', 'Called when the target number of workers changes.'),
   on_exit: hookSetting<'on_exit'>('master', 'on_exit(server)', 'Called just before the master exits.'),
+  ssl_context: hookSetting<'ssl_context'>('worker', 'ssl_context(worker, options) => options', 'Called in the worker with the TLS options; return them changed (for example SNICallback, minVersion).'),
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;

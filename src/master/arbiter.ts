@@ -217,6 +217,11 @@ export class Arbiter implements ControlTarget {
     return this.settings.proc_name ?? this.opts.app;
   }
 
+  /** A socket's address as clients use it: https:// when TLS is on. */
+  private publicLabel(s: BoundSocket): string {
+    return this.settings.certfile ? s.label.replace(/^http:/, 'https:') : s.label;
+  }
+
   private info(w: Worker): WorkerInfo {
     return { id: w.id, pid: w.pid, generation: w.generation, state: w.state, spawnedAt: w.spawnedAt, exitCode: w.exitCode, signal: w.signal };
   }
@@ -270,7 +275,7 @@ export class Arbiter implements ControlTarget {
       throw err;
     }
     closeAll(inherited.filter((s) => !this.sockets.includes(s)), { unlink: false });
-    for (const s of this.sockets) this.log.info(`Listening at: ${s.label} (${process.pid})`);
+    for (const s of this.sockets) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
     this.log.info(`Control socket: ${this.control.path}`);
     if (this.metrics) this.log.info(`Metrics at: ${this.metrics.label}`);
     this.log.info(`Using worker: ${this.settings.worker_class}`);
@@ -703,7 +708,7 @@ export class Arbiter implements ControlTarget {
     }
     const previous = { settings: this.settings, configFile: this.configFile, sockets: this.sockets, generation: this.generation };
     this.applySettings(resolved);
-    for (const s of sockets) if (!previous.sockets.includes(s)) this.log.info(`Listening at: ${s.label} (${process.pid})`);
+    for (const s of sockets) if (!previous.sockets.includes(s)) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
     this.retiredSockets.push(...previous.sockets.filter((s) => !sockets.includes(s)));
     this.sockets = sockets;
     this.generation++;
@@ -873,7 +878,7 @@ export class Arbiter implements ControlTarget {
       reloading: this.reload !== null,
       cpu: elapsed > 0 ? ((usage.user + usage.system) / elapsed) * 100 : 0,
       rss: process.memoryUsage.rss(),
-      sockets: this.sockets.map((s) => s.label),
+      sockets: this.sockets.map((s) => this.publicLabel(s)),
       workers: [...this.workers.values()]
         .sort((a, b) => a.id - b.id)
         .map((w) => ({ id: w.id, pid: w.pid, generation: w.generation, state: w.state, spawnedAt: w.spawnedAt, readyAt: w.readyAt, stats: w.stats, cpu: w.cpu, rss: w.rss })),

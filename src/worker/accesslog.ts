@@ -102,8 +102,8 @@ function query(req: IncomingMessage): string {
 
 const protocol = (req: IncomingMessage): string => `HTTP/${req.httpVersion}`;
 
-/** The client address; `clientAddress` lets proxy handling substitute the forwarded one. */
-export const clientAddress = (req: IncomingMessage): string => (req as IncomingMessage & { tsgunClient?: string }).tsgunClient ?? req.socket.remoteAddress ?? '-';
+/** The client address: the socket's peer, or the client a trusted proxy forwarded (see proxy.ts). */
+export const clientAddress = (req: IncomingMessage): string => req.socket.remoteAddress ?? '-';
 
 const ATOMS: Record<string, Atom> = {
   h: (e) => clientAddress(e.req),

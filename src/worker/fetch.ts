@@ -16,9 +16,11 @@ export type FetchHandler = (request: Request, env: FetchEnv) => Response | Promi
 
 const NO_BODY = new Set(['GET', 'HEAD']);
 
-function toRequest(req: IncomingMessage, res: ServerResponse, https: boolean): Request {
-  const host = req.headers.host ?? `${req.socket.localAddress ?? 'localhost'}:${req.socket.localPort ?? ''}`;
-  const url = new URL(req.url ?? '/', `${https ? 'https' : 'http'}://${host}`);
+function toRequest(req: IncomingMessage, res: ServerResponse, rootPath: string): Request {
+  const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? `${req.socket.localAddress ?? 'localhost'}:${req.socket.localPort ?? ''}`;
+  // TLS, or a trusted proxy's X-Forwarded-Proto, marks the socket encrypted.
+  const scheme = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+  const url = new URL(rootPath + (req.url ?? '/'), `${scheme}://${host}`);
   const headers = new Headers();
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
@@ -40,13 +42,13 @@ function toRequest(req: IncomingMessage, res: ServerResponse, https: boolean): R
   return request;
 }
 
-function writeHead(res: ServerResponse, response: Response): void {
+function writeHead(res: ServerResponse, response: Response, http2: boolean): void {
   const flat: string[] = [];
   for (const [name, value] of response.headers) {
     if (name !== 'set-cookie') flat.push(name, value);
   }
   for (const cookie of response.headers.getSetCookie()) flat.push('set-cookie', cookie);
-  if (response.statusText) res.statusMessage = response.statusText;
+  if (response.statusText && !http2) res.statusMessage = response.statusText;
   res.writeHead(response.status, flat);
 }
 
@@ -88,16 +90,17 @@ function fail(res: ServerResponse, err: unknown, onError: (err: unknown) => void
 }
 
 export interface FetchOptions {
-  https: boolean;
+  /** `root_path`: the prefix the app is mounted under, put back in front of the path. */
+  rootPath: string;
   /** Called with what the handler threw or rejected with; the client gets a 500. */
   onError: (err: unknown) => void;
 }
 
-export function fetchListener(handler: FetchHandler, { https, onError }: FetchOptions): RequestListener {
+export function fetchListener(handler: FetchHandler, { rootPath, onError }: FetchOptions): RequestListener {
   return (req, res) => {
     let request: Request;
     try {
-      request = toRequest(req, res, https);
+      request = toRequest(req, res, rootPath);
     } catch {
       res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
       res.end('Bad Request');
@@ -117,7 +120,7 @@ export function fetchListener(handler: FetchHandler, { https, onError }: FetchOp
           return;
         }
         if (res.writableEnded) return;
-        writeHead(res, response);
+        writeHead(res, response, req.httpVersionMajor === 2);
         if (response.body === null || req.method === 'HEAD') {
           void response.body?.cancel().catch(() => {});
           res.end();

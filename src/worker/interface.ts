@@ -3,6 +3,7 @@
  * it, and so can a user's class (`-k ./my-worker.ts:MyWorker`) to serve with another server.
  */
 import type { RequestListener } from 'node:http';
+import type { TlsOptions } from 'node:tls';
 import type { Settings } from '../config/settings.js';
 import type { SocketInfo } from '../ipc.js';
 import type { Logger } from '../log.js';
@@ -14,6 +15,8 @@ export interface WorkerContext {
   readonly sockets: readonly SocketInfo[];
   readonly settings: Readonly<Settings>;
   readonly log: Logger;
+  /** TLS options from certfile/keyfile/ca_certs/cert_reqs/ciphers after the ssl_context hook; null for plain HTTP. */
+  readonly tls: TlsOptions | null;
 }
 
 export interface TsgunWorker {

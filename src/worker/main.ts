@@ -16,6 +16,7 @@ import { importModule, loadApp } from './app.js';
 import { HttpWorker } from './http.js';
 import type { TsgunWorker, TsgunWorkerClass, WorkerContext } from './interface.js';
 import { instrument, RequestStats } from './requests.js';
+import { tlsOptions } from './tls.js';
 
 const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as WorkerBoot | null;
 if (!boot) {
@@ -110,7 +111,7 @@ function beat(): Promise<void> {
 }
 
 async function loadWorkerClass(): Promise<TsgunWorkerClass> {
-  if (settings.worker_class === 'http') return HttpWorker;
+  if (settings.worker_class === 'http' || settings.worker_class === 'http2') return HttpWorker;
   const spec = parseAppSpec(settings.worker_class);
   try {
     const file = resolveModule(spec.module, settings.chdir ?? process.cwd());
@@ -167,7 +168,9 @@ async function main(): Promise<void> {
     void send({ t: 'retire', reason: 'max-requests' });
   };
   const wrapped = instrument(listener, stats, { self, log, hooks, accessLog, detailed: settings.metrics_bind !== null, onQuota, quota });
-  const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log };
+  let tls = tlsOptions(settings);
+  if (tls && hooks.ssl_context) tls = (await hooks.ssl_context(self, tls)) ?? tls;
+  const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log, tls };
   worker = new WorkerClass(context);
   await worker.start();
   await hooks.post_worker_init?.(self);

@@ -1,0 +1,133 @@
+/**
+ * Clients behind a proxy: trusted `X-Forwarded-For` / `X-Forwarded-Proto` / `Forwarded`
+ * headers, and the PROXY protocol (v1 text, v2 binary) in front of HTTP.
+ */
+import { BlockList, isIP, type Socket } from 'node:net';
+
+/** A set of peers: addresses, CIDR ranges, `*` (everyone) and `unix` (unix socket peers). */
+export class PeerList {
+  private readonly any: boolean;
+  private readonly unix: boolean;
+  private readonly list = new BlockList();
+
+  constructor(entries: readonly string[]) {
+    const items = entries.flatMap((e) => e.split(',')).map((e) => e.trim()).filter(Boolean);
+    this.any = items.includes('*');
+    this.unix = this.any || items.includes('unix');
+    for (const item of items) {
+      if (item === '*' || item === 'unix') continue;
+      const [addr, bits] = item.split('/');
+      const family = isIP(addr!);
+      if (!family) throw new Error(`${JSON.stringify(item)} is not an IP address, a CIDR range, "*" or "unix"`);
+      const type = family === 6 ? 'ipv6' : 'ipv4';
+      if (bits === undefined) this.list.addAddress(addr!, type);
+      else this.list.addSubnet(addr!, Number(bits), type);
+    }
+  }
+
+  /** Is this peer trusted? `undefined` is a unix socket peer. */
+  has(address: string | undefined): boolean {
+    if (this.any) return true;
+    if (!address) return this.unix;
+    const plain = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+    const family = isIP(plain);
+    return family !== 0 && this.list.check(plain, family === 6 ? 'ipv6' : 'ipv4');
+  }
+}
+
+/** Check a list of peers in a setting; returns a problem description, or null. */
+export function checkPeerList(entries: readonly string[]): string | null {
+  try {
+    new PeerList(entries);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+export interface ForwardedInfo {
+  client?: string;
+  proto?: string;
+}
+
+/** The client and scheme a trusted proxy reports: RFC 7239 `Forwarded` first, then `X-Forwarded-*`. */
+export function forwarded(headers: NodeJS.Dict<string | string[]>): ForwardedInfo {
+  const out: ForwardedInfo = {};
+  const fwd = headers.forwarded;
+  if (typeof fwd === 'string') {
+    // The first element is the one nearest the client.
+    for (const pair of fwd.split(',')[0]!.split(';')) {
+      const eq = pair.indexOf('=');
+      if (eq < 0) continue;
+      const key = pair.slice(0, eq).trim().toLowerCase();
+      const value = pair.slice(eq + 1).trim().replace(/^"|"$/g, '');
+      if (key === 'for') out.client = value.replace(/^\[|\](:\d+)?$/g, '').replace(/:\d+$/, (m) => (isIP(value) === 6 ? m : ''));
+      if (key === 'proto') out.proto = value.toLowerCase();
+    }
+  }
+  const xff = headers['x-forwarded-for'];
+  if (!out.client && xff) out.client = String(Array.isArray(xff) ? xff[0] : xff).split(',')[0]!.trim();
+  const xfp = headers['x-forwarded-proto'];
+  if (!out.proto && xfp) out.proto = String(Array.isArray(xfp) ? xfp[0] : xfp).split(',')[0]!.trim().toLowerCase();
+  if (out.client !== undefined && !isIP(out.client)) delete out.client;
+  if (out.proto !== undefined && out.proto !== 'http' && out.proto !== 'https') delete out.proto;
+  return out;
+}
+
+/** Make a Node socket report the proxied client: `req.socket.remoteAddress`, `encrypted`. */
+export function presentClient(socket: Socket, client: string | undefined, https: boolean | undefined): void {
+  if (client !== undefined) {
+    Object.defineProperty(socket, 'remoteAddress', { value: client, configurable: true });
+    Object.defineProperty(socket, 'remoteFamily', { value: isIP(client) === 6 ? 'IPv6' : 'IPv4', configurable: true });
+  }
+  if (https !== undefined) Object.defineProperty(socket, 'encrypted', { value: https || undefined, configurable: true });
+}
+
+// ---- PROXY protocol ------------------------------------------------------------------
+
+const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+const V1_PREFIX = Buffer.from('PROXY ');
+
+export type ProxyMode = 'off' | 'v1' | 'v2' | 'auto';
+
+export type ProxyParse =
+  | { state: 'more' }
+  | { state: 'none' }
+  | { state: 'error'; reason: string }
+  | { state: 'done'; length: number; version: 1 | 2; client?: string; clientPort?: number };
+
+/**
+ * Parse a PROXY header at the start of `buf`. `more`: not enough bytes yet; `none`: the
+ * connection does not start with one.
+ */
+export function parseProxyHeader(buf: Buffer): ProxyParse {
+  const couldBe = (sig: Buffer): boolean => buf.subarray(0, Math.min(buf.length, sig.length)).equals(sig.subarray(0, Math.min(buf.length, sig.length)));
+  if (couldBe(V2_SIGNATURE)) {
+    if (buf.length < 16) return { state: 'more' };
+    const verCmd = buf[12]!;
+    if (verCmd >> 4 !== 2) return { state: 'error', reason: 'unsupported PROXY v2 version' };
+    const length = 16 + buf.readUInt16BE(14);
+    if (buf.length < length) return { state: 'more' };
+    const command = verCmd & 0x0f; // 0 LOCAL, 1 PROXY
+    const family = buf[13]! >> 4; // 1 INET, 2 INET6
+    if (command === 0 || family === 0) return { state: 'done', length, version: 2 };
+    if (family === 1 && length >= 16 + 12) {
+      return { state: 'done', length, version: 2, client: Array.from(buf.subarray(16, 20)).join('.'), clientPort: buf.readUInt16BE(24) };
+    }
+    if (family === 2 && length >= 16 + 36) {
+      const words: string[] = [];
+      for (let i = 0; i < 16; i += 2) words.push(buf.readUInt16BE(16 + i).toString(16));
+      return { state: 'done', length, version: 2, client: words.join(':'), clientPort: buf.readUInt16BE(48) };
+    }
+    return { state: 'done', length, version: 2 };
+  }
+  if (couldBe(V1_PREFIX)) {
+    const end = buf.indexOf('\r\n');
+    if (end < 0) return buf.length > 107 ? { state: 'error', reason: 'PROXY v1 line too long' } : { state: 'more' };
+    const parts = buf.subarray(0, end).toString('latin1').split(' ');
+    if (parts[1] === 'UNKNOWN') return { state: 'done', length: end + 2, version: 1 };
+    if (parts.length !== 6 || (parts[1] !== 'TCP4' && parts[1] !== 'TCP6') || !isIP(parts[2]!)) return { state: 'error', reason: 'malformed PROXY v1 line' };
+    return { state: 'done', length: end + 2, version: 1, client: parts[2]!, clientPort: Number(parts[4]) };
+  }
+  return { state: 'none' };
+}

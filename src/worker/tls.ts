@@ -1,0 +1,52 @@
+/**
+ * TLS options from the settings. The master calls `tlsOptions` before binding (and before
+ * a reload) so that a missing, unreadable or mismatched file is an `Error:` line at once;
+ * workers call it again at boot, which is how a HUP picks up a renewed certificate.
+ */
+import { readFileSync } from 'node:fs';
+import tls, { type TlsOptions } from 'node:tls';
+import type { Settings } from '../config/settings.js';
+import { TsgunError } from '../errors.js';
+
+type TlsSettings = Pick<Settings, 'certfile' | 'keyfile' | 'keyfile_password' | 'ca_certs' | 'cert_reqs' | 'ciphers'>;
+
+export function tlsEnabled(settings: Pick<Settings, 'certfile' | 'keyfile'>): boolean {
+  return settings.certfile !== null || settings.keyfile !== null;
+}
+
+function read(what: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `${what} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); check --${what.replace(/_/g, '-')}`);
+  }
+}
+
+/** Secure-context options for node:tls / https / http2, checked by building a context. */
+export function tlsOptions(settings: TlsSettings): TlsOptions | null {
+  if (!tlsEnabled(settings)) return null;
+  if (!settings.certfile || !settings.keyfile) {
+    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `TLS needs both certfile and keyfile (got only ${settings.certfile ? 'certfile' : 'keyfile'}); pass --certfile and --keyfile`);
+  }
+  const options: TlsOptions = {
+    cert: read('certfile', settings.certfile),
+    key: read('keyfile', settings.keyfile),
+    ALPNProtocols: ['http/1.1'],
+  };
+  if (settings.keyfile_password !== null) options.passphrase = settings.keyfile_password;
+  if (settings.ca_certs) options.ca = read('ca_certs', settings.ca_certs);
+  if (settings.ciphers) options.ciphers = settings.ciphers;
+  if (settings.cert_reqs !== 'none') {
+    options.requestCert = true;
+    options.rejectUnauthorized = settings.cert_reqs === 'required';
+    if (!settings.ca_certs) throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `cert_reqs ${settings.cert_reqs} needs ca_certs, the CA that signs client certificates; pass --ca-certs`);
+  }
+  try {
+    tls.createSecureContext(options);
+  } catch (err) {
+    const message = (err as Error).message;
+    const hint = /passphrase|bad decrypt/i.test(message) ? 'the keyfile is encrypted: give its password with --keyfile-password' : /key values mismatch/i.test(message) ? 'the keyfile does not belong to the certfile' : 'check that both are PEM files';
+    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `cannot use certfile ${settings.certfile} with keyfile ${settings.keyfile}: ${message}; ${hint}`);
+  }
+  return options;
+}
