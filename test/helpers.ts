@@ -147,6 +147,11 @@ const live = new Set<Tsgun>();
 process.on('exit', () => {
   for (const t of live) t.kill();
 });
+// The test runner stops a file that overruns its timeout with SIGTERM, which skips 'exit'
+// handlers: without this, the masters it started would be left running.
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(sig, () => process.exit(sig === 'SIGINT' ? 130 : 143));
+}
 
 function tryKill(pid: number, sig: NodeJS.Signals): void {
   try {
@@ -231,4 +236,20 @@ export async function runTsgun(args: readonly string[], opts: { cwd?: string; en
   clearTimeout(timer);
   live.delete(t);
   return { code, stdout: t.stdout, stderr: t.stderr, pid: t.pid };
+}
+
+/**
+ * The master's children that are tsgun workers, known by their process title (or, in
+ * their first milliseconds, by the worker entry script). Unlike `workerPids()`, this
+ * leaves out any other child the master may have for a moment.
+ */
+export function workerPidsByTitle(masterPid: number): number[] {
+  return childPidsSync(masterPid).filter((pid) => {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      return cmd.startsWith('tsgun: worker [') || /[/\\]worker[/\\]main\.js\0/.test(cmd);
+    } catch {
+      return false;
+    }
+  });
 }

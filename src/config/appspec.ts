@@ -41,14 +41,14 @@ export function parseAppSpec(raw: string): AppSpec {
  * Find the file for MODULE: the path itself if it names a file, else with each module
  * extension, else `MODULE/index.*`.
  */
-export function resolveModule(module: string, dir: string): string {
+export function resolveModule(module: string, dir: string, what: { label: string; fix: string } = { label: 'app module', fix: 'check the APP argument and --chdir' }): string {
   const base = path.resolve(dir, module);
   const candidates = [base, ...MODULE_EXTENSIONS.map((e) => base + e), ...MODULE_EXTENSIONS.map((e) => path.join(base, `index${e}`))];
   for (const file of candidates) {
     if (existsSync(file) && statSync(file).isFile()) return file;
   }
   const tried = [`${module}{${MODULE_EXTENSIONS.join(',')}}`, `${module}/index.*`].join(', ');
-  throw new TsgunError('TSGUN_ERR_APP_LOAD', `cannot find app module ${JSON.stringify(module)} in ${dir} (tried ${tried}); check the APP argument and --chdir`);
+  throw new TsgunError('TSGUN_ERR_APP_LOAD', `cannot find ${what.label} ${JSON.stringify(module)} in ${dir} (tried ${tried}); ${what.fix}`);
 }
 
 /** Follow the dotted attribute path in a module namespace. */

@@ -59,6 +59,11 @@ function renderSetting(name: SettingName, heading: string): string {
   return `${heading}\n\n${rows.join('\n')}\n\n${text}\n`;
 }
 
+/** The environment variables settings read, in registry order. */
+function envVars(): string[] {
+  return SETTING_NAMES.map((name) => getSetting(name).env).filter((env): env is string => env !== undefined);
+}
+
 function sectionSettings(section: Section): SettingName[] {
   return SETTING_NAMES.filter((name) => getSetting(name).section === section);
 }
@@ -91,7 +96,7 @@ export function renderSettingsDoc(): string {
       'in snake_case as in Gunicorn; on the command line it is the flag shown; a few also read an environment variable.',
       'Any flag can also be given in `TSGUN_CMD_ARGS` (for example `TSGUN_CMD_ARGS="-w 4 --log-level debug"`).',
       '',
-      'Precedence, lowest first: default < config file < environment (`PORT`, `WEB_CONCURRENCY`, then `TSGUN_CMD_ARGS`) < command line.',
+      `Precedence, lowest first: default < config file < environment (${envVars().map((v) => code(v)).join(', ')}, then \`TSGUN_CMD_ARGS\`) < command line.`,
       '`tsgun --print-config` (with the rest of your flags) shows every value and where it came from. An unknown key or a wrong value stops tsgun',
       'before anything is bound, with a message that names the key and the expected form.',
       '',

@@ -101,6 +101,7 @@ export const SETTINGS = {
     type: bool,
     default: false,
     cli: ['--check-config'],
+    cliOnly: true,
     short: 'Load the config and the app, report, and exit 0 (good) or 1 (bad).',
   }),
   print_config: setting({
@@ -108,6 +109,7 @@ export const SETTINGS = {
     type: bool,
     default: false,
     cli: ['--print-config'],
+    cliOnly: true,
     short: 'Print every setting with its value and where the value came from, then exit.',
   }),
 
@@ -570,7 +572,7 @@ type ValueOf<S> = S extends Setting<infer T> ? T : never;
 export type Settings = { -readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> };
 
 /** The keys a config file may hold: every setting except command-line-only ones. */
-export type ConfigFileKeys = Exclude<SettingName, 'config'>;
+export type ConfigFileKeys = Exclude<SettingName, 'config' | 'check_config' | 'print_config'>;
 
 export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[];
 

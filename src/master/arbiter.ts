@@ -457,7 +457,9 @@ export class Arbiter implements ControlTarget {
     const pending: WorkerInfo = { id, pid: 0, generation: this.generation, state: 'booting', spawnedAt: Date.now(), exitCode: null, signal: null };
     await this.hook('pre_fork', this.server, pending);
     const watchdog = this.settings.timeout > 0 || this.settings.boot_timeout > 0;
-    const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY], {
+    // The title argument is not read: it reserves room for process.title, which Linux can only
+    // write over the space of the original command line.
+    const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY, `tsgun: worker [${this.procName}]`], {
       stdio: ['ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc', ...(watchdog ? ['pipe' as const] : [])],
       env: { ...process.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog)) },
     });

@@ -43,13 +43,16 @@ function toRequest(req: IncomingMessage, res: ServerResponse, rootPath: string):
 }
 
 function writeHead(res: ServerResponse, response: Response, http2: boolean): void {
-  const flat: string[] = [];
+  // setHeader, not writeHead(status, [name, value, ...]): once a header is already set on
+  // `res` (the worker's default headers), Node 20's writeHead applies the array's pairs
+  // one by one with setHeader, so of two Set-Cookie lines only the last survived.
   for (const [name, value] of response.headers) {
-    if (name !== 'set-cookie') flat.push(name, value);
+    if (name !== 'set-cookie') res.setHeader(name, value);
   }
-  for (const cookie of response.headers.getSetCookie()) flat.push('set-cookie', cookie);
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) res.setHeader('set-cookie', cookies);
   if (response.statusText && !http2) res.statusMessage = response.statusText;
-  res.writeHead(response.status, flat);
+  res.writeHead(response.status);
 }
 
 async function pipeBody(res: ServerResponse, body: ReadableStream<Uint8Array>): Promise<void> {

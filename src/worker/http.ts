@@ -20,7 +20,9 @@ const kPeer = Symbol('tsgun.peer');
 const kTrusted = Symbol('tsgun.trusted');
 const kTls = Symbol('tsgun.tls');
 const kPresented = Symbol('tsgun.presented');
-type TrackedSocket = Socket & { [kBusy]: number; [kPeer]: string | undefined; [kTrusted]: boolean; [kTls]: boolean; [kPresented]?: boolean };
+/** The response in progress on an HTTP/1.1 connection (one at a time, even when pipelined). */
+const kResponse = Symbol('tsgun.response');
+type TrackedSocket = Socket & { [kBusy]: number; [kPeer]: string | undefined; [kTrusted]: boolean; [kTls]: boolean; [kPresented]?: boolean; [kResponse]?: ServerResponse | null };
 
 type AnyServer = http.Server | https.Server | http2.Http2SecureServer;
 
@@ -184,11 +186,15 @@ export class HttpWorker implements TsgunWorker {
   private readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     // HTTP/2 streams share a session; the session, not a socket, is what drains them.
     const s = req.httpVersionMajor === 2 ? null : (req.socket as TrackedSocket);
-    if (s) s[kBusy]++;
+    if (s) {
+      s[kBusy]++;
+      s[kResponse] = res;
+    }
     this.inflight++;
     res.once('close', () => {
       this.inflight--;
       if (s) {
+        if (s[kResponse] === res) s[kResponse] = null;
         s[kBusy]--;
         if (this.draining) this.closeWhenIdle(s);
       }
@@ -234,6 +240,12 @@ export class HttpWorker implements TsgunWorker {
 
   async stop(graceful: boolean): Promise<void> {
     this.draining = true;
+    // A response already in progress whose headers are not out yet still gets to say
+    // `Connection: close`, so its client does not send another request on it.
+    for (const s of this.conns) {
+      const res = s[kResponse];
+      if (res && !res.headersSent) res.shouldKeepAlive = false;
+    }
     for (const server of [...this.fronts, ...this.servers]) {
       // http.Server#close() would also close idle keep-alive connections at once, racing
       // with requests already on their way; net.Server#close() only stops accepting.

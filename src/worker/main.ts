@@ -114,7 +114,7 @@ async function loadWorkerClass(): Promise<TsgunWorkerClass> {
   if (settings.worker_class === 'http' || settings.worker_class === 'http2') return HttpWorker;
   const spec = parseAppSpec(settings.worker_class);
   try {
-    const file = resolveModule(spec.module, settings.chdir ?? process.cwd());
+    const file = resolveModule(spec.module, settings.chdir ?? process.cwd(), { label: 'worker class module', fix: 'check --worker-class' });
     const cls = lookupAttr(await importModule(file, `worker class module ${file}`), spec, file);
     if (typeof cls !== 'function' || typeof (cls as { prototype?: { start?: unknown } }).prototype?.start !== 'function') {
       throw new Error(`${settings.worker_class} is not a class with start() and stop() methods`);
