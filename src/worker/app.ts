@@ -9,6 +9,7 @@ import { isTypeScript } from '../config/files.js';
 import type { Settings } from '../config/settings.js';
 import { describeError, TsgunError } from '../errors.js';
 import { fetchListener, type FetchHandler } from './fetch.js';
+import { installLightResponse } from './response.js';
 
 export type AppShape = 'koa' | 'fastify' | 'fetch-object' | 'node' | 'fetch';
 
@@ -65,7 +66,7 @@ function detect(app: unknown, iface: Settings['interface'], name: string): Detec
 }
 
 /** Load the app and adapt it to a Node request listener. */
-export async function loadApp(spec: string, settings: Pick<Settings, 'chdir' | 'factory' | 'interface' | 'root_path'>, opts: { onError: (err: unknown) => void }): Promise<LoadedApp> {
+export async function loadApp(spec: string, settings: Pick<Settings, 'chdir' | 'factory' | 'interface' | 'root_path'>, opts: { onError: (err: unknown) => void; lightResponse?: boolean }): Promise<LoadedApp> {
   const app = parseAppSpec(spec);
   const file = resolveModule(app.module, settings.chdir ?? process.cwd());
   const mod = await importModule(file, `app module ${file}`);
@@ -87,6 +88,7 @@ export async function loadApp(spec: string, settings: Pick<Settings, 'chdir' | '
       throw new TsgunError('TSGUN_ERR_APP_LOAD', `Fastify app ${name} failed in ready(): ${describeError(err)}`, { cause: err });
     }
   }
+  if (!('listener' in detected) && opts.lightResponse) installLightResponse();
   const listener = 'listener' in detected ? detected.listener : fetchListener(detected.handler, { rootPath: settings.root_path.replace(/\/$/, ''), onError: opts.onError });
   return { shape: detected.shape, listener, file };
 }

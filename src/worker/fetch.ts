@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { lightParts } from './response.js';
 
 /** What a fetch handler receives besides the request: Hono's node-server binding names. */
 export interface FetchEnv {
@@ -16,30 +17,86 @@ export type FetchHandler = (request: Request, env: FetchEnv) => Response | Promi
 
 const NO_BODY = new Set(['GET', 'HEAD']);
 
-function toRequest(req: IncomingMessage, res: ServerResponse, rootPath: string): Request {
-  const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? `${req.socket.localAddress ?? 'localhost'}:${req.socket.localPort ?? ''}`;
-  // TLS, or a trusted proxy's X-Forwarded-Proto, marks the socket encrypted.
-  const scheme = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
-  const url = new URL(rootPath + (req.url ?? '/'), `${scheme}://${host}`);
+const kIncoming = Symbol('tsgun.incoming');
+const kOutgoing = Symbol('tsgun.outgoing');
+const kUrl = Symbol('tsgun.url');
+const kHeaders = Symbol('tsgun.headers');
+const kReal = Symbol('tsgun.request');
+
+interface LazyRequest {
+  [kIncoming]: IncomingMessage;
+  [kOutgoing]: ServerResponse;
+  [kUrl]: string;
+  [kHeaders]?: Headers;
+  [kReal]?: Request;
+}
+
+function headersOf(req: IncomingMessage): Headers {
   const headers = new Headers();
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.charCodeAt(0) !== 58 /* ':' HTTP/2 pseudo-header */) headers.append(name, raw[i + 1]!);
   }
+  return headers;
+}
+
+/** The undici Request behind a lazy one, made on first use of the body, the signal, clone(), ... */
+function realRequest(lazy: LazyRequest): Request {
+  if (lazy[kReal]) return lazy[kReal];
+  const req = lazy[kIncoming];
+  const res = lazy[kOutgoing];
   const controller = new AbortController();
   res.once('close', () => {
     if (!res.writableFinished) controller.abort();
   });
-  const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, signal: controller.signal };
+  const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers: lazy[kHeaders] ?? headersOf(req), signal: controller.signal };
   if (!NO_BODY.has(req.method ?? 'GET')) {
     init.body = Readable.toWeb(req) as ReadableStream<Uint8Array>;
     init.duplex = 'half';
   }
-  const request = new Request(url, init);
-  // The client address, where srvx and Bun-style handlers look for it.
-  Object.defineProperty(request, 'ip', { value: req.socket.remoteAddress, enumerable: true });
-  return request;
+  lazy[kReal] = new Request(lazy[kUrl], init);
+  return lazy[kReal];
+}
+
+/**
+ * Requests handed to fetch handlers: `instanceof Request`, with `method`, `url`, `headers`
+ * and `ip` answered from Node's request directly. Building an undici Request (with the
+ * AbortSignal that follows the client) costs more than many handlers do in all; it is
+ * built only when a handler touches what needs it.
+ */
+const LAZY_PROTO: object = (() => {
+  const proto = Object.create(Request.prototype) as Record<PropertyKey, unknown>;
+  for (const key of Reflect.ownKeys(Request.prototype)) {
+    if (key === 'constructor' || key === 'method' || key === 'url' || key === 'headers') continue;
+    const d = Object.getOwnPropertyDescriptor(Request.prototype, key)!;
+    if (d.get) Object.defineProperty(proto, key, { get: function (this: LazyRequest) { return (realRequest(this) as unknown as Record<PropertyKey, unknown>)[key]; }, configurable: true });
+    else if (typeof d.value === 'function') Object.defineProperty(proto, key, { value: function (this: LazyRequest, ...args: unknown[]) { const real = realRequest(this) as unknown as Record<PropertyKey, (...a: unknown[]) => unknown>; return real[key]!(...args); }, configurable: true, writable: true });
+  }
+  Object.defineProperties(proto, {
+    method: { get(this: LazyRequest) { return this[kIncoming].method; } },
+    url: { get(this: LazyRequest) { return this[kUrl]; } },
+    headers: { get(this: LazyRequest) { return (this[kReal]?.headers ?? (this[kHeaders] ??= headersOf(this[kIncoming]))); } },
+    // The client address, where srvx and Bun-style handlers look for it.
+    ip: { get(this: LazyRequest) { return this[kIncoming].socket.remoteAddress; }, enumerable: true },
+  });
+  return proto;
+})();
+
+const PLAIN_HOST = /^[A-Za-z0-9.\-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/;
+
+function toRequest(req: IncomingMessage, res: ServerResponse, rootPath: string): Request {
+  const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? `${req.socket.localAddress ?? 'localhost'}:${req.socket.localPort ?? ''}`;
+  // TLS, or a trusted proxy's X-Forwarded-Proto, marks the socket encrypted.
+  const scheme = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+  const path = rootPath + (req.url ?? '/');
+  // The common case needs no URL parser; anything unusual goes through one (and may be a 400).
+  const url = path.charCodeAt(0) === 47 /* / */ && PLAIN_HOST.test(host) ? `${scheme}://${host}${path}` : new URL(path, `${scheme}://${host}`).href;
+  const lazy = Object.create(LAZY_PROTO) as LazyRequest;
+  lazy[kIncoming] = req;
+  lazy[kOutgoing] = res;
+  lazy[kUrl] = url;
+  return lazy as unknown as Request;
 }
 
 function writeHead(res: ServerResponse, response: Response, http2: boolean): void {
@@ -53,6 +110,33 @@ function writeHead(res: ServerResponse, response: Response, http2: boolean): voi
   if (cookies.length > 0) res.setHeader('set-cookie', cookies);
   if (response.statusText && !http2) res.statusMessage = response.statusText;
   res.writeHead(response.status);
+}
+
+/** Write a light response (see response.ts): status, headers and a string or bytes body, in one go. */
+function writeLight(res: ServerResponse, parts: NonNullable<ReturnType<typeof lightParts>>, head: boolean, http2: boolean): void {
+  const { headers, body } = parts;
+  let type = false;
+  const set = (name: string, value: string): void => {
+    const lower = name.toLowerCase();
+    if (lower === 'content-length') return;
+    if (lower === 'content-type') type = true;
+    if (lower === 'set-cookie') res.appendHeader('set-cookie', value);
+    else res.setHeader(name, value);
+  };
+  if (headers instanceof Headers) {
+    for (const [name, value] of headers) if (name !== 'set-cookie') set(name, value);
+    for (const cookie of headers.getSetCookie()) res.appendHeader('set-cookie', cookie);
+  } else if (Array.isArray(headers)) {
+    for (const [name, value] of headers as Array<[string, string]>) set(name, value);
+  } else if (headers) {
+    for (const name in headers) set(name, (headers as Record<string, string>)[name]!);
+  }
+  if (!type && typeof body === 'string') res.setHeader('content-type', 'text/plain;charset=UTF-8');
+  res.setHeader('content-length', body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+  if (parts.statusText && !http2) res.statusMessage = parts.statusText;
+  res.writeHead(parts.status);
+  if (head || body === null) res.end();
+  else res.end(body);
 }
 
 async function pipeBody(res: ServerResponse, body: ReadableStream<Uint8Array>): Promise<void> {
@@ -123,6 +207,8 @@ export function fetchListener(handler: FetchHandler, { rootPath, onError }: Fetc
           return;
         }
         if (res.writableEnded) return;
+        const light = lightParts(response);
+        if (light) return writeLight(res, light, req.method === 'HEAD', req.httpVersionMajor === 2);
         writeHead(res, response, req.httpVersionMajor === 2);
         if (response.body === null || req.method === 'HEAD') {
           void response.body?.cancel().catch(() => {});

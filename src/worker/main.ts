@@ -151,7 +151,7 @@ async function main(): Promise<void> {
 
   let listener: RequestListener;
   try {
-    const app = await loadApp(boot!.app, settings, { onError: (err) => log.error({ err }, `Error handling request: ${describeError(err)}`) });
+    const app = await loadApp(boot!.app, settings, { onError: (err) => log.error({ err }, `Error handling request: ${describeError(err)}`), lightResponse: true });
     listener = app.listener;
     log.debug(`Loaded ${app.shape} app from ${app.file}`);
   } catch (err) {
