@@ -83,7 +83,7 @@ const LAZY_PROTO: object = (() => {
   return proto;
 })();
 
-const PLAIN_HOST = /^[A-Za-z0-9.\-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/;
+const PLAIN_HOST = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/;
 
 function toRequest(req: IncomingMessage, res: ServerResponse, rootPath: string): Request {
   const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? `${req.socket.localAddress ?? 'localhost'}:${req.socket.localPort ?? ''}`;
