@@ -5,7 +5,6 @@
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import YAML from 'yaml';
 import { describeError, TsgunError } from '../errors.js';
 
 type Loader = (file: string) => Promise<unknown>;
@@ -83,6 +82,12 @@ async function loadScript(file: string): Promise<unknown> {
   return value;
 }
 
+/** yaml is imported only for YAML files: it is a good part of a worker's start-up otherwise. */
+async function loadYaml(file: string): Promise<unknown> {
+  const { parse } = await import('yaml');
+  return parse(readFileSync(file, 'utf8')) ?? {};
+}
+
 const LOADERS: Record<string, Loader> = {
   '.ts': loadScript,
   '.mts': loadScript,
@@ -90,8 +95,8 @@ const LOADERS: Record<string, Loader> = {
   '.js': loadScript,
   '.mjs': loadScript,
   '.cjs': loadScript,
-  '.yaml': async (file) => YAML.parse(readFileSync(file, 'utf8')) ?? {},
-  '.yml': async (file) => YAML.parse(readFileSync(file, 'utf8')) ?? {},
+  '.yaml': loadYaml,
+  '.yml': loadYaml,
   '.json': async (file) => JSON.parse(readFileSync(file, 'utf8')),
 };
 

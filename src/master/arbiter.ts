@@ -426,6 +426,11 @@ export class Arbiter implements ControlTarget {
     }
 
     let missing = this.numWorkers - current.length;
+    // While ready workers still serve (a reload, a replacement), boot one new worker at a
+    // time: on a small machine, booting them all at once takes the CPU from serving.
+    const serving = live.filter((w) => w.state === 'ready').length;
+    if (serving > 0 && current.some((w) => w.state === 'booting')) missing = 0;
+    else if (serving > 0) missing = Math.min(missing, 1);
     while (missing-- > 0 && !this.stopping) {
       const wait = this.spawnNotBefore - Date.now();
       if (wait > 0) {

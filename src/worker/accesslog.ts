@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ServerResponse as ServerResponseClass } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
 import pino from 'pino';
 
 export interface AccessEntry {
@@ -35,8 +36,18 @@ function clfDate(ms: number): string {
 }
 
 const kBytes = Symbol('tsgun.bytes');
-/** `_hasBody` is Node's own flag: false for HEAD, 204, 304 and 1xx, whose bodies it drops. */
-type Counted = ServerResponse & { [kBytes]?: number; _hasBody?: boolean };
+const kClient = Symbol('tsgun.client');
+/**
+ * `_hasBody` is node:http's own flag: false for HEAD, 204, 304 and 1xx, whose bodies it
+ * drops. HTTP/2 compatibility responses have no such flag, but have `req`.
+ */
+type Counted = ServerResponse & { [kBytes]?: number; _hasBody?: boolean; req?: IncomingMessage & { [kClient]?: string } };
+
+function sendsBody(res: Counted): boolean {
+  if (res._hasBody !== undefined) return res._hasBody;
+  const status = res.statusCode;
+  return res.req?.method !== 'HEAD' && status >= 200 && status !== 204 && status !== 304;
+}
 
 function chunkLength(chunk: unknown, encoding?: unknown): number {
   if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
@@ -46,11 +57,19 @@ function chunkLength(chunk: unknown, encoding?: unknown): number {
 
 let counting = false;
 
-/** Count body bytes on every response, once per process (a prototype patch, not a closure per request). */
+/**
+ * Count body bytes on every response, once per process (a prototype patch, not a closure
+ * per request): node:http responses, and HTTP/2 ones (the http2 worker class).
+ */
 function countBodyBytes(): void {
   if (counting) return;
   counting = true;
-  const proto = ServerResponseClass.prototype as unknown as {
+  patchWrites(ServerResponseClass.prototype);
+  patchWrites(Http2ServerResponse.prototype);
+}
+
+function patchWrites(prototype: object): void {
+  const proto = prototype as {
     write: (this: Counted, chunk: unknown, ...rest: unknown[]) => boolean;
     end: (this: Counted, chunk?: unknown, ...rest: unknown[]) => Counted;
   };
@@ -60,13 +79,19 @@ function countBodyBytes(): void {
   proto.write = function (chunk, ...rest) {
     const open = !this.writableEnded;
     const ok = write.call(this, chunk, ...rest);
-    if (open && this._hasBody !== false) this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
+    if (open && sendsBody(this)) this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
     return ok;
   };
   proto.end = function (chunk, ...rest) {
     const open = !this.writableEnded;
+    // An HTTP/2 request's socket is a view of its stream's session, gone once the stream
+    // closes, which is when the access log is written: keep the client while it is there.
+    if (open && this._hasBody === undefined && this.req) this.req[kClient] = this.req.socket?.remoteAddress;
+    const before = this[kBytes];
     const result = end.call(this, chunk, ...rest);
-    if (open && this._hasBody !== false && chunk !== undefined && typeof chunk !== 'function') this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
+    // HTTP/2's end() hands its chunk to this.write(), which has counted it already.
+    const counted = this[kBytes] !== before;
+    if (open && !counted && sendsBody(this) && chunk !== undefined && typeof chunk !== 'function') this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
     return result;
   };
 }
@@ -103,7 +128,7 @@ function query(req: IncomingMessage): string {
 const protocol = (req: IncomingMessage): string => `HTTP/${req.httpVersion}`;
 
 /** The client address: the socket's peer, or the client a trusted proxy forwarded (see proxy.ts). */
-export const clientAddress = (req: IncomingMessage): string => req.socket.remoteAddress ?? '-';
+export const clientAddress = (req: IncomingMessage): string => (req as { [kClient]?: string })[kClient] ?? req.socket?.remoteAddress ?? '-';
 
 const ATOMS: Record<string, Atom> = {
   h: (e) => clientAddress(e.req),

@@ -132,10 +132,12 @@ function writeLight(res: ServerResponse, parts: NonNullable<ReturnType<typeof li
     for (const name in headers) set(name, (headers as Record<string, string>)[name]!);
   }
   if (!type && typeof body === 'string') res.setHeader('content-type', 'text/plain;charset=UTF-8');
-  res.setHeader('content-length', body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+  // 204 and 304 carry no body and no Content-Length (RFC 9110 8.6); HTTP/2 resets a stream whose length header disagrees with its data.
+  const bodiless = parts.status === 204 || parts.status === 304;
+  if (!bodiless) res.setHeader('content-length', body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
   if (parts.statusText && !http2) res.statusMessage = parts.statusText;
   res.writeHead(parts.status);
-  if (head || body === null) res.end();
+  if (head || body === null || bodiless) res.end();
   else res.end(body);
 }
 

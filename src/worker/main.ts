@@ -39,10 +39,14 @@ let stopping = false;
 /** After this many requests the worker asks to be replaced (max_requests plus jitter). */
 const quota = settings.max_requests > 0 ? settings.max_requests + Math.floor(Math.random() * (settings.max_requests_jitter + 1)) : 0;
 
-// The watchdog thread answers the master's "where are you stuck?" even when this thread is
-// blocked; it also runs worker_abort through the symbol below, in the paused main thread.
-if (boot.watchdogFd !== null) {
-  new Thread(new URL('./watchdog-thread.js', import.meta.url), { workerData: { fd: boot.watchdogFd } }).unref();
+/**
+ * The watchdog thread answers the master's "where are you stuck?" even when this thread is
+ * blocked; it also runs worker_abort through the symbol below, in the paused main thread.
+ * It starts once the worker is ready, so that it does not slow the boot down.
+ */
+function startWatchdog(): void {
+  if (boot!.watchdogFd === null) return;
+  new Thread(new URL('./watchdog-thread.js', import.meta.url), { workerData: { fd: boot!.watchdogFd } }).unref();
   (globalThis as Record<symbol, unknown>)[Symbol.for('tsgun.abort')] = () => hooks.worker_abort?.(self);
 }
 
@@ -177,6 +181,7 @@ async function main(): Promise<void> {
   if (stopping) return;
   await send({ t: 'ready' });
   log.info(`Booting worker with pid: ${process.pid}`);
+  startWatchdog();
 
   const every = settings.timeout > 0 ? Math.min(1000, (settings.timeout * 1000) / 4) : 1000;
   setInterval(() => void beat(), every);

@@ -50,6 +50,20 @@ export interface ForwardedInfo {
   proto?: string;
 }
 
+/**
+ * The address in a `Forwarded: for=` node (RFC 7239 section 6): `192.0.2.43`,
+ * `192.0.2.43:47011`, `[2001:db8:cafe::17]`, `[2001:db8:cafe::17]:4711`; anything else
+ * (`unknown`, `_hidden`) is returned as is, and then is not an IP.
+ */
+function forwardedNode(value: string): string {
+  if (value.startsWith('[')) {
+    const end = value.indexOf(']');
+    return end > 0 ? value.slice(1, end) : value;
+  }
+  const colon = value.lastIndexOf(':');
+  return colon > 0 && isIP(value.slice(0, colon)) === 4 ? value.slice(0, colon) : value;
+}
+
 /** The client and scheme a trusted proxy reports: RFC 7239 `Forwarded` first, then `X-Forwarded-*`. */
 export function forwarded(headers: NodeJS.Dict<string | string[]>): ForwardedInfo {
   const out: ForwardedInfo = {};
@@ -61,7 +75,7 @@ export function forwarded(headers: NodeJS.Dict<string | string[]>): ForwardedInf
       if (eq < 0) continue;
       const key = pair.slice(0, eq).trim().toLowerCase();
       const value = pair.slice(eq + 1).trim().replace(/^"|"$/g, '');
-      if (key === 'for') out.client = value.replace(/^\[|\](:\d+)?$/g, '').replace(/:\d+$/, (m) => (isIP(value) === 6 ? m : ''));
+      if (key === 'for') out.client = forwardedNode(value);
       if (key === 'proto') out.proto = value.toLowerCase();
     }
   }
@@ -96,6 +110,21 @@ export type ProxyParse =
   | { state: 'error'; reason: string }
   | { state: 'done'; length: number; version: 1 | 2; client?: string; clientPort?: number };
 
+/** Eight 16-bit words as an IPv6 address in the form Node reports peers in (RFC 5952: longest zero run as `::`; IPv4-mapped as `::ffff:a.b.c.d`). */
+function ipv6Text(words: readonly number[]): string {
+  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) return `::ffff:${words[6]! >> 8}.${words[6]! & 0xff}.${words[7]! >> 8}.${words[7]! & 0xff}`;
+  let [best, bestLen] = [-1, 1];
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j > i ? j : i + 1;
+  }
+  const hex = (ws: readonly number[]): string => ws.map((w) => w.toString(16)).join(':');
+  if (best < 0) return hex(words);
+  return `${hex(words.slice(0, best))}::${hex(words.slice(best + bestLen))}`;
+}
+
 /**
  * Parse a PROXY header at the start of `buf`. `more`: not enough bytes yet; `none`: the
  * connection does not start with one.
@@ -115,9 +144,9 @@ export function parseProxyHeader(buf: Buffer): ProxyParse {
       return { state: 'done', length, version: 2, client: Array.from(buf.subarray(16, 20)).join('.'), clientPort: buf.readUInt16BE(24) };
     }
     if (family === 2 && length >= 16 + 36) {
-      const words: string[] = [];
-      for (let i = 0; i < 16; i += 2) words.push(buf.readUInt16BE(16 + i).toString(16));
-      return { state: 'done', length, version: 2, client: words.join(':'), clientPort: buf.readUInt16BE(48) };
+      const words: number[] = [];
+      for (let i = 0; i < 16; i += 2) words.push(buf.readUInt16BE(16 + i));
+      return { state: 'done', length, version: 2, client: ipv6Text(words), clientPort: buf.readUInt16BE(48) };
     }
     return { state: 'done', length, version: 2 };
   }

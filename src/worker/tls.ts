@@ -45,7 +45,11 @@ export function tlsOptions(settings: TlsSettings): TlsOptions | null {
     tls.createSecureContext(options);
   } catch (err) {
     const message = (err as Error).message;
-    const hint = /passphrase|bad decrypt/i.test(message) ? 'the keyfile is encrypted: give its password with --keyfile-password' : /key values mismatch/i.test(message) ? 'the keyfile does not belong to the certfile' : 'check that both are PEM files';
+    if (settings.ciphers && /cipher/i.test(message)) {
+      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `ciphers ${JSON.stringify(settings.ciphers)} is not a cipher list OpenSSL accepts (${message}); check --ciphers`);
+    }
+    const encrypted = settings.keyfile_password === null ? 'the keyfile is encrypted: give its password with --keyfile-password' : 'the keyfile password is wrong: check --keyfile-password';
+    const hint = /passphrase|bad decrypt/i.test(message) ? encrypted : /key values mismatch/i.test(message) ? 'the keyfile does not belong to the certfile' : 'check that both are PEM files';
     throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `cannot use certfile ${settings.certfile} with keyfile ${settings.keyfile}: ${message}; ${hint}`);
   }
   return options;

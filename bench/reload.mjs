@@ -1,0 +1,783 @@
+#!/usr/bin/env node
+// Reload benchmark: the same tiny JSON app under sustained keep-alive load (wrk), while the
+// process manager is told to replace its workers. For every row it reports the requests
+// served, the requests that failed (wrk's socket errors + non-2xx/3xx responses), the
+// throughput, and that throughput as a share of the same server's steady state, measured
+// with the same wrk settings just before.
+//
+//   node bench/reload.mjs [--runs 3] [--rows 1,2,3,4,5,6] [--duration 12] [--out FILE] [--no-write]
+//
+// Needs a built tsgun (`npx tsc -p tsconfig.build.json`; built here if dist/ is missing),
+// wrk (apt-get install wrk), PM2 (installed under bench/node_modules on first use) and,
+// for the Gunicorn row, Debian's gunicorn + python3-uvicorn (apt-get; skipped if missing).
+// Every server started here is stopped at the end, on error and on Ctrl-C.
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const BENCH = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.dirname(BENCH);
+const rel = (p) => path.relative(ROOT, p) || '.';
+
+const { values: opts } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    rows: { type: 'string', default: '1,2,3,4,5,6' },
+    duration: { type: 'string', default: '12' },
+    warmup: { type: 'string', default: '3' },
+    'max-requests': { type: 'string', default: 'auto' },
+    out: { type: 'string', default: path.join(BENCH, 'results', 'reload.md') },
+    'no-write': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (opts.help) {
+  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 14).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+  process.exit(0);
+}
+const RUNS = Number(opts.runs);
+const DURATION = Number(opts.duration);
+const WARMUP = Number(opts.warmup);
+const SELECTED = new Set(opts.rows.split(',').map(Number));
+if (!(RUNS >= 1) || !(DURATION >= 4) || !(WARMUP >= 0)) {
+  process.stderr.write('Error: --runs must be >= 1, --duration >= 4 (seconds), --warmup >= 0\n');
+  process.exit(2);
+}
+const WRK_THREADS = 1;
+const WRK_CONNS = 32;
+const WRK_LUA = path.join(BENCH, 'wrk-summary.lua');
+const WORKERS = 2;
+// Row 4's --max-requests: 3000 (jitter 10 %), lowered when this machine is too slow for
+// every worker to be recycled at least 4 times in the phase (judged from the steady state).
+const MAX_REQUESTS_DEFAULT = 3000;
+const RECYCLES_WANTED = 5;
+function maxRequestsFor(steady) {
+  if (opts['max-requests'] !== 'auto') return Number(opts['max-requests']);
+  // Replacing workers costs throughput: assume the phase serves half the steady state.
+  const perWorker = (steady.requests * 0.5) / WORKERS;
+  return Math.max(200, Math.min(MAX_REQUESTS_DEFAULT, Math.floor(perWorker / RECYCLES_WANTED / 100) * 100));
+}
+
+// Logs of every server started, kept (git-ignored) for looking into failures afterwards.
+const LOG_DIR = path.join(BENCH, 'results', 'reload-logs.tmp');
+rmSync(LOG_DIR, { recursive: true, force: true });
+mkdirSync(LOG_DIR, { recursive: true });
+const TMP = mkdtempSync(path.join(os.tmpdir(), 'tsgun-bench-'));
+
+// ---- small helpers ----------------------------------------------------------------------
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+function run(cmd, args, options = {}) {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { maxBuffer: 64 << 20, ...options }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, error: err, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+function which(name) {
+  const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+async function aptInstall(packages) {
+  if (!which('apt-get')) return false;
+  log(`installing ${packages.join(' ')} with apt-get`);
+  const sudo = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
+  const cmd = [...sudo, 'apt-get', 'install', '-y', ...packages];
+  let r = await run(cmd[0], cmd.slice(1), { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  if (r.code !== 0) {
+    const upd = [...sudo, 'apt-get', 'update'];
+    await run(upd[0], upd.slice(1));
+    r = await run(cmd[0], cmd.slice(1), { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  }
+  if (r.code !== 0) log(`apt-get install ${packages.join(' ')} failed: ${r.stderr.trim().split('\n').pop()}`);
+  return r.code === 0;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function httpStatus(port) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: 1000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy());
+  });
+}
+
+async function waitFor(what, fn, timeoutMs = 20_000, everyMs = 50) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+const alive = (pid) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+};
+
+function signal(pid, sig) {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** TERM a process (its group when it leads one), wait for it to go, KILL it after `graceMs`. */
+async function terminate(pid, { graceMs = 15_000, group = false } = {}) {
+  if (!pid || !alive(pid)) return;
+  signal(group ? -pid : pid, 'SIGTERM');
+  const until = Date.now() + graceMs;
+  while (alive(pid) && Date.now() < until) await sleep(50);
+  if (alive(pid)) {
+    log(`pid ${pid} did not stop within ${graceMs / 1000} s; killing it`);
+    signal(group ? -pid : pid, 'SIGKILL');
+    signal(pid, 'SIGKILL');
+  }
+}
+
+/** A unique name for each server instance: its log file and pidfile. */
+let instances = 0;
+const instanceName = (name) => `${String(++instances).padStart(2, '0')}-${name}`;
+
+/** A server's log file (new for each instance), read by byte offset so that each phase counts its own lines. */
+class LogFile {
+  constructor(name) {
+    this.path = path.join(LOG_DIR, `${name}.log`);
+    this.fd = openSync(this.path, 'wx');
+  }
+  size() {
+    return existsSync(this.path) ? statSync(this.path).size : 0;
+  }
+  text(from = 0) {
+    return readFileSync(this.path).subarray(from).toString('utf8');
+  }
+  count(re, from = 0) {
+    return this.text(from).split('\n').filter((l) => re.test(l)).length;
+  }
+  close() {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+// Everything that must be undone at exit, newest first.
+const cleanups = new Set();
+function onCleanup(fn) {
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+async function cleanupAll() {
+  for (const fn of [...cleanups].reverse()) {
+    cleanups.delete(fn);
+    try {
+      await fn();
+    } catch (err) {
+      log(`cleanup failed: ${err.message}`);
+    }
+  }
+  rmSync(TMP, { recursive: true, force: true });
+}
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: stopping every server this benchmark started`);
+    void cleanupAll().finally(() => process.exit(130));
+  });
+}
+
+// ---- tools ------------------------------------------------------------------------------
+
+async function ensureWrk() {
+  let wrk = which('wrk');
+  if (!wrk && (await aptInstall(['wrk']))) wrk = which('wrk');
+  if (!wrk) throw new Error('wrk is not installed and apt-get could not install it; install wrk and run again');
+  return wrk;
+}
+
+async function ensureTsgun() {
+  if (!existsSync(path.join(ROOT, 'dist', 'cli.js'))) {
+    log('dist/ is missing: building tsgun (npx tsc -p tsconfig.build.json)');
+    const r = await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT });
+    if (r.code !== 0) throw new Error(`tsgun build failed:\n${r.stdout}${r.stderr}`);
+  }
+  return path.join(ROOT, 'bin', 'tsgun');
+}
+
+async function ensurePm2() {
+  const bin = path.join(BENCH, 'node_modules', '.bin', 'pm2');
+  if (!existsSync(bin)) {
+    log('installing PM2 under bench/ (npm install --prefix bench)');
+    const r = await run('npm', ['install', '--prefix', BENCH, '--no-audit', '--no-fund'], { cwd: ROOT });
+    if (r.code !== 0 || !existsSync(bin)) return { bin: null, why: `npm install --prefix bench failed: ${r.stderr.trim().split('\n').pop()}` };
+  }
+  const version = JSON.parse(readFileSync(path.join(BENCH, 'node_modules', 'pm2', 'package.json'), 'utf8')).version;
+  return { bin, version };
+}
+
+/** Debian's gunicorn and its uvicorn worker: the gunicorn script and the interpreter it runs on. */
+async function ensureGunicorn() {
+  // The gunicorn on PATH (which may be a pyenv shim or a venv's), else Debian's.
+  const find = () => {
+    for (const bin of new Set([which('gunicorn'), '/usr/bin/gunicorn'])) {
+      if (!bin || !existsSync(bin)) continue;
+      const shebang = readFileSync(bin, 'utf8').split('\n')[0];
+      const python = shebang.startsWith('#!') ? shebang.slice(2).trim().split(/\s+/) : ['python3'];
+      const probe = spawnSync(python[0], [...python.slice(1), '-c', 'import gunicorn, uvicorn, uvicorn.workers; print(gunicorn.__version__, uvicorn.__version__)'], { encoding: 'utf8' });
+      if (probe.status !== 0) continue;
+      const [gunicornVersion, uvicornVersion] = probe.stdout.trim().split(' ');
+      return { bin, python: python.join(' '), gunicornVersion, uvicornVersion };
+    }
+    return null;
+  };
+  let found = find();
+  if (!found && (await aptInstall(['gunicorn', 'python3-uvicorn']))) found = find();
+  return found ?? { bin: null, why: 'gunicorn with the uvicorn worker is not available (apt-get install -y gunicorn python3-uvicorn failed or was not possible)' };
+}
+
+// ---- wrk --------------------------------------------------------------------------------
+
+function wrkArgs(port, seconds) {
+  return [`-t${WRK_THREADS}`, `-c${WRK_CONNS}`, `-d${seconds}s`, '--latency', '-s', WRK_LUA, `http://127.0.0.1:${port}/`];
+}
+
+/** Run wrk; `during(t0)` runs alongside it (the reload schedule), t0 being wrk's start. */
+async function wrk(port, seconds, during = null) {
+  const load = os.loadavg()[0];
+  const child = spawn(tools.wrk, wrkArgs(port, seconds), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const t0 = Date.now();
+  const forget = onCleanup(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const driving = during ? during(t0) : Promise.resolve([]);
+  const [code, events] = await Promise.all([exited, driving]);
+  forget();
+  const line = out.split('\n').find((l) => l.startsWith('WRK_SUMMARY '));
+  if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code}):\n${out}`);
+  const s = JSON.parse(line.slice('WRK_SUMMARY '.length));
+  // Cross-check the script's numbers against wrk's own report.
+  const total = /(\d+) requests in/.exec(out);
+  if (!total || Number(total[1]) !== s.requests) throw new Error(`wrk output and summary disagree:\n${out}`);
+  const failed = s.connect + s.read + s.write + s.timeout + s.status;
+  return { ...s, failed, rps: s.requests / (s.duration_us / 1e6), load, events, raw: out.replace(/^WRK_SUMMARY .*\n/m, '') };
+}
+
+/**
+ * Timed actions during the measured phase: each `[atMs, label, fn]` runs at atMs after wrk
+ * started (or as soon as the previous action finished, if that was later).
+ */
+function schedule(steps) {
+  return async (t0) => {
+    const events = [];
+    for (const [at, label, fn] of steps) {
+      const wait = t0 + at - Date.now();
+      if (wait > 0) await sleep(wait);
+      const start = Date.now() - t0;
+      let note = '';
+      try {
+        note = (await fn()) ?? '';
+      } catch (err) {
+        note = `FAILED: ${err.message}`;
+      }
+      events.push({ at: start, took: Date.now() - t0 - start, label, note });
+    }
+    return events;
+  };
+}
+
+// ---- servers ----------------------------------------------------------------------------
+
+/** One tsgun master (plus, after USR2, its successor), started from bin/tsgun. */
+class Tsgun {
+  constructor(name, extraArgs = []) {
+    this.name = instanceName(name);
+    this.log = new LogFile(this.name);
+    this.pidfile = path.join(TMP, `${this.name}.pid`);
+    this.args = ['-w', String(WORKERS), '-b', '127.0.0.1:0', '-p', this.pidfile, ...extraArgs, 'bench/apps/json.mjs:default'];
+    this.pids = new Set();
+  }
+  command() {
+    return `bin/tsgun ${this.args.join(' ').replace(this.pidfile, 'PIDFILE')}`;
+  }
+  async start() {
+    this.child = spawn(tools.tsgun, this.args, { cwd: ROOT, stdio: ['ignore', this.log.fd, this.log.fd], detached: true });
+    this.pid = this.child.pid;
+    this.pids.add(this.pid);
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, sig) => resolve({ code, sig })));
+    this.forget = onCleanup(() => this.stop());
+    const listening = await waitFor(`${this.name}: Listening at`, () => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(this.log.text()) ?? (this.child.exitCode !== null ? Promise.reject(new Error(`tsgun exited with ${this.child.exitCode}:\n${this.log.text()}`)) : null));
+    this.port = Number(listening[1]);
+    await waitFor(`${this.name}: ${WORKERS} workers booted`, () => this.log.count(/Booting worker with pid/) >= WORKERS);
+    await waitFor(`${this.name}: HTTP 200`, async () => (await httpStatus(this.port)) === 200);
+    return this;
+  }
+  mark() {
+    return this.log.size();
+  }
+  master() {
+    try {
+      return Number(readFileSync(this.pidfile, 'utf8').trim()) || this.pid;
+    } catch {
+      return this.pid;
+    }
+  }
+  hup() {
+    signal(this.master(), 'SIGHUP');
+  }
+  async stop() {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.forget?.();
+    // The master started by USR2 is not our child: find it in the pidfile.
+    const successor = this.master();
+    if (successor !== this.pid) this.pids.add(successor);
+    for (const pid of this.pids) await terminate(pid);
+    this.log.close();
+  }
+  events(from) {
+    const lines = this.log.text(from).split('\n');
+    const n = (re) => lines.filter((l) => re.test(l)).length;
+    const reasons = {};
+    for (const l of lines) {
+      const m = /Retiring worker \(pid:\d+, generation \d+\): ([^"]+)"/.exec(l);
+      if (m) reasons[m[1]] = (reasons[m[1]] ?? 0) + 1;
+    }
+    return {
+      booted: n(/Booting worker with pid/),
+      retired: reasons,
+      reloads: n(/Reload complete: generation \d+ ready/),
+      killed: n(/did not stop within|WORKER TIMEOUT/),
+      errors: lines.filter((l) => /"level":"(error|fatal)"|"level":5\d|"level":6\d/.test(l)).length,
+    };
+  }
+}
+
+/** PM2 in cluster mode, with its own PM2_HOME. */
+class Pm2 {
+  constructor(name) {
+    this.name = instanceName(name);
+    this.home = mkdtempSync(path.join(TMP, 'pm2-home-'));
+    this.env = { ...process.env, PM2_HOME: this.home };
+    this.log = new LogFile(this.name);
+  }
+  command() {
+    return `PORT=$PORT pm2 start bench/apps/json.cjs -i ${WORKERS} --name app`;
+  }
+  async pm2(args, env = this.env) {
+    const r = await run(tools.pm2.bin, args, { cwd: ROOT, env });
+    writeFileSync(this.log.path, `$ pm2 ${args.join(' ')} (exit ${r.code})\n${r.stdout}${r.stderr}\n`, { flag: 'a' });
+    if (r.code !== 0) throw new Error(`pm2 ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+    return r;
+  }
+  async start() {
+    this.port = await freePort();
+    this.forget = onCleanup(() => this.stop());
+    await this.pm2(['start', 'bench/apps/json.cjs', '-i', String(WORKERS), '--name', 'app'], { ...this.env, PORT: String(this.port) });
+    await waitFor(`${this.name}: HTTP 200`, async () => (await httpStatus(this.port)) === 200);
+    return this;
+  }
+  mark() {
+    return 0;
+  }
+  async reload() {
+    const t = Date.now();
+    await this.pm2(['reload', 'app']);
+    return `${((Date.now() - t) / 1000).toFixed(1)} s`;
+  }
+  async stop() {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.forget?.();
+    const daemon = Number(existsSync(path.join(this.home, 'pm2.pid')) ? readFileSync(path.join(this.home, 'pm2.pid'), 'utf8') : 0);
+    await this.pm2(['kill']).catch((err) => log(err.message));
+    if (daemon) await terminate(daemon, { graceMs: 5000 });
+    // Copy PM2's own log and the apps' logs next to ours, then drop its home.
+    for (const f of ['pm2.log']) if (existsSync(path.join(this.home, f))) writeFileSync(this.log.path, readFileSync(path.join(this.home, f)), { flag: 'a' });
+    rmSync(this.home, { recursive: true, force: true });
+    this.log.close();
+  }
+  events() {
+    return {};
+  }
+}
+
+/** Gunicorn with the uvicorn worker, from Debian's packages. */
+class Gunicorn {
+  constructor(name) {
+    this.name = instanceName(name);
+    this.log = new LogFile(this.name);
+  }
+  args() {
+    return ['-k', 'uvicorn.workers.UvicornWorker', '-w', String(WORKERS), '-b', `127.0.0.1:${this.port}`, '--chdir', 'bench/apps', 'json_app:app'];
+  }
+  command() {
+    return `gunicorn ${this.args().join(' ').replace(String(this.port), '$PORT')}`;
+  }
+  async start() {
+    this.port = await freePort();
+    this.child = spawn(tools.gunicorn.bin, this.args(), { cwd: ROOT, stdio: ['ignore', this.log.fd, this.log.fd], detached: true });
+    this.pid = this.child.pid;
+    this.forget = onCleanup(() => this.stop());
+    await waitFor(`${this.name}: ${WORKERS} workers booted`, () => {
+      if (this.child.exitCode !== null) throw new Error(`gunicorn exited with ${this.child.exitCode}:\n${this.log.text()}`);
+      return this.log.count(/Application startup complete/) >= WORKERS;
+    });
+    await waitFor(`${this.name}: HTTP 200`, async () => (await httpStatus(this.port)) === 200);
+    return this;
+  }
+  mark() {
+    return this.log.size();
+  }
+  hup() {
+    signal(this.pid, 'SIGHUP');
+  }
+  async stop() {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.forget?.();
+    await terminate(this.pid);
+    this.log.close();
+  }
+  events(from) {
+    const text = this.log.text(from);
+    return { booted: (text.match(/Booting worker with pid/g) ?? []).length, exited: (text.match(/Worker exiting/g) ?? []).length };
+  }
+}
+
+// ---- rows -------------------------------------------------------------------------------
+
+const at = (s) => Math.round(s * 1000);
+/** n actions spread evenly over the phase: at (i + 0.5) * duration / n seconds. */
+const spread = (n) => Array.from({ length: n }, (_, i) => at(((i + 0.5) * DURATION) / n));
+
+const ROWS = [
+  {
+    id: 1,
+    server: 'tsgun',
+    action: 'kill -HUP x4',
+    make: () => new Tsgun('tsgun-hup'),
+    steps: (s) => spread(4).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]),
+    summary: (e) => `${e.reloads} of 4 reloads complete within the phase, ${e.booted} workers started`,
+    short: ['reloads complete (of 4 sent)', (e) => `${e.reloads}`],
+  },
+  {
+    id: 2,
+    server: 'tsgun',
+    action: 'kill -TTOU / -TTIN x3 each',
+    make: () => new Tsgun('tsgun-ttou-ttin'),
+    steps: (s) => spread(6).map((t, i) => [t, i % 2 === 0 ? 'TTOU' : 'TTIN', () => {
+        signal(s.master(), i % 2 === 0 ? 'SIGTTOU' : 'SIGTTIN');
+      }]),
+    summary: (e) => `${e.retired['scale down'] ?? 0} workers retired, ${e.booted} started and ready`,
+    short: ['workers retired + started', (e) => `${e.retired['scale down'] ?? 0}+${e.booted}`],
+  },
+  {
+    id: 3,
+    server: 'tsgun',
+    action: 'USR2, then TERM old master',
+    make: () => new Tsgun('tsgun-usr2'),
+    steps: (s) => [
+      [
+        at(2),
+        'USR2',
+        async () => {
+          const old = s.master();
+          const from = s.mark();
+          signal(old, 'SIGUSR2');
+          const successor = await waitFor('the new master in the pidfile', () => (s.master() !== old ? s.master() : null), 10_000);
+          s.pids.add(successor);
+          await waitFor('the new master\'s workers', () => s.log.count(/Booting worker with pid/, from) >= WORKERS, 15_000);
+          return `new master ${successor} ready`;
+        },
+      ],
+      [
+        at(Math.min(5, DURATION / 2)),
+        'TERM old master',
+        async () => {
+          signal(s.pid, 'SIGTERM');
+          const r = await s.exited;
+          return `old master exited ${r.sig ?? r.code}`;
+        },
+      ],
+    ],
+    summary: (e, ev) => `${ev.map((x) => `${x.label} at ${(x.at / 1000).toFixed(1)} s: ${x.note}`).join('; ')}`,
+    short: ['new master ready, old master exited 0', (e, ev) => (ev.length === 2 && /ready$/.test(ev[0].note) && ev[1].note === 'old master exited 0' ? 'yes' : ev.map((x) => x.note).join(', '))],
+  },
+  {
+    id: 4,
+    server: 'tsgun',
+    action: '--max-requests N --max-requests-jitter N/10',
+    // Steady state: plain tsgun (a max-requests server recycles all the time).
+    make: () => new Tsgun('tsgun-max-requests-baseline'),
+    makeMain: (steady) => {
+      const n = maxRequestsFor(steady);
+      return new Tsgun('tsgun-max-requests', ['--max-requests', String(n), '--max-requests-jitter', String(Math.round(n / 10))]);
+    },
+    steps: () => [],
+    summary: (e, ev, server) => `${e.retired['max-requests'] ?? 0} workers recycled (${server.args.slice(6, 10).join(' ')})`,
+    short: ['workers recycled (at N)', (e, ev, server) => `${e.retired['max-requests'] ?? 0} (${server.args[7]})`],
+  },
+  {
+    id: 5,
+    server: 'PM2 cluster',
+    action: 'pm2 reload app x4',
+    needs: 'pm2',
+    make: () => new Pm2('pm2'),
+    steps: (s) => spread(4).map((t, i) => [t, `pm2 reload #${i + 1}`, () => s.reload()]),
+    summary: (e, ev) => `reloads took ${ev.map((x) => x.note).join(', ')}`,
+    short: ['slowest `pm2 reload`', (e, ev) => `${Math.max(...ev.map((x) => parseFloat(x.note) || 0)).toFixed(1)} s`],
+  },
+  {
+    id: 6,
+    server: 'Gunicorn + Uvicorn',
+    action: 'kill -HUP x4',
+    needs: 'gunicorn',
+    make: () => new Gunicorn('gunicorn'),
+    steps: (s) => spread(4).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]),
+    summary: (e) => `${e.booted} workers started, ${e.exited} exited`,
+    short: ['workers started', (e) => `${e.booted}`],
+  },
+];
+
+async function measureRow(row, runNo) {
+  const tag = `run ${runNo} row ${row.id}`;
+  let server = row.make();
+  try {
+    await server.start();
+    const commands = [server.command()];
+    log(`${tag}: ${row.server} — warm-up ${WARMUP} s, steady state ${DURATION} s`);
+    if (WARMUP > 0) await wrk(server.port, WARMUP);
+    const steady = await wrk(server.port, DURATION);
+    if (row.makeMain) {
+      await server.stop();
+      server = row.makeMain(steady);
+      await server.start();
+      commands.push(server.command());
+      if (WARMUP > 0) await wrk(server.port, WARMUP);
+    }
+    log(`${tag}: ${row.server} — ${row.action}, ${DURATION} s`);
+    const from = server.mark();
+    const loaded = await wrk(server.port, DURATION, schedule(row.steps(server)));
+    const ev = server.events(from);
+    const result = { row: row.id, run: runNo, steady, loaded, ratio: loaded.rps / steady.rps, events: ev, note: row.summary(ev, loaded.events, server), short: row.short[1](ev, loaded.events, server), commands, log: rel(server.log.path) };
+    log(`${tag}: ${fmtInt(loaded.requests)} requests, ${loaded.failed} failed, ${fmtInt(loaded.rps)} req/s vs ${fmtInt(steady.rps)} steady (${pct(result.ratio)}); ${result.note}`);
+    if (loaded.failed > 0 || steady.failed > 0) log(`${tag}: failures — ${failBreakdown(loaded)} (steady: ${failBreakdown(steady)}); server log: ${rel(server.log.path)}`);
+    return result;
+  } finally {
+    await server.stop();
+  }
+}
+
+// ---- report -----------------------------------------------------------------------------
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const fmtInt = (n) => Math.round(n).toLocaleString('en-US');
+const pct = (r) => `${(r * 100).toFixed(1)} %`;
+const failBreakdown = (w) => `connect ${w.connect}, read ${w.read}, write ${w.write}, timeout ${w.timeout}, non-2xx/3xx ${w.status}`;
+
+function table(results, rows) {
+  const out = [];
+  out.push(`| # | server | action | requests | failed | failed per run | req/s | steady req/s | ratio | what happened, per run |`);
+  out.push(`|---|---|---|---:|---:|---|---:|---:|---:|---|`);
+  for (const row of rows) {
+    const rs = results.filter((r) => r.row === row.id);
+    if (row.skipped) {
+      out.push(`| ${row.id} | ${row.server} | ${row.action} | — | — | — | — | — | — | skipped: ${row.skipped} |`);
+      continue;
+    }
+    if (rs.length === 0) continue;
+    const failedPerRun = rs.map((r) => (r.error ? 'error' : String(r.loaded.failed))).join(' / ');
+    const ok = rs.filter((r) => !r.error);
+    if (ok.length === 0) {
+      out.push(`| ${row.id} | ${row.server} | ${row.action} | — | — | ${failedPerRun} | — | — | — | ${rs[rs.length - 1].error} |`);
+      continue;
+    }
+    const happened = `${row.short[0]}: ${rs.map((r) => (r.error ? 'error' : r.short)).join(' / ')}`;
+    out.push(
+      `| ${row.id} | ${row.server} | ${row.action} | ${fmtInt(median(ok.map((r) => r.loaded.requests)))} | ${fmtInt(median(ok.map((r) => r.loaded.failed)))} | ${failedPerRun} | ${fmtInt(median(ok.map((r) => r.loaded.rps)))} | ${fmtInt(median(ok.map((r) => r.steady.rps)))} | ${pct(median(ok.map((r) => r.ratio)))} | ${happened.replace(/\|/g, '\\|')} |`,
+    );
+  }
+  return out.join('\n');
+}
+
+function details(results) {
+  const out = [];
+  out.push(`| run | # | phase | load | requests | req/s | connect | read | write | timeout | non-2xx/3xx | p50 ms | p99 ms | max ms | what happened |`);
+  out.push(`|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`);
+  for (const r of results) {
+    if (r.error) {
+      out.push(`| ${r.run} | ${r.row} | error | | | | | | | | | | | | ${r.error.replace(/\|/g, '\\|').split('\n')[0]} |`);
+      continue;
+    }
+    for (const [phase, w] of [['steady', r.steady], ['reloads', r.loaded]]) {
+      out.push(`| ${r.run} | ${r.row} | ${phase} | ${w.load.toFixed(1)} | ${fmtInt(w.requests)} | ${fmtInt(w.rps)} | ${w.connect} | ${w.read} | ${w.write} | ${w.timeout} | ${w.status} | ${(w.p50_us / 1000).toFixed(1)} | ${(w.p99_us / 1000).toFixed(1)} | ${(w.max_us / 1000).toFixed(0)} | ${phase === 'steady' ? '' : r.note.replace(/\|/g, '\\|')} |`);
+    }
+  }
+  return out.join('\n');
+}
+
+function distStamp() {
+  try {
+    return statSync(path.join(ROOT, 'dist', 'worker', 'main.js')).mtime.toISOString().slice(0, 19).replace('T', ' ');
+  } catch {
+    return 'missing';
+  }
+}
+
+function gitRev() {
+  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' });
+  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== '';
+  return r.status === 0 ? `${r.stdout.trim()}${dirty ? ' + uncommitted changes in src/ or bin/' : ''}` : 'unknown';
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+const tools = {};
+
+async function main() {
+  tools.wrk = await ensureWrk();
+  tools.tsgun = await ensureTsgun();
+  const rows = ROWS.filter((r) => SELECTED.has(r.id));
+  if (rows.some((r) => r.needs === 'pm2')) {
+    tools.pm2 = await ensurePm2();
+    if (!tools.pm2.bin) rows.find((r) => r.needs === 'pm2').skipped = tools.pm2.why;
+  }
+  if (rows.some((r) => r.needs === 'gunicorn')) {
+    tools.gunicorn = await ensureGunicorn();
+    if (!tools.gunicorn.bin) {
+      rows.find((r) => r.needs === 'gunicorn').skipped = tools.gunicorn.why;
+      log(`skipping the Gunicorn row: ${tools.gunicorn.why}`);
+    }
+  }
+  const wrkVersion = spawnSync(tools.wrk, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].replace(/ Copyright.*/, '').trim();
+  const tsgunVersion = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+  const started = new Date();
+  const revBefore = gitRev();
+  const distBefore = distStamp();
+  const loadBefore = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+
+  const results = [];
+  for (let run = 1; run <= RUNS; run++) {
+    // Alternate the order between runs so that no row always runs first or last.
+    const order = rows.filter((r) => !r.skipped);
+    if (run % 2 === 0) order.reverse();
+    for (const row of order) {
+      try {
+        results.push(await measureRow(row, run));
+      } catch (err) {
+        if (interrupted) return;
+        log(`run ${run} row ${row.id} failed: ${err.stack ?? err.message}`);
+        results.push({ row: row.id, run, error: err.message.split('\n')[0] });
+      }
+    }
+  }
+
+  const summary = table(results, rows);
+  const revAfter = gitRev();
+  const distAfter = distStamp();
+  const perRow = rows.map((row) => {
+    const ok = results.filter((r) => r.row === row.id && !r.error);
+    const steps = (i) => [...new Set(ok.map((r) => r.commands[i]).filter(Boolean))].map((c) => `\`${c}\``).join(' or ');
+    const cmds = ok.length === 0 ? '(not run)' : ok[0].commands.length > 1 ? `${steps(0)} for the steady state, then ${steps(1)}` : steps(0);
+    return `- **row ${row.id}** — ${row.skipped ? `skipped: ${row.skipped}` : `${cmds}\n  - during the phase: ${describeSteps(row)}`}`;
+  });
+  const machine = `${os.cpus().length} CPUs (nproc ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()}), ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.type()} ${os.release()}`;
+  const versions = [
+    `node ${process.version}`,
+    `tsgun ${tsgunVersion} (git ${revBefore}${revAfter !== revBefore ? `, ${revAfter} at the end` : ''}; dist/ built ${distBefore}${distAfter !== distBefore ? `, REBUILT during the run at ${distAfter}` : ''})`,
+    wrkVersion,
+    tools.pm2?.version ? `pm2 ${tools.pm2.version}` : null,
+    tools.gunicorn?.bin ? `gunicorn ${tools.gunicorn.gunicornVersion}, uvicorn ${tools.gunicorn.uvicornVersion} (${tools.gunicorn.python})` : null,
+  ].filter(Boolean);
+
+  const md = `# Reload benchmark
+
+Generated by \`node bench/reload.mjs --runs ${RUNS}${opts.rows !== '1,2,3,4,5,6' ? ` --rows ${opts.rows}` : ''}${DURATION !== 12 ? ` --duration ${DURATION}` : ''}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC.
+
+- Machine: ${machine}; load average before the run: ${loadBefore}
+- Versions: ${versions.join('; ')}
+- Load: \`wrk ${wrkArgs('$PORT', DURATION).join(' ').replace(WRK_LUA, 'bench/wrk-summary.lua')}\` for every phase, after a ${WARMUP} s warm-up
+- ${WORKERS} workers everywhere; app: a 200-item JSON document serialized per request (bench/apps/)
+- ${RUNS} run(s); rows alternate order between runs; medians shown
+
+${summary}
+
+**failed** = wrk socket errors (connect + read + write + timeout) + non-2xx/3xx responses, during the
+${DURATION} s phase with reloads. **ratio** = req/s with reloads ÷ req/s of the same server's
+steady state (same settings, no signals), measured just before in the same run.
+
+Commands (PORT: a free port; PIDFILE: in a temp dir), and what is done during the ${DURATION} s wrk phase:
+${perRow.join('\n')}
+
+## Per run
+
+**load** is the machine's 1-minute load average when the phase started (${os.cpus().length} CPUs): above
+${os.cpus().length}, other processes were competing with the servers and wrk for the CPUs.
+
+${details(results)}
+`;
+  process.stdout.write(`\n${summary}\n\n${details(results)}\n`);
+  if (!opts['no-write']) {
+    mkdirSync(path.dirname(opts.out), { recursive: true });
+    writeFileSync(opts.out, md);
+    writeFileSync(opts.out.replace(/\.md$/, '') + '.json', JSON.stringify({ started, machine, versions, results: results.map(({ loaded, steady, ...r }) => ({ ...r, loaded: loaded && { ...loaded, raw: undefined }, steady: steady && { ...steady, raw: undefined } })) }, null, 2) + '\n');
+    log(`wrote ${rel(opts.out)}; server logs in ${rel(LOG_DIR)}`);
+  }
+}
+
+function describeSteps(row) {
+  if (row.skipped) return 'skipped';
+  const fake = { hup() {}, master: () => 0, mark: () => 0, reload() {}, pids: new Set(), log: {} };
+  const steps = row.steps(fake);
+  if (steps.length === 0) {
+    const n = opts['max-requests'] === 'auto' ? `N = ${MAX_REQUESTS_DEFAULT}, or lower when the steady state shows fewer than ${RECYCLES_WANTED} recycles per worker would fit` : `N = ${opts['max-requests']}`;
+    return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from a plain tsgun started just before`;
+  }
+  return steps.map(([t, label]) => `${label} at ${(t / 1000).toFixed(1)} s`).join(', ') + (row.id === 3 ? ' (or once the new master\'s workers are up, if later)' : '');
+}
+
+try {
+  await main();
+} catch (err) {
+  log(`failed: ${err.stack ?? err.message}`);
+  process.exitCode = 1;
+} finally {
+  await cleanupAll();
+}
