@@ -4,8 +4,17 @@
  */
 import type { ConfigFileKeys, Settings } from './config/settings.js';
 
+/**
+ * What a config file may write for a setting: its value, and the shorter forms the loader
+ * also accepts (one string for a list, `'512MB'` for a size, `'022'` for a mask).
+ */
+type ConfigInput<K extends ConfigFileKeys> =
+  | Settings[K]
+  | (Settings[K] extends string[] ? string : never)
+  | (K extends 'max_worker_memory' | 'umask' ? string : never);
+
 /** A config file's object: any subset of the settings, by their snake_case names. */
-export type TsgunConfig = Partial<Pick<Settings, ConfigFileKeys>>;
+export type TsgunConfig = { [K in ConfigFileKeys]?: ConfigInput<K> };
 
 /** Identity function that gives a config file's object its type. */
 export function defineConfig(config: TsgunConfig): TsgunConfig {

@@ -20,7 +20,7 @@ test('every error code has an exit status in 0..4, a stable name and a doc line'
 
 test('the error kinds map to the statuses DESIGN.md names', () => {
   const exit = (code: ErrorCode): number => ERRORS[code].exit;
-  for (const code of ['TSGUN_ERR_USAGE', 'TSGUN_ERR_CONFIG_FILE', 'TSGUN_ERR_CONFIG_KEY', 'TSGUN_ERR_CONFIG_VALUE', 'TSGUN_ERR_BIND_SPEC', 'TSGUN_ERR_APP_SPEC'] as const) assert.equal(exit(code), 2, code);
+  for (const code of ['TSGUN_ERR_USAGE', 'TSGUN_ERR_CONFIG_FILE', 'TSGUN_ERR_CONFIG_KEY', 'TSGUN_ERR_CONFIG_VALUE', 'TSGUN_ERR_APP_SPEC'] as const) assert.equal(exit(code), 2, code);
   assert.equal(exit('TSGUN_ERR_BIND'), 1);
   assert.equal(exit('TSGUN_ERR_WORKER_BOOT'), 3);
   assert.equal(exit('TSGUN_ERR_WORKER_CLASS'), 3);
