@@ -19,6 +19,8 @@ export interface SocketInfo {
   fd: number;
   /** `http://127.0.0.1:8000` or `unix:/path`. */
   label: string;
+  /** With reuse_port: listen on a socket of the worker's own at this address instead of `fd`. */
+  reusePort?: { host: string; port: number };
 }
 
 /** Everything a worker needs to start, passed in the `TSGUN_WORKER` environment variable. */

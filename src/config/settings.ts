@@ -134,6 +134,15 @@ export const SETTINGS = {
     doc: 'The kernel caps it at `net.core.somaxconn`.',
   }),
 
+  reuse_port: setting({
+    section: 'Server socket',
+    type: bool,
+    default: false,
+    cli: ['--reuse-port'],
+    short: 'Give each worker its own SO_REUSEPORT socket on TCP binds, so the kernel spreads connections evenly (Node >= 22.12; ignored with a warning before).',
+    doc: 'Without it, all workers accept on the one socket the master bound. With it, connections queued on a worker\'s own socket when that worker stops are reset unless the kernel migrates them (Linux: `sysctl net.ipv4.tcp_migrate_req=1`); reloads under load are only free of failed requests with that set.',
+  }),
+
   // Worker processes
   workers: setting({
     section: 'Worker processes',

@@ -25,7 +25,7 @@ import { MetricsServer } from './metrics.js';
 import { Pidfile } from './pidfile.js';
 import { Reloader } from './reloader.js';
 import { isAlive, realProcessOps, type ProcessOps } from './process-ops.js';
-import { adoptActivated, bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, type BoundSocket } from './sockets.js';
+import { adoptActivated, bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, REUSE_PORT_SUPPORTED, type BoundSocket } from './sockets.js';
 import { activatedSockets, monotonicUsec, Notifier } from './systemd.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../worker/main.js', import.meta.url));
@@ -260,7 +260,8 @@ export class Arbiter implements ControlTarget {
         this.sockets = adoptActivated(activated);
         this.log.info(`Using ${activated.length} socket(s) passed by systemd; bind is ignored`);
       } else {
-        this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited });
+        if (this.settings.reuse_port && !REUSE_PORT_SUPPORTED) this.log.warn(`reuse_port needs Node >= 22.12 (this is ${process.version}); all workers share one socket instead`);
+        this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited, reusePort: this.settings.reuse_port });
       }
       const ownDir = !this.settings.control_socket && !this.settings.pidfile;
       this.control = await ControlServer.start(controlSocketPath(this.settings, process.pid), this, this.log, ownDir);
@@ -452,7 +453,7 @@ export class Arbiter implements ControlTarget {
       settings,
       configFile: this.configFile,
       hooks,
-      sockets: this.sockets.map((s, i) => ({ fd: 3 + i, label: s.label })),
+      sockets: this.sockets.map((s, i) => ({ fd: 3 + i, label: s.label, ...(s.reusePort ? { reusePort: s.reusePort } : {}) })),
       watchdogFd: watchdog ? 3 + this.sockets.length + 1 : null,
     };
   }
@@ -705,7 +706,7 @@ export class Arbiter implements ControlTarget {
     try {
       resolved = await this.opts.reresolve();
       resolveModule(parseAppSpec(this.opts.app).module, resolved.settings.chdir ?? process.cwd());
-      sockets = await bindAll(resolved.settings.bind, { log: this.log, reuse: this.sockets, attempts: 1 });
+      sockets = await bindAll(resolved.settings.bind, { log: this.log, reuse: this.sockets, attempts: 1, reusePort: resolved.settings.reuse_port });
     } catch (err) {
       const why = isTsgunError(err) ? err.message : describeError(err);
       this.log.error(`Error: reload failed: ${why}; the current workers keep serving`);

@@ -77,7 +77,7 @@ async function prepareUnixPath(spec: Extract<BindSpec, { kind: 'unix' }>): Promi
   unlinkSync(spec.path);
 }
 
-async function bindOnce(spec: BindSpec): Promise<BoundSocket | number> {
+async function bindOnce(spec: BindSpec, reusePort: boolean): Promise<BoundSocket | number> {
   if (spec.kind === 'unix') {
     await prepareUnixPath(spec);
     const handle = createServerHandle(spec.path, -1, -1);
@@ -102,7 +102,7 @@ async function bindOnce(spec: BindSpec): Promise<BoundSocket | number> {
       throw new TsgunError('TSGUN_ERR_BIND', `cannot bind ${spec.raw}: host ${JSON.stringify(spec.host)} does not resolve; use an IP address or a name in /etc/hosts`);
     }
   }
-  const handle = createServerHandle(address, spec.port, family, undefined, 0);
+  const handle = createServerHandle(address, spec.port, family, undefined, reusePort ? UV_TCP_REUSEPORT : 0);
   if (typeof handle === 'number') return handle;
   // libuv defers EADDRINUSE from bind() to listen(); getsockname() reports it now.
   const out: { address?: string; port?: number; family?: string } = {};
@@ -111,7 +111,8 @@ async function bindOnce(spec: BindSpec): Promise<BoundSocket | number> {
     handle.close();
     return err;
   }
-  return { spec, handle, fd: handle.fd, label: tcpLabel(out.address!, out.port!, out.family), unixFile: null };
+  const reuse = reusePort ? { reusePort: { host: out.address!, port: out.port! } } : {};
+  return { spec, handle, fd: handle.fd, label: tcpLabel(out.address!, out.port!, out.family), unixFile: null, ...reuse };
 }
 
 /**
@@ -168,8 +169,17 @@ export function inheritedSockets(env: NodeJS.ProcessEnv): BoundSocket[] {
   return (JSON.parse(raw) as InheritedSocket[]).map(adopt);
 }
 
+/** Node >= 22.12 binds and listens with SO_REUSEPORT (libuv's UV_TCP_REUSEPORT). */
+export const REUSE_PORT_SUPPORTED = ((): boolean => {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  return major > 22 || (major === 22 && minor >= 12);
+})();
+const UV_TCP_REUSEPORT = 2;
+
 export interface BindOptions {
   log: Logger;
+  /** Bind TCP sockets with SO_REUSEPORT, so workers can open their own on the same port. */
+  reusePort?: boolean;
   /** Sockets already open (a reload's current ones, a predecessor's), reused for the same address. */
   reuse?: readonly BoundSocket[];
   /** Attempts for an address in use (Gunicorn tries 5 times, a second apart). */
@@ -193,7 +203,7 @@ export async function bindAll(addresses: readonly string[], opts: BindOptions): 
         continue;
       }
       for (let attempt = 1; ; attempt++) {
-        const result = await bindOnce(spec);
+        const result = await bindOnce(spec, opts.reusePort === true && REUSE_PORT_SUPPORTED);
         if (typeof result !== 'number') {
           bound.push(result);
           fresh.push(result);

@@ -98,7 +98,8 @@ export class HttpWorker implements TsgunWorker {
       if (s.worker_connections > 0) (listener as net.Server).maxConnections = s.worker_connections;
       await new Promise<void>((resolve, reject) => {
         listener.once('error', reject);
-        listener.listen({ fd: socket.fd, backlog: s.backlog }, () => {
+        const where = socket.reusePort ? { host: socket.reusePort.host, port: socket.reusePort.port, reusePort: true } : { fd: socket.fd };
+        listener.listen({ ...where, backlog: s.backlog }, () => {
           listener.off('error', reject);
           resolve();
         });
