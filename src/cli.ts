@@ -11,6 +11,7 @@ import { parseAppSpec, resolveModule } from './config/appspec.js';
 import { InfoRequested } from './config/cli.js';
 import { formatConfig, resolveConfig, type ResolvedConfig } from './config/resolve.js';
 import { describeError, ExitCode, isTsgunError, TsgunError } from './errors.js';
+import type { Privileges } from './ipc.js';
 import { createLogger } from './log.js';
 import { Arbiter } from './master/arbiter.js';
 import { loadApp } from './worker/app.js';
@@ -25,30 +26,56 @@ export interface CliResult {
   output?: string;
 }
 
-/** Check that `user` and `group` name something that exists, and that we may switch to them. */
-function checkPrivileges(settings: ResolvedConfig['settings']): void {
-  const lookup = (what: 'user' | 'group', value: string): void => {
-    if (/^\d+$/.test(value)) return;
+/**
+ * Resolve `user` and `group` to ids, once, in the master: workers only switch to them.
+ * Without `group`, the user's primary group; a numeric uid with no passwd entry (an
+ * arbitrary container uid) keeps the master's group and gets no supplementary groups.
+ */
+function resolvePrivileges(settings: ResolvedConfig['settings']): Privileges | null {
+  const { user, group } = settings;
+  if (!user && !group) return null;
+  const query = (command: string, args: string[]): string | null => {
     try {
-      execFileSync(what === 'user' ? 'id' : 'getent', what === 'user' ? ['-u', value] : ['group', value], { stdio: 'ignore' });
+      return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     } catch {
-      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `${what} ${JSON.stringify(value)} does not exist on this machine; check --${what}`);
+      return null;
     }
   };
-  if (settings.user) lookup('user', settings.user);
-  if (settings.group) lookup('group', settings.group);
-  if ((settings.user || settings.group) && process.getuid?.() !== 0) {
-    const me = process.getuid?.();
-    const same = settings.user === String(me) || settings.user === process.env.USER;
-    if (!same || settings.group) throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `--user/--group need tsgun to be started as root (it runs as uid ${me}); drop them or start tsgun as root`);
+  const missing = (what: string, value: string): never => {
+    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `${what} ${JSON.stringify(value)} does not exist on this machine; check --${what}`);
+  };
+  let uid = process.getuid!();
+  let gid = process.getgid!();
+  let initgroups: string | null = null;
+  if (user) {
+    const passwd = query('getent', ['passwd', user]);
+    if (passwd) {
+      const fields = passwd.split(':');
+      [initgroups, uid, gid] = [fields[0]!, Number(fields[2]), Number(fields[3])];
+    } else if (/^\d+$/.test(user)) {
+      uid = Number(user);
+    } else {
+      missing('user', user);
+    }
   }
+  if (group) {
+    const entry = query('getent', ['group', group]);
+    if (entry) gid = Number(entry.split(':')[2]);
+    else if (/^\d+$/.test(group)) gid = Number(group);
+    else missing('group', group);
+  }
+  const me = process.getuid!();
+  if (me !== 0 && (uid !== me || gid !== process.getgid!())) {
+    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `--user/--group need tsgun to be started as root (it runs as uid ${me}); drop them or start tsgun as root`);
+  }
+  return { uid, gid, initgroups: me === 0 ? initgroups : null };
 }
 
 /** Apply `umask`, `chdir`, `env_file` and `raw_env` to this process, before the app is looked for. */
 function applyEnvironment(resolved: ResolvedConfig, cwd: string): void {
   const { settings } = resolved;
   if (settings.umask !== null) process.umask(settings.umask);
-  checkPrivileges(settings);
+  resolved.privileges = resolvePrivileges(settings);
   if (settings.env_file) {
     const file = path.resolve(cwd, settings.env_file);
     let text: string;

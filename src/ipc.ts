@@ -23,6 +23,14 @@ export interface SocketInfo {
   reusePort?: { host: string; port: number };
 }
 
+/** The ids a worker switches to (`user`, `group`), resolved by the master. */
+export interface Privileges {
+  uid: number;
+  gid: number;
+  /** The user name for initgroups(); null when the uid has no passwd entry. */
+  initgroups: string | null;
+}
+
 /** Everything a worker needs to start, passed in the `TSGUN_WORKER` environment variable. */
 export interface WorkerBoot {
   id: number;
@@ -34,6 +42,7 @@ export interface WorkerBoot {
   configFile: string | null;
   hooks: HookName[];
   sockets: SocketInfo[];
+  privileges: Privileges | null;
   /** The stdio slot of the watchdog pipe (see worker/watchdog-thread.ts), if liveness checks are on. */
   watchdogFd: number | null;
 }

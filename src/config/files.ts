@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describeError, TsgunError } from '../errors.js';
 
 type Loader = (file: string) => Promise<unknown>;
@@ -51,6 +51,9 @@ async function importTypeScript(file: string): Promise<Record<string, unknown>> 
     sourcemap: 'inline',
     write: false,
     logLevel: 'silent',
+    // `import { defineConfig } from 'tsgun'` works even where tsgun is not installed next to
+    // the config (/etc/tsgun): it resolves to this very package.
+    alias: { tsgun: fileURLToPath(new URL('../index.js', import.meta.url)) },
   });
   const out = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${++importCounter}${cjs ? '.cjs' : '.mjs'}`);
   writeFileSync(out, result.outputFiles[0]!.text);

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { TsgunError } from '../errors.js';
+import type { Privileges } from '../ipc.js';
 import { parseArgs, splitArgs } from './cli.js';
 import { findDefaultConfig, loadConfigFile } from './files.js';
 import { defaultSettings, getSetting, SETTING_NAMES, type SettingName, type Settings } from './settings.js';
@@ -18,6 +19,8 @@ export interface ResolvedConfig {
   configFile: string | null;
   /** The APP argument, if given. */
   app: string | null;
+  /** `user`/`group` resolved to ids (by the command, before the master starts). */
+  privileges?: Privileges | null;
 }
 
 export interface ResolveInput {

@@ -18,7 +18,7 @@ import type { ResolvedConfig } from '../config/resolve.js';
 import type { Settings } from '../config/settings.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
 import { WORKER_HOOKS, type HookName, type Hooks, type ServerInfo, type WorkerInfo, type WorkerState } from '../hooks.js';
-import { BOOT_ENV, isWorkerMessage, WorkerExit, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../ipc.js';
+import { BOOT_ENV, isWorkerMessage, WorkerExit, type Privileges, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
 import { MetricsServer } from './metrics.js';
@@ -117,7 +117,7 @@ interface Worker {
 /** A HUP reload in progress: what to go back to if the new generation cannot boot. */
 interface Reload {
   generation: number;
-  previous: { settings: Settings; configFile: string | null; sockets: BoundSocket[]; generation: number };
+  previous: { settings: Settings; configFile: string | null; privileges: Privileges | null; sockets: BoundSocket[]; generation: number };
   startedAt: number;
 }
 
@@ -139,6 +139,7 @@ type StopMode = 'graceful' | 'quick';
 export class Arbiter implements ControlTarget {
   private settings: Settings;
   private configFile: string | null;
+  private privileges: Privileges | null;
   private logs: LogTarget;
   private readonly ops: ProcessOps;
   private readonly workers = new Map<number, Worker>();
@@ -187,6 +188,7 @@ export class Arbiter implements ControlTarget {
   constructor(private readonly opts: ArbiterOptions) {
     this.settings = opts.resolved.settings;
     this.configFile = opts.resolved.configFile;
+    this.privileges = opts.resolved.privileges ?? null;
     this.logs = opts.logs;
     this.ops = opts.ops ?? realProcessOps;
     this.numWorkers = this.settings.workers;
@@ -263,8 +265,7 @@ export class Arbiter implements ControlTarget {
         if (this.settings.reuse_port && !REUSE_PORT_SUPPORTED) this.log.warn(`reuse_port needs Node >= 22.12 (this is ${process.version}); all workers share one socket instead`);
         this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited, reusePort: this.settings.reuse_port });
       }
-      const ownDir = !this.settings.control_socket && !this.settings.pidfile;
-      this.control = await ControlServer.start(controlSocketPath(this.settings, process.pid), this, this.log, ownDir);
+      await this.startControl();
       if (this.settings.metrics_bind) this.metrics = await MetricsServer.start(this.settings.metrics_bind, () => this.snapshot());
       await this.watchFiles();
     } catch (err) {
@@ -277,10 +278,13 @@ export class Arbiter implements ControlTarget {
     }
     closeAll(inherited.filter((s) => !this.sockets.includes(s)), { unlink: false });
     for (const s of this.sockets) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
-    this.log.info(`Control socket: ${this.control.path}`);
+    if (this.control) this.log.info(`Control socket: ${this.control.path}`);
     if (this.metrics) this.log.info(`Metrics at: ${this.metrics.label}`);
     this.log.info(`Using worker: ${this.settings.worker_class}`);
     for (const sig of SIGNALS) process.on(sig, this.onSignal);
+    // pidusage asks `getconf` for the clock tick and page size once; do it before there are
+    // workers, so that afterwards the master's only children are its workers.
+    await pidusage(process.pid).catch(() => {});
     await this.hook('when_ready', this.server);
     await this.hook('nworkers_changed', this.server, this.numWorkers, null);
     if (this.watchdogUsec) this.notifier?.startWatchdog(this.watchdogUsec);
@@ -454,6 +458,7 @@ export class Arbiter implements ControlTarget {
       configFile: this.configFile,
       hooks,
       sockets: this.sockets.map((s, i) => ({ fd: 3 + i, label: s.label, ...(s.reusePort ? { reusePort: s.reusePort } : {}) })),
+      privileges: this.privileges,
       watchdogFd: watchdog ? 3 + this.sockets.length + 1 : null,
     };
   }
@@ -706,7 +711,9 @@ export class Arbiter implements ControlTarget {
     try {
       resolved = await this.opts.reresolve();
       resolveModule(parseAppSpec(this.opts.app).module, resolved.settings.chdir ?? process.cwd());
-      sockets = await bindAll(resolved.settings.bind, { log: this.log, reuse: this.sockets, attempts: 1, reusePort: resolved.settings.reuse_port });
+      // Sockets systemd passed stay the sockets: bind is ignored, as at start.
+      const activated = this.sockets.length > 0 && this.sockets.every((s) => s.systemd !== undefined);
+      sockets = activated ? this.sockets : await bindAll(resolved.settings.bind, { log: this.log, reuse: this.sockets, attempts: 1, reusePort: resolved.settings.reuse_port });
     } catch (err) {
       const why = isTsgunError(err) ? err.message : describeError(err);
       this.log.error(`Error: reload failed: ${why}; the current workers keep serving`);
@@ -714,7 +721,7 @@ export class Arbiter implements ControlTarget {
       void this.notifier?.notify({ READY: 1, STATUS: `reload failed; ${this.statusLine()}` });
       return;
     }
-    const previous = { settings: this.settings, configFile: this.configFile, sockets: this.sockets, generation: this.generation };
+    const previous = { settings: this.settings, configFile: this.configFile, privileges: this.privileges, sockets: this.sockets, generation: this.generation };
     this.applySettings(resolved);
     for (const s of sockets) if (!previous.sockets.includes(s)) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
     this.retiredSockets.push(...previous.sockets.filter((s) => !sockets.includes(s)));
@@ -725,6 +732,21 @@ export class Arbiter implements ControlTarget {
     this.spawnNotBefore = 0;
     this.log.info(`Reloading: starting generation ${this.generation} (${this.numWorkers} workers)`);
     await this.hook('on_reload', this.server);
+  }
+
+  /**
+   * The control socket. A configured path that cannot be used stops tsgun; the default one
+   * (a read-only or odd temp dir) only costs `tsgun status` and friends, with a warning.
+   */
+  private async startControl(): Promise<void> {
+    const configured = this.settings.control_socket !== null;
+    const path = controlSocketPath(this.settings, process.pid);
+    try {
+      this.control = await ControlServer.start(path, this, this.log, !configured && !this.settings.pidfile);
+    } catch (err) {
+      if (configured) throw err;
+      this.log.warn(`No control socket (${isTsgunError(err) ? err.message : describeError(err)}); tsgun status/reload/scale/stop need --control-socket PATH in a writable directory`);
+    }
   }
 
   /** Start, restart or stop the `--reload` file watcher to match the settings. */
@@ -751,6 +773,7 @@ export class Arbiter implements ControlTarget {
     const old = this.settings;
     this.settings = resolved.settings;
     this.configFile = resolved.configFile;
+    this.privileges = resolved.privileges ?? null;
     if (old.loglevel !== this.settings.loglevel || old.log_format !== this.settings.log_format || old.errorlog !== this.settings.errorlog) {
       this.logs.flush();
       this.logs = createLogger(this.settings, { role: 'master' });
@@ -789,6 +812,7 @@ export class Arbiter implements ControlTarget {
     this.sockets = reload.previous.sockets;
     this.settings = reload.previous.settings;
     this.configFile = reload.previous.configFile;
+    this.privileges = reload.previous.privileges;
     this.generation = reload.previous.generation;
     for (const w of this.workers.values()) if (w.generation === this.generation && w.outgoing === 'reload') w.outgoing = null;
     this.reload = null;
@@ -962,7 +986,18 @@ export class Arbiter implements ControlTarget {
     this.stopping = mode;
     if (this.housekeeping) clearInterval(this.housekeeping);
     for (const w of this.workers.values()) this.retire(w, 'shutdown', mode === 'graceful');
+    // Workers stop accepting now; once the master lets go too, new connections are refused
+    // at once instead of waiting in the backlog for a reset at exit.
+    this.closeSockets();
     this.wake();
+  }
+
+  private closeSockets(): void {
+    // Unix socket files are shared with a USR2 successor or predecessor: only the last master removes them.
+    const shared = (this.successor !== null && isAlive(this.successor.pid!)) || (this.parentPid !== null && isAlive(this.parentPid));
+    closeAll([...this.sockets, ...this.retiredSockets], { unlink: !shared });
+    this.sockets = [];
+    this.retiredSockets = [];
   }
 
   private async finish(): Promise<void> {
@@ -972,9 +1007,7 @@ export class Arbiter implements ControlTarget {
     for (const waiter of this.scaleWaiters.splice(0)) waiter.done({ ok: false, message: 'tsgun is stopping' });
     this.settleReload({ ok: false, message: 'tsgun is stopping' });
     for (const done of this.queuedReloadWaiters.splice(0)) done({ ok: false, message: 'tsgun is stopping' });
-    // Unix socket files are shared with a USR2 successor or predecessor: only the last master removes them.
-    const shared = (this.successor !== null && isAlive(this.successor.pid!)) || (this.parentPid !== null && isAlive(this.parentPid));
-    closeAll([...this.sockets, ...this.retiredSockets], { unlink: !shared });
+    this.closeSockets();
     this.control?.close();
     this.metrics?.close();
     await this.reloader?.close();

@@ -134,16 +134,18 @@ async function loadWorkerClass(): Promise<TsgunWorkerClass> {
  * Gunicorn's workers do: supplementary groups first, then the group, then the user.
  */
 function dropPrivileges(): void {
-  const { user, group } = settings;
-  if (!user && !group) return;
-  const id = (v: string): string | number => (/^\d+$/.test(v) ? Number(v) : v);
+  const p = boot!.privileges;
+  if (!p || (p.uid === process.getuid!() && p.gid === process.getgid!())) return;
   try {
-    const posix = process as unknown as { initgroups(user: string | number, extraGroup: string | number): void };
-    if (user && process.getuid!() === 0) posix.initgroups(id(user), group ? id(group) : process.getgid!());
-    if (group) process.setgid!(id(group));
-    if (user) process.setuid!(id(user));
+    const posix = process as unknown as { initgroups(user: string, extraGroup: number): void };
+    if (process.getuid!() === 0) {
+      if (p.initgroups) posix.initgroups(p.initgroups, p.gid);
+      else process.setgroups!([p.gid]);
+    }
+    process.setgid!(p.gid);
+    process.setuid!(p.uid);
   } catch (err) {
-    throw new TsgunError('TSGUN_ERR_WORKER_BOOT', `cannot switch the worker to user ${user ?? '(unchanged)'} group ${group ?? '(unchanged)'}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}; start tsgun as root to use --user/--group`);
+    throw new TsgunError('TSGUN_ERR_WORKER_BOOT', `cannot switch the worker to uid ${p.uid} gid ${p.gid}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
   }
 }
 
