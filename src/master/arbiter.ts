@@ -710,7 +710,8 @@ export class Arbiter implements ControlTarget {
     let sockets: BoundSocket[];
     try {
       resolved = await this.opts.reresolve();
-      resolveModule(parseAppSpec(this.opts.app).module, resolved.settings.chdir ?? process.cwd());
+      const appDir = this.appDir(resolved.settings);
+      if (resolved.settings.reload) Reloader.dirs(resolved.settings, appDir);
       // Sockets systemd passed stay the sockets: bind is ignored, as at start.
       const activated = this.sockets.length > 0 && this.sockets.every((s) => s.systemd !== undefined);
       sockets = activated ? this.sockets : await bindAll(resolved.settings.bind, { log: this.log, reuse: this.sockets, attempts: 1, reusePort: resolved.settings.reuse_port });
@@ -749,23 +750,30 @@ export class Arbiter implements ControlTarget {
     }
   }
 
-  /** Start, restart or stop the `--reload` file watcher to match the settings. */
+  private appDir(settings: Settings): string {
+    return path.dirname(resolveModule(parseAppSpec(this.opts.app).module, settings.chdir ?? process.cwd()));
+  }
+
+  /**
+   * Start, restart or stop the `--reload` file watcher to match the settings. A new watcher
+   * starts before the old one closes, so a failure leaves the old one watching.
+   */
   private async watchFiles(previous?: Settings): Promise<void> {
-    const keys = ['reload', 'reload_dirs', 'reload_include', 'reload_exclude', 'reload_delay', 'reload_extra_files'] as const;
+    const keys = ['reload', 'reload_dirs', 'reload_include', 'reload_exclude', 'reload_delay', 'reload_extra_files', 'chdir'] as const;
     if (previous && keys.every((k) => JSON.stringify(previous[k]) === JSON.stringify(this.settings[k]))) return;
+    const next = this.settings.reload
+      ? await Reloader.start({
+          settings: this.settings,
+          appDir: this.appDir(this.settings),
+          log: this.log,
+          onChange: (files) => {
+            this.log.info(`Detected change in ${files}; reloading`);
+            this.enqueue(() => this.startReload());
+          },
+        })
+      : null;
     await this.reloader?.close();
-    this.reloader = null;
-    if (!this.settings.reload) return;
-    const appFile = resolveModule(parseAppSpec(this.opts.app).module, this.settings.chdir ?? process.cwd());
-    this.reloader = await Reloader.start({
-      settings: this.settings,
-      appDir: path.dirname(appFile),
-      log: this.log,
-      onChange: (files) => {
-        this.log.info(`Detected change in ${files}; reloading`);
-        this.enqueue(() => this.startReload());
-      },
-    });
+    this.reloader = next;
   }
 
   /** Take a reloaded config: new settings, logs reopened, worker count kept unless `workers` changed. */
@@ -810,9 +818,11 @@ export class Arbiter implements ControlTarget {
     closeAll(this.sockets.filter((s) => !reload.previous.sockets.includes(s)));
     this.retiredSockets = this.retiredSockets.filter((s) => !reload.previous.sockets.includes(s));
     this.sockets = reload.previous.sockets;
+    const failed = this.settings;
     this.settings = reload.previous.settings;
     this.configFile = reload.previous.configFile;
     this.privileges = reload.previous.privileges;
+    await this.watchFiles(failed).catch((err: unknown) => this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`));
     this.generation = reload.previous.generation;
     for (const w of this.workers.values()) if (w.generation === this.generation && w.outgoing === 'reload') w.outgoing = null;
     this.reload = null;

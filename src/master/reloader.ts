@@ -82,9 +82,9 @@ export class Reloader {
     this.watcher = watcher;
   }
 
-  static async start(opts: ReloaderOptions): Promise<Reloader> {
-    const { settings } = opts;
-    const dirs = (settings.reload_dirs.length ? settings.reload_dirs : [opts.appDir]).map((d) => path.resolve(d));
+  /** The directories to watch, checked: each must exist and be readable. */
+  static dirs(settings: ReloaderOptions['settings'], appDir: string): string[] {
+    const dirs = (settings.reload_dirs.length ? settings.reload_dirs : [appDir]).map((d) => path.resolve(d));
     for (const dir of dirs) {
       try {
         if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
@@ -93,6 +93,12 @@ export class Reloader {
         throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `reload_dirs: cannot watch ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check --reload-dir`);
       }
     }
+    return dirs;
+  }
+
+  static async start(opts: ReloaderOptions): Promise<Reloader> {
+    const { settings } = opts;
+    const dirs = Reloader.dirs(settings, opts.appDir);
     const extra = settings.reload_extra_files.map((f) => path.resolve(f));
     const include = compilePatterns(settings.reload_include);
     const exclude = compilePatterns(settings.reload_exclude);
