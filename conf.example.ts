@@ -109,7 +109,7 @@ export default defineConfig({
   // ---- Server hooks --------------------------------------------------------------------
   // Master side: once the sockets are bound, before the first workers start.
   when_ready(server) {
-    server.log.info(`tsgun is ready for ${server.app} with ${server.settings.workers} workers`);
+    server.log.info(`sockets bound for ${server.app}; starting ${server.settings.workers} workers`);
   },
   // Worker side (each worker imports this file for it): after every response.
   post_request(worker, req, res, durationMs) {
