@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ServerResponse as ServerResponseClass } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
 import pino from 'pino';
+import { clientOf } from './proxy.js';
 
 export interface AccessEntry {
   req: IncomingMessage;
@@ -36,12 +37,11 @@ function clfDate(ms: number): string {
 }
 
 const kBytes = Symbol('tsgun.bytes');
-const kClient = Symbol('tsgun.client');
 /**
  * `_hasBody` is node:http's own flag: false for HEAD, 204, 304 and 1xx, whose bodies it
  * drops. HTTP/2 compatibility responses have no such flag, but have `req`.
  */
-type Counted = ServerResponse & { [kBytes]?: number; _hasBody?: boolean; req?: IncomingMessage & { [kClient]?: string } };
+type Counted = ServerResponse & { [kBytes]?: number; _hasBody?: boolean };
 
 function sendsBody(res: Counted): boolean {
   if (res._hasBody !== undefined) return res._hasBody;
@@ -84,9 +84,6 @@ function patchWrites(prototype: object): void {
   };
   proto.end = function (chunk, ...rest) {
     const open = !this.writableEnded;
-    // An HTTP/2 request's socket is a view of its stream's session, gone once the stream
-    // closes, which is when the access log is written: keep the client while it is there.
-    if (open && this._hasBody === undefined && this.req) this.req[kClient] = this.req.socket?.remoteAddress;
     const before = this[kBytes];
     const result = end.call(this, chunk, ...rest);
     // HTTP/2's end() hands its chunk to this.write(), which has counted it already.
@@ -128,7 +125,7 @@ function query(req: IncomingMessage): string {
 const protocol = (req: IncomingMessage): string => `HTTP/${req.httpVersion}`;
 
 /** The client address: the socket's peer, or the client a trusted proxy forwarded (see proxy.ts). */
-export const clientAddress = (req: IncomingMessage): string => (req as { [kClient]?: string })[kClient] ?? req.socket?.remoteAddress ?? '-';
+export const clientAddress = (req: IncomingMessage): string => clientOf(req) ?? '-';
 
 const ATOMS: Record<string, Atom> = {
   h: (e) => clientAddress(e.req),

@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { clientOf, schemeOf } from './proxy.js';
 import { lightParts } from './response.js';
 
 /** What a fetch handler receives besides the request: Hono's node-server binding names. */
@@ -78,7 +79,7 @@ const LAZY_PROTO: object = (() => {
     url: { get(this: LazyRequest) { return this[kUrl]; } },
     headers: { get(this: LazyRequest) { return (this[kReal]?.headers ?? (this[kHeaders] ??= headersOf(this[kIncoming]))); } },
     // The client address, where srvx and Bun-style handlers look for it.
-    ip: { get(this: LazyRequest) { return this[kIncoming].socket.remoteAddress; }, enumerable: true },
+    ip: { get(this: LazyRequest) { return clientOf(this[kIncoming]); }, enumerable: true },
   });
   return proto;
 })();
@@ -87,8 +88,7 @@ const PLAIN_HOST = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5}
 
 function toRequest(req: IncomingMessage, res: ServerResponse, rootPath: string): Request {
   const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? `${req.socket.localAddress ?? 'localhost'}:${req.socket.localPort ?? ''}`;
-  // TLS, or a trusted proxy's X-Forwarded-Proto, marks the socket encrypted.
-  const scheme = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+  const scheme = schemeOf(req as { socket: { encrypted?: boolean } });
   const path = rootPath + (req.url ?? '/');
   // The common case needs no URL parser; anything unusual goes through one (and may be a 400).
   const url = path.charCodeAt(0) === 47 /* / */ && PLAIN_HOST.test(host) ? `${scheme}://${host}${path}` : new URL(path, `${scheme}://${host}`).href;

@@ -10,7 +10,7 @@ import https from 'node:https';
 import net, { type Socket } from 'node:net';
 import type { TLSSocket, TlsOptions } from 'node:tls';
 import type { TsgunWorker, WorkerContext } from './interface.js';
-import { forwarded, parseProxyHeader, PeerList, presentClient } from './proxy.js';
+import { clientOf, forwarded, kClient, kScheme, parseProxyHeader, PeerList, presentClient } from './proxy.js';
 
 /** How long an idle keep-alive connection is given, once draining, to send one more request. */
 const IDLE_GRACE_MS = 1000;
@@ -22,6 +22,8 @@ const kTls = Symbol('tsgun.tls');
 const kPresented = Symbol('tsgun.presented');
 /** The response in progress on an HTTP/1.1 connection (one at a time, even when pipelined). */
 const kResponse = Symbol('tsgun.response');
+/** On a raw socket that came with a PROXY header: the client it named (for the TLS socket over it). */
+const kProxied = Symbol('tsgun.proxied');
 type TrackedSocket = Socket & { [kBusy]: number; [kPeer]: string | undefined; [kTrusted]: boolean; [kTls]: boolean; [kPresented]?: boolean; [kResponse]?: ServerResponse | null };
 
 type AnyServer = http.Server | https.Server | http2.Http2SecureServer;
@@ -36,6 +38,8 @@ export class HttpWorker implements TsgunWorker {
   protected readonly servers: AnyServer[] = [];
   private readonly fronts: net.Server[] = [];
   private readonly conns = new Set<TrackedSocket>();
+  /** TLS connections from accept until their handshake is done: a drain waits for them too. */
+  private readonly handshaking = new Set<Socket>();
   private readonly sessions = new Set<http2.Http2Session>();
   private draining = false;
   private drained: (() => void) | null = null;
@@ -67,7 +71,8 @@ export class HttpWorker implements TsgunWorker {
     if (this.http2) tls!.ALPNProtocols = ['h2', 'http/1.1'];
     const common = {
       keepAliveTimeout: s.keepalive * 1000,
-      headersTimeout: s.headers_timeout * 1000,
+      // Node requires headersTimeout <= requestTimeout.
+      headersTimeout: (s.request_timeout > 0 && (s.headers_timeout === 0 || s.headers_timeout > s.request_timeout) ? s.request_timeout : s.headers_timeout) * 1000,
       requestTimeout: s.request_timeout * 1000,
       // Node checks both timeouts on this interval; the default (30 s) is too coarse for short ones.
       connectionsCheckingInterval: Math.max(250, Math.min(5000, ((s.headers_timeout || 30) * 1000) / 4)),
@@ -94,7 +99,8 @@ export class HttpWorker implements TsgunWorker {
         h1.on('clientError', this.clientError);
       }
       server.on(tls ? 'secureConnection' : 'connection', (sock: Socket) => this.track(sock, tls !== null));
-      const listener = this.proxyFrom ? this.proxyFront(server) : server;
+      if (tls) server.on('connection', (raw: Socket) => this.handshake(raw));
+      const listener = this.proxyFrom ? this.proxyFront(server, tls !== null) : server;
       if (s.worker_connections > 0) (listener as net.Server).maxConnections = s.worker_connections;
       await new Promise<void>((resolve, reject) => {
         listener.once('error', reject);
@@ -117,7 +123,7 @@ export class HttpWorker implements TsgunWorker {
    * PROXY protocol: a plain TCP server accepts, reads the PROXY header (from allowed peers
    * only), and hands the rest of the stream to the HTTP server.
    */
-  private proxyFront(server: AnyServer): net.Server {
+  private proxyFront(server: AnyServer, tls: boolean): net.Server {
     const mode = this.s.proxy_protocol;
     const allowed = this.proxyFrom!;
     return net.createServer({ pauseOnConnect: false }, (sock) => {
@@ -134,14 +140,18 @@ export class HttpWorker implements TsgunWorker {
         if (parsed.state === 'error') return reject();
         if (parsed.state === 'done') {
           if (!trustedPeer || (mode === 'v1' && parsed.version !== 1) || (mode === 'v2' && parsed.version !== 2)) return reject();
-          if (parsed.client) presentClient(sock, parsed.client, undefined);
+          if (parsed.client) {
+            presentClient(sock, parsed.client, undefined);
+            (sock as Socket & { [kProxied]?: string })[kProxied] = parsed.client;
+          }
           buf = buf.subarray(parsed.length);
         } else if (trustedPeer && mode !== 'auto') {
           return reject();
         }
         if (buf.length) sock.unshift(buf);
         server.emit('connection', sock);
-        sock.resume();
+        // TLS takes the unshifted bytes over by itself; resuming here would spill them past it.
+        if (!tls) sock.resume();
       };
       sock.on('data', onData);
       sock.on('error', () => sock.destroy());
@@ -158,8 +168,26 @@ export class HttpWorker implements TsgunWorker {
     sock.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   };
 
+  private handshake(raw: Socket): void {
+    this.handshaking.add(raw);
+    raw.once('close', () => {
+      this.handshaking.delete(raw);
+      this.checkDrained();
+    });
+  }
+
+  private checkDrained(): void {
+    if (this.draining && this.conns.size === 0 && this.handshaking.size === 0) this.drained?.();
+  }
+
   private track(socket: Socket, tls: boolean): void {
     const s = socket as TrackedSocket;
+    if (tls) {
+      // A TLS socket reports its own peer: the client a PROXY header named is on the raw socket below.
+      const raw = (s as unknown as { _handle?: { _parentWrap?: Socket & { [kProxied]?: string } } })._handle?._parentWrap;
+      if (raw) this.handshaking.delete(raw);
+      if (raw?.[kProxied]) presentClient(s, raw[kProxied], true);
+    }
     s[kBusy] = 0;
     s[kPeer] = s.remoteAddress;
     s[kTrusted] = this.forwardedFrom.has(s.remoteAddress);
@@ -167,7 +195,7 @@ export class HttpWorker implements TsgunWorker {
     this.conns.add(s);
     s.once('close', () => {
       this.conns.delete(s);
-      if (this.draining && this.conns.size === 0) this.drained?.();
+      this.checkDrained();
     });
     if (this.draining) this.closeWhenIdle(s);
   }
@@ -207,11 +235,32 @@ export class HttpWorker implements TsgunWorker {
       res.setHeader('retry-after', '1');
       return reply(res, 503, 'Service Unavailable: too many requests in flight\n');
     }
-    if (s?.[kTrusted]) this.applyForwarded(req, s);
+    if (s) {
+      if (s[kTrusted]) this.applyForwarded(req, s);
+    } else {
+      this.markHttp2Client(req);
+    }
     if (!this.s.date_header) res.sendDate = false;
     for (const [name, value] of this.defaultHeaders) res.setHeader(name, value);
     this.ctx.listener(req, res);
   };
+
+  /**
+   * HTTP/2: streams share one socket view, so the client goes on each request instead
+   * (read by fetch handlers and the access log): the session's peer, or what a trusted
+   * proxy forwarded.
+   */
+  private markHttp2Client(req: IncomingMessage): void {
+    const marked = req as IncomingMessage & { [kClient]?: string; [kScheme]?: 'http' | 'https' };
+    const peer = clientOf(req);
+    marked[kClient] = peer;
+    if (!this.forwardedFrom.has(peer)) return;
+    const h = req.headers;
+    if (h['x-forwarded-for'] === undefined && h['x-forwarded-proto'] === undefined && h.forwarded === undefined) return;
+    const fwd = forwarded(h);
+    if (fwd.client) marked[kClient] = fwd.client;
+    if (fwd.proto) marked[kScheme] = fwd.proto === 'https' ? 'https' : 'http';
+  }
 
   /** From a trusted proxy, show the app the client and scheme it forwarded (per request: proxies reuse connections). */
   private applyForwarded(req: IncomingMessage, s: TrackedSocket): void {
@@ -255,10 +304,10 @@ export class HttpWorker implements TsgunWorker {
     // HTTP/2: GOAWAY lets open streams finish and tells the client to go elsewhere.
     for (const session of this.sessions) session.close();
     if (!graceful) {
-      for (const s of this.conns) s.destroy();
+      for (const s of [...this.conns, ...this.handshaking]) s.destroy();
       return;
     }
-    if (this.conns.size === 0) return;
+    if (this.conns.size === 0 && this.handshaking.size === 0) return;
     const done = new Promise<void>((resolve) => (this.drained = resolve));
     for (const s of this.conns) if (!this.http2 || !(s as unknown as TLSSocket).alpnProtocol || (s as unknown as TLSSocket).alpnProtocol === 'http/1.1') this.closeWhenIdle(s);
     await done;

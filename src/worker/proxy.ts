@@ -88,6 +88,21 @@ export function forwarded(headers: NodeJS.Dict<string | string[]>): ForwardedInf
   return out;
 }
 
+/** Per request: the client and scheme, when a trusted proxy or HTTP/2 needs them kept on the request. */
+export const kClient = Symbol.for('tsgun.client');
+export const kScheme = Symbol.for('tsgun.scheme');
+type Marked = { [kClient]?: string; [kScheme]?: 'http' | 'https' };
+
+/** The client address of a request: forwarded by a trusted proxy, or the socket's peer. */
+export function clientOf(req: { socket?: { remoteAddress?: string } | null }): string | undefined {
+  return (req as Marked)[kClient] ?? req.socket?.remoteAddress;
+}
+
+/** The scheme the client used: forwarded by a trusted proxy, or TLS or not. */
+export function schemeOf(req: { socket?: { encrypted?: boolean } | null }): 'http' | 'https' {
+  return (req as Marked)[kScheme] ?? (req.socket?.encrypted ? 'https' : 'http');
+}
+
 /** Make a Node socket report the proxied client: `req.socket.remoteAddress`, `encrypted`. */
 export function presentClient(socket: Socket, client: string | undefined, https: boolean | undefined): void {
   if (client !== undefined) {

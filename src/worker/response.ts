@@ -46,7 +46,9 @@ export function lightParts(response: Response): { status: number; statusText: st
 
 export const LightResponse = function Response(this: Light, body?: ConstructorParameters<typeof globalThis.Response>[0], init?: ResponseInit) {
   const status = init?.status;
-  if (isPlain(body) && (status === undefined || (Number.isInteger(status) && status >= 200 && status <= 599))) {
+  // A null-body status (204, 205, 304) with a body is undici's TypeError to throw.
+  const nullBodyStatus = status === 204 || status === 205 || status === 304;
+  if (isPlain(body) && (status === undefined || (Number.isInteger(status) && status >= 200 && status <= 599)) && !(nullBodyStatus && body !== null && body !== undefined)) {
     this[kBody] = body ?? null;
     this[kInit] = init;
   } else {

@@ -51,6 +51,7 @@ test('stream bodies and invalid statuses go straight to undici', () => {
   const stream = new ReadableStream({ start: (c) => c.close() });
   assert.equal(lightParts(new LightResponse(stream)), null);
   assert.throws(() => new LightResponse('x', { status: 99 }), RangeError);
+  assert.throws(() => new LightResponse('x', { status: 204 }), TypeError, 'a body with a null-body status');
   assert.ok(new LightResponse(null, { status: 204 }));
 });
 
