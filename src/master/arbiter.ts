@@ -44,8 +44,13 @@ const BACKOFF_FIRST_MS = 100;
 const BACKOFF_CAP_MS = 30_000;
 /** A worker that lived this long was not crash-looping. */
 const HEALTHY_AFTER_MS = 10_000;
-/** How long to wait for a stuck worker's stack before killing it anyway. */
-const STACK_WAIT_MS = 1000;
+/**
+ * How long to wait for a stuck worker's stack before killing it anyway: for the watchdog to
+ * answer at all, then for a capture it has begun (Debugger.enable takes seconds in a very
+ * large app). The replacement is already booting meanwhile.
+ */
+const STACK_WAIT_MS = 1500;
+const STACK_CAPTURE_MS = 5000;
 
 export function emptyStats(): WorkerStats {
   return { requests: 0, connections: 0, inflight: 0, status: [0, 0, 0, 0, 0], buckets: [], durationSum: 0 };
@@ -630,15 +635,21 @@ export class Arbiter implements ControlTarget {
     const pipe = w.watchdog;
     if (!pipe || pipe.destroyed) return kill([]);
     let buffered = '';
-    const timer = setTimeout(() => finish([]), STACK_WAIT_MS);
+    let timer = setTimeout(() => finish([]), STACK_WAIT_MS);
     const onData = (chunk: Buffer): void => {
       buffered += chunk.toString('utf8');
-      const nl = buffered.indexOf('\n');
-      if (nl < 0) return;
-      try {
-        finish((JSON.parse(buffered.slice(0, nl)) as { frames?: string[] }).frames ?? []);
-      } catch {
-        finish([]);
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        let reply: { ack?: boolean; frames?: string[] } = {};
+        try {
+          reply = JSON.parse(line) as typeof reply;
+        } catch {
+          return finish([]);
+        }
+        if (!reply.ack) return finish(reply.frames ?? []);
+        clearTimeout(timer);
+        timer = setTimeout(() => finish([]), STACK_CAPTURE_MS);
       }
     };
     const finish = (frames: string[]): void => {

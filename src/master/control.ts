@@ -3,7 +3,7 @@
  * `tsgun status | reload | scale | stop` talk to a running master. One JSON request line,
  * one JSON reply line, then the master closes the connection.
  */
-import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,6 +54,21 @@ export function scaleTarget(count: string, current: number): number | string {
   return target;
 }
 
+/**
+ * The default directory must be ours alone: created 0700, or if it exists, owned by us
+ * (else someone else could plant a socket there for our own `tsgun stop` to talk to), and
+ * narrowed to 0700 if it was left wider.
+ */
+function secureDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) {
+    throw new TsgunError('TSGUN_ERR_BIND', `the control socket directory ${dir} is not a directory owned by this user (uid ${uid}); remove it or pass --control-socket`);
+  }
+  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
 export class ControlServer {
   private readonly server: net.Server;
 
@@ -65,7 +80,7 @@ export class ControlServer {
   }
 
   static async start(socketPath: string, target: ControlTarget, log: Logger, ownDir: boolean): Promise<ControlServer> {
-    if (ownDir) mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+    if (ownDir) secureDir(path.dirname(socketPath));
     try {
       unlinkSync(socketPath);
     } catch {

@@ -46,7 +46,9 @@ const quota = settings.max_requests > 0 ? settings.max_requests + Math.floor(Mat
  */
 function startWatchdog(): void {
   if (boot!.watchdogFd === null) return;
-  new Thread(new URL('./watchdog-thread.js', import.meta.url), { workerData: { fd: boot!.watchdogFd } }).unref();
+  lastBeat[0] = Date.now();
+  const warmAfterMs = (settings.timeout > 0 ? settings.timeout : 30) * 500;
+  new Thread(new URL('./watchdog-thread.js', import.meta.url), { workerData: { fd: boot!.watchdogFd, beats: lastBeat.buffer, warmAfterMs } }).unref();
   (globalThis as Record<symbol, unknown>)[Symbol.for('tsgun.abort')] = () => hooks.worker_abort?.(self);
 }
 
@@ -110,7 +112,11 @@ async function loadHooks(): Promise<void> {
   }
 }
 
+/** The last heartbeat, shared with the watchdog thread. */
+const lastBeat = new Float64Array(new SharedArrayBuffer(8));
+
 function beat(): Promise<void> {
+  lastBeat[0] = Date.now();
   return send({ t: 'beat', stats: stats.snapshot(worker?.connections() ?? 0) });
 }
 

@@ -5,8 +5,8 @@
  * inspector (dispatched by V8 interrupts, so it works in a busy loop), reads the
  * JavaScript stack, runs the worker_abort hook in the paused context, and replies.
  *
- * Protocol on the pipe: the master writes `stack\n`; the thread answers one JSON line
- * `{"frames": ["at fn (file:line:col)", ...]}`.
+ * Protocol on the pipe: the master writes `stack\n`; the thread answers `{"ack":true}` at
+ * once, then `{"frames": ["at fn (file:line:col)", ...]}` when it has them.
  */
 import inspector from 'node:inspector';
 import net from 'node:net';
@@ -19,7 +19,9 @@ interface CallFrame {
   callFrameId: string;
 }
 
-const { fd } = workerData as { fd: number };
+const { fd, beats, warmAfterMs } = workerData as { fd: number; beats: SharedArrayBuffer; warmAfterMs: number };
+/** When the main thread last beat (ms since the epoch), written by it on every heartbeat. */
+const lastBeat = new Float64Array(beats);
 const session = new inspector.Session();
 // Call frames name their script by id; Debugger.enable announces every script's URL.
 const scriptUrls = new Map<string, string>();
@@ -27,9 +29,41 @@ session.on('Debugger.scriptParsed', (m) => {
   const { scriptId, url } = m.params as { scriptId: string; url: string };
   scriptUrls.set(scriptId, url);
 });
-// Connected only when asked: a process that exits with an inspector session attached
-// prints "Waiting for the debugger to disconnect...".
+/**
+ * Debugger.enable announces every script the process has loaded, which takes from a few
+ * hundred ms to seconds in a large app on a busy machine. So the debugger is enabled ahead
+ * of time, once the main thread has been silent for half of `timeout`, and switched off again
+ * if it recovers: a healthy worker pays nothing, and a process that exits with a session
+ * attached prints "Waiting for the debugger to disconnect...".
+ */
 let connected = false;
+let enabled: Promise<void> | null = null;
+let capturing = false;
+
+function enable(): Promise<void> {
+  if (!connected) {
+    session.connectToMainThread();
+    connected = true;
+  }
+  enabled ??= post('Debugger.enable').then(() => undefined);
+  return enabled;
+}
+
+async function disable(): Promise<void> {
+  const was = enabled;
+  enabled = null;
+  await was?.catch(() => {});
+  await post('Debugger.disable').catch(() => {});
+  session.disconnect();
+  connected = false;
+}
+
+setInterval(() => {
+  if (capturing) return;
+  const silent = Date.now() - lastBeat[0]!;
+  if (silent > warmAfterMs && !enabled) void enable().catch(() => {});
+  else if (silent <= warmAfterMs && enabled) void disable();
+}, 100);
 
 function post<T>(method: string, params?: object): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -38,14 +72,11 @@ function post<T>(method: string, params?: object): Promise<T> {
 }
 
 async function captureStack(): Promise<string[]> {
-  if (!connected) {
-    session.connectToMainThread();
-    connected = true;
-  }
+  capturing = true;
   const paused = new Promise<CallFrame[]>((resolve) => {
     session.once('Debugger.paused', (m) => resolve((m.params as { callFrames: CallFrame[] }).callFrames));
   });
-  await post('Debugger.enable');
+  await enable();
   await post('Debugger.pause');
   const frames = await paused;
   const top = frames[0];
@@ -69,6 +100,7 @@ pipe.on('data', (chunk: string) => {
     const command = buffered.slice(0, nl);
     buffered = buffered.slice(nl + 1);
     if (command !== 'stack') continue;
+    pipe.write('{"ack":true}\n');
     captureStack().then(
       (frames) => pipe.write(`${JSON.stringify({ frames })}\n`),
       (err: unknown) => pipe.write(`${JSON.stringify({ frames: [], error: String(err) })}\n`),
