@@ -717,6 +717,10 @@ function aggregate(results) {
       p50: median(ok.map((r) => r.p50)),
       p99: median(ok.map((r) => r.p99)),
       errors: ok.reduce((s, r) => s + r.errors, 0),
+      errorKinds: ok.reduce((acc, r) => {
+        for (const [k, v] of Object.entries(r.errorKinds)) if (v) acc[k] = (acc[k] ?? 0) + v;
+        return acc;
+      }, {}),
       cpuPerReq: median(ok.map((r) => r.cpuPerReq)),
       masterShare: median(ok.filter((r) => r.cpu.master != null && r.cpu.total > 0).map((r) => r.cpu.master / r.cpu.total)),
       masterMs: median(ok.map((r) => r.cpu.master)),
@@ -789,7 +793,7 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   // ---- main table
   out.push('## Throughput and latency');
   out.push('');
-  out.push('Requests/s (median), the ratio to `node:cluster` on the same workload, wrk\'s p50/p99 latency, and server CPU per request (utime + stime of the master/primary and every worker, from `/proc/PID/stat`, ÷ requests). Errors = wrk socket errors + non-2xx responses, summed over the runs.');
+  out.push('Requests/s (median), the ratio to `node:cluster` on the same workload, wrk\'s p50/p99 latency, and server CPU per request (utime + stime of the master/primary and every worker, from `/proc/PID/stat`, ÷ requests). Errors = wrk socket errors (connect, read, write, timeout: no response within the 2 s wrk allows) + non-2xx responses, summed over the runs.');
   out.push('');
   out.push('| workload | server | req/s | vs cluster | p50 ms | p99 ms | CPU µs/req | errors | req/s per run |');
   out.push('|---|---|---:|---:|---:|---:|---:|---:|---|');
@@ -802,7 +806,7 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
         out.push(`| ${w.title} | ${s.label} | — | — | — | — | — | — | error: ${esc(a.errorText ?? '')} |`);
         continue;
       }
-      out.push(`| ${w.title} | ${s.label} | ${fmtInt(a.rps)} | ${base ? (a.rps / base).toFixed(2) : '—'} | ${fmt(a.p50, 2)} | ${fmt(a.p99, 2)} | ${fmt(a.cpuPerReq, 0)} | ${a.errors} | ${a.runs.map((r) => (r.error ? 'error' : fmtInt(r.rps))).join(' / ')} |`);
+      out.push(`| ${w.title} | ${s.label} | ${fmtInt(a.rps)} | ${base ? (a.rps / base).toFixed(2) : '—'} | ${fmt(a.p50, 2)} | ${fmt(a.p99, 2)} | ${fmt(a.cpuPerReq, 0)} | ${a.errors}${a.errors ? ` (${Object.entries(a.errorKinds).map(([k, v]) => `${k === 'status' ? 'non-2xx' : k} ${v}`).join(', ')})` : ''} | ${a.runs.map((r) => (r.error ? 'error' : fmtInt(r.rps))).join(' / ')} |`);
     }
   }
   for (const [id, why] of skipped) out.push(`| all | ${SERVERS.find((s) => s.id === id).label} | — | — | — | — | — | — | skipped: ${esc(why)} |`);
@@ -954,6 +958,15 @@ function targets({ A, has, workloads, startup }) {
   return list;
 }
 
+/** JSON with one line per array element at the top level's arrays: diffable, not 10,000 lines. */
+function compactJson(obj) {
+  const parts = Object.entries(obj).map(([k, v]) => {
+    const body = Array.isArray(v) ? `[\n${v.map((x) => `    ${JSON.stringify(x)}`).join(',\n')}\n  ]` : JSON.stringify(v);
+    return `  ${JSON.stringify(k)}: ${body}`;
+  });
+  return `{\n${parts.join(',\n')}\n}\n`;
+}
+
 // ---- main -------------------------------------------------------------------------------------
 
 async function main() {
@@ -1064,10 +1077,11 @@ async function main() {
     mkdirSync(path.dirname(opts.out), { recursive: true });
     writeFileSync(opts.out, md);
     mkdirSync(path.join(BENCH, 'results'), { recursive: true });
-    writeFileSync(
-      path.join(BENCH, 'results', 'benchmarks.json'),
-      JSON.stringify({ meta, runs: RUNS, duration: DURATION, results, startup, profiles: profiles?.map(({ summary, ...p }) => ({ ...p, summary: summary && { ...summary, functions: summary.functions.slice(0, 50) } })) }, null, 2) + '\n',
-    );
+    const compactProfiles = profiles?.map(({ summary, ...p }) => ({
+      ...p,
+      summary: summary && { ...summary, functions: summary.functions.slice(0, 30), own: summary.own.slice(0, 15), attributed: summary.attributed.slice(0, 10).map((a) => ({ ...a, leaves: a.leaves.slice(0, 6) })) },
+    }));
+    writeFileSync(path.join(BENCH, 'results', 'benchmarks.json'), compactJson({ meta, runs: RUNS, duration: DURATION, startup, results, profiles: compactProfiles }));
     log(`wrote ${rel(opts.out)} and bench/results/benchmarks.json; server logs in ${rel(LOG_DIR)}`);
   }
 }
