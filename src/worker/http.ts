@@ -15,18 +15,85 @@ import { clientOf, forwarded, kClient, kScheme, parseProxyHeader, PeerList, pres
 /** How long an idle keep-alive connection is given, once draining, to send one more request. */
 const IDLE_GRACE_MS = 1000;
 
-const kBusy = Symbol('tsgun.busy');
 const kPeer = Symbol('tsgun.peer');
 const kTrusted = Symbol('tsgun.trusted');
 const kTls = Symbol('tsgun.tls');
 const kPresented = Symbol('tsgun.presented');
-/** The response in progress on an HTTP/1.1 connection (one at a time, even when pipelined). */
-const kResponse = Symbol('tsgun.response');
+/** Set once a draining worker has scheduled the connection's close. */
+const kClosing = Symbol('tsgun.closing');
 /** On a raw socket that came with a PROXY header: the client it named (for the TLS socket over it). */
 const kProxied = Symbol('tsgun.proxied');
-type TrackedSocket = Socket & { [kBusy]: number; [kPeer]: string | undefined; [kTrusted]: boolean; [kTls]: boolean; [kPresented]?: boolean; [kResponse]?: ServerResponse | null };
+/**
+ * `_httpMessage` is Node's own record of the response in progress on an HTTP/1.1
+ * connection (set from the moment the request is handed to the app until the response is
+ * finished; pipelined requests queue behind it), read instead of counting requests per
+ * connection on the request path.
+ */
+type TrackedSocket = Socket & {
+  [kPeer]: string | undefined;
+  [kTrusted]: boolean;
+  [kTls]: boolean;
+  [kPresented]?: boolean;
+  [kClosing]?: boolean;
+  _httpMessage?: ServerResponse | null;
+};
+
+/** What inspectHead() finds: nothing, a forwarding header, or a limit exceeded. */
+const HEAD_FORWARDED = 1;
+const HEAD_URI_TOO_LONG = 2;
+const HEAD_TOO_MANY_FIELDS = 3;
+const HEAD_FIELD_TOO_LARGE = 4;
+const HEAD_ERRORS: Record<number, string> = {
+  [HEAD_URI_TOO_LONG]: 'Request-URI Too Long\n',
+  [HEAD_TOO_MANY_FIELDS]: 'Too many header fields\n',
+  [HEAD_FIELD_TOO_LARGE]: 'Header field too large\n',
+};
+const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'forwarded']);
 
 type AnyServer = http.Server | https.Server | http2.Http2SecureServer;
+
+type StoreHeader = (this: ServerResponse, firstLine: string, headers: unknown) => void;
+/**
+ * Node's `OutgoingMessage#_storeHeader(firstLine, headers)`, which turns the status line and
+ * the headers into the head it writes (the same in Node 20 to 24). Absent, default headers
+ * fall back to setHeader() on every request.
+ */
+const storeHeader = (http.ServerResponse.prototype as unknown as { _storeHeader?: StoreHeader })._storeHeader;
+
+/** Did the app set this header? `headers` is what writeHead() hands on: Node's own map (lower-case keys), a plain object, or an array (flat or of pairs). */
+function hasHeader(headers: unknown, lower: string): boolean {
+  if (!headers) return false;
+  const n = lower.length;
+  if (Array.isArray(headers)) {
+    const pairs = headers.length > 0 && Array.isArray(headers[0]);
+    for (let i = 0; i < headers.length; i += pairs ? 1 : 2) {
+      const name: unknown = pairs ? (headers[i] as unknown[])[0] : headers[i];
+      if (typeof name === 'string' && name.length === n && name.toLowerCase() === lower) return true;
+    }
+    return false;
+  }
+  for (const name in headers as object) if (name.length === n && name.toLowerCase() === lower) return true;
+  return false;
+}
+
+/**
+ * The HTTP/1.1 response class with the default headers (`Server: tsgun`, `--header`) written
+ * into the head as Node builds it, unless the app set them itself. setHeader() on every
+ * request would cost more than the header: it also sends the app's writeHead() down Node's
+ * slower path, which merges every one of its headers through setHeader().
+ */
+function responseWithDefaults(defaults: ReadonlyArray<[string, string]>): typeof http.ServerResponse {
+  const lines = defaults.map(([name, value]) => ({ lower: name.toLowerCase(), line: `${name}: ${value}\r\n` }));
+  const store = storeHeader!;
+  class TsgunResponse extends http.ServerResponse {
+    _storeHeader(firstLine: string, headers: unknown): void {
+      let head = firstLine;
+      for (let i = 0; i < lines.length; i++) if (!hasHeader(headers, lines[i]!.lower)) head += lines[i]!.line;
+      store.call(this, head, headers);
+    }
+  }
+  return TsgunResponse as unknown as typeof http.ServerResponse;
+}
 
 function reply(res: ServerResponse, status: number, text: string): void {
   res.shouldKeepAlive = false;
@@ -42,18 +109,34 @@ export class HttpWorker implements TsgunWorker {
   private readonly handshaking = new Set<Socket>();
   private readonly sessions = new Set<http2.Http2Session>();
   private draining = false;
+  /** Answer every request with `Connection: close`: keepalive is 0, or the worker is draining. */
+  private closeAfterResponse: boolean;
   private drained: (() => void) | null = null;
   private inflight = 0;
   private readonly s;
-  private readonly keepAlive: boolean;
+  private readonly listener: WorkerContext['listener'];
+  private readonly limitLine: number;
+  private readonly limitFields: number;
+  private readonly limitField: number;
+  private readonly limitConcurrency: number;
+  private readonly dateHeader: boolean;
   private readonly forwardedFrom: PeerList;
   private readonly proxyFrom: PeerList | null;
   private readonly defaultHeaders: Array<[string, string]>;
+  /** HTTP/1.1 responses get the default headers from their class; these requests set them one by one. */
+  private readonly setDefaultsOn: 'none' | 'http2' | 'all';
+  private readonly h1Options: { ServerResponse?: typeof http.ServerResponse };
   private readonly http2: boolean;
 
   constructor(protected readonly ctx: WorkerContext) {
     this.s = ctx.settings;
-    this.keepAlive = this.s.keepalive > 0;
+    this.closeAfterResponse = this.s.keepalive <= 0;
+    this.listener = ctx.listener;
+    this.limitLine = this.s.limit_request_line;
+    this.limitFields = this.s.limit_request_fields;
+    this.limitField = this.s.limit_request_field_size;
+    this.limitConcurrency = this.s.limit_concurrency;
+    this.dateHeader = this.s.date_header;
     this.forwardedFrom = new PeerList(this.s.forwarded_allow_ips);
     this.proxyFrom = this.s.proxy_protocol === 'off' ? null : new PeerList(this.s.proxy_allow_ips);
     this.http2 = this.s.worker_class === 'http2';
@@ -62,6 +145,9 @@ export class HttpWorker implements TsgunWorker {
       return [h.slice(0, colon).trim(), h.slice(colon + 1).trim()];
     });
     if (this.s.server_header) this.defaultHeaders.unshift(['Server', 'tsgun']);
+    const classDefaults = this.defaultHeaders.length > 0 && storeHeader !== undefined;
+    this.setDefaultsOn = this.defaultHeaders.length === 0 ? 'none' : classDefaults ? 'http2' : 'all';
+    this.h1Options = classDefaults ? { ServerResponse: responseWithDefaults(this.defaultHeaders) } : {};
   }
 
   async start(): Promise<void> {
@@ -82,16 +168,16 @@ export class HttpWorker implements TsgunWorker {
     for (const socket of this.ctx.sockets) {
       let server: AnyServer;
       if (this.http2) {
-        server = http2.createSecureServer({ ...tls, allowHTTP1: true }, this.handle as never);
+        server = http2.createSecureServer({ ...tls, allowHTTP1: true, Http1ServerResponse: this.h1Options.ServerResponse }, this.handle as never);
         server.on('session', (session: http2.Http2Session) => {
           this.sessions.add(session);
           session.once('close', () => this.sessions.delete(session));
           if (this.draining) session.close();
         });
       } else if (tls) {
-        server = https.createServer({ ...tls, ...common }, this.handle);
+        server = https.createServer({ ...tls, ...common, ...this.h1Options }, this.handle);
       } else {
-        server = http.createServer(common, this.handle);
+        server = http.createServer({ ...common, ...this.h1Options }, this.handle);
       }
       if (!this.http2) {
         const h1 = server as http.Server;
@@ -188,7 +274,6 @@ export class HttpWorker implements TsgunWorker {
       if (raw) this.handshaking.delete(raw);
       if (raw?.[kProxied]) presentClient(s, raw[kProxied], true);
     }
-    s[kBusy] = 0;
     s[kPeer] = s.remoteAddress;
     s[kTrusted] = this.forwardedFrom.has(s.remoteAddress);
     s[kTls] = tls;
@@ -200,49 +285,61 @@ export class HttpWorker implements TsgunWorker {
     if (this.draining) this.closeWhenIdle(s);
   }
 
-  /** Limits checked once the request head is parsed: 414 and 431, as Gunicorn answers. */
-  private tooLarge(req: IncomingMessage): [number, string] | null {
-    const { limit_request_line: line, limit_request_fields: fields, limit_request_field_size: field } = this.s;
-    if (line > 0 && (req.method?.length ?? 0) + (req.url?.length ?? 0) + 10 > line) return [414, 'Request-URI Too Long'];
+  /**
+   * One pass over the request head, without building `req.headers` (Node builds it lazily,
+   * and many apps never ask): the limits Gunicorn answers with 414 and 431, and whether a
+   * forwarding header is present.
+   */
+  private inspectHead(req: IncomingMessage): number {
+    const { limitLine, limitFields, limitField } = this;
+    if (limitLine > 0 && (req.method?.length ?? 0) + (req.url?.length ?? 0) + 10 > limitLine) return HEAD_URI_TOO_LONG;
     const raw = req.rawHeaders;
-    if (fields > 0 && raw.length / 2 > fields) return [431, 'Too many header fields'];
-    if (field > 0) {
-      for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length + raw[i + 1]!.length + 2 > field) return [431, 'Header field too large'];
+    if (limitFields > 0 && raw.length / 2 > limitFields) return HEAD_TOO_MANY_FIELDS;
+    let found = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (limitField > 0 && name.length + raw[i + 1]!.length + 2 > limitField) return HEAD_FIELD_TOO_LARGE;
+      // x-forwarded-for (15), x-forwarded-proto (17), forwarded (9): compare only names of those lengths.
+      const n = name.length;
+      if (found === 0 && (n === 15 || n === 17 || n === 9) && FORWARDING.has(name.toLowerCase())) found = HEAD_FORWARDED;
     }
-    return null;
+    return found;
   }
 
+  /**
+   * Every request passes here before the app sees it, so it does as little as it can: no
+   * listener on the response (unless limit_concurrency needs the in-flight count), no
+   * `req.headers` (unless a trusted proxy forwarded something).
+   */
   private readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     // HTTP/2 streams share a session; the session, not a socket, is what drains them.
-    const s = req.httpVersionMajor === 2 ? null : (req.socket as TrackedSocket);
-    if (s) {
-      s[kBusy]++;
-      s[kResponse] = res;
-    }
-    this.inflight++;
-    res.once('close', () => {
-      this.inflight--;
-      if (s) {
-        if (s[kResponse] === res) s[kResponse] = null;
-        s[kBusy]--;
-        if (this.draining) this.closeWhenIdle(s);
+    const h1 = req.httpVersionMajor !== 2;
+    if (h1 && this.closeAfterResponse) res.shouldKeepAlive = false;
+    if (this.limitConcurrency > 0) {
+      this.inflight++;
+      res.on('close', this.responseClosed);
+      if (this.inflight > this.limitConcurrency) {
+        res.setHeader('retry-after', '1');
+        return reply(res, 503, 'Service Unavailable: too many requests in flight\n');
       }
-    });
-    if (s && (this.draining || !this.keepAlive)) res.shouldKeepAlive = false;
-    const limit = this.tooLarge(req);
-    if (limit) return reply(res, limit[0], `${limit[1]}\n`);
-    if (this.s.limit_concurrency > 0 && this.inflight > this.s.limit_concurrency) {
-      res.setHeader('retry-after', '1');
-      return reply(res, 503, 'Service Unavailable: too many requests in flight\n');
     }
-    if (s) {
-      if (s[kTrusted]) this.applyForwarded(req, s);
+    const head = this.inspectHead(req);
+    if (head > HEAD_FORWARDED) return reply(res, head === HEAD_URI_TOO_LONG ? 414 : 431, HEAD_ERRORS[head]!);
+    if (h1) {
+      const s = req.socket as TrackedSocket;
+      if (s[kTrusted]) this.applyForwarded(req, s, head === HEAD_FORWARDED);
     } else {
       this.markHttp2Client(req);
     }
-    if (!this.s.date_header) res.sendDate = false;
-    for (const [name, value] of this.defaultHeaders) res.setHeader(name, value);
-    this.ctx.listener(req, res);
+    if (!this.dateHeader) res.sendDate = false;
+    if (this.setDefaultsOn === 'all' || (this.setDefaultsOn === 'http2' && !h1)) {
+      for (const [name, value] of this.defaultHeaders) res.setHeader(name, value);
+    }
+    this.listener(req, res);
+  };
+
+  private readonly responseClosed = (): void => {
+    this.inflight--;
   };
 
   /**
@@ -263,37 +360,51 @@ export class HttpWorker implements TsgunWorker {
   }
 
   /** From a trusted proxy, show the app the client and scheme it forwarded (per request: proxies reuse connections). */
-  private applyForwarded(req: IncomingMessage, s: TrackedSocket): void {
-    const h = req.headers;
-    if (h['x-forwarded-for'] === undefined && h['x-forwarded-proto'] === undefined && h.forwarded === undefined) {
+  private applyForwarded(req: IncomingMessage, s: TrackedSocket, present: boolean): void {
+    if (!present) {
       if (s[kPresented]) presentClient(s, s[kPeer], s[kTls]);
       s[kPresented] = false;
       return;
     }
-    const fwd = forwarded(h);
+    const fwd = forwarded(req.headers);
     presentClient(s, fwd.client ?? s[kPeer], fwd.proto ? fwd.proto === 'https' : s[kTls]);
     s[kPresented] = true;
   }
 
   /**
-   * Close a connection that has no request in flight, but only after a grace period: a
-   * client may have sent its next request at this very instant, and closing now would
-   * reset it. A request that arrives in the grace is served and answered with
-   * `Connection: close`.
+   * Close a keep-alive connection once it is idle, but only after a grace period: a client
+   * may have sent its next request at this very instant, and closing now would reset it. A
+   * request that arrives in the grace is served with `Connection: close` (Node then closes
+   * the connection itself); a response still being written when draining began gets a grace
+   * of its own once it is finished.
    */
   private closeWhenIdle(s: TrackedSocket): void {
-    if (s[kBusy] > 0 || s.destroyed) return;
-    setTimeout(() => {
-      if (s[kBusy] === 0) s.destroy();
-    }, IDLE_GRACE_MS).unref();
+    if (s.destroyed || s[kClosing]) return;
+    s[kClosing] = true;
+    const res = s._httpMessage;
+    if (res) {
+      // Its headers are out, with keep-alive: wait for it, then give the client its grace.
+      res.once('finish', () => setTimeout(() => this.closeIfIdle(s), IDLE_GRACE_MS).unref());
+      return;
+    }
+    setTimeout(() => this.closeIfIdle(s), IDLE_GRACE_MS).unref();
+  }
+
+  private closeIfIdle(s: TrackedSocket): void {
+    if (s.destroyed) return;
+    // Busy: that request was answered with `Connection: close`, or (pipelined before the
+    // drain) its response is still to come; look again after another grace.
+    if (s._httpMessage) return void setTimeout(() => this.closeIfIdle(s), IDLE_GRACE_MS).unref();
+    s.destroy();
   }
 
   async stop(graceful: boolean): Promise<void> {
     this.draining = true;
+    this.closeAfterResponse = true;
     // A response already in progress whose headers are not out yet still gets to say
     // `Connection: close`, so its client does not send another request on it.
     for (const s of this.conns) {
-      const res = s[kResponse];
+      const res = s._httpMessage;
       if (res && !res.headersSent) res.shouldKeepAlive = false;
     }
     for (const server of [...this.fronts, ...this.servers]) {
