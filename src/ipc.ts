@@ -72,6 +72,9 @@ export interface WorkerStats {
   durationSum: number;
 }
 
+/** From the master: close this many keep-alive connections after their current response (balance_connections). */
+export type MasterMessage = { t: 'shed'; count: number };
+
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string';
 }

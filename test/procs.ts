@@ -36,11 +36,13 @@ export function processesWithEnv(marker: string): number[] {
   return found;
 }
 
-/** Poll `check` every 20 ms until it returns a truthy value; throw after `ms`. */
-export async function waitFor<T>(check: () => T | undefined | null | false, what: string, ms = 10_000): Promise<T> {
+type Maybe<T> = T | undefined | null | false;
+
+/** Poll `check` (which may be async) every 20 ms until it returns a truthy value; throw after `ms`. */
+export async function waitFor<T>(check: () => Maybe<T> | Promise<Maybe<T>>, what: string, ms = 10_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
-    const v = check();
+    const v = await check();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));

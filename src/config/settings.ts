@@ -190,7 +190,7 @@ export const SETTINGS = {
     type: seconds(0.1),
     default: 5,
     cli: ['--stats-interval'],
-    short: 'Seconds between samples of every worker\'s CPU and memory (one pidusage call for all).',
+    short: 'Seconds between samples of every worker\'s CPU and memory (from /proc on Linux).',
   }),
   graceful_timeout: setting({
     section: 'Worker processes',
@@ -222,6 +222,14 @@ export const SETTINGS = {
     default: 0,
     cli: ['--max-requests-jitter'],
     short: 'Add a random 0..N to each worker\'s max_requests, so workers are not all replaced at once.',
+  }),
+  balance_connections: setting({
+    section: 'Worker processes',
+    type: bool,
+    default: true,
+    cli: ['--no-balance-connections'],
+    short: 'Keep keep-alive connections spread evenly over the workers (--no-balance-connections turns it off).',
+    doc: 'Workers accept from one shared socket, and the kernel hands a burst of new connections to whichever worker wakes first: with keep-alive clients (a load balancer\'s connection pool, a browser) one worker can end up with most of the connections for as long as they last. The master compares the workers\' connection counts; a worker holding more than its share (by over 10 %) answers that many of its next requests with `Connection: close`, and those clients reconnect, most likely to a less busy worker. No request fails: a connection closes only after a complete response that said it would. HTTP/1.1 only.',
   }),
 
   // Server mechanics

@@ -9,7 +9,6 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import pidusage from 'pidusage';
 import { renameSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,11 +17,12 @@ import type { ResolvedConfig } from '../config/resolve.js';
 import type { Settings } from '../config/settings.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
 import { WORKER_HOOKS, type HookName, type Hooks, type ServerInfo, type WorkerInfo, type WorkerState } from '../hooks.js';
-import { BOOT_ENV, isWorkerMessage, WorkerExit, type Privileges, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../ipc.js';
+import { BOOT_ENV, isWorkerMessage, WorkerExit, type MasterMessage, type Privileges, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
-import { MetricsServer } from './metrics.js';
+import type { MetricsServer } from './metrics.js';
 import { Pidfile } from './pidfile.js';
+import { sampleUsage } from './usage.js';
 import { Reloader } from './reloader.js';
 import { isAlive, realProcessOps, type ProcessOps } from './process-ops.js';
 import { adoptActivated, bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, REUSE_PORT_SUPPORTED, type BoundSocket } from './sockets.js';
@@ -51,6 +51,10 @@ const HEALTHY_AFTER_MS = 10_000;
  */
 const STACK_WAIT_MS = 1500;
 const STACK_CAPTURE_MS = 5000;
+/** balance_connections: at most one shed order per worker in this long, so each acts on a fresh count. */
+const BALANCE_EVERY_MS = 500;
+/** balance_connections: how long the master gathers worker reports before comparing them. */
+const BALANCE_GATHER_MS = 150;
 
 export function emptyStats(): WorkerStats {
   return { requests: 0, connections: 0, inflight: 0, status: [0, 0, 0, 0, 0], buckets: [], durationSum: 0 };
@@ -104,7 +108,7 @@ interface Worker {
   readyAt: number | null;
   lastBeat: number;
   stats: WorkerStats;
-  /** From the last pidusage sample. */
+  /** From the last usage sample. */
   cpu: number;
   rss: number;
   /** The watchdog pipe (see worker/watchdog-thread.ts). */
@@ -117,6 +121,10 @@ interface Worker {
   stopReason: string | null;
   bootError: Extract<WorkerMessage, { t: 'boot-error' }> | null;
   killTimer: NodeJS.Timeout | null;
+  /** When it was last asked to shed connections (balance_connections), and its request count then. */
+  shedAt: number;
+  shedAtRequests: number;
+  shedCount: number;
 }
 
 /** A HUP reload in progress: what to go back to if the new generation cannot boot. */
@@ -156,6 +164,7 @@ export class Arbiter implements ControlTarget {
   private control: ControlServer | null = null;
   private metrics: MetricsServer | null = null;
   private reloader: Reloader | null = null;
+  private balanceTimer: NodeJS.Timeout | null = null;
   private notifier: Notifier | null = null;
   private watchdogUsec: number | null = null;
   private readyNotified = false;
@@ -271,7 +280,7 @@ export class Arbiter implements ControlTarget {
         this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited, reusePort: this.settings.reuse_port });
       }
       await this.startControl();
-      if (this.settings.metrics_bind) this.metrics = await MetricsServer.start(this.settings.metrics_bind, () => this.snapshot());
+      if (this.settings.metrics_bind) this.metrics = await (await import('./metrics.js')).MetricsServer.start(this.settings.metrics_bind, () => this.snapshot());
       await this.watchFiles();
     } catch (err) {
       this.metrics?.close();
@@ -287,9 +296,6 @@ export class Arbiter implements ControlTarget {
     if (this.metrics) this.log.info(`Metrics at: ${this.metrics.label}`);
     this.log.info(`Using worker: ${this.settings.worker_class}`);
     for (const sig of SIGNALS) process.on(sig, this.onSignal);
-    // pidusage asks `getconf` for the clock tick and page size once; do it before there are
-    // workers, so that afterwards the master's only children are its workers.
-    await pidusage(process.pid).catch(() => {});
     await this.hook('when_ready', this.server);
     await this.hook('nworkers_changed', this.server, this.numWorkers, null);
     if (this.watchdogUsec) this.notifier?.startWatchdog(this.watchdogUsec);
@@ -499,6 +505,9 @@ export class Arbiter implements ControlTarget {
       stopReason: null,
       bootError: null,
       killTimer: null,
+      shedAt: 0,
+      shedAtRequests: 0,
+      shedCount: 0,
     };
     if (!child.pid) {
       // spawn failed (EAGAIN, ENOMEM); the 'error' event says why and 'exit' may never come.
@@ -530,6 +539,8 @@ export class Arbiter implements ControlTarget {
       case 'beat':
         w.lastBeat = Date.now();
         w.stats = m.stats;
+        // Workers report a burst within CONNECTIONS_CHECK_MS of each other: judge them together.
+        if (this.settings.balance_connections) this.balanceTimer ??= setTimeout(() => this.balance(), BALANCE_GATHER_MS).unref();
         break;
       case 'retire':
         if (w.state === 'ready' && !w.outgoing) {
@@ -540,6 +551,33 @@ export class Arbiter implements ControlTarget {
       case 'boot-error':
         w.bootError = m;
         break;
+    }
+  }
+
+  /**
+   * balance_connections. Workers accept from one shared socket, and the kernel gives a burst
+   * of new connections to whichever worker wakes first; keep-alive clients then stay where
+   * they landed. A worker holding more than its share of the open connections (by over 10 %)
+   * is asked to close the surplus after their current responses; those clients reconnect,
+   * most likely to a less busy worker. Runs on every worker report.
+   */
+  private balance(): void {
+    this.balanceTimer = null;
+    if (!this.settings.balance_connections || this.stopping) return;
+    const serving = [...this.workers.values()].filter((w) => w.state === 'ready' && !w.outgoing);
+    if (serving.length < 2) return;
+    const total = serving.reduce((n, w) => n + w.stats.connections, 0);
+    const share = Math.ceil(total / serving.length);
+    const now = Date.now();
+    for (const w of serving) {
+      const held = w.stats.connections;
+      if (held <= share * 1.1 || now - w.shedAt < BALANCE_EVERY_MS || !w.child.connected) continue;
+      // Connections close after a response: idle ones cannot be moved, so ask again only once
+      // the worker has served enough requests to have acted on the last request.
+      if (w.stats.requests - w.shedAtRequests < w.shedCount) continue;
+      [w.shedAt, w.shedAtRequests, w.shedCount] = [now, w.stats.requests, held - share];
+      this.log.debug(`Worker (pid:${w.pid}) holds ${held} of ${total} connections; closing ${held - share} after their current response`);
+      w.child.send({ t: 'shed', count: held - share } satisfies MasterMessage, () => {});
     }
   }
 
@@ -661,20 +699,15 @@ export class Arbiter implements ControlTarget {
     pipe.write('stack\n');
   }
 
-  /** One pidusage call for all workers; replace any worker over `max_worker_memory`. */
+  /** Sample every worker's CPU and memory; replace any worker over `max_worker_memory`. */
   private async sample(): Promise<void> {
     const pids = [...this.workers.keys()];
     if (pids.length === 0) return;
-    let usage: Record<string, { cpu: number; memory: number }>;
-    try {
-      usage = await pidusage(pids);
-    } catch {
-      return; // A worker exited between listing and sampling; the next sample will do.
-    }
+    const usage = await sampleUsage(pids);
     const limit = this.settings.max_worker_memory;
-    for (const [pid, u] of Object.entries(usage)) {
-      const w = this.workers.get(Number(pid));
-      if (!w || !u) continue;
+    for (const [pid, u] of usage) {
+      const w = this.workers.get(pid);
+      if (!w) continue;
       w.cpu = u.cpu;
       w.rss = u.memory;
       if (limit !== null && u.memory > limit && w.state === 'ready' && !w.outgoing) {

@@ -5,7 +5,7 @@
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 import type { Settings } from '../config/settings.js';
 import { TsgunError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -117,6 +117,8 @@ export class Reloader {
       // Directories are traversed unless excluded; files must also be included.
       return stats?.isFile() === true && !matches(rel, include, false);
     };
+    // chokidar loads only when --reload is on.
+    const { watch } = await import('chokidar');
     const watcher = watch([...dirs, ...extra], { ignoreInitial: true, ignored, persistent: true });
     const reloader = new Reloader(watcher);
     const fire = (file: string): void => {

@@ -8,8 +8,7 @@ import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
 import { isTypeScript } from '../config/files.js';
 import type { Settings } from '../config/settings.js';
 import { describeError, TsgunError } from '../errors.js';
-import { fetchListener, type FetchHandler } from './fetch.js';
-import { installLightResponse } from './response.js';
+import type { FetchHandler } from './fetch.js';
 
 export type AppShape = 'koa' | 'fastify' | 'fetch-object' | 'node' | 'fetch';
 
@@ -88,7 +87,9 @@ export async function loadApp(spec: string, settings: Pick<Settings, 'chdir' | '
       throw new TsgunError('TSGUN_ERR_APP_LOAD', `Fastify app ${name} failed in ready(): ${describeError(err)}`, { cause: err });
     }
   }
-  if (!('listener' in detected) && opts.lightResponse) installLightResponse();
-  const listener = 'listener' in detected ? detected.listener : fetchListener(detected.handler, { rootPath: settings.root_path.replace(/\/$/, ''), onError: opts.onError });
-  return { shape: detected.shape, listener, file };
+  if ('listener' in detected) return { shape: detected.shape, listener: detected.listener, file };
+  // The fetch adapter, and undici's Request and Response behind it, load only for fetch handlers.
+  const [{ fetchListener }, { installLightResponse }] = await Promise.all([import('./fetch.js'), import('./response.js')]);
+  if (opts.lightResponse) installLightResponse();
+  return { shape: detected.shape, listener: fetchListener(detected.handler, { rootPath: settings.root_path.replace(/\/$/, ''), onError: opts.onError }), file };
 }

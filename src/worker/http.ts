@@ -5,12 +5,31 @@
  * drain that lets a worker leave without failing a request.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import http2 from 'node:http2';
-import https from 'node:https';
+import type http2 from 'node:http2';
+import type https from 'node:https';
 import net, { type Socket } from 'node:net';
 import type { TLSSocket, TlsOptions } from 'node:tls';
 import type { TsgunWorker, WorkerContext } from './interface.js';
 import { clientOf, forwarded, kClient, kScheme, parseProxyHeader, PeerList, presentClient } from './proxy.js';
+
+/** How long a worker that sheds connections stops accepting, so that their clients reconnect elsewhere. */
+const SHED_PAUSE_MS = 250;
+
+/**
+ * Stop or resume accepting on a listening socket without closing it. A listening socket that
+ * a worker opened from an inherited fd is a libuv stream whose reading is its accepting:
+ * readStop() takes the socket out of the worker's poll set (the kernel queue, shared with the
+ * other workers, goes on filling) and readStart() puts it back. Where that is not so (a
+ * reuse_port socket of the worker's own, a server without a handle), nothing is paused.
+ */
+function pauseAccepting(server: net.Server | AnyServer, pause: boolean): boolean {
+  const handle = (server as unknown as { _handle?: { readStart?(): number; readStop?(): number } | null })._handle;
+  if (!handle?.readStart || !handle.readStop) return false;
+  if (!pause) return handle.readStart() === 0;
+  // readStop() only acts on a handle marked as reading: readStart() marks it (and is harmless if it already is).
+  handle.readStart();
+  return handle.readStop() === 0;
+}
 
 /** How long an idle keep-alive connection is given, once draining, to send one more request. */
 const IDLE_GRACE_MS = 1000;
@@ -111,6 +130,8 @@ export class HttpWorker implements TsgunWorker {
   private draining = false;
   /** Answer every request with `Connection: close`: keepalive is 0, or the worker is draining. */
   private closeAfterResponse: boolean;
+  /** Answer this many more requests with `Connection: close`: the master asked to shed connections. */
+  private shedding = 0;
   private drained: (() => void) | null = null;
   private inflight = 0;
   private readonly s;
@@ -168,14 +189,14 @@ export class HttpWorker implements TsgunWorker {
     for (const socket of this.ctx.sockets) {
       let server: AnyServer;
       if (this.http2) {
-        server = http2.createSecureServer({ ...tls, allowHTTP1: true, Http1ServerResponse: this.h1Options.ServerResponse }, this.handle as never);
+        server = (await import('node:http2')).createSecureServer({ ...tls, allowHTTP1: true, Http1ServerResponse: this.h1Options.ServerResponse }, this.handle as never);
         server.on('session', (session: http2.Http2Session) => {
           this.sessions.add(session);
           session.once('close', () => this.sessions.delete(session));
           if (this.draining) session.close();
         });
       } else if (tls) {
-        server = https.createServer({ ...tls, ...common, ...this.h1Options }, this.handle);
+        server = (await import('node:https')).createServer({ ...tls, ...common, ...this.h1Options }, this.handle);
       } else {
         server = http.createServer({ ...common, ...this.h1Options }, this.handle);
       }
@@ -203,6 +224,21 @@ export class HttpWorker implements TsgunWorker {
 
   connections(): number {
     return this.conns.size;
+  }
+
+  /**
+   * The master saw this worker holding more than its share of the connections: answer the
+   * next `count` requests with `Connection: close`, and stop accepting for a moment, so that
+   * those clients reconnect to another worker rather than racing back here.
+   */
+  shed(count: number): void {
+    this.shedding = Math.max(0, Math.min(count, this.conns.size));
+    if (this.shedding === 0 || this.draining) return;
+    const paused = [...this.fronts, ...this.servers].filter((server) => pauseAccepting(server, true));
+    if (paused.length === 0) return;
+    setTimeout(() => {
+      if (!this.draining) for (const server of paused) pauseAccepting(server, false);
+    }, SHED_PAUSE_MS).unref();
   }
 
   /**
@@ -314,7 +350,10 @@ export class HttpWorker implements TsgunWorker {
   private readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     // HTTP/2 streams share a session; the session, not a socket, is what drains them.
     const h1 = req.httpVersionMajor !== 2;
-    if (h1 && this.closeAfterResponse) res.shouldKeepAlive = false;
+    if (h1 && (this.closeAfterResponse || this.shedding > 0)) {
+      if (!this.closeAfterResponse) this.shedding--;
+      res.shouldKeepAlive = false;
+    }
     if (this.limitConcurrency > 0) {
       this.inflight++;
       res.on('close', this.responseClosed);

@@ -30,6 +30,11 @@ export interface TsgunWorker {
   stop(graceful: boolean): Promise<void>;
   /** Open connections, for status reports. */
   connections(): number;
+  /**
+   * Optional: this worker holds more than its share of the connections; close `count` of
+   * them after their current response, so their clients reconnect elsewhere (`balance_connections`).
+   */
+  shed?(count: number): void;
 }
 
 export type TsgunWorkerClass = new (context: WorkerContext) => TsgunWorker;

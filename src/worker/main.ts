@@ -9,9 +9,9 @@ import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
 import { loadConfigFile } from '../config/files.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
 import type { Hooks, HookName, WorkerSelf } from '../hooks.js';
-import { BOOT_ENV, WorkerExit, type WorkerBoot, type WorkerMessage } from '../ipc.js';
+import { BOOT_ENV, WorkerExit, type MasterMessage, type WorkerBoot, type WorkerMessage } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
-import { createAccessLog, type AccessLog } from './accesslog.js';
+import type { AccessLog } from './accesslog.js';
 import { importModule, loadApp } from './app.js';
 import { HttpWorker } from './http.js';
 import type { TsgunWorker, TsgunWorkerClass, WorkerContext } from './interface.js';
@@ -84,6 +84,10 @@ setInterval(() => {
   if (process.ppid !== boot.masterPid) void stop(false, 'master gone');
 }, 500).unref();
 
+process.on('message', (m: MasterMessage) => {
+  if (m?.t === 'shed' && !stopping) worker?.shed?.(m.count);
+});
+
 process.on('SIGTERM', () => void stop(true, 'SIGTERM'));
 for (const sig of ['SIGINT', 'SIGQUIT'] as const) {
   process.on(sig, () => {
@@ -111,6 +115,9 @@ async function loadHooks(): Promise<void> {
     if (typeof raw[name] === 'function') (hooks as Record<HookName, unknown>)[name] = raw[name];
   }
 }
+
+/** How often a worker compares its connection count with the last one (balance_connections). */
+const CONNECTIONS_CHECK_MS = 100;
 
 /** The last heartbeat, shared with the watchdog thread. */
 const lastBeat = new Float64Array(new SharedArrayBuffer(8));
@@ -158,7 +165,7 @@ function dropPrivileges(): void {
 async function main(): Promise<void> {
   await loadHooks();
   await hooks.post_fork?.({ pid: boot!.masterPid, app: boot!.app, settings, log, generation: boot!.generation, workers: () => [] }, self);
-  if (settings.accesslog) accessLog = createAccessLog(settings.accesslog, settings.access_log_format);
+  if (settings.accesslog) accessLog = (await import('./accesslog.js')).createAccessLog(settings.accesslog, settings.access_log_format);
   dropPrivileges();
 
   let listener: RequestListener;
@@ -193,6 +200,20 @@ async function main(): Promise<void> {
 
   const every = settings.timeout > 0 ? Math.min(1000, (settings.timeout * 1000) / 4) : 1000;
   setInterval(() => void beat(), every);
+  if (settings.balance_connections) watchConnections(worker);
+}
+
+/**
+ * For balance_connections: tell the master soon (not only with the next heartbeat) when a
+ * burst of connections has arrived, so that it can even them out within a fraction of a second.
+ */
+function watchConnections(w: TsgunWorker): void {
+  let reported = 0;
+  setInterval(() => {
+    const now = w.connections();
+    if (now > reported + 1) void beat();
+    reported = now;
+  }, CONNECTIONS_CHECK_MS).unref();
 }
 
 main().catch(async (err: unknown) => {

@@ -4,7 +4,7 @@
  * workers call it again at boot, which is how a HUP picks up a renewed certificate.
  */
 import { readFileSync } from 'node:fs';
-import tls, { type TlsOptions } from 'node:tls';
+import type { TlsOptions } from 'node:tls';
 import type { Settings } from '../config/settings.js';
 import { TsgunError } from '../errors.js';
 
@@ -42,14 +42,17 @@ export function tlsOptions(settings: TlsSettings): TlsOptions | null {
     if (!settings.ca_certs) throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `cert_reqs ${settings.cert_reqs} needs ca_certs, the CA that signs client certificates; pass --ca-certs`);
   }
   try {
-    tls.createSecureContext(options);
+    // node:tls loads only when TLS is configured (it costs every process a few ms to start).
+    process.getBuiltinModule('node:tls').createSecureContext(options);
   } catch (err) {
     const message = (err as Error).message;
     if (settings.ciphers && /cipher/i.test(message)) {
       throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `ciphers ${JSON.stringify(settings.ciphers)} is not a cipher list OpenSSL accepts (${message}); check --ciphers`);
     }
     const encrypted = settings.keyfile_password === null ? 'the keyfile is encrypted: give its password with --keyfile-password' : 'the keyfile password is wrong: check --keyfile-password';
-    const hint = /passphrase|bad decrypt/i.test(message) ? encrypted : /key values mismatch/i.test(message) ? 'the keyfile does not belong to the certfile' : 'check that both are PEM files';
+    // OpenSSL words a missing password as "bad decrypt" or as a DECODER failure; the PEM header says it plainly.
+    const isEncrypted = /passphrase|bad decrypt/i.test(message) || (settings.keyfile_password === null && /ENCRYPTED/.test(String(options.key)));
+    const hint = isEncrypted ? encrypted : /key values mismatch/i.test(message) ? 'the keyfile does not belong to the certfile' : 'check that both are PEM files';
     throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `cannot use certfile ${settings.certfile} with keyfile ${settings.keyfile}: ${message}; ${hint}`);
   }
   return options;

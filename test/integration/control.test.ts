@@ -250,7 +250,7 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
       assert.equal(json.retired.requests, 0);
       assert.deepEqual(json.restarts, {});
 
-      // The table says the same; RSS needs a pidusage sample (every second here).
+      // The table says the same; RSS needs a usage sample (every second here).
       let table = parseTable(await ok(['status', '-p', pidfile]));
       for (const deadline = Date.now() + 10_000; table.rows.some((r) => r.RSS === '-') && Date.now() < deadline; await sleep(300)) table = parseTable(await ok(['status', '-p', pidfile]));
       ctx.diagnostic(`tsgun status:\n${await ok(['status', '-p', pidfile])}`);
