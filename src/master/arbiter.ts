@@ -42,7 +42,7 @@ const QUICK_STOP_MS = 2000;
 /** Restart backoff after a worker dies young: doubles from the first step up to the cap. */
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_CAP_MS = 30_000;
-/** A worker that lived this long was not crash-looping. */
+/** A worker that served this long after becoming ready was not crash-looping. */
 const HEALTHY_AFTER_MS = 10_000;
 /**
  * How long to wait for a stuck worker's stack before killing it anyway: for the watchdog to
@@ -635,8 +635,10 @@ export class Arbiter implements ControlTarget {
         await this.abortReload(bootMessage);
         continue;
       }
-      const young = Date.now() - w.spawnedAt < HEALTHY_AFTER_MS;
-      this.crashes = young ? this.crashes + 1 : 0;
+      // A worker that served for HEALTHY_AFTER_MS ends a crash loop; one that never became ready
+      // (a boot timeout, however long the boot took) continues it.
+      const healthy = w.readyAt !== null && Date.now() - w.readyAt >= HEALTHY_AFTER_MS;
+      this.crashes = healthy ? 0 : this.crashes + 1;
       if (this.crashes > 0) {
         const delay = this.backoffMs();
         this.spawnNotBefore = Date.now() + delay;

@@ -91,6 +91,8 @@ function hasHeader(headers: unknown, lower: string): boolean {
     }
     return false;
   }
+  // Node's own map (after setHeader()) has no prototype and lower-case keys: one lookup.
+  if (Object.getPrototypeOf(headers) === null) return (headers as Record<string, unknown>)[lower] !== undefined;
   for (const name in headers as object) if (name.length === n && name.toLowerCase() === lower) return true;
   return false;
 }
