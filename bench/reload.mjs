@@ -11,18 +11,13 @@
 // wrk (apt-get install wrk), PM2 (installed under bench/node_modules on first use) and,
 // for the Gunicorn row, Debian's gunicorn + python3-uvicorn (apt-get; skipped if missing).
 // Every server started here is stopped at the end, on error and on Ctrl-C.
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-
-const BENCH = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.dirname(BENCH);
-const rel = (p) => path.relative(ROOT, p) || '.';
+import { BENCH, ROOT, ensureBenchDeps, ensureGunicorn, ensureTsgun, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pct, rel, run, runMain, setup, signal, sleep, terminate, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -48,9 +43,8 @@ if (!(RUNS >= 1) || !(DURATION >= 4) || !(WARMUP >= 0)) {
   process.stderr.write('Error: --runs must be >= 1, --duration >= 4 (seconds), --warmup >= 0\n');
   process.exit(2);
 }
-const WRK_THREADS = 1;
-const WRK_CONNS = 32;
-const WRK_LUA = path.join(BENCH, 'wrk-summary.lua');
+// Every phase's load (wrk -t1, bench/wrk-summary.lua): 32 keep-alive connections on GET /.
+const LOAD = { conns: 32, path: '/' };
 const WORKERS = 2;
 // Row 4's --max-requests: 3000 (jitter 10 %), lowered when this machine is too slow for
 // every worker to be recycled at least 4 times in the phase (judged from the steady state).
@@ -64,106 +58,13 @@ function maxRequestsFor(steady) {
 }
 
 // Logs of every server started, kept (git-ignored) for looking into failures afterwards.
-const LOG_DIR = path.join(BENCH, 'results', 'reload-logs.tmp');
-rmSync(LOG_DIR, { recursive: true, force: true });
-mkdirSync(LOG_DIR, { recursive: true });
-const TMP = mkdtempSync(path.join(os.tmpdir(), 'tsgun-bench-'));
+const { LOG_DIR, TMP } = setup({ logs: 'reload-logs.tmp', tmpPrefix: 'tsgun-bench-' });
 
 // ---- small helpers ----------------------------------------------------------------------
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-
-function run(cmd, args, options = {}) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { maxBuffer: 64 << 20, ...options }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, error: err, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-function which(name) {
-  const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : null;
-}
-
-async function aptInstall(packages) {
-  if (!which('apt-get')) return false;
-  log(`installing ${packages.join(' ')} with apt-get`);
-  const sudo = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
-  const cmd = [...sudo, 'apt-get', 'install', '-y', ...packages];
-  let r = await run(cmd[0], cmd.slice(1), { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  if (r.code !== 0) {
-    const upd = [...sudo, 'apt-get', 'update'];
-    await run(upd[0], upd.slice(1));
-    r = await run(cmd[0], cmd.slice(1), { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  }
-  if (r.code !== 0) log(`apt-get install ${packages.join(' ')} failed: ${r.stderr.trim().split('\n').pop()}`);
-  return r.code === 0;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function httpStatus(port) {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: 1000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode));
-    });
-    req.on('error', () => resolve(0));
-    req.on('timeout', () => req.destroy());
-  });
-}
-
-async function waitFor(what, fn, timeoutMs = 20_000, everyMs = 50) {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-const alive = (pid) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return err.code === 'EPERM';
-  }
-};
-
-function signal(pid, sig) {
-  try {
-    process.kill(pid, sig);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** TERM a process (its group when it leads one), wait for it to go, KILL it after `graceMs`. */
-async function terminate(pid, { graceMs = 15_000, group = false } = {}) {
-  if (!pid || !alive(pid)) return;
-  signal(group ? -pid : pid, 'SIGTERM');
-  const until = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < until) await sleep(50);
-  if (alive(pid)) {
-    log(`pid ${pid} did not stop within ${graceMs / 1000} s; killing it`);
-    signal(group ? -pid : pid, 'SIGKILL');
-    signal(pid, 'SIGKILL');
-  }
-}
+/** How long a server may take to start: each of listening, workers booted, HTTP 200. */
+const START_MS = 20_000;
+const waitServing = (name, port) => waitFor(`${name}: HTTP 200`, async () => (await httpStatus(port, 1000)) === 200, START_MS);
 
 /** A unique name for each server instance: its log file and pidfile. */
 let instances = 0;
@@ -190,109 +91,16 @@ class LogFile {
   }
 }
 
-// Everything that must be undone at exit, newest first.
-const cleanups = new Set();
-function onCleanup(fn) {
-  cleanups.add(fn);
-  return () => cleanups.delete(fn);
-}
-async function cleanupAll() {
-  for (const fn of [...cleanups].reverse()) {
-    cleanups.delete(fn);
-    try {
-      await fn();
-    } catch (err) {
-      log(`cleanup failed: ${err.message}`);
-    }
-  }
-  rmSync(TMP, { recursive: true, force: true });
-}
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    log(`${sig}: stopping every server this benchmark started`);
-    void cleanupAll().finally(() => process.exit(130));
-  });
-}
-
-// ---- tools ------------------------------------------------------------------------------
-
-async function ensureWrk() {
-  let wrk = which('wrk');
-  if (!wrk && (await aptInstall(['wrk']))) wrk = which('wrk');
-  if (!wrk) throw new Error('wrk is not installed and apt-get could not install it; install wrk and run again');
-  return wrk;
-}
-
-async function ensureTsgun() {
-  if (!existsSync(path.join(ROOT, 'dist', 'cli.js'))) {
-    log('dist/ is missing: building tsgun (npx tsc -p tsconfig.build.json)');
-    const r = await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT });
-    if (r.code !== 0) throw new Error(`tsgun build failed:\n${r.stdout}${r.stderr}`);
-  }
-  return path.join(ROOT, 'bin', 'tsgun');
-}
-
-async function ensurePm2() {
-  const bin = path.join(BENCH, 'node_modules', '.bin', 'pm2');
-  if (!existsSync(bin)) {
-    log('installing PM2 under bench/ (npm install --prefix bench)');
-    const r = await run('npm', ['install', '--prefix', BENCH, '--no-audit', '--no-fund'], { cwd: ROOT });
-    if (r.code !== 0 || !existsSync(bin)) return { bin: null, why: `npm install --prefix bench failed: ${r.stderr.trim().split('\n').pop()}` };
-  }
-  const version = JSON.parse(readFileSync(path.join(BENCH, 'node_modules', 'pm2', 'package.json'), 'utf8')).version;
-  return { bin, version };
-}
-
-/** Debian's gunicorn and its uvicorn worker: the gunicorn script and the interpreter it runs on. */
-async function ensureGunicorn() {
-  // The gunicorn on PATH (which may be a pyenv shim or a venv's), else Debian's.
-  const find = () => {
-    for (const bin of new Set([which('gunicorn'), '/usr/bin/gunicorn'])) {
-      if (!bin || !existsSync(bin)) continue;
-      const shebang = readFileSync(bin, 'utf8').split('\n')[0];
-      const python = shebang.startsWith('#!') ? shebang.slice(2).trim().split(/\s+/) : ['python3'];
-      const probe = spawnSync(python[0], [...python.slice(1), '-c', 'import gunicorn, uvicorn, uvicorn.workers; print(gunicorn.__version__, uvicorn.__version__)'], { encoding: 'utf8' });
-      if (probe.status !== 0) continue;
-      const [gunicornVersion, uvicornVersion] = probe.stdout.trim().split(' ');
-      return { bin, python: python.join(' '), gunicornVersion, uvicornVersion };
-    }
-    return null;
-  };
-  let found = find();
-  if (!found && (await aptInstall(['gunicorn', 'python3-uvicorn']))) found = find();
-  return found ?? { bin: null, why: 'gunicorn with the uvicorn worker is not available (apt-get install -y gunicorn python3-uvicorn failed or was not possible)' };
-}
-
 // ---- wrk --------------------------------------------------------------------------------
 
-function wrkArgs(port, seconds) {
-  return [`-t${WRK_THREADS}`, `-c${WRK_CONNS}`, `-d${seconds}s`, '--latency', '-s', WRK_LUA, `http://127.0.0.1:${port}/`];
-}
-
-/** Run wrk; `during(t0)` runs alongside it (the reload schedule), t0 being wrk's start. */
-async function wrk(port, seconds, during = null) {
+/** Run wrk with LOAD; `during(t0)` runs alongside it (the reload schedule), t0 being wrk's start. */
+async function wrkPhase(port, seconds, during = null) {
   const load = os.loadavg()[0];
-  const child = spawn(tools.wrk, wrkArgs(port, seconds), { stdio: ['ignore', 'pipe', 'pipe'] });
-  const t0 = Date.now();
-  const forget = onCleanup(() => child.kill('SIGKILL'));
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const driving = during ? during(t0) : Promise.resolve([]);
-  const [code, events] = await Promise.all([exited, driving]);
-  forget();
-  const line = out.split('\n').find((l) => l.startsWith('WRK_SUMMARY '));
-  if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code}):\n${out}`);
-  const s = JSON.parse(line.slice('WRK_SUMMARY '.length));
+  const { out, ...r } = await wrk(LOAD, port, seconds, during);
   // Cross-check the script's numbers against wrk's own report.
   const total = /(\d+) requests in/.exec(out);
-  if (!total || Number(total[1]) !== s.requests) throw new Error(`wrk output and summary disagree:\n${out}`);
-  const failed = s.connect + s.read + s.write + s.timeout + s.status;
-  return { ...s, failed, rps: s.requests / (s.duration_us / 1e6), load, events, raw: out.replace(/^WRK_SUMMARY .*\n/m, '') };
+  if (!total || Number(total[1]) !== r.requests) throw new Error(`wrk output and summary disagree:\n${out}`);
+  return { ...r, load, raw: out.replace(/^WRK_SUMMARY .*\n/m, '') };
 }
 
 /**
@@ -338,10 +146,10 @@ class Tsgun {
     this.pids.add(this.pid);
     this.exited = new Promise((resolve) => this.child.once('exit', (code, sig) => resolve({ code, sig })));
     this.forget = onCleanup(() => this.stop());
-    const listening = await waitFor(`${this.name}: Listening at`, () => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(this.log.text()) ?? (this.child.exitCode !== null ? Promise.reject(new Error(`tsgun exited with ${this.child.exitCode}:\n${this.log.text()}`)) : null));
+    const listening = await waitFor(`${this.name}: Listening at`, () => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(this.log.text()) ?? (this.child.exitCode !== null ? Promise.reject(new Error(`tsgun exited with ${this.child.exitCode}:\n${this.log.text()}`)) : null), START_MS);
     this.port = Number(listening[1]);
-    await waitFor(`${this.name}: ${WORKERS} workers booted`, () => this.log.count(/Booting worker with pid/) >= WORKERS);
-    await waitFor(`${this.name}: HTTP 200`, async () => (await httpStatus(this.port)) === 200);
+    await waitFor(`${this.name}: ${WORKERS} workers booted`, () => this.log.count(/Booting worker with pid/) >= WORKERS, START_MS);
+    await waitServing(this.name, this.port);
     return this;
   }
   mark() {
@@ -406,7 +214,7 @@ class Pm2 {
     this.port = await freePort();
     this.forget = onCleanup(() => this.stop());
     await this.pm2(['start', 'bench/apps/json.cjs', '-i', String(WORKERS), '--name', 'app'], { ...this.env, PORT: String(this.port) });
-    await waitFor(`${this.name}: HTTP 200`, async () => (await httpStatus(this.port)) === 200);
+    await waitServing(this.name, this.port);
     return this;
   }
   mark() {
@@ -454,8 +262,8 @@ class Gunicorn {
     await waitFor(`${this.name}: ${WORKERS} workers booted`, () => {
       if (this.child.exitCode !== null) throw new Error(`gunicorn exited with ${this.child.exitCode}:\n${this.log.text()}`);
       return this.log.count(/Application startup complete/) >= WORKERS;
-    });
-    await waitFor(`${this.name}: HTTP 200`, async () => (await httpStatus(this.port)) === 200);
+    }, START_MS);
+    await waitServing(this.name, this.port);
     return this;
   }
   mark() {
@@ -579,18 +387,18 @@ async function measureRow(row, runNo) {
     await server.start();
     const commands = [server.command()];
     log(`${tag}: ${row.server} — warm-up ${WARMUP} s, steady state ${DURATION} s`);
-    if (WARMUP > 0) await wrk(server.port, WARMUP);
-    const steady = await wrk(server.port, DURATION);
+    if (WARMUP > 0) await wrkPhase(server.port, WARMUP);
+    const steady = await wrkPhase(server.port, DURATION);
     if (row.makeMain) {
       await server.stop();
       server = row.makeMain(steady);
       await server.start();
       commands.push(server.command());
-      if (WARMUP > 0) await wrk(server.port, WARMUP);
+      if (WARMUP > 0) await wrkPhase(server.port, WARMUP);
     }
     log(`${tag}: ${row.server} — ${row.action}, ${DURATION} s`);
     const from = server.mark();
-    const loaded = await wrk(server.port, DURATION, schedule(row.steps(server)));
+    const loaded = await wrkPhase(server.port, DURATION, schedule(row.steps(server)));
     const ev = server.events(from);
     const result = { row: row.id, run: runNo, steady, loaded, ratio: loaded.rps / steady.rps, events: ev, note: row.summary(ev, loaded.events, server), short: row.short[1](ev, loaded.events, server), commands, log: rel(server.log.path) };
     log(`${tag}: ${fmtInt(loaded.requests)} requests, ${loaded.failed} failed, ${fmtInt(loaded.rps)} req/s vs ${fmtInt(steady.rps)} steady (${pct(result.ratio)}); ${result.note}`);
@@ -603,13 +411,6 @@ async function measureRow(row, runNo) {
 
 // ---- report -----------------------------------------------------------------------------
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const fmtInt = (n) => Math.round(n).toLocaleString('en-US');
-const pct = (r) => `${(r * 100).toFixed(1)} %`;
 const failBreakdown = (w) => `connect ${w.connect}, read ${w.read}, write ${w.write}, timeout ${w.timeout}, non-2xx/3xx ${w.status}`;
 
 function table(results, rows) {
@@ -661,22 +462,14 @@ function distStamp() {
   }
 }
 
-function gitRev() {
-  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' });
-  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== '';
-  return r.status === 0 ? `${r.stdout.trim()}${dirty ? ' + uncommitted changes in src/ or bin/' : ''}` : 'unknown';
-}
-
 // ---- main -------------------------------------------------------------------------------
-
-const tools = {};
 
 async function main() {
   tools.wrk = await ensureWrk();
   tools.tsgun = await ensureTsgun();
   const rows = ROWS.filter((r) => SELECTED.has(r.id));
   if (rows.some((r) => r.needs === 'pm2')) {
-    tools.pm2 = await ensurePm2();
+    tools.pm2 = (await ensureBenchDeps()).pm2;
     if (!tools.pm2.bin) rows.find((r) => r.needs === 'pm2').skipped = tools.pm2.why;
   }
   if (rows.some((r) => r.needs === 'gunicorn')) {
@@ -686,8 +479,7 @@ async function main() {
       log(`skipping the Gunicorn row: ${tools.gunicorn.why}`);
     }
   }
-  const wrkVersion = spawnSync(tools.wrk, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].replace(/ Copyright.*/, '').trim();
-  const tsgunVersion = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+    const tsgunVersion = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
   const started = new Date();
   const revBefore = gitRev();
   const distBefore = distStamp();
@@ -722,7 +514,7 @@ async function main() {
   const versions = [
     `node ${process.version}`,
     `tsgun ${tsgunVersion} (git ${revBefore}${revAfter !== revBefore ? `, ${revAfter} at the end` : ''}; dist/ built ${distBefore}${distAfter !== distBefore ? `, REBUILT during the run at ${distAfter}` : ''})`,
-    wrkVersion,
+    wrkVersion(),
     tools.pm2?.version ? `pm2 ${tools.pm2.version}` : null,
     tools.gunicorn?.bin ? `gunicorn ${tools.gunicorn.gunicornVersion}, uvicorn ${tools.gunicorn.uvicornVersion} (${tools.gunicorn.python})` : null,
   ].filter(Boolean);
@@ -733,7 +525,7 @@ Generated by \`node bench/reload.mjs --runs ${RUNS}${opts.rows !== '1,2,3,4,5,6'
 
 - Machine: ${machine}; load average before the run: ${loadBefore}
 - Versions: ${versions.join('; ')}
-- Load: \`wrk ${wrkArgs('$PORT', DURATION).join(' ').replace(WRK_LUA, 'bench/wrk-summary.lua')}\` for every phase, after a ${WARMUP} s warm-up
+- Load: \`${wrkCommand(LOAD, DURATION)}\` for every phase, after a ${WARMUP} s warm-up
 - ${WORKERS} workers everywhere; app: a 200-item JSON document serialized per request (bench/apps/)
 - ${RUNS} run(s); rows alternate order between runs; medians shown
 
@@ -773,11 +565,4 @@ function describeSteps(row) {
   return steps.map(([t, label]) => `${label} at ${(t / 1000).toFixed(1)} s`).join(', ') + (row.id === 3 ? ' (or once the new master\'s workers are up, if later)' : '');
 }
 
-try {
-  await main();
-} catch (err) {
-  log(`failed: ${err.stack ?? err.message}`);
-  process.exitCode = 1;
-} finally {
-  await cleanupAll();
-}
+await runMain(main);

@@ -13,19 +13,14 @@
 // and srvx (bench/package.json, `npm install --prefix bench`), and for the Python row
 // Debian's gunicorn + python3-uvicorn (apt-get; skipped with a note when missing). Every
 // server started here is stopped at the end, on error and on Ctrl-C.
-import { execFile, spawn, spawnSync } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { BENCH, ROOT, alive, ensureBenchDeps, ensureGunicorn, ensureTsgun, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pct, pkgVersion, rel, run, runMain, setup, signal, sleep, spawnServer, stopGroup, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
 import { render as renderProfile, summarize as summarizeProfile } from './profile-summary.mjs';
-
-const BENCH = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.dirname(BENCH);
-const rel = (p) => path.relative(ROOT, p) || '.';
 
 const { values: opts } = parseArgs({
   options: {
@@ -55,154 +50,14 @@ if (!(RUNS >= 1) || !(DURATION >= 1)) {
   process.stderr.write('Error: --runs must be >= 1 and --duration >= 1 (seconds)\n');
   process.exit(2);
 }
-const WRK_SUMMARY = path.join(BENCH, 'wrk-summary.lua');
 const WRK_POST = path.join(BENCH, 'wrk-post.lua');
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 /** How long to wait after load for tsgun workers' stats to reach the master (beats are 1 s apart). */
 const BEAT_WAIT_MS = 1300;
 
-const LOG_DIR = path.join(BENCH, 'results', 'run-logs.tmp');
-rmSync(LOG_DIR, { recursive: true, force: true });
-mkdirSync(LOG_DIR, { recursive: true });
-const TMP = mkdtempSync(path.join(os.tmpdir(), 'tsgun-run-'));
+const { LOG_DIR, TMP } = setup({ logs: 'run-logs.tmp', tmpPrefix: 'tsgun-run-' });
 
-// ---- helpers ------------------------------------------------------------------------------
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
-
-function run(cmd, args, options = {}) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { maxBuffer: 64 << 20, ...options }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-function which(name) {
-  const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : null;
-}
-
-async function aptInstall(packages) {
-  if (!which('apt-get')) return false;
-  log(`installing ${packages.join(' ')} with apt-get`);
-  const sudo = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const cmd = [...sudo, 'apt-get', 'install', '-y', ...packages];
-  let r = await run(cmd[0], cmd.slice(1), { env });
-  if (r.code !== 0) {
-    await run(sudo[0] ?? 'apt-get', [...sudo.slice(1), ...(sudo.length ? ['apt-get'] : []), 'update'], { env });
-    r = await run(cmd[0], cmd.slice(1), { env });
-  }
-  if (r.code !== 0) log(`apt-get install ${packages.join(' ')} failed: ${r.stderr.trim().split('\n').pop()}`);
-  return r.code === 0;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** One GET with a fresh connection: the status, or 0 on any error. */
-function httpStatus(port, timeoutMs = 2000) {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: timeoutMs }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode));
-      res.on('error', () => resolve(0));
-    });
-    req.on('error', () => resolve(0));
-    req.on('timeout', () => req.destroy());
-  });
-}
-
-async function waitFor(what, fn, timeoutMs = 30_000, everyMs = 50) {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-const alive = (pid) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return err.code === 'EPERM';
-  }
-};
-function signal(pid, sig) {
-  try {
-    process.kill(pid, sig);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** TERM a process group we started (detached: its leader's pid), wait, KILL the group after `graceMs`. */
-async function stopGroup(pid, graceMs = 10_000) {
-  if (!pid) return;
-  signal(-pid, 'SIGTERM');
-  const until = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < until) await sleep(50);
-  if (alive(pid)) log(`pid ${pid} did not stop within ${graceMs / 1000} s; killing its process group`);
-  // Whatever is left in the group (a worker that outlived its master) goes too.
-  signal(-pid, 'SIGKILL');
-}
-
-// Everything to undo at exit, newest first. Process groups are also killed synchronously
-// on 'exit', in case the harness dies before its async cleanup runs.
-const cleanups = new Set();
-const groups = new Set();
-function onCleanup(fn) {
-  cleanups.add(fn);
-  return () => cleanups.delete(fn);
-}
-async function cleanupAll() {
-  for (const fn of [...cleanups].reverse()) {
-    cleanups.delete(fn);
-    try {
-      await fn();
-    } catch (err) {
-      log(`cleanup failed: ${err.message}`);
-    }
-  }
-  rmSync(TMP, { recursive: true, force: true });
-}
-process.on('exit', () => {
-  for (const pid of groups) signal(-pid, 'SIGKILL');
-});
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    log(`${sig}: stopping every server this benchmark started`);
-    void cleanupAll().finally(() => process.exit(130));
-  });
-}
-
-/** Spawn a server in its own process group, logging to LOG_DIR/NAME.log. */
-function spawnServer(name, cmd, args, env = {}) {
-  const logPath = path.join(LOG_DIR, `${name}.log`);
-  const fd = openSync(logPath, 'a');
-  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd], detached: true });
-  closeSync(fd);
-  groups.add(child.pid);
-  return { child, logPath, text: () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '') };
-}
 
 // ---- /proc ----------------------------------------------------------------------------------
 
@@ -242,27 +97,14 @@ function rssBytes(pid) {
 
 // ---- tools ------------------------------------------------------------------------------------
 
-const tools = {};
-
-async function ensureWrk() {
-  let wrk = which('wrk');
-  if (!wrk && (await aptInstall(['wrk']))) wrk = which('wrk');
-  if (!wrk) throw new Error('wrk is not installed and apt-get could not install it; install wrk and run again');
-  return wrk;
-}
-
 /**
  * A built tsgun, copied (bin/, dist/ and package.json) to node_modules/.cache/tsgun-bench/
  * at the start: every server of the run then runs the same code, even if dist/ is rebuilt
  * while the benchmark runs. Node resolves tsgun's dependencies from the copy up to the
  * repository's node_modules.
  */
-async function ensureTsgun() {
-  if (!existsSync(path.join(ROOT, 'dist', 'cli.js'))) {
-    log('dist/ is missing: building tsgun (npx tsc -p tsconfig.build.json)');
-    const r = await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT });
-    if (r.code !== 0) throw new Error(`tsgun build failed:\n${r.stdout}${r.stderr}`);
-  }
+async function snapshotTsgun() {
+  await ensureTsgun();
   // Not while a build is writing dist/.
   await waitFor('no tsc build running', () => spawnSync('pgrep', ['-f', 'tsc -p tsconfig.build.json'], { encoding: 'utf8' }).stdout.trim() === '', 120_000, 500);
   // Under node_modules/.cache so that packages resolve from the repository's node_modules
@@ -272,49 +114,6 @@ async function ensureTsgun() {
   for (const part of ['bin', 'dist', 'package.json']) if (existsSync(path.join(ROOT, part))) cpSync(path.join(ROOT, part), path.join(snap, part), { recursive: true });
   tools.tsgunBuilt = statSync(path.join(ROOT, 'dist', 'cli.js')).mtime.toISOString().slice(0, 16).replace('T', ' ');
   return path.join(snap, 'bin', 'tsgun');
-}
-
-const pkgVersion = (dir) => {
-  try {
-    return JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')).version;
-  } catch {
-    return null;
-  }
-};
-
-/** PM2 and srvx: bench-only dependencies in bench/package.json. */
-async function ensureBenchDeps() {
-  const pm2Bin = path.join(BENCH, 'node_modules', '.bin', 'pm2');
-  const srvxDir = path.join(BENCH, 'node_modules', 'srvx');
-  let why = null;
-  if (!existsSync(pm2Bin) || !existsSync(srvxDir)) {
-    log('installing bench dependencies (npm install --prefix bench): pm2, srvx');
-    const r = await run('npm', ['install', '--prefix', BENCH, '--no-audit', '--no-fund'], { cwd: ROOT });
-    if (r.code !== 0) why = `npm install --prefix bench failed: ${r.stderr.trim().split('\n').pop()}`;
-  }
-  tools.pm2 = existsSync(pm2Bin) ? { bin: pm2Bin, version: pkgVersion(path.join(BENCH, 'node_modules', 'pm2')) } : { bin: null, why: why ?? 'pm2 is not installed under bench/node_modules' };
-  tools.srvx = existsSync(srvxDir) ? { version: pkgVersion(srvxDir) } : { version: null, why: why ?? 'srvx is not installed under bench/node_modules' };
-}
-
-/** Debian's gunicorn and its uvicorn worker: the gunicorn script and the interpreter it runs on. */
-async function ensureGunicorn() {
-  const find = () => {
-    const bin = which('gunicorn');
-    if (!bin) return null;
-    const shebang = readFileSync(bin, 'utf8').split('\n')[0];
-    const python = shebang.startsWith('#!') ? shebang.slice(2).trim().split(/\s+/) : ['python3'];
-    const probe = spawnSync(
-      python[0],
-      [...python.slice(1), '-c', 'import gunicorn, uvicorn, uvicorn.workers, importlib.util as u; print(gunicorn.__version__, uvicorn.__version__, "uvloop" if u.find_spec("uvloop") else "asyncio", "httptools" if u.find_spec("httptools") else "h11")'],
-      { encoding: 'utf8' },
-    );
-    if (probe.status !== 0) return null;
-    const [gunicornVersion, uvicornVersion, loop, parser] = probe.stdout.trim().split(' ');
-    return { bin, python: python.join(' '), gunicornVersion, uvicornVersion, loop, parser };
-  };
-  let found = find();
-  if (!found && (await aptInstall(['gunicorn', 'python3-uvicorn']))) found = find();
-  return found ?? { bin: null, why: 'gunicorn with the uvicorn worker is not available (apt-get install -y gunicorn python3-uvicorn failed or was not possible)' };
 }
 
 // ---- wrk ----------------------------------------------------------------------------------------
@@ -327,33 +126,6 @@ const WORKLOADS = [
   { id: 'post', title: 'POST 64 KiB body, echoed', path: '/echo', conns: 32, script: WRK_POST },
   { id: 'c1000', title: 'hello, 1,000 keep-alive connections', path: '/', conns: 1000 },
 ];
-
-function wrkArgs(w, port, seconds) {
-  const args = ['-t1', `-c${w.conns}`, `-d${seconds}s`, '--latency', '-s', w.script ?? WRK_SUMMARY];
-  for (const h of w.headers ?? []) args.push('-H', h);
-  args.push(`http://127.0.0.1:${port}${w.path}`);
-  return args;
-}
-const wrkCommand = (w, seconds = DURATION) =>
-  `wrk ${wrkArgs(w, '$PORT', seconds)
-    .map((a) => (a.includes(' ') ? `'${a}'` : a))
-    .join(' ')
-    .replace(ROOT + '/', '')}`;
-
-async function wrk(w, port, seconds) {
-  const child = spawn(tools.wrk, wrkArgs(w, port, seconds), { stdio: ['ignore', 'pipe', 'pipe'] });
-  const forget = onCleanup(() => child.kill('SIGKILL'));
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  const code = await new Promise((resolve) => child.once('exit', resolve));
-  forget();
-  const line = out.split('\n').find((l) => l.startsWith('WRK_SUMMARY '));
-  if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code}): ${out.trim().split('\n').slice(-3).join(' / ')}`);
-  const s = JSON.parse(line.slice('WRK_SUMMARY '.length));
-  const errors = s.connect + s.read + s.write + s.timeout + s.status;
-  return { ...s, errors, rps: s.requests / (s.duration_us / 1e6) };
-}
 
 // ---- servers ------------------------------------------------------------------------------------
 
@@ -385,7 +157,6 @@ class Server {
     this.forget?.();
     if (this.proc) {
       await stopGroup(this.proc.child.pid);
-      groups.delete(this.proc.child.pid);
     }
   }
 }
@@ -561,7 +332,7 @@ async function measure(server, w, rep) {
     p50: r.p50_us / 1000,
     p99: r.p99_us / 1000,
     max: r.max_us / 1000,
-    errors: r.errors,
+    errors: r.failed,
     errorKinds: { connect: r.connect, read: r.read, write: r.write, timeout: r.timeout, status: r.status },
     wall,
     cpu,
@@ -602,7 +373,6 @@ async function startupOnce(kind, app) {
     return { firstMs, readyMs, masterMs };
   } finally {
     await stopGroup(proc.child.pid);
-    groups.delete(proc.child.pid);
     forget();
   }
 }
@@ -647,7 +417,6 @@ async function profileOnce(label, app, w) {
     const to = nowUs();
     // TERM: master and worker exit normally, and V8 writes their profiles.
     await stopGroup(proc.child.pid, 15_000);
-    groups.delete(proc.child.pid);
     const file = readdirSync(dir).find((f) => f.includes(`.${workerPid}.0.`) && f.endsWith('.cpuprofile'));
     if (!file) throw new Error(`no .cpuprofile for worker ${workerPid} in ${dir}`);
     const keep = path.join(LOG_DIR, `${name}.worker.cpuprofile`);
@@ -656,7 +425,6 @@ async function profileOnce(label, app, w) {
     return { label, app, workload: w.id, rps: r.rps, file: rel(keep), window: [from, to], summary, command: `node --cpu-prof --cpu-prof-dir DIR bin/tsgun -w 1 -b 127.0.0.1:0 ${app}` };
   } finally {
     await stopGroup(proc.child.pid);
-    groups.delete(proc.child.pid);
     forget();
   }
 }
@@ -686,15 +454,7 @@ async function measureProfiles() {
 
 // ---- statistics and report ---------------------------------------------------------------------
 
-const median = (xs) => {
-  const s = xs.filter((x) => x != null && Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return null;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const fmtInt = (n) => (n == null ? '—' : Math.round(n).toLocaleString('en-US'));
 const fmt = (n, d = 1) => (n == null ? '—' : n.toFixed(d));
-const pct = (r, d = 1) => (r == null ? '—' : `${(r * 100).toFixed(d)} %`);
 const mib = (b) => (b == null ? '—' : (b / 2 ** 20).toFixed(1));
 const esc = (s) => String(s).replace(/\|/g, '\\|');
 
@@ -749,12 +509,6 @@ function machineInfo() {
   const free = spawnSync('free', ['-h'], { encoding: 'utf8' }).stdout.trimEnd();
   const nproc = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
   return { nproc, free, cpu: os.cpus()[0]?.model ?? 'unknown CPU', kernel: `${os.type()} ${os.release()}` };
-}
-
-function gitRev() {
-  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' });
-  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== '';
-  return r.status === 0 ? `${r.stdout.trim()}${dirty ? ' + uncommitted changes in src/ or bin/' : ''}` : 'unknown';
 }
 
 function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
@@ -897,7 +651,7 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
         out.push('');
         continue;
       }
-      out.push(`\`${p.command}\`, ${wrkCommand(WORKLOADS.find((w) => w.id === p.workload))}: ${fmtInt(p.rps)} req/s under the profiler. Again: \`node bench/profile-summary.mjs --from ${p.window[0]} --to ${p.window[1]} ${p.file}\` (kept until the next run).`);
+      out.push(`\`${p.command}\`, ${wrkCommand(WORKLOADS.find((w) => w.id === p.workload), DURATION)}: ${fmtInt(p.rps)} req/s under the profiler. Again: \`node bench/profile-summary.mjs --from ${p.window[0]} --to ${p.window[1]} ${p.file}\` (kept until the next run).`);
       out.push('');
       out.push(renderProfile(p.summary, { top: 15, ownTop: 10 }));
       out.push('');
@@ -913,7 +667,7 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   out.push('');
   out.push('Load (the same for every server, one after another, the server order rotating by workload and run):');
   out.push('');
-  for (const w of workloads) out.push(`- ${w.title}: \`${wrkCommand(w)}\``);
+  for (const w of workloads) out.push(`- ${w.title}: \`${wrkCommand(w, DURATION)}\``);
   out.push('');
   out.push(`Before measuring, every server gets 1 s of each workload (except -c1000) as warm-up. Server logs of the last run: \`${rel(LOG_DIR)}/\` (git-ignored); raw numbers: \`bench/results/benchmarks.json\`.`);
   out.push('');
@@ -971,8 +725,8 @@ function compactJson(obj) {
 
 async function main() {
   tools.wrk = await ensureWrk();
-  tools.tsgun = await ensureTsgun();
-  await ensureBenchDeps();
+  tools.tsgun = await snapshotTsgun();
+  Object.assign(tools, await ensureBenchDeps());
   const wantServers = opts.servers ? new Set(opts.servers.split(',')) : null;
   const wantWorkloads = opts.workloads ? new Set(opts.workloads.split(',')) : null;
   let servers = SERVERS.filter((s) => !wantServers || wantServers.has(s.id));
@@ -997,7 +751,7 @@ async function main() {
     versions: [
       `node ${process.version}`,
       `tsgun ${pkgVersion(ROOT)} (git ${gitRev()}; dist/ built ${tools.tsgunBuilt} UTC, run from a copy made at the start)`,
-      spawnSync(tools.wrk, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].replace(/ Copyright.*/, '').trim(),
+      wrkVersion(),
       tools.pm2?.version ? `pm2 ${tools.pm2.version}` : 'pm2: not installed',
       tools.gunicorn?.bin ? `gunicorn ${tools.gunicorn.gunicornVersion} + uvicorn ${tools.gunicorn.uvicornVersion} (${tools.gunicorn.loop}, ${tools.gunicorn.parser}; ${tools.gunicorn.python})` : 'gunicorn: not available',
       `hono ${pkgVersion(path.join(ROOT, 'node_modules', 'hono'))}`,
@@ -1086,11 +840,4 @@ async function main() {
   }
 }
 
-try {
-  await main();
-} catch (err) {
-  log(`failed: ${err.stack ?? err.message}`);
-  process.exitCode = 1;
-} finally {
-  await cleanupAll();
-}
+await runMain(main);

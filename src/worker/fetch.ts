@@ -23,6 +23,8 @@ const kOutgoing = Symbol('tsgun.outgoing');
 const kUrl = Symbol('tsgun.url');
 const kHeaders = Symbol('tsgun.headers');
 const kReal = Symbol('tsgun.request');
+/** Set once the body was read straight from Node's request stream (arrayBuffer(), text(), json(), bytes()). */
+const kConsumed = Symbol('tsgun.consumed');
 
 interface LazyRequest {
   [kIncoming]: IncomingMessage;
@@ -30,6 +32,51 @@ interface LazyRequest {
   [kUrl]: string;
   [kHeaders]?: Headers;
   [kReal]?: Request;
+  [kConsumed]?: boolean;
+}
+
+const EMPTY = Buffer.alloc(0);
+const utf8 = new TextDecoder();
+
+const unusable = (): TypeError => new TypeError('Body is unusable: Body has already been read');
+
+/**
+ * The whole body, read straight from Node's request stream: what arrayBuffer(), text(),
+ * json() and bytes() need, without undici's web stream in between (which costs several
+ * times the read itself on a 64 KiB body).
+ */
+function readBody(lazy: LazyRequest): Promise<Buffer> {
+  const req = lazy[kIncoming];
+  // GET and HEAD requests have no body (null, in fetch's terms): it reads as empty, every time.
+  if (NO_BODY.has(req.method ?? 'GET')) return Promise.resolve(EMPTY);
+  if (lazy[kConsumed] || req.readableDidRead) return Promise.reject(unusable());
+  lazy[kConsumed] = true;
+  if (req.readableEnded) return Promise.resolve(EMPTY);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const onData = (chunk: Buffer): void => void chunks.push(chunk);
+    const settle = (): void => {
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+    };
+    const onEnd = (): void => {
+      settle();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    };
+    const onError = (err: Error): void => {
+      settle();
+      reject(err);
+    };
+    const onClose = (): void => {
+      if (req.readableEnded) return onEnd();
+      onError(new Error('the client closed the connection before the whole request body arrived'));
+    };
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+  });
+}
+
+/** A Buffer's bytes as an ArrayBuffer of their own (a Buffer may be a view into a shared pool). */
+function ownBytes(buf: Buffer): ArrayBuffer {
+  return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
 }
 
 function headersOf(req: IncomingMessage): Headers {
@@ -52,7 +99,8 @@ function realRequest(lazy: LazyRequest): Request {
     if (!res.writableFinished) controller.abort();
   });
   const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers: lazy[kHeaders] ?? headersOf(req), signal: controller.signal };
-  if (!NO_BODY.has(req.method ?? 'GET')) {
+  // A body already read by the fast path is gone from Node's stream: the Request has none.
+  if (!NO_BODY.has(req.method ?? 'GET') && !lazy[kConsumed]) {
     init.body = Readable.toWeb(req) as ReadableStream<Uint8Array>;
     init.duplex = 'half';
   }
@@ -80,14 +128,35 @@ const LAZY_PROTO: object = (() => {
     headers: { get(this: LazyRequest) { return (this[kReal]?.headers ?? (this[kHeaders] ??= headersOf(this[kIncoming]))); } },
     // The client address, where srvx and Bun-style handlers look for it.
     ip: { get(this: LazyRequest) { return clientOf(this[kIncoming]); }, enumerable: true },
+    bodyUsed: { get(this: LazyRequest) { return this[kReal]?.bodyUsed ?? this[kConsumed] === true; } },
+    arrayBuffer: { value(this: LazyRequest) { return this[kReal] ? this[kReal].arrayBuffer() : readBody(this).then(ownBytes); }, writable: true, configurable: true },
+    text: { value(this: LazyRequest) { return this[kReal] ? this[kReal].text() : readBody(this).then((b) => utf8.decode(b)); }, writable: true, configurable: true },
+    json: { value(this: LazyRequest) { return this[kReal] ? this[kReal].json() : readBody(this).then((b) => JSON.parse(utf8.decode(b)) as unknown); }, writable: true, configurable: true },
+    // After the fast path, what would read the body again must fail as a used body does.
+    clone: { value(this: LazyRequest) { if (this[kConsumed]) throw unusable(); return realRequest(this).clone(); }, writable: true, configurable: true },
+    formData: { value(this: LazyRequest) { return this[kConsumed] ? Promise.reject(unusable()) : realRequest(this).formData(); }, writable: true, configurable: true },
+    blob: { value(this: LazyRequest) { return this[kConsumed] ? Promise.reject(unusable()) : realRequest(this).blob(); }, writable: true, configurable: true },
   });
+  if ('bytes' in Request.prototype) {
+    Object.defineProperty(proto, 'bytes', { value(this: LazyRequest) { return this[kReal] ? (this[kReal] as unknown as { bytes(): Promise<Uint8Array> }).bytes() : readBody(this).then((b) => new Uint8Array(ownBytes(b))); }, writable: true, configurable: true });
+  }
   return proto;
 })();
 
 const PLAIN_HOST = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/;
 
+/** The Host header (`:authority` in HTTP/2), read from the raw list: `req.headers` is built on first use, and many handlers never ask. */
+function hostOf(req: IncomingMessage): string | undefined {
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if ((name.length === 4 && name.toLowerCase() === 'host') || name === ':authority') return raw[i + 1];
+  }
+  return undefined;
+}
+
 function toRequest(req: IncomingMessage, res: ServerResponse, rootPath: string): Request {
-  const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? `${req.socket.localAddress ?? 'localhost'}:${req.socket.localPort ?? ''}`;
+  const host = hostOf(req) ?? `${req.socket.localAddress ?? 'localhost'}:${req.socket.localPort ?? ''}`;
   const scheme = schemeOf(req as { socket: { encrypted?: boolean } });
   const path = rootPath + (req.url ?? '/');
   // The common case needs no URL parser; anything unusual goes through one (and may be a 400).
@@ -202,24 +271,37 @@ export function fetchListener(handler: FetchHandler, { rootPath, onError }: Fetc
       fail(res, err, onError);
       return;
     }
+    // A handler that answers at once is answered at once: no promise, no closures.
+    if (result instanceof Response) return respond(req, res, result, onError);
     Promise.resolve(result).then(
-      (response) => {
-        if (!(response instanceof Response)) {
-          fail(res, new TypeError(`the fetch handler returned ${response === null ? 'null' : typeof response}, not a Response`), onError);
-          return;
-        }
-        if (res.writableEnded) return;
-        const light = lightParts(response);
-        if (light) return writeLight(res, light, req.method === 'HEAD', req.httpVersionMajor === 2);
-        writeHead(res, response, req.httpVersionMajor === 2);
-        if (response.body === null || req.method === 'HEAD') {
-          void response.body?.cancel().catch(() => {});
-          res.end();
-          return;
-        }
-        pipeBody(res, response.body).catch((err: unknown) => fail(res, err, onError));
-      },
+      (response) => respond(req, res, response, onError),
       (err: unknown) => fail(res, err, onError),
     );
   };
+}
+
+function respond(req: IncomingMessage, res: ServerResponse, response: unknown, onError: (err: unknown) => void): void {
+  try {
+    write(req, res, response, onError);
+  } catch (err) {
+    // A header Node refuses, say: a 500 (or a closed connection, if the head is out), not a crashed worker.
+    fail(res, err, onError);
+  }
+}
+
+function write(req: IncomingMessage, res: ServerResponse, response: unknown, onError: (err: unknown) => void): void {
+  if (!(response instanceof Response)) {
+    fail(res, new TypeError(`the fetch handler returned ${response === null ? 'null' : typeof response}, not a Response`), onError);
+    return;
+  }
+  if (res.writableEnded) return;
+  const light = lightParts(response);
+  if (light) return writeLight(res, light, req.method === 'HEAD', req.httpVersionMajor === 2);
+  writeHead(res, response, req.httpVersionMajor === 2);
+  if (response.body === null || req.method === 'HEAD') {
+    void response.body?.cancel().catch(() => {});
+    res.end();
+    return;
+  }
+  pipeBody(res, response.body).catch((err: unknown) => fail(res, err, onError));
 }

@@ -8,9 +8,12 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type http2 from 'node:http2';
 import type https from 'node:https';
 import net, { type Socket } from 'node:net';
+import { constants } from 'node:os';
 import type { TLSSocket, TlsOptions } from 'node:tls';
 import type { TsgunWorker, WorkerContext } from './interface.js';
 import { clientOf, forwarded, kClient, kScheme, parseProxyHeader, PeerList, presentClient } from './proxy.js';
+
+const EALREADY = constants.errno.EALREADY;
 
 /** How long a worker that sheds connections stops accepting, so that their clients reconnect elsewhere. */
 const SHED_PAUSE_MS = 250;
@@ -26,8 +29,10 @@ function pauseAccepting(server: net.Server | AnyServer, pause: boolean): boolean
   const handle = (server as unknown as { _handle?: { readStart?(): number; readStop?(): number } | null })._handle;
   if (!handle?.readStart || !handle.readStop) return false;
   if (!pause) return handle.readStart() === 0;
-  // readStop() only acts on a handle marked as reading: readStart() marks it (and is harmless if it already is).
-  handle.readStart();
+  // readStop() only acts on a handle marked as reading: readStart() marks it (a socket that
+  // cannot be read this way, such as one the worker bound itself, refuses).
+  const started = handle.readStart();
+  if (started !== 0 && started !== -EALREADY) return false;
   return handle.readStop() === 0;
 }
 

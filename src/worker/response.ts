@@ -44,7 +44,15 @@ export function lightParts(response: Response): { status: number; statusText: st
   return { status: init?.status ?? 200, statusText: init?.statusText ?? '', headers: r[kHeaders] ?? init?.headers, body: r[kBody] ?? null };
 }
 
-export const LightResponse = function Response(this: Light, body?: ConstructorParameters<typeof globalThis.Response>[0], init?: ResponseInit) {
+/** An ArrayBuffer or any typed array/DataView body, as a byte view (a string or Uint8Array is kept as it is). */
+function asBytes(body: unknown): unknown {
+  if (body instanceof ArrayBuffer) return new Uint8Array(body);
+  if (ArrayBuffer.isView(body) && !(body instanceof Uint8Array)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  return body;
+}
+
+export const LightResponse = function Response(this: Light, given?: ConstructorParameters<typeof globalThis.Response>[0], init?: ResponseInit) {
+  const body = asBytes(given) as ConstructorParameters<typeof globalThis.Response>[0];
   const status = init?.status;
   // A null-body status (204, 205, 304) with a body is undici's TypeError to throw.
   const nullBodyStatus = status === 204 || status === 205 || status === 304;

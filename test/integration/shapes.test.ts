@@ -298,6 +298,22 @@ describe('the fetch adapter', () => {
     assert.equal(createHash('sha256').update(reply.body).digest('hex'), createHash('sha256').update(data).digest('hex'));
   });
 
+  test('text(), json() and arrayBuffer() read the whole body once; an ArrayBuffer body goes back whole', async () => {
+    const text = await send(s.url, { method: 'POST', path: '/read?as=text', chunks: [Buffer.from('héllo, '), Buffer.from('world')] });
+    assert.deepEqual(JSON.parse(text.body.toString()), { body: 'héllo, world', bodyUsed: true, again: 'TypeError' });
+    const json = await send(s.url, { method: 'POST', path: '/read?as=json', chunks: [Buffer.from('{"a":[1,'), Buffer.from('2]}')] });
+    assert.deepEqual(JSON.parse(json.body.toString()), { body: { a: [1, 2] }, bodyUsed: true, again: 'TypeError' });
+    const bytes = await send(s.url, { method: 'POST', path: '/read?as=arrayBuffer', chunks: [Buffer.from([0, 1, 254, 255])] });
+    assert.equal((JSON.parse(bytes.body.toString()) as { body: string }).body, '0001feff');
+    const empty = await send(s.url, { path: '/read?as=text' });
+    assert.deepEqual(JSON.parse(empty.body.toString()), { body: '', bodyUsed: false, again: 'read again' }, 'a GET has no body to use up');
+    const data = randomBytes(300 * 1024);
+    const echoed = await send(s.url, { method: 'POST', path: '/bytes-echo', chunks: [data.subarray(0, 100_000), data.subarray(100_000)] });
+    assert.equal(echoed.status, 200);
+    assert.equal(echoed.headers['content-length'], String(data.length));
+    assert.ok(echoed.body.equals(data), 'the ArrayBuffer body came back byte for byte');
+  });
+
   test('a streamed response reaches the client chunk by chunk', async () => {
     const reply = await send(s.url, { path: '/stream?ms=1500' });
     assert.equal(reply.status, 200);
