@@ -102,23 +102,35 @@ function hasHeader(headers: unknown, lower: string): boolean {
   return false;
 }
 
+/** The default headers of this process's HTTP/1.1 responses, as head lines. */
+let defaultLines: Array<{ lower: string; line: string }> = [];
+let defaultsInstalled = false;
+
 /**
- * The HTTP/1.1 response class with the default headers (`Server: tsgun`, `--header`) written
- * into the head as Node builds it, unless the app set them itself. setHeader() on every
- * request would cost more than the header: it also sends the app's writeHead() down Node's
- * slower path, which merges every one of its headers through setHeader().
+ * Write the default headers (`Server: tsgun`, `--header`) into every HTTP/1.1 response head
+ * of this worker process, unless the app set them itself: one wrapper around Node's
+ * `_storeHeader`, on ServerResponse.prototype. A subclass of ServerResponse would not do:
+ * Express gives each response its own prototype, which inherits from ServerResponse.prototype,
+ * not from the server's class. setHeader() on every request would cost more than the header:
+ * it also sends the app's writeHead() down Node's slower path, which merges every one of its
+ * headers through setHeader(). Returns false where Node has no `_storeHeader`.
  */
-function responseWithDefaults(defaults: ReadonlyArray<[string, string]>): typeof http.ServerResponse {
-  const lines = defaults.map(([name, value]) => ({ lower: name.toLowerCase(), line: `${name}: ${value}\r\n` }));
-  const store = storeHeader!;
-  class TsgunResponse extends http.ServerResponse {
-    _storeHeader(firstLine: string, headers: unknown): void {
+function installDefaultHeaders(defaults: ReadonlyArray<[string, string]>): boolean {
+  if (!storeHeader) return false;
+  defaultLines = defaults.map(([name, value]) => ({ lower: name.toLowerCase(), line: `${name}: ${value}\r\n` }));
+  if (defaultsInstalled) return true;
+  defaultsInstalled = true;
+  const store = storeHeader;
+  Object.defineProperty(http.ServerResponse.prototype, '_storeHeader', {
+    value: function (this: ServerResponse, firstLine: string, headers: unknown): void {
       let head = firstLine;
-      for (let i = 0; i < lines.length; i++) if (!hasHeader(headers, lines[i]!.lower)) head += lines[i]!.line;
+      for (let i = 0; i < defaultLines.length; i++) if (!hasHeader(headers, defaultLines[i]!.lower)) head += defaultLines[i]!.line;
       store.call(this, head, headers);
-    }
-  }
-  return TsgunResponse as unknown as typeof http.ServerResponse;
+    },
+    writable: true,
+    configurable: true,
+  });
+  return true;
 }
 
 function reply(res: ServerResponse, status: number, text: string): void {
@@ -151,9 +163,8 @@ export class HttpWorker implements TsgunWorker {
   private readonly forwardedFrom: PeerList;
   private readonly proxyFrom: PeerList | null;
   private readonly defaultHeaders: Array<[string, string]>;
-  /** HTTP/1.1 responses get the default headers from their class; these requests set them one by one. */
+  /** HTTP/1.1 responses get the default headers in their head (installDefaultHeaders); these requests set them one by one. */
   private readonly setDefaultsOn: 'none' | 'http2' | 'all';
-  private readonly h1Options: { ServerResponse?: typeof http.ServerResponse };
   private readonly http2: boolean;
 
   constructor(protected readonly ctx: WorkerContext) {
@@ -173,9 +184,7 @@ export class HttpWorker implements TsgunWorker {
       return [h.slice(0, colon).trim(), h.slice(colon + 1).trim()];
     });
     if (this.s.server_header) this.defaultHeaders.unshift(['Server', 'tsgun']);
-    const classDefaults = this.defaultHeaders.length > 0 && storeHeader !== undefined;
-    this.setDefaultsOn = this.defaultHeaders.length === 0 ? 'none' : classDefaults ? 'http2' : 'all';
-    this.h1Options = classDefaults ? { ServerResponse: responseWithDefaults(this.defaultHeaders) } : {};
+    this.setDefaultsOn = this.defaultHeaders.length === 0 ? 'none' : installDefaultHeaders(this.defaultHeaders) ? 'http2' : 'all';
   }
 
   async start(): Promise<void> {
@@ -196,16 +205,16 @@ export class HttpWorker implements TsgunWorker {
     for (const socket of this.ctx.sockets) {
       let server: AnyServer;
       if (this.http2) {
-        server = (await import('node:http2')).createSecureServer({ ...tls, allowHTTP1: true, Http1ServerResponse: this.h1Options.ServerResponse }, this.handle as never);
+        server = (await import('node:http2')).createSecureServer({ ...tls, allowHTTP1: true }, this.handle as never);
         server.on('session', (session: http2.Http2Session) => {
           this.sessions.add(session);
           session.once('close', () => this.sessions.delete(session));
           if (this.draining) session.close();
         });
       } else if (tls) {
-        server = (await import('node:https')).createServer({ ...tls, ...common, ...this.h1Options }, this.handle);
+        server = (await import('node:https')).createServer({ ...tls, ...common }, this.handle);
       } else {
-        server = http.createServer({ ...common, ...this.h1Options }, this.handle);
+        server = http.createServer(common, this.handle);
       }
       if (!this.http2) {
         const h1 = server as http.Server;

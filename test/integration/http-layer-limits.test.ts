@@ -264,8 +264,10 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
   });
 
   test('default headers: Server and Date by default, --no-server-header, --no-date-header, --header (the app wins), --root-path', async () => {
-    const [plain, custom] = await Promise.all([
+    const [plain, express, custom] = await Promise.all([
       serve(['--header', 'X-Frame-Options:DENY', 'node-app']),
+      // Express gives each response a prototype of its own: the defaults must reach it too.
+      serve(['--header', 'X-Frame-Options:DENY', '../express-app:app']),
       serve(['--no-server-header', '--no-date-header', '--header', 'X-Frame-Options:DENY', '--header', 'X-Team: web platform', '--root-path', '/api', 'fetch-app']),
     ]);
     try {
@@ -275,6 +277,10 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
       assert.equal(a.headers['x-frame-options'], 'DENY');
       const own = await get(`${plain.url}/frame`);
       assert.equal(own.headers['x-frame-options'], 'SAMEORIGIN', "the app's own value wins");
+      const e = await get(`${express.url}/`);
+      assert.equal(e.status, 200);
+      assert.equal(e.headers.server, 'tsgun', 'an Express response gets the Server header');
+      assert.equal(e.headers['x-frame-options'], 'DENY', 'and the --header ones');
       const limited = await rawExchange(plain.port, head(`/${'a'.repeat(5000)}`, ['Host: localhost']));
       assert.equal(limited.status, 414);
 
@@ -289,10 +295,11 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
       assert.equal(seen.url, `${custom.url}/api/users/7?x=1`);
       const frame = await get(`${custom.url}/frame`);
       assert.equal(frame.headers['x-frame-options'], 'SAMEORIGIN', "the fetch handler's own value wins");
-      await Promise.all([stopped(plain.t), stopped(custom.t)]);
+      await Promise.all([stopped(plain.t), stopped(custom.t), stopped(express.t)]);
     } finally {
       plain.t.kill();
       custom.t.kill();
+      express.t.kill();
     }
   });
 
