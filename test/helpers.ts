@@ -8,6 +8,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from './procs.js';
 
 export const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 export const BIN = path.join(ROOT, 'bin', 'tsgun');
@@ -252,4 +253,19 @@ export function workerPidsByTitle(masterPid: number): number[] {
       return false;
     }
   });
+}
+
+/** Wait until `pid` has exactly `n` workers, unchanged for 300 ms; returns them. */
+export async function settle(pid: number, n: number, what: string, ms = 30_000): Promise<number[]> {
+  let last: number[] = [];
+  let since = Date.now();
+  try {
+    return await waitFor(() => {
+      const now = workerPidsByTitle(pid);
+      if (now.join() !== last.join()) [last, since] = [now, Date.now()];
+      return now.length === n && Date.now() - since >= 300 ? now : null;
+    }, `${what}: ${n} worker(s)`, ms);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; workers now: [${last.join(', ')}], children: [${childPidsSync(pid).join(', ')}]`);
+  }
 }

@@ -12,8 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, BIN, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, workerPidsByTitle } from '../helpers.js';
-import { waitFor } from '../procs.js';
+import { alive, settle, BIN, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, workerPidsByTitle } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
 const APP = 'app:app';
@@ -28,20 +27,6 @@ async function hit(url: string, pathname = '/'): Promise<{ status: number; pid: 
   return { status: reply.status, pid: Number(m[1]) };
 }
 
-/** Wait until `pid` has exactly `n` workers, unchanged for 300 ms; returns them. */
-async function settle(pid: number, n: number, what: string, ms = 30_000): Promise<number[]> {
-  let last: number[] = [];
-  let since = Date.now();
-  try {
-    return await waitFor(() => {
-      const now = workerPidsByTitle(pid);
-      if (now.join() !== last.join()) [last, since] = [now, Date.now()];
-      return now.length === n && Date.now() - since >= 300 ? now : null;
-    }, `${what}: ${n} worker(s)`, ms);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; workers now: [${last.join(', ')}], children: [${childPidsSync(pid).join(', ')}]`);
-  }
-}
 
 /** Run a control command (`tsgun status ...`) to completion. */
 async function ctl(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {

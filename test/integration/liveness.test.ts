@@ -16,7 +16,7 @@ import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'n
 import http from 'node:http';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, workerPidsByTitle, type LogLine } from '../helpers.js';
+import { alive, settle, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, type LogLine } from '../helpers.js';
 import { processesWithEnv, readIfExists, waitFor } from '../procs.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
@@ -70,20 +70,6 @@ async function answeredBy(url: string, pid: number): Promise<void> {
   assert.fail(`worker ${pid} answered none of 200 requests (answered by ${[...seen].join(', ')})`);
 }
 
-/** Wait until `pid` has exactly `n` workers, unchanged for 300 ms; returns them. */
-async function settle(pid: number, n: number, what: string, ms = 30_000): Promise<number[]> {
-  let last: number[] = [];
-  let since = Date.now();
-  try {
-    return await waitFor(() => {
-      const now = workerPidsByTitle(pid);
-      if (now.join() !== last.join()) [last, since] = [now, Date.now()];
-      return now.length === n && Date.now() - since >= 300 ? now : null;
-    }, `${what}: ${n} worker(s)`, ms);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; workers now: [${last.join(', ')}], children: [${childPidsSync(pid).join(', ')}]`);
-  }
-}
 
 function linesSince(t: Tsgun, after: number, re: RegExp): Timed[] {
   return t.lines.slice(after).filter((l) => re.test(l.msg ?? l.raw)) as Timed[];
