@@ -2,7 +2,7 @@
  * `tsgun status | reload | scale N | stop`: find the running master's control socket,
  * send one command, and report the result when it is done.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
@@ -17,6 +17,20 @@ import { isAlive } from './master/process-ops.js';
 import type { CliResult } from './cli.js';
 
 export const CONTROL_COMMANDS = ['status', 'reload', 'scale', 'stop'] as const;
+
+/**
+ * A live pid that is a tsgun master. A master that was SIGKILLed leaves its socket behind,
+ * and its pid may since belong to any process; on Linux the process title says which is
+ * which (where /proc cannot be read, a live pid has to do).
+ */
+function isMaster(pid: number): boolean {
+  if (!isAlive(pid)) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').startsWith('tsgun: master');
+  } catch {
+    return true;
+  }
+}
 
 interface Where {
   pid?: string;
@@ -53,7 +67,7 @@ async function locate(where: Where, cwd: string): Promise<string> {
   } catch {
     // No runtime directory: nothing has run as this user.
   }
-  const running = names.map((n) => Number(/\d+/.exec(n)![0])).filter((pid) => isAlive(pid) && names.includes(defaultSocketName(pid)));
+  const running = names.map((n) => Number(/\d+/.exec(n)![0])).filter((pid) => isMaster(pid) && names.includes(defaultSocketName(pid)));
   if (running.length === 0) fail(`no tsgun master is running (none found in ${dir}); pass --pid PIDFILE or --control-socket PATH if it uses another place`);
   if (running.length > 1) fail(`several tsgun masters are running (pids ${running.join(', ')}); choose one with --pid PIDFILE or --control-socket ${path.join(dir, defaultSocketName(running[0]!))}`);
   return path.join(dir, defaultSocketName(running[0]!));

@@ -10,6 +10,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { alive, settle, BIN, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, workerPidsByTitle } from '../helpers.js';
@@ -341,6 +343,11 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
       assert.equal(statSync(path.dirname(socket)).mode & 0o777, 0o700, `directory mode ${(statSync(path.dirname(socket)).mode & 0o777).toString(8)}`);
 
       assert.equal((await statusJson([], env)).pid, t.pid, 'status finds the master without being told where');
+      // A socket left by a SIGKILLed master whose pid now belongs to another process (this test's) is not a master.
+      const stale = net.createServer().listen(path.join(xdg, 'tsgun', `tsgun-${process.pid}.sock`));
+      await once(stale, 'listening');
+      assert.equal((await statusJson([], env)).pid, t.pid, 'a stale socket with a reused pid is passed over');
+      stale.close();
 
       // Two masters in the same place: the commands ask which one.
       const second = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env });
