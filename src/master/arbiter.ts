@@ -559,7 +559,7 @@ export class Arbiter implements ControlTarget {
    * of new connections to whichever worker wakes first; keep-alive clients then stay where
    * they landed. A worker holding more than its share of the open connections (by over 10 %)
    * is asked to close the surplus after their current responses; those clients reconnect,
-   * most likely to a less busy worker. Runs on every worker report.
+   * most likely to a less busy worker. Runs BALANCE_GATHER_MS after a worker report.
    */
   private balance(): void {
     this.balanceTimer = null;
@@ -575,9 +575,10 @@ export class Arbiter implements ControlTarget {
       // Connections close after a response: idle ones cannot be moved, so ask again only once
       // the worker has served enough requests to have acted on the last request.
       if (w.stats.requests - w.shedAtRequests < w.shedCount) continue;
-      [w.shedAt, w.shedAtRequests, w.shedCount] = [now, w.stats.requests, held - share];
-      this.log.debug(`Worker (pid:${w.pid}) holds ${held} of ${total} connections; closing ${held - share} after their current response`);
-      w.child.send({ t: 'shed', count: held - share } satisfies MasterMessage, () => {});
+      const count = held - share;
+      [w.shedAt, w.shedAtRequests, w.shedCount] = [now, w.stats.requests, count];
+      this.log.debug(`Worker (pid:${w.pid}) holds ${held} of ${total} connections; closing ${count} after their current response`);
+      w.child.send({ t: 'shed', count } satisfies MasterMessage, () => {});
     }
   }
 
