@@ -3,7 +3,8 @@
 // process manager is told to replace its workers. For every row it reports the requests
 // served, the requests that failed (wrk's socket errors + non-2xx/3xx responses), the
 // throughput, and that throughput as a share of the same server's steady state, measured
-// with the same wrk settings just before.
+// with the same wrk settings just before and just after (their mean, so that a machine
+// getting busier or quieter during the run does not favour either side).
 //
 //   node bench/reload.mjs [--runs 3] [--rows 1,2,3,4,5,6] [--duration 12] [--out FILE] [--no-write]
 //
@@ -46,15 +47,15 @@ if (!(RUNS >= 1) || !(DURATION >= 4) || !(WARMUP >= 0)) {
 // Every phase's load (wrk -t1, bench/wrk-summary.lua): 32 keep-alive connections on GET /.
 const LOAD = { conns: 32, path: '/' };
 const WORKERS = 2;
-// Row 4's --max-requests: 3000 (jitter 10 %), lowered when this machine is too slow for
-// every worker to be recycled at least 4 times in the phase (judged from the steady state).
-const MAX_REQUESTS_DEFAULT = 3000;
+// Row 4's --max-requests N (jitter N/10): low enough that every worker is recycled about
+// RECYCLES_WANTED times in the phase, judged from the steady state just measured (so the
+// row means the same on a fast and a slow machine).
 const RECYCLES_WANTED = 5;
 function maxRequestsFor(steady) {
   if (opts['max-requests'] !== 'auto') return Number(opts['max-requests']);
-  // Replacing workers costs throughput: assume the phase serves half the steady state.
-  const perWorker = (steady.requests * 0.5) / WORKERS;
-  return Math.max(200, Math.min(MAX_REQUESTS_DEFAULT, Math.floor(perWorker / RECYCLES_WANTED / 100) * 100));
+  // Replacing workers costs some throughput: assume the phase serves 75 % of the steady state.
+  const perWorker = (steady.requests * 0.75) / WORKERS;
+  return Math.max(200, Math.floor(perWorker / RECYCLES_WANTED / 100) * 100);
 }
 
 // Logs of every server started, kept (git-ignored) for looking into failures afterwards.
@@ -304,10 +305,13 @@ const ROWS = [
   {
     id: 2,
     server: 'tsgun',
-    action: 'kill -TTOU / -TTIN x3 each',
-    make: () => new Tsgun('tsgun-ttou-ttin'),
-    steps: (s) => spread(6).map((t, i) => [t, i % 2 === 0 ? 'TTOU' : 'TTIN', () => {
-        signal(s.master(), i % 2 === 0 ? 'SIGTTOU' : 'SIGTTIN');
+    // Scale out, then back: TTIN starts a third worker, TTOU drains the oldest. (The other
+    // order, TTOU first, spends half the phase with one worker, and so measures what one
+    // worker can serve rather than what scaling costs.)
+    action: 'kill -TTIN / -TTOU x3 each',
+    make: () => new Tsgun('tsgun-ttin-ttou'),
+    steps: (s) => spread(6).map((t, i) => [t, i % 2 === 0 ? 'TTIN' : 'TTOU', () => {
+        signal(s.master(), i % 2 === 0 ? 'SIGTTIN' : 'SIGTTOU');
       }]),
     summary: (e) => `${e.retired['scale down'] ?? 0} workers retired, ${e.booted} started and ready`,
     short: ['workers retired + started', (e) => `${e.retired['scale down'] ?? 0}+${e.booted}`],
@@ -400,9 +404,24 @@ async function measureRow(row, runNo) {
     const from = server.mark();
     const loaded = await wrkPhase(server.port, DURATION, schedule(row.steps(server)));
     const ev = server.events(from);
-    const result = { row: row.id, run: runNo, steady, loaded, ratio: loaded.rps / steady.rps, events: ev, note: row.summary(ev, loaded.events, server), short: row.short[1](ev, loaded.events, server), commands, log: rel(server.log.path) };
-    log(`${tag}: ${fmtInt(loaded.requests)} requests, ${loaded.failed} failed, ${fmtInt(loaded.rps)} req/s vs ${fmtInt(steady.rps)} steady (${pct(result.ratio)}); ${result.note}`);
-    if (loaded.failed > 0 || steady.failed > 0) log(`${tag}: failures — ${failBreakdown(loaded)} (steady: ${failBreakdown(steady)}); server log: ${rel(server.log.path)}`);
+    const note = row.summary(ev, loaded.events, server);
+    const short = row.short[1](ev, loaded.events, server);
+    const logPath = rel(server.log.path);
+    // The steady state again, after: on the same server, or (row 4) on a new plain one.
+    if (row.makeMain) {
+      await server.stop();
+      server = row.make();
+      await server.start();
+      if (WARMUP > 0) await wrkPhase(server.port, WARMUP);
+    } else {
+      await waitServing(server.name, server.port);
+    }
+    log(`${tag}: ${row.server} — steady state again, ${DURATION} s`);
+    const after = await wrkPhase(server.port, DURATION);
+    const steadyRps = (steady.rps + after.rps) / 2;
+    const result = { row: row.id, run: runNo, steady, after, steadyRps, loaded, ratio: loaded.rps / steadyRps, events: ev, note, short, commands, log: logPath };
+    log(`${tag}: ${fmtInt(loaded.requests)} requests, ${loaded.failed} failed, ${fmtInt(loaded.rps)} req/s vs ${fmtInt(steadyRps)} steady (${fmtInt(steady.rps)} before, ${fmtInt(after.rps)} after: ${pct(result.ratio)}); ${note}`);
+    if (loaded.failed > 0 || steady.failed > 0 || after.failed > 0) log(`${tag}: failures — ${failBreakdown(loaded)} (steady before: ${failBreakdown(steady)}; after: ${failBreakdown(after)}); server log: ${logPath}`);
     return result;
   } finally {
     await server.stop();
@@ -432,7 +451,7 @@ function table(results, rows) {
     }
     const happened = `${row.short[0]}: ${rs.map((r) => (r.error ? 'error' : r.short)).join(' / ')}`;
     out.push(
-      `| ${row.id} | ${row.server} | ${row.action} | ${fmtInt(median(ok.map((r) => r.loaded.requests)))} | ${fmtInt(median(ok.map((r) => r.loaded.failed)))} | ${failedPerRun} | ${fmtInt(median(ok.map((r) => r.loaded.rps)))} | ${fmtInt(median(ok.map((r) => r.steady.rps)))} | ${pct(median(ok.map((r) => r.ratio)))} | ${happened.replace(/\|/g, '\\|')} |`,
+      `| ${row.id} | ${row.server} | ${row.action} | ${fmtInt(median(ok.map((r) => r.loaded.requests)))} | ${fmtInt(median(ok.map((r) => r.loaded.failed)))} | ${failedPerRun} | ${fmtInt(median(ok.map((r) => r.loaded.rps)))} | ${fmtInt(median(ok.map((r) => r.steadyRps)))} | ${pct(median(ok.map((r) => r.ratio)))} | ${happened.replace(/\|/g, '\\|')} |`,
     );
   }
   return out.join('\n');
@@ -447,8 +466,8 @@ function details(results) {
       out.push(`| ${r.run} | ${r.row} | error | | | | | | | | | | | | ${r.error.replace(/\|/g, '\\|').split('\n')[0]} |`);
       continue;
     }
-    for (const [phase, w] of [['steady', r.steady], ['reloads', r.loaded]]) {
-      out.push(`| ${r.run} | ${r.row} | ${phase} | ${w.load.toFixed(1)} | ${fmtInt(w.requests)} | ${fmtInt(w.rps)} | ${w.connect} | ${w.read} | ${w.write} | ${w.timeout} | ${w.status} | ${(w.p50_us / 1000).toFixed(1)} | ${(w.p99_us / 1000).toFixed(1)} | ${(w.max_us / 1000).toFixed(0)} | ${phase === 'steady' ? '' : r.note.replace(/\|/g, '\\|')} |`);
+    for (const [phase, w] of [['steady before', r.steady], ['reloads', r.loaded], ['steady after', r.after]]) {
+      out.push(`| ${r.run} | ${r.row} | ${phase} | ${w.load.toFixed(1)} | ${fmtInt(w.requests)} | ${fmtInt(w.rps)} | ${w.connect} | ${w.read} | ${w.write} | ${w.timeout} | ${w.status} | ${(w.p50_us / 1000).toFixed(1)} | ${(w.p99_us / 1000).toFixed(1)} | ${(w.max_us / 1000).toFixed(0)} | ${phase !== 'reloads' ? '' : r.note.replace(/\|/g, '\\|')} |`);
     }
   }
   return out.join('\n');
@@ -532,8 +551,10 @@ Generated by \`node bench/reload.mjs --runs ${RUNS}${opts.rows !== '1,2,3,4,5,6'
 ${summary}
 
 **failed** = wrk socket errors (connect + read + write + timeout) + non-2xx/3xx responses, during the
-${DURATION} s phase with reloads. **ratio** = req/s with reloads ÷ req/s of the same server's
-steady state (same settings, no signals), measured just before in the same run.
+${DURATION} s phase with reloads. **ratio** = req/s with reloads ÷ **steady req/s**, the mean of the
+same server's steady state (same settings, no signals) measured just before and just after
+the phase with reloads, so that a machine getting busier or quieter during a row does not
+favour either side.
 
 Commands (PORT: a free port; PIDFILE: in a temp dir), and what is done during the ${DURATION} s wrk phase:
 ${perRow.join('\n')}
@@ -549,7 +570,7 @@ ${details(results)}
   if (!opts['no-write']) {
     mkdirSync(path.dirname(opts.out), { recursive: true });
     writeFileSync(opts.out, md);
-    writeFileSync(opts.out.replace(/\.md$/, '') + '.json', JSON.stringify({ started, machine, versions, results: results.map(({ loaded, steady, ...r }) => ({ ...r, loaded: loaded && { ...loaded, raw: undefined }, steady: steady && { ...steady, raw: undefined } })) }, null, 2) + '\n');
+    writeFileSync(opts.out.replace(/\.md$/, '') + '.json', JSON.stringify({ started, machine, versions, results: results.map(({ loaded, steady, after, ...r }) => ({ ...r, loaded: loaded && { ...loaded, raw: undefined }, steady: steady && { ...steady, raw: undefined }, after: after && { ...after, raw: undefined } })) }, null, 2) + '\n');
     log(`wrote ${rel(opts.out)}; server logs in ${rel(LOG_DIR)}`);
   }
 }
@@ -559,8 +580,8 @@ function describeSteps(row) {
   const fake = { hup() {}, master: () => 0, mark: () => 0, reload() {}, pids: new Set(), log: {} };
   const steps = row.steps(fake);
   if (steps.length === 0) {
-    const n = opts['max-requests'] === 'auto' ? `N = ${MAX_REQUESTS_DEFAULT}, or lower when the steady state shows fewer than ${RECYCLES_WANTED} recycles per worker would fit` : `N = ${opts['max-requests']}`;
-    return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from a plain tsgun started just before`;
+    const n = opts['max-requests'] === 'auto' ? `N chosen from the steady state so that each worker is recycled about ${RECYCLES_WANTED} times` : `N = ${opts['max-requests']}`;
+    return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from a plain tsgun started just before, and another just after`;
   }
   return steps.map(([t, label]) => `${label} at ${(t / 1000).toFixed(1)} s`).join(', ') + (row.id === 3 ? ' (or once the new master\'s workers are up, if later)' : '');
 }
