@@ -229,7 +229,7 @@ export const SETTINGS = {
     default: true,
     cli: ['--no-balance-connections'],
     short: 'Keep keep-alive connections spread evenly over the workers (--no-balance-connections turns it off).',
-    doc: 'Workers accept from one shared socket, and the kernel hands a burst of new connections to whichever worker wakes first: with keep-alive clients (a load balancer\'s connection pool, a browser) one worker can end up with most of the connections for as long as they last. The master compares the workers\' connection counts; a worker holding more than its share (by over 10 %) answers that many of its next requests with `Connection: close`, and those clients reconnect, most likely to a less busy worker. No request fails: a connection closes only after a complete response that said it would. HTTP/1.1 only.',
+    doc: 'Workers accept from one shared socket, and the kernel hands a burst of new connections to whichever worker wakes first: with keep-alive clients (a load balancer\'s connection pool, a browser) one worker can end up with most of the connections for as long as they last. The master compares the workers\' connection counts; a worker holding more than its share (by over 10 %) answers that many of its next requests with `Connection: close`, and those clients reconnect, most likely to a less busy worker. No request fails: a connection closes only after a complete response that said it would. It waits while workers are being replaced (a reload, TTIN/TTOU, max-requests), when connections move anyway. HTTP/1.1 only.',
   }),
 
   // Server mechanics

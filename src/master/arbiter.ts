@@ -564,6 +564,10 @@ export class Arbiter implements ControlTarget {
   private balance(): void {
     this.balanceTimer = null;
     if (!this.settings.balance_connections || this.stopping) return;
+    // While workers are being replaced (reload, TTIN/TTOU, max-requests) the pool is about to
+    // change: a booting worker takes its share once ready, and an outgoing worker's clients
+    // reconnect when it drains. Moving connections now would only move them twice.
+    if (this.live().some((w) => w.state === 'booting' || w.outgoing || w.generation !== this.generation)) return;
     const serving = [...this.workers.values()].filter((w) => w.state === 'ready' && !w.outgoing);
     if (serving.length < 2) return;
     const total = serving.reduce((n, w) => n + w.stats.connections, 0);
