@@ -3,7 +3,7 @@
 // cleaning up at exit. Importing this module does nothing by itself: `setup()` creates the
 // run's directories and arms the Ctrl-C handlers.
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -330,4 +330,83 @@ export function gitRev() {
   const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' });
   const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== '';
   return r.status === 0 ? `${r.stdout.trim()}${dirty ? ' + uncommitted changes in src/ or bin/' : ''}` : 'unknown';
+}
+
+// ---- /proc ------------------------------------------------------------------------------------
+
+/** Direct children of a process, from /proc/PID/task/TID/children. */
+export function childrenOf(pid) {
+  const out = new Set();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      for (const c of text.split(/\s+/)) if (c) out.add(Number(c));
+    }
+  } catch {
+    // gone
+  }
+  return [...out];
+}
+
+/**
+ * utime + stime of a process, in clock ticks (its own threads; with `reaped`, also the
+ * children it has waited for: a master's retired workers). null once it is gone.
+ */
+export function cpuTicks(pid, { reaped = false } = {}) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After the last ')' (the command name may hold spaces and parentheses) comes field 3.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(rest[11]) + Number(rest[12]) + (reaped ? Number(rest[13]) + Number(rest[14]) : 0);
+  } catch {
+    return null;
+  }
+}
+/** { pid: ticks } for a process and all its descendants. */
+export function treeTicks(root, options = {}) {
+  const out = {};
+  const todo = [root];
+  while (todo.length) {
+    const pid = todo.pop();
+    const t = cpuTicks(pid, options);
+    if (t == null) continue;
+    out[pid] = t;
+    todo.push(...childrenOf(pid));
+  }
+  return out;
+}
+
+// ---- workloads --------------------------------------------------------------------------------
+
+export const WRK_POST = path.join(BENCH, 'wrk-post.lua');
+
+/** The workloads of bench/run.mjs and bench/paired.mjs: wrk's path, connections, headers, script. */
+export const WORKLOADS = [
+  { id: 'hello', title: 'hello (tiny text)', path: '/', conns: 32 },
+  { id: 'json', title: 'json (200 items)', path: '/json', conns: 32 },
+  { id: 'json-close', title: 'json, new connection per request', path: '/json', conns: 32, headers: ['Connection: close'] },
+  { id: 'stream', title: '1 MiB streamed (64 KiB chunks)', path: '/stream', conns: 32 },
+  { id: 'post', title: 'POST 64 KiB body, echoed', path: '/echo', conns: 32, script: WRK_POST },
+  { id: 'c1000', title: 'hello, 1,000 keep-alive connections', path: '/', conns: 1000 },
+];
+
+// ---- tsgun --------------------------------------------------------------------------------------
+
+/**
+ * A built tsgun, copied (bin/, dist/ and package.json) to node_modules/.cache/tsgun-bench/
+ * at the start: every server of the run then runs the same code, even if dist/ is rebuilt
+ * while the benchmark runs. Node resolves tsgun's dependencies from the copy up to the
+ * repository's node_modules.
+ */
+export async function snapshotTsgun() {
+  await ensureTsgun();
+  // Not while a build is writing dist/.
+  await waitFor('no tsc build running', () => spawnSync('pgrep', ['-f', 'tsc -p tsconfig.build.json'], { encoding: 'utf8' }).stdout.trim() === '', 120_000, 500);
+  // Under node_modules/.cache so that packages resolve from the repository's node_modules
+  // (not bench/node_modules, whose older commander comes with PM2).
+  const snap = path.join(ROOT, 'node_modules', '.cache', 'tsgun-bench');
+  rmSync(snap, { recursive: true, force: true });
+  for (const part of ['bin', 'dist', 'package.json']) if (existsSync(path.join(ROOT, part))) cpSync(path.join(ROOT, part), path.join(snap, part), { recursive: true });
+  tools.tsgunBuilt = statSync(path.join(ROOT, 'dist', 'cli.js')).mtime.toISOString().slice(0, 16).replace('T', ' ');
+  return path.join(snap, 'bin', 'tsgun');
 }

@@ -14,12 +14,12 @@
 // --no-write. Needs a built tsgun (built here if dist/ is missing) and wrk (apt-get). Every
 // server started here is stopped at the end, on error and on Ctrl-C.
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BENCH, ROOT, ensureTsgun, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pkgVersion, rel, runMain, setup, spawnServer, stopGroup, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
+import { BENCH, ROOT, WORKLOADS, childrenOf, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pkgVersion, rel, runMain, setup, snapshotTsgun, spawnServer, stopGroup, tools, treeTicks, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -51,56 +51,7 @@ const OUT_JSON = path.join(BENCH, 'results', 'paired.json');
 
 // ---- workloads: bench/run.mjs's (not imported: importing run.mjs runs it) -------------------
 
-const WRK_POST = path.join(BENCH, 'wrk-post.lua');
-const WORKLOADS = [
-  { id: 'hello', title: 'hello (tiny text)', path: '/', conns: 32 },
-  { id: 'json', title: 'json (200 items)', path: '/json', conns: 32 },
-  { id: 'json-close', title: 'json, new connection per request', path: '/json', conns: 32, headers: ['Connection: close'] },
-  { id: 'stream', title: '1 MiB streamed (64 KiB chunks)', path: '/stream', conns: 32 },
-  { id: 'post', title: 'POST 64 KiB body, echoed', path: '/echo', conns: 32, script: WRK_POST },
-  { id: 'c1000', title: 'hello, 1,000 keep-alive connections', path: '/', conns: 1000 },
-];
-
 // ---- /proc ----------------------------------------------------------------------------------
-
-/** Direct children of a process, from /proc/PID/task/TID/children. */
-function childrenOf(pid) {
-  const out = [];
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
-    }
-  } catch {
-    // gone
-  }
-  return out;
-}
-
-/** utime + stime of one process in clock ticks (fields 14 and 15 of its stat; not its children's). */
-function cpuTicks(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // After the last ')' (the command name may hold spaces and parentheses) comes field 3.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(rest[11]) + Number(rest[12]);
-  } catch {
-    return null;
-  }
-}
-
-/** { pid: ticks } for a process and all its descendants. */
-function treeTicks(root) {
-  const out = {};
-  const todo = [root];
-  while (todo.length) {
-    const pid = todo.pop();
-    const t = cpuTicks(pid);
-    if (t == null) continue;
-    out[pid] = t;
-    todo.push(...childrenOf(pid));
-  }
-  return out;
-}
 
 /**
  * CPU ms a tree spent between two treeTicks() samples: every process alive at the end, from 0
@@ -117,21 +68,6 @@ function cpuTimes() {
 const share = (a, b, key) => (b.total > a.total ? (b[key] - a[key]) / (b.total - a.total) : null);
 
 // ---- tsgun ----------------------------------------------------------------------------------
-
-/**
- * A copy of the built tsgun (bin/, dist/, package.json) in the run's temp dir, with a symlink
- * to the repository's node_modules for its dependencies: dist/ may be rebuilt while the
- * benchmark runs (src/ is being worked on), and a worker respawned mid-run must run the same
- * code as the ones started at the beginning.
- */
-async function snapshotTsgun(tmp) {
-  await ensureTsgun();
-  const snap = path.join(tmp, 'tsgun');
-  for (const part of ['bin', 'dist', 'package.json']) cpSync(path.join(ROOT, part), path.join(snap, part), { recursive: true });
-  symlinkSync(path.join(ROOT, 'node_modules'), path.join(snap, 'node_modules'), 'dir');
-  tools.tsgunBuilt = statSync(path.join(ROOT, 'dist', 'cli.js')).mtime.toISOString().slice(0, 16).replace('T', ' ');
-  return path.join(snap, 'bin', 'tsgun');
-}
 
 // ---- servers --------------------------------------------------------------------------------
 
@@ -394,9 +330,9 @@ async function main() {
   const workloads = [...new Set(wantW)].map((id) => WORKLOADS.find((w) => w.id === id));
   const ref = defs.some((d) => d.id === 'cluster') ? 'cluster' : (defs[1]?.id ?? null);
 
-  const { TMP } = setup({ logs: 'paired-logs.tmp', tmpPrefix: 'tsgun-paired-' });
+  setup({ logs: 'paired-logs.tmp', tmpPrefix: 'tsgun-paired-' });
   tools.wrk = await ensureWrk();
-  if (defs.some((d) => d.kind === TsgunServer)) tools.tsgun = await snapshotTsgun(TMP);
+  if (defs.some((d) => d.kind === TsgunServer)) tools.tsgun = await snapshotTsgun();
 
   const meta = {
     started: new Date().toISOString().slice(0, 16).replace('T', ' '),

@@ -13,12 +13,12 @@
 //
 //   node bench/reload-cpu.mjs [--rounds 3] [--duration 12] [--parts 1,2,3]
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensureTsgun, ensureWrk, fmtInt, log, median, onCleanup, ROOT, runMain, setup, signal, sleep, terminate, tools, waitFor, wrk } from './lib.mjs';
+import { ensureTsgun, ensureWrk, fmtInt, log, median, onCleanup, ROOT, runMain, setup, signal, sleep, terminate, tools, treeTicks, waitFor, wrk } from './lib.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -46,39 +46,11 @@ const TICK_S = 0.01; // USER_HZ is 100 on Linux
 
 // ---- /proc ------------------------------------------------------------------------------
 
-/** Fields after the command name of /proc/PID/stat (the name may contain spaces). */
-function statFields(pid) {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s.slice(s.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return null;
-  }
-}
-
 /**
- * CPU seconds of a process tree: utime + stime of every live process under `root`, plus
- * cutime + cstime (children it has reaped: the workers a reload retired).
+ * CPU seconds of a process tree: every live process under `root`, plus the children each has
+ * reaped (the workers a reload retired).
  */
-function treeCpu(root) {
-  const children = new Map();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    const f = statFields(d);
-    if (!f) continue;
-    const ppid = Number(f[1]);
-    if (!children.has(ppid)) children.set(ppid, []);
-    children.get(ppid).push(Number(d));
-  }
-  let ticks = 0;
-  const walk = (pid) => {
-    const f = statFields(pid);
-    if (f) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-    for (const c of children.get(pid) ?? []) walk(c);
-  };
-  walk(root);
-  return ticks * TICK_S;
-}
+const treeCpu = (root) => Object.values(treeTicks(root, { reaped: true })).reduce((a, b) => a + b, 0) * TICK_S;
 
 // ---- servers ----------------------------------------------------------------------------
 

@@ -14,12 +14,12 @@
 // Debian's gunicorn + python3-uvicorn (apt-get; skipped with a note when missing). Every
 // server started here is stopped at the end, on error and on Ctrl-C.
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BENCH, ROOT, alive, ensureBenchDeps, ensureGunicorn, ensureTsgun, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pct, pkgVersion, rel, run, runMain, setup, signal, sleep, spawnServer, stopGroup, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
+import { BENCH, ROOT, WORKLOADS, alive, childrenOf, cpuTicks, ensureBenchDeps, ensureGunicorn, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pct, pkgVersion, rel, run, runMain, setup, signal, sleep, snapshotTsgun, spawnServer, stopGroup, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
 import { render as renderProfile, summarize as summarizeProfile } from './profile-summary.mjs';
 
 const { values: opts } = parseArgs({
@@ -50,7 +50,6 @@ if (!(RUNS >= 1) || !(DURATION >= 1)) {
   process.stderr.write('Error: --runs must be >= 1 and --duration >= 1 (seconds)\n');
   process.exit(2);
 }
-const WRK_POST = path.join(BENCH, 'wrk-post.lua');
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 /** How long to wait after load for tsgun workers' stats to reach the master (beats are 1 s apart). */
 const BEAT_WAIT_MS = 1300;
@@ -60,31 +59,6 @@ const { LOG_DIR, TMP } = setup({ logs: 'run-logs.tmp', tmpPrefix: 'tsgun-run-' }
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
 
 // ---- /proc ----------------------------------------------------------------------------------
-
-/** Direct children of a process, from /proc/PID/task/TID/children. */
-function childrenOf(pid) {
-  const out = new Set();
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
-      for (const c of text.split(/\s+/)) if (c) out.add(Number(c));
-    }
-  } catch {
-    // gone
-  }
-  return [...out];
-}
-
-/** utime + stime of a process, in clock ticks (its own threads; not its children). */
-function cpuTicks(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(rest[11]) + Number(rest[12]);
-  } catch {
-    return null;
-  }
-}
 
 function rssBytes(pid) {
   try {
@@ -97,35 +71,7 @@ function rssBytes(pid) {
 
 // ---- tools ------------------------------------------------------------------------------------
 
-/**
- * A built tsgun, copied (bin/, dist/ and package.json) to node_modules/.cache/tsgun-bench/
- * at the start: every server of the run then runs the same code, even if dist/ is rebuilt
- * while the benchmark runs. Node resolves tsgun's dependencies from the copy up to the
- * repository's node_modules.
- */
-async function snapshotTsgun() {
-  await ensureTsgun();
-  // Not while a build is writing dist/.
-  await waitFor('no tsc build running', () => spawnSync('pgrep', ['-f', 'tsc -p tsconfig.build.json'], { encoding: 'utf8' }).stdout.trim() === '', 120_000, 500);
-  // Under node_modules/.cache so that packages resolve from the repository's node_modules
-  // (not bench/node_modules, whose older commander comes with PM2).
-  const snap = path.join(ROOT, 'node_modules', '.cache', 'tsgun-bench');
-  rmSync(snap, { recursive: true, force: true });
-  for (const part of ['bin', 'dist', 'package.json']) if (existsSync(path.join(ROOT, part))) cpSync(path.join(ROOT, part), path.join(snap, part), { recursive: true });
-  tools.tsgunBuilt = statSync(path.join(ROOT, 'dist', 'cli.js')).mtime.toISOString().slice(0, 16).replace('T', ' ');
-  return path.join(snap, 'bin', 'tsgun');
-}
-
 // ---- wrk ----------------------------------------------------------------------------------------
-
-const WORKLOADS = [
-  { id: 'hello', title: 'hello (tiny text)', path: '/', conns: 32 },
-  { id: 'json', title: 'json (200 items)', path: '/json', conns: 32 },
-  { id: 'json-close', title: 'json, new connection per request', path: '/json', conns: 32, headers: ['Connection: close'] },
-  { id: 'stream', title: '1 MiB streamed (64 KiB chunks)', path: '/stream', conns: 32 },
-  { id: 'post', title: 'POST 64 KiB body, echoed', path: '/echo', conns: 32, script: WRK_POST },
-  { id: 'c1000', title: 'hello, 1,000 keep-alive connections', path: '/', conns: 1000 },
-];
 
 // ---- servers ------------------------------------------------------------------------------------
 
