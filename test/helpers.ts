@@ -246,13 +246,18 @@ export async function runTsgun(args: readonly string[], opts: { cwd?: string; en
  */
 export function workerPidsByTitle(masterPid: number): number[] {
   return childPidsSync(masterPid).filter((pid) => {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      return cmd.startsWith('tsgun: worker [') || /[/\\]worker[/\\]main\.js\0/.test(cmd);
-    } catch {
-      return false;
-    }
+    const title = titleOf(pid);
+    return title.startsWith('tsgun: worker [') || /[/\\]worker[/\\]main\.js( |$)/.test(title);
   });
+}
+
+/** A process's command line with NULs as spaces, or '' once it is gone. */
+export function titleOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+/g, ' ').trim();
+  } catch {
+    return '';
+  }
 }
 
 /** Wait until `pid` has exactly `n` workers, unchanged for 300 ms; returns them. */
@@ -266,6 +271,6 @@ export async function settle(pid: number, n: number, what: string, ms = 30_000):
       return now.length === n && Date.now() - since >= 300 ? now : null;
     }, `${what}: ${n} worker(s)`, ms);
   } catch (err) {
-    throw new Error(`${(err as Error).message}; workers now: [${last.join(', ')}], children: [${childPidsSync(pid).join(', ')}]`);
+    throw new Error(`${(err as Error).message}; workers now: [${last.join(', ')}], children: [${childPidsSync(pid).map((c) => `${c} ${titleOf(c)}`).join('; ')}]`);
   }
 }

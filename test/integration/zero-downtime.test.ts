@@ -13,7 +13,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, childPidsSync, FIXTURES, request, scratchDir, sleep, Tsgun, type LogLine } from '../helpers.js';
+import { alive, childPidsSync, FIXTURES, request, scratchDir, settle, sleep, titleOf, Tsgun, type LogLine } from '../helpers.js';
 import { readIfExists, waitFor } from '../procs.js';
 
 const APP = 'app:app';
@@ -52,42 +52,6 @@ async function hit(url: string, opts: { socketPath?: string } = {}): Promise<Ans
 }
 
 // ---- processes and log lines -----------------------------------------------------------
-
-/**
- * The worker processes among `pid`'s children: titled `tsgun: worker [...]`, or still
- * booting under the worker entry's own name. Other children (a USR2 successor master, a
- * helper process) are not workers.
- */
-function workersOf(pid: number): number[] {
-  return childPidsSync(pid).filter((child) => {
-    const title = titleOf(child);
-    return title.startsWith('tsgun: worker [') || /worker\/main\.js/.test(title);
-  });
-}
-
-/** A process's command line with NULs as spaces, or '' once it is gone. */
-function titleOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+/g, ' ').trim();
-  } catch {
-    return '';
-  }
-}
-
-/** Wait until `pid` has exactly `n` workers, unchanged for 300 ms; returns them. */
-async function settle(pid: number, n: number, what: string, ms = 20_000): Promise<number[]> {
-  let last: number[] = [];
-  let since = Date.now();
-  try {
-    return await waitFor(() => {
-      const now = workersOf(pid);
-      if (now.join() !== last.join()) [last, since] = [now, Date.now()];
-      return now.length === n && Date.now() - since >= 300 ? now : null;
-    }, `${what}: ${n} worker(s)`, ms);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; workers now: [${last.join(', ')}], children: [${childPidsSync(pid).map((c) => `${c} ${titleOf(c)}`).join('; ')}]`);
-  }
-}
 
 /** The log lines from index `after` on whose message matches. */
 function linesSince(t: Tsgun, after: number, re: RegExp): LogLine[] {
