@@ -567,9 +567,8 @@ export class Arbiter implements ControlTarget {
     // While workers are being replaced (reload, TTIN/TTOU, max-requests) the pool is about to
     // change: a booting worker takes its share once ready, and an outgoing worker's clients
     // reconnect when it drains. Moving connections now would only move them twice.
-    if (this.live().some((w) => w.state === 'booting' || w.outgoing || w.generation !== this.generation)) return;
-    const serving = [...this.workers.values()].filter((w) => w.state === 'ready' && !w.outgoing);
-    if (serving.length < 2) return;
+    const serving = this.live();
+    if (serving.length < 2 || serving.some((w) => w.state === 'booting' || w.outgoing || w.generation !== this.generation)) return;
     const total = serving.reduce((n, w) => n + w.stats.connections, 0);
     const share = Math.ceil(total / serving.length);
     const now = Date.now();
