@@ -11,7 +11,7 @@
 //   3. What one worker costs to start and stop, without load: 8 HUPs of an idle tsgun,
 //      the CPU of everything it started, per worker.
 //
-//   node bench/reload-cpu.mjs [--rounds 3] [--duration 12] [--parts 1,2,3]
+//   node bench/reload-cpu.mjs [--rounds 3] [--duration 12] [--parts 1,2,3] [--tsgun-args='-t 0']
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -25,6 +25,7 @@ const { values: opts } = parseArgs({
     rounds: { type: 'string', default: '3' },
     duration: { type: 'string', default: '12' },
     parts: { type: 'string', default: '1,2,3' },
+    'tsgun-args': { type: 'string', default: '' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -35,6 +36,8 @@ if (opts.help) {
 const ROUNDS = Number(opts.rounds);
 const DURATION = Number(opts.duration);
 const PARTS = new Set(opts.parts.split(',').map(Number));
+/** Extra tsgun arguments, to compare settings (`--tsgun-args='-t 0'`: no watchdog thread). */
+const TSGUN_ARGS = opts['tsgun-args'].split(' ').filter(Boolean);
 if (!(ROUNDS >= 1) || !(DURATION >= 4)) {
   process.stderr.write('Error: --rounds must be >= 1 and --duration >= 4 (seconds)\n');
   process.exit(2);
@@ -58,7 +61,7 @@ let started = 0;
 async function startTsgun(extra = []) {
   const logPath = path.join(LOG_DIR, `tsgun-${++started}.log`);
   let out = '';
-  const child = spawn(tools.tsgun, ['-w', '2', '-b', '127.0.0.1:0', ...extra, APP], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(tools.tsgun, ['-w', '2', '-b', '127.0.0.1:0', ...TSGUN_ARGS, ...extra, APP], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
   const forget = onCleanup(() => terminate(child.pid));

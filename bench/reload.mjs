@@ -6,7 +6,7 @@
 // with the same wrk settings just before and just after (their mean, so that a machine
 // getting busier or quieter during the run does not favour either side).
 //
-//   node bench/reload.mjs [--runs 3] [--rows 1,2,3,4,5,6] [--duration 12] [--out FILE] [--no-write]
+//   node bench/reload.mjs [--runs 3] [--rows 1,2,3,4,5,6,7] [--duration 12] [--out FILE] [--no-write]
 //
 // Needs a built tsgun (`npx tsc -p tsconfig.build.json`; built here if dist/ is missing),
 // wrk (apt-get install wrk), PM2 (installed under bench/node_modules on first use) and,
@@ -23,7 +23,7 @@ import { BENCH, ROOT, ensureBenchDeps, ensureGunicorn, ensureTsgun, ensureWrk, f
 const { values: opts } = parseArgs({
   options: {
     runs: { type: 'string', default: '3' },
-    rows: { type: 'string', default: '1,2,3,4,5,6' },
+    rows: { type: 'string', default: '1,2,3,4,5,6,7' },
     duration: { type: 'string', default: '12' },
     warmup: { type: 'string', default: '3' },
     'max-requests': { type: 'string', default: 'auto' },
@@ -286,6 +286,48 @@ class Gunicorn {
   }
 }
 
+/**
+ * The floor: bench/apps/bare-manager.mjs, bare node:http workers replaced the way tsgun
+ * replaces its own, with nothing else. What any process manager pays to replace Node
+ * processes on this machine.
+ */
+class BareManager {
+  constructor(name) {
+    this.name = instanceName(name);
+    this.log = new LogFile(this.name);
+  }
+  command() {
+    return `node bench/apps/bare-manager.mjs ${WORKERS}`;
+  }
+  async start() {
+    this.child = spawn(process.execPath, ['bench/apps/bare-manager.mjs', String(WORKERS)], { cwd: ROOT, stdio: ['ignore', this.log.fd, this.log.fd], detached: true });
+    this.pid = this.child.pid;
+    this.forget = onCleanup(() => this.stop());
+    const listening = await waitFor(`${this.name}: Listening at`, () => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(this.log.text()) ?? (this.child.exitCode !== null ? Promise.reject(new Error(`bare-manager exited with ${this.child.exitCode}:\n${this.log.text()}`)) : null), START_MS);
+    this.port = Number(listening[1]);
+    await waitFor(`${this.name}: ${WORKERS} workers ready`, () => /Ready: /.test(this.log.text()), START_MS);
+    await waitServing(this.name, this.port);
+    return this;
+  }
+  mark() {
+    return this.log.size();
+  }
+  hup() {
+    signal(this.pid, 'SIGHUP');
+  }
+  async stop() {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.forget?.();
+    await terminate(this.pid);
+    this.log.close();
+  }
+  events(from) {
+    const text = this.log.text(from);
+    return { booted: (text.match(/Booting worker with pid/g) ?? []).length, reloads: (text.match(/Reload complete/g) ?? []).length };
+  }
+}
+
 // ---- rows -------------------------------------------------------------------------------
 
 const at = (s) => Math.round(s * 1000);
@@ -381,6 +423,15 @@ const ROWS = [
     steps: (s) => spread(4).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]),
     summary: (e) => `${e.booted} workers started, ${e.exited} exited`,
     short: ['workers started', (e) => `${e.booted}`],
+  },
+  {
+    id: 7,
+    server: 'floor: bare node:http workers',
+    action: 'kill -HUP x4',
+    make: () => new BareManager('bare-manager'),
+    steps: (s) => spread(4).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]),
+    summary: (e) => `${e.reloads} of 4 reloads complete within the phase, ${e.booted} workers started`,
+    short: ['reloads complete (of 4 sent)', (e) => `${e.reloads}`],
   },
 ];
 
