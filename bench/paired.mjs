@@ -110,7 +110,7 @@ class Server {
 
 class TsgunServer extends Server {
   args() {
-    return ['-w', '2', '-b', `127.0.0.1:${this.port}`, this.def.app];
+    return ['-w', '2', '-b', `127.0.0.1:${this.port}`, ...(this.def.args ?? []), this.def.app];
   }
   command() {
     return `bin/tsgun ${this.args().join(' ').replace(`:${this.port}`, ':$PORT')}`;
@@ -156,6 +156,8 @@ class SingleServer extends Server {
 const SERVERS = [
   { id: 'tsgun', label: 'tsgun -w 2, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default' },
   { id: 'tsgun-fetch', label: 'tsgun -w 2, fetch (Hono)', kind: TsgunServer, app: 'bench/apps/hono.mjs:default' },
+  // What connection balancing costs or gains, next to the default.
+  { id: 'tsgun-nobal', label: 'tsgun -w 2 --no-balance-connections, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default', args: ['--no-balance-connections'] },
   { id: 'cluster', label: 'node:cluster RR, 2 workers', kind: ClusterServer },
   { id: 'node', label: 'node:http, 1 process', kind: SingleServer, script: 'bench/apps/node-http.mjs' },
 ];
