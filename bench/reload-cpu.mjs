@@ -9,7 +9,8 @@
 //   2. A fresh process: one bare node:http process serving the same app, started cold and
 //      loaded in 1 s slices; CPU per request in each slice (JIT and heap warm-up).
 //   3. What one worker costs to start and stop, without load: 8 HUPs of an idle tsgun,
-//      the CPU of everything it started, per worker.
+//      the CPU of everything it started, per worker; the same for the reload benchmark's
+//      floor (bench/apps/bare-manager.mjs, bare node:http workers).
 //
 //   node bench/reload-cpu.mjs [--rounds 3] [--duration 12] [--parts 1,2,3] [--tsgun-args='-t 0']
 import { spawn } from 'node:child_process';
@@ -170,26 +171,50 @@ async function freshProcess() {
 
 // ---- part 3: what a worker costs to start and stop -----------------------------------------
 
+/** The reload benchmark's floor (bench/apps/bare-manager.mjs): bare node:http workers, replaced on HUP. */
+async function startFloor() {
+  let out = '';
+  const child = spawn(process.execPath, ['bench/apps/bare-manager.mjs', '2'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const forget = onCleanup(() => terminate(child.pid));
+  await waitFor('floor: 2 workers ready', () => /Ready: 2 workers/.test(out), 20_000);
+  return {
+    pid: child.pid,
+    async stop() {
+      forget();
+      await terminate(child.pid);
+    },
+  };
+}
+
 async function workerCost() {
   const HUPS = 8;
-  const rows = [];
+  const rows = { tsgun: [], floor: [] };
   for (let round = 1; round <= Math.max(ROUNDS, 3); round++) {
-    const server = await startTsgun();
-    const base = treeCpu(server.pid);
-    for (let i = 0; i < HUPS; i++) {
-      signal(server.pid, 'SIGHUP');
-      await sleep(1500);
+    for (const kind of ['tsgun', 'floor']) {
+      const server = kind === 'tsgun' ? await startTsgun() : await startFloor();
+      await sleep(500);
+      const base = treeCpu(server.pid);
+      for (let i = 0; i < HUPS; i++) {
+        signal(server.pid, 'SIGHUP');
+        await sleep(1500);
+      }
+      await sleep(500);
+      const perWorker = ((treeCpu(server.pid) - base) / (HUPS * 2)) * 1000;
+      await server.stop();
+      rows[kind].push(perWorker);
+      log(`idle reloads ${round}, ${kind}: ${perWorker.toFixed(0)} ms CPU per worker started and retired (master's share included)`);
     }
-    await sleep(500);
-    const perWorker = ((treeCpu(server.pid) - base) / (HUPS * 2)) * 1000;
-    await server.stop();
-    rows.push(perWorker);
-    log(`idle reloads ${round}: ${perWorker.toFixed(0)} ms CPU per worker started and retired (master's share included)`);
   }
+  const line = (xs) => `**${median(xs).toFixed(0)} ms** per worker (median; per round ${xs.map((x) => x.toFixed(0)).join(', ')})`;
   return [
     '## 3. What one worker costs, idle',
     '',
-    `${HUPS} HUPs of an idle \`tsgun -w 2\`: the CPU of the whole tree (master, new workers, reaped old ones) ÷ workers replaced: **${median(rows).toFixed(0)} ms** per worker (median; per round ${rows.map((x) => x.toFixed(0)).join(', ')}).`,
+    `${HUPS} HUPs of an idle server with 2 workers: the CPU of the whole tree (master, new workers, reaped old ones) ÷ workers replaced.`,
+    '',
+    `- \`tsgun -w 2${TSGUN_ARGS.length ? ` ${TSGUN_ARGS.join(' ')}` : ''}\`: ${line(rows.tsgun)}`,
+    `- the floor, \`node bench/apps/bare-manager.mjs 2\` (bare node:http workers): ${line(rows.floor)}`,
   ];
 }
 
