@@ -129,11 +129,43 @@ function schedule(steps) {
 
 // ---- servers ----------------------------------------------------------------------------
 
-/** One tsgun master (plus, after USR2, its successor), started from bin/tsgun. */
-class Tsgun {
-  constructor(name, extraArgs = []) {
+/** A master process started here with its output in a log file; HUP reloads it, TERM stops it. */
+class LoggedMaster {
+  constructor(name) {
     this.name = instanceName(name);
     this.log = new LogFile(this.name);
+  }
+  launch(file, args) {
+    this.child = spawn(file, args, { cwd: ROOT, stdio: ['ignore', this.log.fd, this.log.fd], detached: true });
+    this.pid = this.child.pid;
+    this.forget = onCleanup(() => this.stop());
+  }
+  /** Wait for `test` on the log, failing at once if the process exits. */
+  waitLog(what, test) {
+    return waitFor(`${this.name}: ${what}`, () => {
+      if (this.child.exitCode !== null) throw new Error(`${this.name} exited with ${this.child.exitCode}:\n${this.log.text()}`);
+      return test(this.log.text());
+    }, START_MS);
+  }
+  mark() {
+    return this.log.size();
+  }
+  hup() {
+    signal(this.pid, 'SIGHUP');
+  }
+  async stop() {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.forget?.();
+    await terminate(this.pid);
+    this.log.close();
+  }
+}
+
+/** One tsgun master (plus, after USR2, its successor), started from bin/tsgun. */
+class Tsgun extends LoggedMaster {
+  constructor(name, extraArgs = []) {
+    super(name);
     this.pidfile = path.join(TMP, `${this.name}.pid`);
     this.args = ['-w', String(WORKERS), '-b', '127.0.0.1:0', '-p', this.pidfile, ...extraArgs, 'bench/apps/json.mjs:default'];
     this.pids = new Set();
@@ -142,19 +174,13 @@ class Tsgun {
     return `bin/tsgun ${this.args.join(' ').replace(this.pidfile, 'PIDFILE')}`;
   }
   async start() {
-    this.child = spawn(tools.tsgun, this.args, { cwd: ROOT, stdio: ['ignore', this.log.fd, this.log.fd], detached: true });
-    this.pid = this.child.pid;
+    this.launch(tools.tsgun, this.args);
     this.pids.add(this.pid);
     this.exited = new Promise((resolve) => this.child.once('exit', (code, sig) => resolve({ code, sig })));
-    this.forget = onCleanup(() => this.stop());
-    const listening = await waitFor(`${this.name}: Listening at`, () => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(this.log.text()) ?? (this.child.exitCode !== null ? Promise.reject(new Error(`tsgun exited with ${this.child.exitCode}:\n${this.log.text()}`)) : null), START_MS);
-    this.port = Number(listening[1]);
-    await waitFor(`${this.name}: ${WORKERS} workers booted`, () => this.log.count(/Booting worker with pid/) >= WORKERS, START_MS);
+    this.port = Number((await this.waitLog('Listening at', (text) => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(text)))[1]);
+    await this.waitLog(`${WORKERS} workers booted`, () => this.log.count(/Booting worker with pid/) >= WORKERS);
     await waitServing(this.name, this.port);
     return this;
-  }
-  mark() {
-    return this.log.size();
   }
   master() {
     try {
@@ -244,11 +270,7 @@ class Pm2 {
 }
 
 /** Gunicorn with the uvicorn worker, from Debian's packages. */
-class Gunicorn {
-  constructor(name) {
-    this.name = instanceName(name);
-    this.log = new LogFile(this.name);
-  }
+class Gunicorn extends LoggedMaster {
   args() {
     return ['-k', 'uvicorn.workers.UvicornWorker', '-w', String(WORKERS), '-b', `127.0.0.1:${this.port}`, '--chdir', 'bench/apps', 'json_app:app'];
   }
@@ -257,28 +279,10 @@ class Gunicorn {
   }
   async start() {
     this.port = await freePort();
-    this.child = spawn(tools.gunicorn.bin, this.args(), { cwd: ROOT, stdio: ['ignore', this.log.fd, this.log.fd], detached: true });
-    this.pid = this.child.pid;
-    this.forget = onCleanup(() => this.stop());
-    await waitFor(`${this.name}: ${WORKERS} workers booted`, () => {
-      if (this.child.exitCode !== null) throw new Error(`gunicorn exited with ${this.child.exitCode}:\n${this.log.text()}`);
-      return this.log.count(/Application startup complete/) >= WORKERS;
-    }, START_MS);
+    this.launch(tools.gunicorn.bin, this.args());
+    await this.waitLog(`${WORKERS} workers booted`, (text) => (text.match(/Application startup complete/g) ?? []).length >= WORKERS);
     await waitServing(this.name, this.port);
     return this;
-  }
-  mark() {
-    return this.log.size();
-  }
-  hup() {
-    signal(this.pid, 'SIGHUP');
-  }
-  async stop() {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.forget?.();
-    await terminate(this.pid);
-    this.log.close();
   }
   events(from) {
     const text = this.log.text(from);
@@ -291,36 +295,16 @@ class Gunicorn {
  * replaces its own, with nothing else. What any process manager pays to replace Node
  * processes on this machine.
  */
-class BareManager {
-  constructor(name) {
-    this.name = instanceName(name);
-    this.log = new LogFile(this.name);
-  }
+class BareManager extends LoggedMaster {
   command() {
     return `node bench/apps/bare-manager.mjs ${WORKERS}`;
   }
   async start() {
-    this.child = spawn(process.execPath, ['bench/apps/bare-manager.mjs', String(WORKERS)], { cwd: ROOT, stdio: ['ignore', this.log.fd, this.log.fd], detached: true });
-    this.pid = this.child.pid;
-    this.forget = onCleanup(() => this.stop());
-    const listening = await waitFor(`${this.name}: Listening at`, () => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(this.log.text()) ?? (this.child.exitCode !== null ? Promise.reject(new Error(`bare-manager exited with ${this.child.exitCode}:\n${this.log.text()}`)) : null), START_MS);
-    this.port = Number(listening[1]);
-    await waitFor(`${this.name}: ${WORKERS} workers ready`, () => /Ready: /.test(this.log.text()), START_MS);
+    this.launch(process.execPath, ['bench/apps/bare-manager.mjs', String(WORKERS)]);
+    this.port = Number((await this.waitLog('Listening at', (text) => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(text)))[1]);
+    await this.waitLog(`${WORKERS} workers ready`, (text) => /Ready: /.test(text));
     await waitServing(this.name, this.port);
     return this;
-  }
-  mark() {
-    return this.log.size();
-  }
-  hup() {
-    signal(this.pid, 'SIGHUP');
-  }
-  async stop() {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.forget?.();
-    await terminate(this.pid);
-    this.log.close();
   }
   events(from) {
     const text = this.log.text(from);
