@@ -175,7 +175,7 @@ export const SETTINGS = {
     default: 30,
     cli: ['--boot-timeout'],
     short: 'Seconds a worker may take to boot (import the app, run its factory, Fastify ready(), post_worker_init); 0 disables.',
-    doc: 'Separate from `timeout`, so an app that is slow to start needs no inflated `timeout`. A worker that does not boot in time is killed; at first start that stops tsgun with exit status 3.',
+    doc: 'Separate from `timeout`, so an app that is slow to start needs no inflated `timeout`. A worker that does not boot in time is killed, and the log says where its JavaScript was stuck if it was blocked (a busy loop at import), or that it was waiting; at first start that stops tsgun with exit status 3.',
   }),
   max_worker_memory: setting({
     section: 'Worker processes',

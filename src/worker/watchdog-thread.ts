@@ -19,9 +19,12 @@ interface CallFrame {
   callFrameId: string;
 }
 
-const { fd, beats, warmAfterMs } = workerData as { fd: number; beats: SharedArrayBuffer; warmAfterMs: number };
-/** When the main thread last beat (ms since the epoch), written by it on every heartbeat. */
-const lastBeat = new Float64Array(beats);
+const { fd, pulse: shared, pulseMs, warmAfterMs, bootWarmAfterMs } = workerData as { fd: number; pulse: SharedArrayBuffer; pulseMs: number; warmAfterMs: number; bootWarmAfterMs: number };
+/** [0]: when the main thread's event loop last ran (ms since the epoch); [1]: 1 once the worker is ready. */
+const pulse = new Float64Array(shared);
+/** How long the main thread has not run; a few missed pulses mean it is blocked. */
+const silentMs = (): number => Date.now() - pulse[0]!;
+const blocked = (): boolean => silentMs() > 4 * pulseMs;
 const session = new inspector.Session();
 // Call frames name their script by id; Debugger.enable announces every script's URL.
 const scriptUrls = new Map<string, string>();
@@ -60,9 +63,11 @@ async function disable(): Promise<void> {
 
 setInterval(() => {
   if (capturing) return;
-  const silent = Date.now() - lastBeat[0]!;
-  if (silent > warmAfterMs && !enabled) void enable().catch(() => {});
-  else if (silent <= warmAfterMs && enabled) void disable();
+  const silent = silentMs();
+  // While booting, the main thread may block for as long as boot_timeout allows.
+  const warmAfter = pulse[1] === 1 ? warmAfterMs : bootWarmAfterMs;
+  if (silent > warmAfter && !enabled) void enable().catch(() => {});
+  else if (silent <= warmAfter && enabled) void disable();
 }, 100);
 
 function post<T>(method: string, params?: object): Promise<T> {
@@ -101,6 +106,12 @@ pipe.on('data', (chunk: string) => {
     buffered = buffered.slice(nl + 1);
     if (command !== 'stack') continue;
     pipe.write('{"ack":true}\n');
+    // An event loop that still runs is waiting (a slow boot awaiting a timer or the network),
+    // not blocked: there is no JavaScript stack to show, and pausing would wait for its next event.
+    if (!blocked()) {
+      pipe.write('{"frames":[]}\n');
+      continue;
+    }
     captureStack().then(
       (frames) => pipe.write(`${JSON.stringify({ frames })}\n`),
       (err: unknown) => pipe.write(`${JSON.stringify({ frames: [], error: String(err) })}\n`),

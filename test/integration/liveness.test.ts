@@ -413,17 +413,20 @@ describe('liveness', { concurrency: 2 }, () => {
 
   // ---- boot_timeout ------------------------------------------------------------------
 
-  for (const [what, module] of [
-    ['awaits a 10 s timer', 'slow-boot-timer'],
-    ['busy-waits 10 s', 'slow-boot-busy'],
+  // Where the boot was stuck: a busy loop has a stack (the watchdog thread starts before the
+  // app loads); a boot waiting on a timer has none, and the master is told so at once.
+  for (const [what, module, where] of [
+    ['awaits a 10 s timer', 'slow-boot-timer', /; no stack available$/],
+    ['busy-waits 10 s', 'slow-boot-busy', /; blocked at:\n {4}at .*\/slow-boot-busy\.ts:\d+:\d+\)/],
   ] as const) {
-    test(`an app that ${what} at import stops a first start after --boot-timeout 2 with exit 3, leaving nothing running`, async () => {
+    test(`an app that ${what} at import stops a first start after --boot-timeout 2 with exit 3, leaving nothing running; the log says where it was stuck`, async () => {
       const { lines, stderr } = await failsAtStart(['-w', '2', '--boot-timeout', '2', `${module}:app`], 3, /^Error: a worker did not boot within boot_timeout \(2 s\); if the app is just slow to start, raise --boot-timeout$/, DIR);
       const started = lines.find((l) => /^Starting tsgun/.test(l.msg ?? ''))!;
       const timedOut = lines.filter((l) => /^Worker \(pid:\d+\) did not boot within boot_timeout \(2 s\)/.test(l.msg ?? ''));
       assert.ok(timedOut.length >= 1 && timedOut.length <= 2, `one boot timeout per worker slot at most:\n${stderr}`);
       assert.ok(timedOut[0]!.time - started.time >= 2000, `no worker was killed before boot_timeout (${timedOut[0]!.time - started.time} ms after the start)`);
       assert.equal(timedOut[0]!.level, 'error');
+      assert.match(timedOut[0]!.msg!, where);
       const shutdown = lines.find((l) => l.msg === 'Shutting down: Master');
       assert.ok(shutdown, 'the master shut down');
       // Far from the app's 10 s: the master did not wait for the app to finish booting.
