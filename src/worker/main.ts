@@ -206,6 +206,9 @@ async function main(): Promise<void> {
   await hooks.post_worker_init?.(self);
   if (stopping) return;
   await send({ t: 'ready' });
+  // The boot may have kept the loop from pulsing for seconds: that silence is not the ready
+  // worker's, and judged by `timeout` it would make the thread enable the debugger at once.
+  pulse[0] = Date.now();
   pulse[1] = 1;
   log.info(`Booting worker with pid: ${process.pid}`);
 
