@@ -59,15 +59,19 @@ const treeCpu = (root) => Object.values(treeTicks(root, { reaped: true })).reduc
 // ---- servers ----------------------------------------------------------------------------
 
 let started = 0;
-async function startTsgun(extra = []) {
-  const logPath = path.join(LOG_DIR, `tsgun-${++started}.log`);
+/**
+ * Start a server that prints `Listening at: http://127.0.0.1:PORT` and `Ready: 2 workers`
+ * (tsgun, and the reload benchmark's floor); its output goes to a log file when it stops.
+ */
+async function startServer(name, file, args) {
+  const logPath = path.join(LOG_DIR, `${name}-${++started}.log`);
   let out = '';
-  const child = spawn(tools.tsgun, ['-w', '2', '-b', '127.0.0.1:0', ...TSGUN_ARGS, ...extra, APP], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(file, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
   const forget = onCleanup(() => terminate(child.pid));
-  const m = await waitFor('tsgun: Listening at', () => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(out), 20_000);
-  await waitFor('tsgun: 2 workers ready', () => /Ready: 2 workers/.test(out), 20_000);
+  const m = await waitFor(`${name}: Listening at`, () => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(out), 20_000);
+  await waitFor(`${name}: 2 workers ready`, () => /Ready: 2 workers/.test(out), 20_000);
   return {
     pid: child.pid,
     port: Number(m[1]),
@@ -78,6 +82,10 @@ async function startTsgun(extra = []) {
     },
   };
 }
+
+const startTsgun = (extra = []) => startServer('tsgun', tools.tsgun, ['-w', '2', '-b', '127.0.0.1:0', ...TSGUN_ARGS, ...extra, APP]);
+/** The reload benchmark's floor (bench/apps/bare-manager.mjs): bare node:http workers, replaced on HUP. */
+const startFloor = () => startServer('floor', process.execPath, ['bench/apps/bare-manager.mjs', '2']);
 
 // ---- part 1: steady vs 4 HUPs -------------------------------------------------------------
 
@@ -170,23 +178,6 @@ async function freshProcess() {
 }
 
 // ---- part 3: what a worker costs to start and stop -----------------------------------------
-
-/** The reload benchmark's floor (bench/apps/bare-manager.mjs): bare node:http workers, replaced on HUP. */
-async function startFloor() {
-  let out = '';
-  const child = spawn(process.execPath, ['bench/apps/bare-manager.mjs', '2'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  const forget = onCleanup(() => terminate(child.pid));
-  await waitFor('floor: 2 workers ready', () => /Ready: 2 workers/.test(out), 20_000);
-  return {
-    pid: child.pid,
-    async stop() {
-      forget();
-      await terminate(child.pid);
-    },
-  };
-}
 
 async function workerCost() {
   const HUPS = 8;

@@ -318,16 +318,16 @@ const at = (s) => Math.round(s * 1000);
 /** n actions spread evenly over the phase: at (i + 0.5) * duration / n seconds. */
 const spread = (n) => Array.from({ length: n }, (_, i) => at(((i + 0.5) * DURATION) / n));
 
+/** Four HUPs spread over the phase (rows 1, 6 and 7). */
+const HUP_X4 = { action: 'kill -HUP x4', steps: (s) => spread(4).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]) };
+/** What rows 1 and 7 report: the reloads that completed within the phase. */
+const RELOADS_DONE = {
+  summary: (e) => `${e.reloads} of 4 reloads complete within the phase, ${e.booted} workers started`,
+  short: ['reloads complete (of 4 sent)', (e) => `${e.reloads}`],
+};
+
 const ROWS = [
-  {
-    id: 1,
-    server: 'tsgun',
-    action: 'kill -HUP x4',
-    make: () => new Tsgun('tsgun-hup'),
-    steps: (s) => spread(4).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]),
-    summary: (e) => `${e.reloads} of 4 reloads complete within the phase, ${e.booted} workers started`,
-    short: ['reloads complete (of 4 sent)', (e) => `${e.reloads}`],
-  },
+  { id: 1, server: 'tsgun', make: () => new Tsgun('tsgun-hup'), ...HUP_X4, ...RELOADS_DONE },
   {
     id: 2,
     server: 'tsgun',
@@ -401,22 +401,13 @@ const ROWS = [
   {
     id: 6,
     server: 'Gunicorn + Uvicorn',
-    action: 'kill -HUP x4',
     needs: 'gunicorn',
     make: () => new Gunicorn('gunicorn'),
-    steps: (s) => spread(4).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]),
+    ...HUP_X4,
     summary: (e) => `${e.booted} workers started, ${e.exited} exited`,
     short: ['workers started', (e) => `${e.booted}`],
   },
-  {
-    id: 7,
-    server: 'floor: bare node:http workers',
-    action: 'kill -HUP x4',
-    make: () => new BareManager('bare-manager'),
-    steps: (s) => spread(4).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]),
-    summary: (e) => `${e.reloads} of 4 reloads complete within the phase, ${e.booted} workers started`,
-    short: ['reloads complete (of 4 sent)', (e) => `${e.reloads}`],
-  },
+  { id: 7, server: 'floor: bare node:http workers', make: () => new BareManager('bare-manager'), ...HUP_X4, ...RELOADS_DONE },
 ];
 
 async function measureRow(row, runNo) {
