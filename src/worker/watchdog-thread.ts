@@ -106,17 +106,26 @@ pipe.on('data', (chunk: string) => {
     buffered = buffered.slice(nl + 1);
     if (command !== 'stack') continue;
     pipe.write('{"ack":true}\n');
-    // An event loop that still runs is waiting (a slow boot awaiting a timer or the network),
-    // not blocked: there is no JavaScript stack to show, and pausing would wait for its next event.
-    if (!blocked()) {
-      pipe.write('{"frames":[]}\n');
-      continue;
-    }
-    captureStack().then(
+    answer().then(
       (frames) => pipe.write(`${JSON.stringify({ frames })}\n`),
       (err: unknown) => pipe.write(`${JSON.stringify({ frames: [], error: String(err) })}\n`),
     );
   }
 });
+
+/**
+ * An event loop that still runs is waiting (a slow boot awaiting a timer or the network), not
+ * blocked: there is no JavaScript stack to show, and pausing would wait for its next event.
+ * A loop silent for less than the blocked threshold may be either, so the answer waits (at
+ * most that threshold, 1 s) for its next pulse or for the silence to become a block.
+ */
+async function answer(): Promise<string[]> {
+  const last = pulse[0];
+  while (!blocked()) {
+    if (pulse[0] !== last) return [];
+    await new Promise((resolve) => setTimeout(resolve, pulseMs / 5));
+  }
+  return captureStack();
+}
 // The pipe closing means the master is gone; the main thread notices that on its own.
 pipe.on('error', () => {});
