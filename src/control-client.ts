@@ -138,9 +138,11 @@ async function waitForExit(pid: number, ms: number): Promise<boolean> {
 
 /** Run a control subcommand; argv starts with the subcommand name. */
 export async function runControl(argv: readonly string[], cwd: string): Promise<CliResult> {
+  // The help of the command asked about (`tsgun status --help`), as commander writes it.
+  let help = '';
   const program = new Command('tsgun')
     .exitOverride()
-    .configureOutput({ writeOut: () => {}, writeErr: () => {} })
+    .configureOutput({ writeOut: (text) => (help += text), writeErr: () => {} })
     .option('-p, --pid <file>', 'the pidfile of the master')
     .option('--control-socket <path>', 'the control socket of the master')
     .option('-c, --config <file>', 'the config file the master runs with (for its pidfile or control_socket)');
@@ -174,7 +176,7 @@ export async function runControl(argv: readonly string[], cwd: string): Promise<
     await program.parseAsync([...argv], { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') return { code: ExitCode.OK, output: program.helpInformation() };
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') return { code: ExitCode.OK, output: help || program.helpInformation() };
       throw new TsgunError('TSGUN_ERR_USAGE', `${err.message.replace(/^error: /, '')}; see tsgun ${argv[0]} --help`);
     }
     throw err;

@@ -327,6 +327,18 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     }
   });
 
+  test('tsgun COMMAND --help prints the usage and options of that command, exit 0', async () => {
+    for (const [command, expected] of [
+      ['status', [/^Usage: tsgun status \[options\]$/m, /--json/]],
+      ['scale', [/^Usage: tsgun scale \[options\] <count>$/m]],
+      ['stop', [/^Usage: tsgun stop \[options\]$/m, /--quick/, /--timeout <seconds>/]],
+    ] as const) {
+      const run = await runTsgun([command, '--help'], { cwd: DIR });
+      assert.equal(run.code, 0, run.stderr);
+      for (const re of expected) assert.match(run.stdout, re, `${command} --help:\n${run.stdout}`);
+    }
+  });
+
   test('with neither pidfile nor --control-socket the socket is in $XDG_RUNTIME_DIR/tsgun (0700), mode 0600, and the commands find it; without a master they fail with Error:', async () => {
     const xdg = path.join(scratchDir(), 'run');
     const env = { XDG_RUNTIME_DIR: xdg };
