@@ -49,12 +49,13 @@ const LOAD = { conns: 32, path: '/' };
 const WORKERS = 2;
 // Row 4's --max-requests N (jitter N/10): low enough that every worker is recycled about
 // RECYCLES_WANTED times in the phase, judged from the steady state just measured (so the
-// row means the same on a fast and a slow machine).
-const RECYCLES_WANTED = 5;
+// row means the same on a fast and a slow machine): 4 per worker, 8 in all, as many
+// replacements as row 1's four HUPs of two workers, so that the two rows compare.
+const RECYCLES_WANTED = 4;
 function maxRequestsFor(steady) {
   if (opts['max-requests'] !== 'auto') return Number(opts['max-requests']);
-  // Replacing workers costs some throughput: assume the phase serves 75 % of the steady state.
-  const perWorker = (steady.requests * 0.75) / WORKERS;
+  // Replacing workers costs some throughput: assume the phase serves 85 % of the steady state.
+  const perWorker = (steady.requests * 0.85) / WORKERS;
   return Math.max(200, Math.floor(perWorker / RECYCLES_WANTED / 100) * 100);
 }
 
