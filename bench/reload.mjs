@@ -414,6 +414,8 @@ const ROWS = [
 async function measureRow(row, runNo) {
   const tag = `run ${runNo} row ${row.id}`;
   let server = row.make();
+  /** Row 4: the plain server of the steady state, kept (idle) while the max-requests one runs. */
+  let baseline = null;
   try {
     await server.start();
     const commands = [server.command()];
@@ -421,7 +423,7 @@ async function measureRow(row, runNo) {
     if (WARMUP > 0) await wrkPhase(server.port, WARMUP);
     const steady = await wrkPhase(server.port, DURATION);
     if (row.makeMain) {
-      await server.stop();
+      baseline = server;
       server = row.makeMain(steady);
       await server.start();
       commands.push(server.command());
@@ -434,15 +436,14 @@ async function measureRow(row, runNo) {
     const note = row.summary(ev, loaded.events, server);
     const short = row.short[1](ev, loaded.events, server);
     const logPath = rel(server.log.path);
-    // The steady state again, after: on the same server, or (row 4) on a new plain one.
-    if (row.makeMain) {
+    // The steady state again, after: on the same server, or (row 4) on the plain one that
+    // measured it before (a new plain server instead made the two steady states differ by up
+    // to half, as new servers on this machine do, and the row's ratio with them).
+    if (baseline) {
       await server.stop();
-      server = row.make();
-      await server.start();
-      if (WARMUP > 0) await wrkPhase(server.port, WARMUP);
-    } else {
-      await waitServing(server.name, server.port);
+      [server, baseline] = [baseline, null];
     }
+    await waitServing(server.name, server.port);
     log(`${tag}: ${row.server} — steady state again, ${DURATION} s`);
     const after = await wrkPhase(server.port, DURATION);
     const steadyRps = (steady.rps + after.rps) / 2;
@@ -452,6 +453,7 @@ async function measureRow(row, runNo) {
     return result;
   } finally {
     await server.stop();
+    await baseline?.stop();
   }
 }
 
