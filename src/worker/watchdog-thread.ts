@@ -10,6 +10,7 @@
  */
 import inspector from 'node:inspector';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { workerData } from 'node:worker_threads';
 
 interface CallFrame {
@@ -95,6 +96,21 @@ async function captureStack(): Promise<string[]> {
   });
 }
 
+/**
+ * An event loop that still runs is waiting (a slow boot awaiting a timer or the network), not
+ * blocked: there is no JavaScript stack to show, and pausing would wait for its next event.
+ * A loop silent for less than the blocked threshold may be either, so the answer waits (at
+ * most that threshold, 1 s) for its next pulse or for the silence to become a block.
+ */
+async function answer(): Promise<string[]> {
+  const last = pulse[0];
+  while (!blocked()) {
+    if (pulse[0] !== last) return [];
+    await sleep(pulseMs / 5);
+  }
+  return captureStack();
+}
+
 const pipe = new net.Socket({ fd, readable: true, writable: true });
 let buffered = '';
 pipe.setEncoding('utf8');
@@ -113,19 +129,5 @@ pipe.on('data', (chunk: string) => {
   }
 });
 
-/**
- * An event loop that still runs is waiting (a slow boot awaiting a timer or the network), not
- * blocked: there is no JavaScript stack to show, and pausing would wait for its next event.
- * A loop silent for less than the blocked threshold may be either, so the answer waits (at
- * most that threshold, 1 s) for its next pulse or for the silence to become a block.
- */
-async function answer(): Promise<string[]> {
-  const last = pulse[0];
-  while (!blocked()) {
-    if (pulse[0] !== last) return [];
-    await new Promise((resolve) => setTimeout(resolve, pulseMs / 5));
-  }
-  return captureStack();
-}
 // The pipe closing means the master is gone; the main thread notices that on its own.
 pipe.on('error', () => {});
