@@ -154,11 +154,15 @@ class LoggedMaster {
   hup() {
     signal(this.pid, 'SIGHUP');
   }
+  /** The processes stop() ends: the one started here. */
+  stopPids() {
+    return [this.pid];
+  }
   async stop() {
     if (this.stopped) return;
     this.stopped = true;
     this.forget?.();
-    await terminate(this.pid);
+    for (const pid of this.stopPids()) await terminate(pid);
     this.log.close();
   }
 }
@@ -193,15 +197,9 @@ class Tsgun extends LoggedMaster {
   hup() {
     signal(this.master(), 'SIGHUP');
   }
-  async stop() {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.forget?.();
+  stopPids() {
     // The master started by USR2 is not our child: find it in the pidfile.
-    const successor = this.master();
-    if (successor !== this.pid) this.pids.add(successor);
-    for (const pid of this.pids) await terminate(pid);
-    this.log.close();
+    return new Set([...this.pids, this.master()]);
   }
   events(from) {
     const lines = this.log.text(from).split('\n');
