@@ -102,6 +102,25 @@ function header(v: string | string[] | number | undefined): string {
   return Array.isArray(v) ? v.join(', ') : String(v);
 }
 
+/**
+ * A response header as sent. Headers set with setHeader() are still on the response;
+ * headers handed to writeHead() (as many apps, and the fetch adapter, give them) are only
+ * in the head Node wrote, `_header` (HTTP/1.1).
+ */
+function sentHeader(res: ServerResponse, lower: string): string | string[] | number | undefined {
+  const set = res.getHeader(lower);
+  if (set !== undefined) return set;
+  const head = (res as { _header?: unknown })._header;
+  if (typeof head !== 'string') return undefined;
+  const found: string[] = [];
+  // Line 0 is the status line.
+  for (const line of head.split('\r\n').slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon === lower.length && line.slice(0, colon).toLowerCase() === lower) found.push(line.slice(colon + 1).trim());
+  }
+  return found.length === 0 ? undefined : found.length === 1 ? found[0] : found;
+}
+
 function user(req: IncomingMessage): string {
   const auth = req.headers.authorization;
   if (!auth || !auth.startsWith('Basic ')) return '-';
@@ -162,7 +181,7 @@ export function compileFormat(format: string): (e: AccessEntry) => string {
       const key = braced[1]!.toLowerCase();
       const rawKey = braced[1]!;
       if (braced[2] === 'i') parts.push((e) => header(e.req.headers[key]));
-      else if (braced[2] === 'o') parts.push((e) => header(e.res.getHeader(key)));
+      else if (braced[2] === 'o') parts.push((e) => header(sentHeader(e.res, key)));
       else parts.push(() => process.env[rawKey] ?? '-');
     } else {
       parts.push(ATOMS[name] ?? ((): string => '-'));

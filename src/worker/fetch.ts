@@ -181,31 +181,48 @@ function writeHead(res: ServerResponse, response: Response, http2: boolean): voi
   res.writeHead(response.status);
 }
 
-/** Write a light response (see response.ts): status, headers and a string or bytes body, in one go. */
+/**
+ * Write a light response (see response.ts): status, headers and a string or bytes body, in
+ * one go. On HTTP/1.1, with nothing set on `res` before (the usual case: the worker's default
+ * headers go into the head by themselves), the headers go to writeHead() as one flat list,
+ * which Node writes as they are; setHeader() would validate, lower-case and store each one
+ * first, which costs about as much as the rest of a small response.
+ */
 function writeLight(res: ServerResponse, parts: NonNullable<ReturnType<typeof lightParts>>, head: boolean, http2: boolean): void {
   const { headers, body } = parts;
+  // 204 and 304 carry no body and no Content-Length (RFC 9110 8.6); HTTP/2 resets a stream whose length header disagrees with its data.
+  const bodiless = parts.status === 204 || parts.status === 304;
+  const flat: string[] | null = !http2 && res.getHeaderNames().length === 0 ? [] : null;
   let type = false;
   const set = (name: string, value: string): void => {
-    const lower = name.toLowerCase();
-    if (lower === 'content-length') return;
-    if (lower === 'content-type') type = true;
-    if (lower === 'set-cookie') res.appendHeader('set-cookie', value);
+    const n = name.length;
+    // content-length (14) is ours to set; content-type (12) is noted.
+    if (n === 14 || n === 12) {
+      const lower = name.toLowerCase();
+      if (lower === 'content-length') return;
+      if (lower === 'content-type') type = true;
+    }
+    if (flat) flat.push(name, value);
+    else if (n === 10 && name.toLowerCase() === 'set-cookie') res.appendHeader('set-cookie', value);
     else res.setHeader(name, value);
   };
   if (headers instanceof Headers) {
     for (const [name, value] of headers) if (name !== 'set-cookie') set(name, value);
-    for (const cookie of headers.getSetCookie()) res.appendHeader('set-cookie', cookie);
+    for (const cookie of headers.getSetCookie()) set('set-cookie', cookie);
   } else if (Array.isArray(headers)) {
     for (const [name, value] of headers as Array<[string, string]>) set(name, value);
   } else if (headers) {
     for (const name in headers) set(name, (headers as Record<string, string>)[name]!);
   }
-  if (!type && typeof body === 'string') res.setHeader('content-type', 'text/plain;charset=UTF-8');
-  // 204 and 304 carry no body and no Content-Length (RFC 9110 8.6); HTTP/2 resets a stream whose length header disagrees with its data.
-  const bodiless = parts.status === 204 || parts.status === 304;
-  if (!bodiless) res.setHeader('content-length', body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+  if (!type && typeof body === 'string') set('content-type', 'text/plain;charset=UTF-8');
+  if (!bodiless) {
+    const length = String(body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+    if (flat) flat.push('content-length', length);
+    else res.setHeader('content-length', length);
+  }
   if (parts.statusText && !http2) res.statusMessage = parts.statusText;
-  res.writeHead(parts.status);
+  if (flat) res.writeHead(parts.status, flat);
+  else res.writeHead(parts.status);
   if (head || body === null || bodiless) res.end();
   else res.end(body);
 }

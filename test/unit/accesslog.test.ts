@@ -180,6 +180,19 @@ test('{header}i, {header}o and {VAR}e', async () => {
   delete process.env.TSGUN_ACCESS_TEST;
 });
 
+test('{header}o also finds headers given to writeHead(), as an object or a flat list', async () => {
+  const obj = entry(await exchange((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'X-Count': 3 });
+    res.end('{}');
+  }));
+  assert.equal(render('%({content-type}o)s|%({X-Count}o)s|%({x-missing}o)s', obj), 'application/json|3|-');
+  const flat = entry(await exchange((_req, res) => {
+    res.writeHead(200, ['Set-Cookie', 'a=1', 'X-Type', 'x', 'set-cookie', 'b=2']);
+    res.end();
+  }));
+  assert.equal(render('%({set-cookie}o)s|%({x-type}o)s|%({x}o)s', flat), 'a=1, b=2|x|-');
+});
+
 test('literal text is kept; unknown atoms are -', async () => {
   const e = entry(await exchange((_req, res) => res.end('ok')));
   assert.equal(render('100% [%(zz)s] %(s)s%(s)s %s %(s) done', e), '100% [-] 200200 %s %(s) done');
