@@ -9,8 +9,9 @@
 //   node bench/paired.mjs [--servers tsgun,cluster] [--workloads hello,json,...]
 //                         [--rounds 7] [--duration 5] [--warmup 1] [--no-write]
 //
-// Servers: tsgun, tsgun-fetch, cluster, node. Workloads (bench/run.mjs's): hello, json,
-// json-close, stream, post, c1000. Writes bench/results/paired.md and paired.json unless
+// Servers: tsgun, tsgun-fetch, tsgun-nobal, cluster, node; and, one process each on the same
+// Hono app, tsgun-fetch-w1 (tsgun -w 1) and hono-node (@hono/node-server). Workloads (bench/
+// run.mjs's): hello, json, json-close, stream, post, c1000. Writes bench/results/paired.md and paired.json unless
 // --no-write. Needs a built tsgun (built here if dist/ is missing) and wrk (apt-get). Every
 // server started here is stopped at the end, on error and on Ctrl-C.
 import { spawnSync } from 'node:child_process';
@@ -109,8 +110,11 @@ class Server {
 }
 
 class TsgunServer extends Server {
+  get workers() {
+    return this.def.workers ?? 2;
+  }
   args() {
-    return ['-w', '2', '-b', `127.0.0.1:${this.port}`, ...(this.def.args ?? []), this.def.app];
+    return ['-w', String(this.workers), '-b', `127.0.0.1:${this.port}`, ...(this.def.args ?? []), this.def.app];
   }
   command() {
     return `bin/tsgun ${this.args().join(' ').replace(`:${this.port}`, ':$PORT')}`;
@@ -123,7 +127,7 @@ class TsgunServer extends Server {
       this.checkAlive();
       return this.proc.text().includes(`Listening at: http://127.0.0.1:${this.port}`);
     }, START_MS);
-    await waitFor(`${this.id}: 2 workers booted`, () => (this.proc.text().match(/Booting worker with pid/g) ?? []).length >= 2, START_MS);
+    await waitFor(`${this.id}: ${this.workers} worker(s) booted`, () => (this.proc.text().match(/Booting worker with pid/g) ?? []).length >= this.workers, START_MS);
   }
 }
 
@@ -160,6 +164,9 @@ const SERVERS = [
   { id: 'tsgun-nobal', label: 'tsgun -w 2 --no-balance-connections, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default', args: ['--no-balance-connections'] },
   { id: 'cluster', label: 'node:cluster RR, 2 workers', kind: ClusterServer },
   { id: 'node', label: 'node:http, 1 process', kind: SingleServer, script: 'bench/apps/node-http.mjs' },
+  // The fetch adapter against the public one, one process each, on the same Hono app.
+  { id: 'tsgun-fetch-w1', label: 'tsgun -w 1, fetch (Hono)', kind: TsgunServer, app: 'bench/apps/hono.mjs:default', workers: 1 },
+  { id: 'hono-node', label: '@hono/node-server, 1 process', kind: SingleServer, script: 'bench/apps/hono-node-server.mjs' },
 ];
 
 // ---- measurement ----------------------------------------------------------------------------
@@ -345,7 +352,8 @@ async function main() {
       `node ${process.version}`,
       `tsgun ${pkgVersion(ROOT)} (git ${gitRev()}${tools.tsgunBuilt ? `; dist/ built ${tools.tsgunBuilt} UTC, run from a copy made at the start` : ''})`,
       wrkVersion(),
-      ...(defs.some((d) => d.id === 'tsgun-fetch') ? [`hono ${pkgVersion(path.join(ROOT, 'node_modules', 'hono'))}`] : []),
+      ...(defs.some((d) => d.app?.startsWith('bench/apps/hono') || d.id === 'hono-node') ? [`hono ${pkgVersion(path.join(ROOT, 'node_modules', 'hono'))}`] : []),
+      ...(defs.some((d) => d.id === 'hono-node') ? [`@hono/node-server ${pkgVersion(path.join(ROOT, 'node_modules', '@hono', 'node-server'))}`] : []),
     ],
   };
 
