@@ -608,7 +608,7 @@ function describeSteps(row) {
   const steps = row.steps(fake);
   if (steps.length === 0) {
     const n = opts['max-requests'] === 'auto' ? `N chosen from the steady state so that each worker is recycled about ${RECYCLES_WANTED} times` : `N = ${opts['max-requests']}`;
-    return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from a plain tsgun started just before, and another just after`;
+    return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from a plain tsgun, measured just before and again just after (kept idle in between)`;
   }
   return steps.map(([t, label]) => `${label} at ${(t / 1000).toFixed(1)} s`).join(', ') + (row.id === 3 ? ' (or once the new master\'s workers are up, if later)' : '');
 }
