@@ -10,10 +10,11 @@
 //                         [--rounds 7] [--duration 5] [--warmup 1] [--no-write]
 //
 // Servers: tsgun, tsgun-fetch, tsgun-nobal, cluster, node; and, one process each on the same
-// Hono app, tsgun-fetch-w1 (tsgun -w 1) and hono-node (@hono/node-server). Workloads (bench/
-// run.mjs's): hello, json, json-close, stream, post, c1000. Writes bench/results/paired.md and paired.json unless
-// --no-write. Needs a built tsgun (built here if dist/ is missing) and wrk (apt-get). Every
-// server started here is stopped at the end, on error and on Ctrl-C.
+// Hono app, tsgun-fetch-w1 (tsgun -w 1) and hono-node (@hono/node-server). Workloads
+// (bench/run.mjs's): hello, json, json-close, stream, post, c1000. Writes
+// bench/results/paired.md and paired.json unless --no-write. Needs a built tsgun (built here
+// if dist/ is missing) and wrk (apt-get). Every server started here is stopped at the end, on
+// error and on Ctrl-C.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

@@ -193,33 +193,33 @@ function writeLight(res: ServerResponse, parts: NonNullable<ReturnType<typeof li
   // 204 and 304 carry no body and no Content-Length (RFC 9110 8.6); HTTP/2 resets a stream whose length header disagrees with its data.
   const bodiless = parts.status === 204 || parts.status === 304;
   const flat: string[] | null = !http2 && res.getHeaderNames().length === 0 ? [] : null;
+  /** One header onto the response: into the flat list, or set on `res` (Set-Cookie lines added, not replaced). */
+  const put = (name: string, value: string): void => {
+    if (flat) flat.push(name, value);
+    else if (name.length === 10 && name.toLowerCase() === 'set-cookie') res.appendHeader('set-cookie', value);
+    else res.setHeader(name, value);
+  };
   let type = false;
+  /** One of the app's headers: its Content-Length is ours to set, its Content-Type is noted. */
   const set = (name: string, value: string): void => {
-    const n = name.length;
-    // content-length (14) is ours to set; content-type (12) is noted.
-    if (n === 14 || n === 12) {
+    // content-length (14), content-type (12): only names of those lengths need comparing.
+    if (name.length === 14 || name.length === 12) {
       const lower = name.toLowerCase();
       if (lower === 'content-length') return;
       if (lower === 'content-type') type = true;
     }
-    if (flat) flat.push(name, value);
-    else if (n === 10 && name.toLowerCase() === 'set-cookie') res.appendHeader('set-cookie', value);
-    else res.setHeader(name, value);
+    put(name, value);
   };
   if (headers instanceof Headers) {
     for (const [name, value] of headers) if (name !== 'set-cookie') set(name, value);
-    for (const cookie of headers.getSetCookie()) set('set-cookie', cookie);
+    for (const cookie of headers.getSetCookie()) put('set-cookie', cookie);
   } else if (Array.isArray(headers)) {
     for (const [name, value] of headers as Array<[string, string]>) set(name, value);
   } else if (headers) {
     for (const name in headers) set(name, (headers as Record<string, string>)[name]!);
   }
-  if (!type && typeof body === 'string') set('content-type', 'text/plain;charset=UTF-8');
-  if (!bodiless) {
-    const length = String(body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
-    if (flat) flat.push('content-length', length);
-    else res.setHeader('content-length', length);
-  }
+  if (!type && typeof body === 'string') put('content-type', 'text/plain;charset=UTF-8');
+  if (!bodiless) put('content-length', String(body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength));
   if (parts.statusText && !http2) res.statusMessage = parts.statusText;
   if (flat) res.writeHead(parts.status, flat);
   else res.writeHead(parts.status);
