@@ -331,6 +331,18 @@ describe('the fetch adapter', () => {
     assert.equal(reply.body.toString(), 'two cookies');
   });
 
+  test('204 and 304 carry no body and no Content-Length', async () => {
+    for (const status of [204, 304]) {
+      const raw = await rawExchange(s.url, `GET /no-body?status=${status} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n`);
+      const end = raw.indexOf('\r\n\r\n');
+      assert.ok(end > 0, `no header block in ${JSON.stringify(raw)}`);
+      assert.match(raw, new RegExp(`^HTTP/1\\.1 ${status} `));
+      assert.match(raw.slice(0, end), /\r\nx-route: no-body/i);
+      assert.doesNotMatch(raw.slice(0, end), /content-length|transfer-encoding/i);
+      assert.equal(raw.slice(end + 4), '', `a ${status} response carried a body`);
+    }
+  });
+
   test('HEAD gets the headers and no body', async () => {
     const raw = await rawExchange(s.url, 'HEAD /text HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n');
     const end = raw.indexOf('\r\n\r\n');
