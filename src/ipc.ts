@@ -43,7 +43,7 @@ export interface WorkerBoot {
   hooks: HookName[];
   sockets: SocketInfo[];
   privileges: Privileges | null;
-  /** The stdio slot of the watchdog pipe (see worker/watchdog-thread.ts), if liveness checks are on. */
+  /** The stdio slot of the watchdog pipe (see worker/watchdog-thread.cts), if liveness checks are on. */
   watchdogFd: number | null;
 }
 

@@ -111,7 +111,7 @@ interface Worker {
   /** From the last usage sample. */
   cpu: number;
   rss: number;
-  /** The watchdog pipe (see worker/watchdog-thread.ts). */
+  /** The watchdog pipe (see worker/watchdog-thread.cts). */
   watchdog: Socket | null;
   exitCode: number | null;
   signal: NodeJS.Signals | null;

@@ -55,7 +55,7 @@ function startWatchdog(): void {
   const warmAfterMs = (settings.timeout > 0 ? settings.timeout : 30) * 500;
   const bootWarmAfterMs = (settings.boot_timeout > 0 ? settings.boot_timeout : 30) * 500;
   const workerData = { fd: boot!.watchdogFd, pulse: pulse.buffer, pulseMs: PULSE_MS, warmAfterMs, bootWarmAfterMs };
-  new Thread(new URL('./watchdog-thread.js', import.meta.url), { workerData }).unref();
+  new Thread(new URL('./watchdog-thread.cjs', import.meta.url), { workerData }).unref();
   (globalThis as Record<symbol, unknown>)[Symbol.for('tsgun.abort')] = () => hooks.worker_abort?.(self);
 }
 
