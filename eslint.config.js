@@ -15,4 +15,6 @@ export default tseslint.config(
       '@typescript-eslint/no-this-alias': 'off',
     },
   },
+  // CommonJS TypeScript (the watchdog thread): `import x = require()` is how it imports.
+  { files: ['**/*.cts'], rules: { '@typescript-eslint/no-require-imports': ['error', { allowAsImport: true }] } },
 );
