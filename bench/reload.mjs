@@ -6,7 +6,7 @@
 // with the same wrk settings just before and just after (their mean, so that a machine
 // getting busier or quieter during the run does not favour either side).
 //
-//   node bench/reload.mjs [--runs 3] [--rows 1,2,3,4,5,6,7] [--duration 12] [--out FILE] [--no-write]
+//   node bench/reload.mjs [--runs 3] [--rows 1,2,3,4,5,6,7,8] [--duration 12] [--out FILE] [--no-write]
 //
 // Needs a built tsgun (`npx tsc -p tsconfig.build.json`; built here if dist/ is missing),
 // wrk (apt-get install wrk), PM2 (installed under bench/node_modules on first use) and,
@@ -23,7 +23,7 @@ import { BENCH, ROOT, ensureBenchDeps, ensureGunicorn, ensureTsgun, ensureWrk, f
 const { values: opts } = parseArgs({
   options: {
     runs: { type: 'string', default: '3' },
-    rows: { type: 'string', default: '1,2,3,4,5,6,7' },
+    rows: { type: 'string', default: '1,2,3,4,5,6,7,8' },
     duration: { type: 'string', default: '12' },
     warmup: { type: 'string', default: '3' },
     'max-requests': { type: 'string', default: 'auto' },
@@ -295,11 +295,16 @@ class Gunicorn extends LoggedMaster {
  * processes on this machine.
  */
 class BareManager extends LoggedMaster {
+  /** maxRequests: replace each worker after that many requests (plus up to a tenth more). */
+  constructor(name, maxRequests = 0) {
+    super(name);
+    this.args = [String(WORKERS), ...(maxRequests > 0 ? [String(maxRequests)] : [])];
+  }
   command() {
-    return `node bench/apps/bare-manager.mjs ${WORKERS}`;
+    return `node bench/apps/bare-manager.mjs ${this.args.join(' ')}`;
   }
   async start() {
-    this.launch(process.execPath, ['bench/apps/bare-manager.mjs', String(WORKERS)]);
+    this.launch(process.execPath, ['bench/apps/bare-manager.mjs', ...this.args]);
     this.port = Number((await this.waitLog('Listening at', (text) => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(text)))[1]);
     await this.waitLog(`${WORKERS} workers ready`, (text) => /Ready: /.test(text));
     await waitServing(this.name, this.port);
@@ -307,7 +312,8 @@ class BareManager extends LoggedMaster {
   }
   events(from) {
     const text = this.log.text(from);
-    return { booted: (text.match(/Booting worker with pid/g) ?? []).length, reloads: (text.match(/Reload complete/g) ?? []).length };
+    const count = (re) => (text.match(re) ?? []).length;
+    return { booted: count(/Booting worker with pid/g), reloads: count(/Reload complete/g), recycled: count(/Recycled worker/g) };
   }
 }
 
@@ -407,6 +413,17 @@ const ROWS = [
     short: ['workers started', (e) => `${e.booted}`],
   },
   { id: 7, server: 'floor: bare node:http workers', make: () => new BareManager('bare-manager'), ...HUP_X4, ...RELOADS_DONE },
+  {
+    id: 8,
+    server: 'floor: bare node:http workers',
+    action: 'max-requests N, jitter N/10 (as row 4)',
+    // Row 4 without tsgun: what recycling Node processes this often costs at all.
+    make: () => new BareManager('bare-manager-max-requests-baseline'),
+    makeMain: (steady) => new BareManager('bare-manager-max-requests', maxRequestsFor(steady)),
+    steps: () => [],
+    summary: (e, ev, server) => `${e.recycled} workers recycled (N = ${server.args[1]})`,
+    short: ['workers recycled (at N)', (e, ev, server) => `${e.recycled} (${server.args[1]})`],
+  },
 ];
 
 async function measureRow(row, runNo) {
@@ -608,7 +625,8 @@ function describeSteps(row) {
   const steps = row.steps(fake);
   if (steps.length === 0) {
     const n = opts['max-requests'] === 'auto' ? `N chosen from the steady state so that each worker is recycled about ${RECYCLES_WANTED} times` : `N = ${opts['max-requests']}`;
-    return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from a plain tsgun, measured just before and again just after (kept idle in between)`;
+    const plain = row.id === 8 ? 'the same bare manager without N' : 'a plain tsgun';
+    return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from ${plain}, measured just before and again just after (kept idle in between)`;
   }
   return steps.map(([t, label]) => `${label} at ${(t / 1000).toFixed(1)} s`).join(', ') + (row.id === 3 ? ' (or once the new master\'s workers are up, if later)' : '');
 }
