@@ -385,6 +385,7 @@ const ROWS = [
     action: '--max-requests N --max-requests-jitter N/10',
     // Steady state: plain tsgun (a max-requests server recycles all the time).
     make: () => new Tsgun('tsgun-max-requests-baseline'),
+    baseline: 'a plain tsgun',
     makeMain: (steady) => {
       const n = maxRequestsFor(steady);
       return new Tsgun('tsgun-max-requests', ['--max-requests', String(n), '--max-requests-jitter', String(Math.round(n / 10))]);
@@ -419,6 +420,7 @@ const ROWS = [
     action: 'max-requests N, jitter N/10 (as row 4)',
     // Row 4 without tsgun: what recycling Node processes this often costs at all.
     make: () => new BareManager('bare-manager-max-requests-baseline'),
+    baseline: 'the same bare manager without N',
     makeMain: (steady) => new BareManager('bare-manager-max-requests', maxRequestsFor(steady)),
     steps: () => [],
     summary: (e, ev, server) => `${e.recycled} workers recycled (N = ${server.args[1]})`,
@@ -429,7 +431,7 @@ const ROWS = [
 async function measureRow(row, runNo) {
   const tag = `run ${runNo} row ${row.id}`;
   let server = row.make();
-  /** Row 4: the plain server of the steady state, kept (idle) while the max-requests one runs. */
+  /** Rows with makeMain (4, 8): the plain server of the steady state, kept (idle) while the max-requests one runs. */
   let baseline = null;
   try {
     await server.start();
@@ -451,7 +453,7 @@ async function measureRow(row, runNo) {
     const note = row.summary(ev, loaded.events, server);
     const short = row.short[1](ev, loaded.events, server);
     const logPath = rel(server.log.path);
-    // The steady state again, after: on the same server, or (row 4) on the plain one that
+    // The steady state again, after: on the same server, or (rows 4, 8) on the plain one that
     // measured it before (a new plain server instead made the two steady states differ by up
     // to half, as new servers on this machine do, and the row's ratio with them).
     if (baseline) {
@@ -625,8 +627,7 @@ function describeSteps(row) {
   const steps = row.steps(fake);
   if (steps.length === 0) {
     const n = opts['max-requests'] === 'auto' ? `N chosen from the steady state so that each worker is recycled about ${RECYCLES_WANTED} times` : `N = ${opts['max-requests']}`;
-    const plain = row.id === 8 ? 'the same bare manager without N' : 'a plain tsgun';
-    return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from ${plain}, measured just before and again just after (kept idle in between)`;
+    return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from ${row.baseline}, measured just before and again just after (kept idle in between)`;
   }
   return steps.map(([t, label]) => `${label} at ${(t / 1000).toFixed(1)} s`).join(', ') + (row.id === 3 ? ' (or once the new master\'s workers are up, if later)' : '');
 }
