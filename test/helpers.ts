@@ -29,6 +29,8 @@ export class Tsgun {
   stderr = '';
   private readonly waiters: Array<() => void> = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Exited, with its output read. */
+  private finished = false;
 
   constructor(args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdio?: Array<'pipe' | 'ignore' | number> } = {}) {
     const stdio = opts.stdio ?? ['ignore', 'pipe', 'pipe'];
@@ -58,8 +60,11 @@ export class Tsgun {
       this.stdout += chunk;
       this.notify();
     });
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
-    void this.exited.then(() => this.notify());
+    this.exited = exitedWithOutput(this.proc);
+    void this.exited.then(() => {
+      this.finished = true;
+      this.notify();
+    });
     live.add(this);
   }
 
@@ -77,9 +82,7 @@ export class Tsgun {
     for (;;) {
       const v = check();
       if (v) return v;
-      if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
-        const again = check();
-        if (again) return again;
+      if (this.finished) {
         throw new Error(`tsgun exited (${this.proc.exitCode ?? this.proc.signalCode}) before ${what}\n--- stderr ---\n${this.stderr}`);
       }
       const left = deadline - Date.now();
@@ -142,6 +145,24 @@ export class Tsgun {
     for (const pid of childPidsSync(this.pid)) tryKill(pid, 'SIGKILL');
     tryKill(this.pid, 'SIGKILL');
   }
+}
+
+/**
+ * A child's exit status once its output has been read. 'exit' can come before the last of
+ * stdout and stderr is read; 'close' comes after that, but waits for every holder of the
+ * pipes, and workers that outlive their master hold them too: so 'close', or 2 s after 'exit'.
+ */
+export function exitedWithOutput(proc: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) =>
+    proc.once('exit', (code, signal) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve({ code, signal });
+      };
+      const timer = setTimeout(done, 2000);
+      proc.once('close', done);
+    }),
+  );
 }
 
 const live = new Set<Tsgun>();

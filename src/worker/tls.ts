@@ -49,11 +49,23 @@ export function tlsOptions(settings: TlsSettings): TlsOptions | null {
     if (settings.ciphers && /cipher/i.test(message)) {
       throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `ciphers ${JSON.stringify(settings.ciphers)} is not a cipher list OpenSSL accepts (${message}); check --ciphers`);
     }
-    const encrypted = settings.keyfile_password === null ? 'the keyfile is encrypted: give its password with --keyfile-password' : 'the keyfile password is wrong: check --keyfile-password';
-    // OpenSSL words a missing password as "bad decrypt" or as a DECODER failure; the PEM header says it plainly.
-    const isEncrypted = /passphrase|bad decrypt/i.test(message) || (settings.keyfile_password === null && /ENCRYPTED/.test(String(options.key)));
-    const hint = isEncrypted ? encrypted : /key values mismatch/i.test(message) ? 'the keyfile does not belong to the certfile' : 'check that both are PEM files';
+    const hint = keyfileProblem(options, settings.keyfile_password) ?? (/key values mismatch/i.test(message) ? 'the keyfile does not belong to the certfile' : 'check that both are PEM files');
     throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `cannot use certfile ${settings.certfile} with keyfile ${settings.keyfile}: ${message}; ${hint}`);
   }
   return options;
+}
+
+/**
+ * What is wrong with the keyfile on its own, or null if it reads as a private key. A wrong
+ * password does not always say so: about one time in 256 the decryption's padding check
+ * passes and OpenSSL reports only that it cannot decode the result.
+ */
+function keyfileProblem(options: TlsOptions, password: string | null): string | null {
+  try {
+    process.getBuiltinModule('node:crypto').createPrivateKey({ key: options.key as Buffer, format: 'pem', passphrase: password ?? undefined });
+    return null;
+  } catch (err) {
+    if (!/ENCRYPTED/.test(String(options.key)) && !/passphrase|bad decrypt/i.test((err as Error).message)) return 'check that the keyfile is a PEM private key';
+    return password === null ? 'the keyfile is encrypted: give its password with --keyfile-password' : 'the keyfile password is wrong: check --keyfile-password';
+  }
 }

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -176,7 +177,15 @@ export interface Pki {
   renewedKey: string;
   /** The server key encrypted with KEY_PASSWORD. */
   encryptedKey: string;
+  /**
+   * The server key encrypted with KEY_PASSWORD such that the password WRONG_PASSWORD passes
+   * the decryption's padding check (about one encryption in 256 does), so OpenSSL reports a
+   * decoding failure rather than "bad decrypt".
+   */
+  unluckyKey: string;
 }
+
+export const WRONG_PASSWORD = 'wrong';
 
 export const KEY_PASSWORD = 'correct horse';
 
@@ -202,6 +211,7 @@ export async function makePki(): Promise<Pki> {
   ]);
   await run('openssl', ['pkey', '-in', 'server.key', '-aes256', '-passout', `pass:${KEY_PASSWORD}`, '-out', 'server-encrypted.key'], { cwd: dir });
   const at = (f: string): string => path.join(dir, f);
+  writeFileSync(at('server-unlucky.key'), unluckyEncryption(readFileSync(at('server.key'))));
   return {
     dir,
     caFile: at('ca.pem'),
@@ -213,7 +223,21 @@ export async function makePki(): Promise<Pki> {
     renewedCert: at('renewed.pem'),
     renewedKey: at('renewed.key'),
     encryptedKey: at('server-encrypted.key'),
+    unluckyKey: at('server-unlucky.key'),
   };
+}
+
+function unluckyEncryption(pem: Buffer): string {
+  const key = createPrivateKey(pem);
+  for (let i = 0; i < 10_000; i++) {
+    const encrypted = key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: KEY_PASSWORD }) as string;
+    try {
+      createPrivateKey({ key: encrypted, format: 'pem', passphrase: WRONG_PASSWORD });
+    } catch (err) {
+      if (!/bad decrypt/.test((err as Error).message)) return encrypted;
+    }
+  }
+  throw new Error('no encryption of the server key let the wrong password through the padding check in 10,000 tries');
 }
 
 /** `--certfile/--keyfile` for the test server certificate. */

@@ -19,7 +19,7 @@ import { before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { alive, childPidsSync, runTsgun, scratchDir } from '../helpers.js';
 import { processesWithEnv, waitFor } from '../procs.js';
-import { body, fileLines, get, HTTP_FIXTURES, KEY_PASSWORD, makePki, run, serve, stopped, tlsArgs as tlsArgsFor, type Pki } from './http-layer.shared.js';
+import { body, fileLines, get, HTTP_FIXTURES, KEY_PASSWORD, makePki, run, serve, stopped, tlsArgs as tlsArgsFor, type Pki, WRONG_PASSWORD } from './http-layer.shared.js';
 
 let pki: Pki;
 
@@ -298,7 +298,9 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
       { args: ['--certfile', path.join(pki.dir, 'missing.pem'), '--keyfile', pki.serverKey], message: /missing\.pem/ },
       { args: ['--certfile', pki.serverCert, '--keyfile', path.join(pki.dir, 'client.key')], message: /key values mismatch.*does not belong to the certfile/i },
       { args: ['--certfile', pki.serverCert, '--keyfile', pki.encryptedKey], message: /encrypted.*--keyfile-password/ },
-      { args: ['--certfile', pki.serverCert, '--keyfile', pki.encryptedKey, '--keyfile-password', 'wrong'], message: /password is wrong/ },
+      { args: ['--certfile', pki.serverCert, '--keyfile', pki.encryptedKey, '--keyfile-password', WRONG_PASSWORD], message: /password is wrong/ },
+      { args: ['--certfile', pki.serverCert, '--keyfile', pki.unluckyKey, '--keyfile-password', WRONG_PASSWORD], message: /password is wrong/ },
+      { args: ['--certfile', pki.serverCert, '--keyfile', pki.serverCert], message: /keyfile is a PEM private key/ },
       { args: [...tlsArgs(), '--ciphers', 'NO-SUCH-CIPHER'], message: /NO-SUCH-CIPHER.*--ciphers/ },
       { args: [...tlsArgs(), '--ca-certs', path.join(pki.dir, 'no-ca.pem'), '--cert-reqs', 'required'], message: /no-ca\.pem/ },
       { args: [...tlsArgs(), '--cert-reqs', 'required'], message: /--ca-certs/ },

@@ -15,7 +15,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, BIN, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, type LogLine } from '../helpers.js';
+import { alive, BIN, childPidsSync, exitedWithOutput, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, type LogLine } from '../helpers.js';
 import { waitFor } from '../procs.js';
 
 const DIR = path.join(FIXTURES, 'systemd');
@@ -143,6 +143,8 @@ class Launched {
   readonly lines: LogLine[] = [];
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Exited, with its output read. */
+  private finished = false;
   private readonly waiters: Array<() => void> = [];
 
   constructor(file: string, args: readonly string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }) {
@@ -168,8 +170,9 @@ class Launched {
       }
       for (const w of this.waiters.splice(0)) w();
     });
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
+    this.exited = exitedWithOutput(this.proc);
     void this.exited.then(() => {
+      this.finished = true;
       for (const w of this.waiters.splice(0)) w();
     });
   }
@@ -187,7 +190,7 @@ class Launched {
     for (;;) {
       const found = this.lines.slice(after).find((l) => re.test(l.msg ?? l.raw));
       if (found) return found;
-      if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`${this.proc.spawnfile} exited before a line matching ${re}\n--- stderr ---\n${this.stderr}`);
+      if (this.finished) throw new Error(`${this.proc.spawnfile} exited before a line matching ${re}\n--- stderr ---\n${this.stderr}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out waiting for a line matching ${re}\n--- stderr ---\n${this.stderr}`);
       await new Promise<void>((resolve) => {
