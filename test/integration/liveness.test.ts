@@ -416,10 +416,11 @@ describe('liveness', { concurrency: 2 }, () => {
   // Where the boot was stuck: a boot waiting on a timer has no stack, and the master is told
   // so within a pulse of the watchdog thread (250 ms). A busy loop has one: the thread, asked
   // while the loop has been silent for less than its blocked threshold (1 s), waits for the
-  // silence to end or become a block. The busy app gets 4 s, so that even a loaded machine has
-  // reached its loop by then (rather than still loading the module).
+  // silence to end or become a block. Both apps get 4 s, so that even a loaded machine has
+  // reached the timer or the loop by then (rather than still loading the module: at 2 s, a
+  // suite run 6 files at a time once saw a stack in tsx's compiler).
   for (const [what, module, seconds, where] of [
-    ['awaits a 10 s timer', 'slow-boot-timer', 2, /; no stack available$/],
+    ['awaits a 10 s timer', 'slow-boot-timer', 4, /; no stack available$/],
     ['busy-waits 10 s', 'slow-boot-busy', 4, /; blocked at:\n {4}at .*\/slow-boot-busy\.ts:\d+:\d+\)/],
   ] as const) {
     test(`an app that ${what} at import stops a first start after --boot-timeout ${seconds} with exit 3, leaving nothing running; the log says where it was stuck`, async () => {
