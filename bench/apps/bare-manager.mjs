@@ -70,13 +70,17 @@ if (process.env.BARE_MANAGER_WORKER) {
   let workers = [];
   let replacing = Promise.resolve();
   let stopping = false;
+  /** A new worker in old's place, listening before old starts to drain. */
+  const replace = async (old) => {
+    const fresh = await start();
+    workers = workers.map((w) => (w === old ? fresh : w));
+    void retire(old);
+  };
   /** max-requests: this worker has served its quota; replace it as a HUP would, alone. */
   const recycle = (old) => {
     replacing = replacing.then(async () => {
       if (stopping || !workers.includes(old)) return;
-      const fresh = await start();
-      workers = workers.map((w) => (w === old ? fresh : w));
-      void retire(old);
+      await replace(old);
       process.stdout.write(`Recycled worker ${old.pid}\n`);
     });
   };
@@ -85,14 +89,11 @@ if (process.env.BARE_MANAGER_WORKER) {
 
   process.on('SIGHUP', () => {
     replacing = replacing.then(async () => {
-      const fresh = [];
-      for (const old of workers) {
+      // As tsgun: the next new worker starts while this old one drains.
+      for (const old of [...workers]) {
         if (stopping) return;
-        fresh.push(await start());
-        // As tsgun: the next new worker starts while this old one drains.
-        void retire(old);
+        await replace(old);
       }
-      workers = fresh;
       process.stdout.write('Reload complete\n');
     });
   });
