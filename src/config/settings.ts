@@ -447,6 +447,14 @@ export const SETTINGS = {
     cli: ['--request-timeout'],
     short: 'Seconds a client has to send a whole request, body included. 0: no limit.',
   }),
+  idle_connection_timeout: setting({
+    section: 'HTTP',
+    type: seconds(0),
+    default: 10,
+    cli: ['--idle-connection-timeout'],
+    short: 'Seconds a new connection has to send its first byte; silent ones are closed. 0: no limit.',
+    doc: 'Keeps connections that never send anything from holding a worker\'s `worker_connections` slots. At the limit, a worker also closes its idle keep-alive and silent connections, oldest first, to make room for a new one before it refuses it.',
+  }),
   worker_connections: setting({
     section: 'HTTP',
     type: int(0),
@@ -508,6 +516,21 @@ export const SETTINGS = {
     cli: ['--proxy-protocol'],
     short: 'Accept a PROXY protocol header (HAProxy, AWS NLB) from proxy_allow_ips: v1, v2, or auto (either, or none).',
     doc: 'With v1 or v2 the header is required from allowed peers; a PROXY header from any other peer is rejected and the connection closed.',
+  }),
+  proxy_protocol_timeout: setting({
+    section: 'Security',
+    type: seconds(0),
+    default: 5,
+    cli: ['--proxy-protocol-timeout'],
+    short: 'Seconds a connection has to send its whole PROXY protocol header; slower ones are closed. 0: no limit.',
+  }),
+  forwarded_headers: setting({
+    section: 'Security',
+    type: choice(['x-forwarded', 'forwarded'] as const),
+    default: 'x-forwarded',
+    cli: ['--forwarded-headers'],
+    short: 'Which headers a trusted proxy forwards the client in: `x-forwarded` (X-Forwarded-For/-Proto) or `forwarded` (RFC 7239). The other family is ignored.',
+    doc: 'Honouring both would let a client send the family its proxy does not overwrite (nginx appends to X-Forwarded-For and passes `Forwarded` through untouched), so tsgun reads one. Addresses are walked from the right, skipping peers in `forwarded_allow_ips`: the first untrusted one is the client, as Express (`proxy-addr`) and Uvicorn do. The raw headers reach the app unchanged.',
   }),
   proxy_allow_ips: setting({
     section: 'Security',
