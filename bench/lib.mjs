@@ -269,6 +269,15 @@ export async function ensureGunicorn() {
   return found ?? { bin: null, why: 'gunicorn with the uvicorn worker is not available (apt-get install -y gunicorn python3-uvicorn failed or was not possible)' };
 }
 
+/** Uvicorn's WebSocket support (the `websockets` library) for gunicorn's interpreter: its version, or null. */
+export async function ensureUvicornWebsockets(gunicorn) {
+  const [python, ...pre] = gunicorn.python.split(' ');
+  const probe = () => spawnSync(python, [...pre, '-c', 'import websockets; print(websockets.__version__)'], { encoding: 'utf8' });
+  let r = probe();
+  if (r.status !== 0 && (await aptInstall(['python3-websockets']))) r = probe();
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
 // ---- wrk ----------------------------------------------------------------------------------
 
 const WRK_SUMMARY = path.join(BENCH, 'wrk-summary.lua');

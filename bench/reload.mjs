@@ -6,7 +6,11 @@
 // with the same wrk settings just before and just after (their mean, so that a machine
 // getting busier or quieter during the run does not favour either side).
 //
-//   node bench/reload.mjs [--runs 3] [--rows 1,2,3,4,5,6,7,8] [--duration 12] [--out FILE] [--no-write]
+//   node bench/reload.mjs [--runs 3] [--rows 1,2,3,4,5,6,7,8,9,10] [--duration 12] [--out FILE] [--no-write]
+//
+// Rows 9 and 10 are WebSocket rows: WS_CLIENTS clients each send a message every 10 ms and
+// check its echo (bench/ws-load.mjs) while the server is sent HUP x4; they count the
+// messages sent, echoed and lost, the reconnects and the close codes the clients saw.
 //
 // Needs a built tsgun (`npx tsc -p tsconfig.build.json`; built here if dist/ is missing),
 // wrk (apt-get install wrk), PM2 (installed under bench/node_modules on first use) and,
@@ -18,12 +22,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BENCH, ROOT, ensureBenchDeps, ensureGunicorn, ensureTsgun, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pct, rel, run, runMain, setup, signal, sleep, terminate, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
+import { wsLoad } from './ws-load.mjs';
+import { BENCH, ROOT, ensureBenchDeps, ensureGunicorn, ensureTsgun, ensureUvicornWebsockets, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pct, rel, run, runMain, setup, signal, sleep, terminate, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
 
 const { values: opts } = parseArgs({
   options: {
     runs: { type: 'string', default: '3' },
-    rows: { type: 'string', default: '1,2,3,4,5,6,7,8' },
+    rows: { type: 'string', default: '1,2,3,4,5,6,7,8,9,10' },
+    'ws-clients': { type: 'string', default: '50' },
     duration: { type: 'string', default: '12' },
     warmup: { type: 'string', default: '3' },
     'max-requests': { type: 'string', default: 'auto' },
@@ -47,6 +53,9 @@ if (!(RUNS >= 1) || !(DURATION >= 4) || !(WARMUP >= 0)) {
 // Every phase's load (wrk -t1, bench/wrk-summary.lua): 32 keep-alive connections on GET /.
 const LOAD = { conns: 32, path: '/' };
 const WORKERS = 2;
+// The WebSocket rows' load: this many clients, each sending a message every WS_INTERVAL_MS.
+const WS_CLIENTS = Number(opts['ws-clients']);
+const WS_INTERVAL_MS = 10;
 // Row 4's --max-requests N (jitter N/10): low enough that every worker is recycled about
 // RECYCLES_WANTED times in the phase, judged from the steady state just measured (so the
 // row means the same on a fast and a slow machine): 4 per worker, 8 in all, as many
@@ -169,10 +178,10 @@ class LoggedMaster {
 
 /** One tsgun master (plus, after USR2, its successor), started from bin/tsgun. */
 class Tsgun extends LoggedMaster {
-  constructor(name, extraArgs = []) {
+  constructor(name, extraArgs = [], app = 'bench/apps/json.mjs:default') {
     super(name);
     this.pidfile = path.join(TMP, `${this.name}.pid`);
-    this.args = ['-w', String(WORKERS), '-b', '127.0.0.1:0', '-p', this.pidfile, ...extraArgs, 'bench/apps/json.mjs:default'];
+    this.args = ['-w', String(WORKERS), '-b', '127.0.0.1:0', '-p', this.pidfile, ...extraArgs, app];
     this.pids = new Set();
   }
   command() {
@@ -270,8 +279,13 @@ class Pm2 {
 
 /** Gunicorn with the uvicorn worker, from Debian's packages. */
 class Gunicorn extends LoggedMaster {
+  constructor(name, extraArgs = [], app = 'json_app:app') {
+    super(name);
+    this.extraArgs = extraArgs;
+    this.app = app;
+  }
   args() {
-    return ['-k', 'uvicorn.workers.UvicornWorker', '-w', String(WORKERS), '-b', `127.0.0.1:${this.port}`, '--chdir', 'bench/apps', 'json_app:app'];
+    return ['-k', 'uvicorn.workers.UvicornWorker', '-w', String(WORKERS), '-b', `127.0.0.1:${this.port}`, '--chdir', 'bench/apps', ...this.extraArgs, this.app];
   }
   command() {
     return `gunicorn ${this.args().join(' ').replace(String(this.port), '$PORT')}`;
@@ -426,9 +440,49 @@ const ROWS = [
     summary: (e, ev, server) => `${e.recycled} workers recycled (N = ${server.args[1]})`,
     short: ['workers recycled (at N)', (e, ev, server) => `${e.recycled} (${server.args[1]})`],
   },
+  {
+    id: 9,
+    server: 'tsgun',
+    kind: 'ws',
+    // graceful_timeout 2: the clients never close by themselves, so each drain ends at its deadline.
+    make: () => new Tsgun('tsgun-ws-hup', ['--graceful-timeout', '2'], 'bench/apps/ws-echo.mjs:create()'),
+    ...HUP_X4,
+    ...RELOADS_DONE,
+  },
+  {
+    id: 10,
+    server: 'Gunicorn + Uvicorn',
+    kind: 'ws',
+    needs: 'gunicorn',
+    make: () => new Gunicorn('gunicorn-ws', ['--graceful-timeout', '2'], 'ws_app:app'),
+    ...HUP_X4,
+    summary: (e) => `${e.booted} workers started, ${e.exited} exited`,
+    short: ['workers started', (e) => `${e.booted}`],
+  },
 ];
 
+/** A WebSocket row: WS_CLIENTS echo clients through the row's steps; no wrk. */
+async function measureWsRow(row, runNo) {
+  const tag = `run ${runNo} row ${row.id}`;
+  const server = row.make();
+  try {
+    await server.start();
+    log(`${tag}: ${row.server} — ${WS_CLIENTS} WebSocket clients, one message each per ${WS_INTERVAL_MS} ms, ${row.action ?? HUP_X4.action}, ${DURATION} s`);
+    const from = server.mark();
+    const ws = await wsLoad(server.port, { clients: WS_CLIENTS, intervalMs: WS_INTERVAL_MS, seconds: DURATION, during: schedule(row.steps(server)) });
+    const ev = server.events(from);
+    const note = row.summary(ev, ws.events, server);
+    const result = { row: row.id, run: runNo, kind: 'ws', ws, events: ev, note, short: row.short[1](ev, ws.events, server), commands: [server.command()], log: rel(server.log.path) };
+    const codes = Object.entries(ws.closeCodes).map(([c, n]) => `${c} x${n}`).join(', ') || 'none';
+    log(`${tag}: ${fmtInt(ws.sent)} sent, ${fmtInt(ws.echoed)} echoed, ${ws.lost} lost, ${ws.reconnects} reconnects, ${ws.failedConnects} failed connects, close codes ${codes}; ${note}`);
+    return result;
+  } finally {
+    await server.stop();
+  }
+}
+
 async function measureRow(row, runNo) {
+  if (row.kind === 'ws') return measureWsRow(row, runNo);
   const tag = `run ${runNo} row ${row.id}`;
   let server = row.make();
   /** Rows with makeMain (4, 8): the plain server of the steady state, kept (idle) while the max-requests one runs. */
@@ -478,6 +532,29 @@ async function measureRow(row, runNo) {
 
 const failBreakdown = (w) => `connect ${w.connect}, read ${w.read}, write ${w.write}, timeout ${w.timeout}, non-2xx/3xx ${w.status}`;
 
+function wsTable(results, rows) {
+  const out = [];
+  out.push(`| # | server | action | messages sent | echoed | lost | lost per run | reconnects | failed connects | close codes seen (all runs) | what happened, per run |`);
+  out.push(`|---|---|---|---:|---:|---:|---|---:|---:|---|---|`);
+  for (const row of rows) {
+    const rs = results.filter((r) => r.row === row.id);
+    if (row.skipped) {
+      out.push(`| ${row.id} | ${row.server} | ${row.action} | — | — | — | — | — | — | — | skipped: ${row.skipped} |`);
+      continue;
+    }
+    const ok = rs.filter((r) => !r.error);
+    if (ok.length === 0) continue;
+    const m = (f) => fmtInt(median(ok.map((r) => f(r.ws))));
+    const codes = {};
+    for (const r of ok) for (const [c, n] of Object.entries(r.ws.closeCodes)) codes[c] = (codes[c] ?? 0) + n;
+    const happened = `${row.short[0]}: ${rs.map((r) => (r.error ? 'error' : r.short)).join(' / ')}`;
+    out.push(
+      `| ${row.id} | ${row.server} | ${row.action} | ${m((w) => w.sent)} | ${m((w) => w.echoed)} | ${m((w) => w.lost)} | ${rs.map((r) => (r.error ? 'error' : String(r.ws.lost))).join(' / ')} | ${m((w) => w.reconnects)} | ${m((w) => w.failedConnects)} | ${Object.entries(codes).map(([c, n]) => `${c} x${n}`).join(', ') || 'none'} | ${happened.replace(/\|/g, '\\|')} |`,
+    );
+  }
+  return out.join('\n');
+}
+
 function table(results, rows) {
   const out = [];
   out.push(`| # | server | action | requests | failed | failed per run | req/s | steady req/s | ratio | what happened, per run |`);
@@ -488,7 +565,7 @@ function table(results, rows) {
       out.push(`| ${row.id} | ${row.server} | ${row.action} | — | — | — | — | — | — | skipped: ${row.skipped} |`);
       continue;
     }
-    if (rs.length === 0) continue;
+    if (rs.length === 0 || row.kind === 'ws') continue;
     const failedPerRun = rs.map((r) => (r.error ? 'error' : String(r.loaded.failed))).join(' / ');
     const ok = rs.filter((r) => !r.error);
     if (ok.length === 0) {
@@ -508,6 +585,7 @@ function details(results) {
   out.push(`| run | # | phase | load | requests | req/s | connect | read | write | timeout | non-2xx/3xx | p50 ms | p99 ms | max ms | what happened |`);
   out.push(`|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`);
   for (const r of results) {
+    if (r.kind === 'ws') continue;
     if (r.error) {
       out.push(`| ${r.run} | ${r.row} | error | | | | | | | | | | | | ${r.error.replace(/\|/g, '\\|').split('\n')[0]} |`);
       continue;
@@ -539,9 +617,12 @@ async function main() {
   }
   if (rows.some((r) => r.needs === 'gunicorn')) {
     tools.gunicorn = await ensureGunicorn();
-    if (!tools.gunicorn.bin) {
-      rows.find((r) => r.needs === 'gunicorn').skipped = tools.gunicorn.why;
-      log(`skipping the Gunicorn row: ${tools.gunicorn.why}`);
+    for (const row of rows.filter((r) => r.needs === 'gunicorn')) {
+      if (!tools.gunicorn.bin) row.skipped = tools.gunicorn.why;
+      else if (row.kind === 'ws' && !(tools.gunicorn.websockets ??= await ensureUvicornWebsockets(tools.gunicorn))) {
+        row.skipped = 'uvicorn has no WebSocket library (apt-get install -y python3-websockets failed or was not possible)';
+      }
+      if (row.skipped) log(`skipping row ${row.id}: ${row.skipped}`);
     }
   }
     const tsgunVersion = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
@@ -566,7 +647,8 @@ async function main() {
     }
   }
 
-  const summary = table(results, rows);
+  const wsRows = rows.filter((r) => r.kind === 'ws');
+  const summary = (rows.some((r) => r.kind !== 'ws') ? table(results, rows) : '') + (wsRows.some((r) => results.some((x) => x.row === r.id) || r.skipped) ? `\n\nWebSocket rows: ${WS_CLIENTS} clients, each sending a numbered message every ${WS_INTERVAL_MS} ms and checking its echo (bench/ws-load.mjs); a client whose connection closes counts its unanswered messages as lost and reconnects at once.\n\n${wsTable(results, rows)}` : '');
   const revAfter = gitRev();
   const distAfter = distStamp();
   const perRow = rows.map((row) => {
@@ -581,12 +663,12 @@ async function main() {
     `tsgun ${tsgunVersion} (git ${revBefore}${revAfter !== revBefore ? `, ${revAfter} at the end` : ''}; dist/ built ${distBefore}${distAfter !== distBefore ? `, REBUILT during the run at ${distAfter}` : ''})`,
     wrkVersion(),
     tools.pm2?.version ? `pm2 ${tools.pm2.version}` : null,
-    tools.gunicorn?.bin ? `gunicorn ${tools.gunicorn.gunicornVersion}, uvicorn ${tools.gunicorn.uvicornVersion} (${tools.gunicorn.python})` : null,
+    tools.gunicorn?.bin ? `gunicorn ${tools.gunicorn.gunicornVersion}, uvicorn ${tools.gunicorn.uvicornVersion} (${tools.gunicorn.python})${tools.gunicorn.websockets ? `, websockets ${tools.gunicorn.websockets}` : ''}` : null,
   ].filter(Boolean);
 
   const md = `# Reload benchmark
 
-Generated by \`node bench/reload.mjs --runs ${RUNS}${opts.rows !== '1,2,3,4,5,6' ? ` --rows ${opts.rows}` : ''}${DURATION !== 12 ? ` --duration ${DURATION}` : ''}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC.
+Generated by \`node bench/reload.mjs --runs ${RUNS}${opts.rows !== '1,2,3,4,5,6,7,8,9,10' ? ` --rows ${opts.rows}` : ''}${DURATION !== 12 ? ` --duration ${DURATION}` : ''}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC.
 
 - Machine: ${machine}; load average before the run: ${loadBefore}
 - Versions: ${versions.join('; ')}
