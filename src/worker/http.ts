@@ -409,7 +409,7 @@ export class HttpWorker implements TsgunWorker {
     if (!this.forwardedFrom.has(peer)) return;
     const h = req.headers;
     if (h['x-forwarded-for'] === undefined && h['x-forwarded-proto'] === undefined && h.forwarded === undefined) return;
-    const fwd = forwarded(h);
+    const fwd = forwarded(h, this.s.forwarded_headers, this.forwardedFrom);
     if (fwd.client) marked[kClient] = fwd.client;
     if (fwd.proto) marked[kScheme] = fwd.proto === 'https' ? 'https' : 'http';
   }
@@ -421,7 +421,7 @@ export class HttpWorker implements TsgunWorker {
       s[kPresented] = false;
       return;
     }
-    const fwd = forwarded(req.headers);
+    const fwd = forwarded(req.headers, this.s.forwarded_headers, this.forwardedFrom);
     presentClient(s, fwd.client ?? s[kPeer], fwd.proto ? fwd.proto === 'https' : s[kTls]);
     s[kPresented] = true;
   }
