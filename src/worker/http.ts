@@ -414,15 +414,19 @@ export class HttpWorker implements TsgunWorker {
     if (fwd.proto) marked[kScheme] = fwd.proto === 'https' ? 'https' : 'http';
   }
 
-  /** From a trusted proxy, show the app the client and scheme it forwarded (per request: proxies reuse connections). */
+  /**
+   * From a trusted proxy, show the app the client and scheme it forwarded. Per request:
+   * proxies reuse a connection for many clients, so a request that forwards no client
+   * shows the peer again (`null` for a unix socket peer), never the previous request's.
+   */
   private applyForwarded(req: IncomingMessage, s: TrackedSocket, present: boolean): void {
     if (!present) {
-      if (s[kPresented]) presentClient(s, s[kPeer], s[kTls]);
+      if (s[kPresented]) presentClient(s, s[kPeer] ?? null, s[kTls]);
       s[kPresented] = false;
       return;
     }
     const fwd = forwarded(req.headers, this.s.forwarded_headers, this.forwardedFrom);
-    presentClient(s, fwd.client ?? s[kPeer], fwd.proto ? fwd.proto === 'https' : s[kTls]);
+    presentClient(s, fwd.client ?? s[kPeer] ?? null, fwd.proto ? fwd.proto === 'https' : s[kTls]);
     s[kPresented] = true;
   }
 

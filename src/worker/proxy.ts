@@ -184,11 +184,15 @@ export function schemeOf(req: { socket?: { encrypted?: boolean } | null }): 'htt
   return (req as Marked)[kScheme] ?? (req.socket?.encrypted ? 'https' : 'http');
 }
 
-/** Make a Node socket report the proxied client: `req.socket.remoteAddress`, `encrypted`. */
-export function presentClient(socket: Socket, client: string | undefined, https: boolean | undefined): void {
+/**
+ * Make a Node socket report the proxied client: `req.socket.remoteAddress`, `encrypted`.
+ * `undefined` leaves the address as it is; `null` reports none, as a unix socket peer does.
+ */
+export function presentClient(socket: Socket, client: string | null | undefined, https: boolean | undefined): void {
   if (client !== undefined) {
-    Object.defineProperty(socket, 'remoteAddress', { value: client, configurable: true });
-    Object.defineProperty(socket, 'remoteFamily', { value: isIP(client) === 6 ? 'IPv6' : 'IPv4', configurable: true });
+    const family = client === null ? undefined : isIP(client) === 6 ? 'IPv6' : 'IPv4';
+    Object.defineProperty(socket, 'remoteAddress', { value: client ?? undefined, configurable: true });
+    Object.defineProperty(socket, 'remoteFamily', { value: family, configurable: true });
   }
   if (https !== undefined) Object.defineProperty(socket, 'encrypted', { value: https || undefined, configurable: true });
 }

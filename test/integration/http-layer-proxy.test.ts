@@ -16,8 +16,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import tls from 'node:tls';
-import { scratchDir } from '../helpers.js';
-import { body, fileLines, get, GET_CLOSE, makePki, rawBody, rawExchange, serve, stopped, tlsArgs as tlsArgsFor, type Pki } from './http-layer.shared.js';
+import { scratchDir, Tsgun } from '../helpers.js';
+import { body, fileLines, get, GET_CLOSE, HTTP_FIXTURES, makePki, rawBody, rawExchange, serve, stopped, tlsArgs as tlsArgsFor, type Pki } from './http-layer.shared.js';
 
 let pki: Pki;
 
@@ -188,6 +188,40 @@ describe('HTTP layer: forwarded headers and the PROXY protocol', { concurrency: 
     } finally {
       fetchApp.t.kill();
       nodeApp.t.kill();
+    }
+  });
+
+  test('over a unix socket kept alive, a request that forwards no client address shows none, not the previous request\'s client', async () => {
+    const dir = scratchDir();
+    const [sock, log] = [path.join(dir, 'tsgun.sock'), path.join(dir, 'access.log')];
+    const t = new Tsgun(['-b', `unix:${sock}`, '--forwarded-allow-ips', 'unix', '--access-logfile', log, '--access-logformat', '%(h)s %(U)s', 'node-app'], { cwd: HTTP_FIXTURES });
+    try {
+      await t.ready(1);
+      // One connection for every request, as nginx reuses its upstream connections for many clients.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const remoteOf = async (urlPath: string, headers: Record<string, string> = {}): Promise<unknown> =>
+        new Promise((resolve, reject) => {
+          http
+            .get({ socketPath: sock, path: urlPath, agent, headers }, (res) => {
+              let data = '';
+              res.setEncoding('utf8').on('data', (c: string) => (data += c));
+              res.on('end', () => resolve((JSON.parse(data) as { remote: unknown }).remote));
+            })
+            .on('error', reject);
+        });
+      try {
+        assert.equal(await remoteOf('/first', { 'x-forwarded-for': '203.0.113.9' }), '203.0.113.9');
+        assert.equal(await remoteOf('/none'), null, 'no forwarding header: the unix socket peer, which has no address');
+        assert.equal(await remoteOf('/second', { 'x-forwarded-for': '198.51.100.4' }), '198.51.100.4');
+        // nginx listening on a unix socket itself forwards `unix:` as the client.
+        assert.equal(await remoteOf('/unknown', { 'x-forwarded-for': 'unix:' }), null, 'a forwarded client that is not an address');
+      } finally {
+        agent.destroy();
+      }
+      assert.deepEqual(await fileLines(log, 4), ['203.0.113.9 /first', '- /none', '198.51.100.4 /second', '- /unknown']);
+      await stopped(t);
+    } finally {
+      t.kill();
     }
   });
 
