@@ -9,6 +9,7 @@ export class PeerList {
   private readonly any: boolean;
   private readonly unix: boolean;
   private readonly list = new BlockList();
+  private readonly seen = new Map<string, boolean>();
 
   constructor(entries: readonly string[]) {
     const items = entries.flatMap((e) => e.split(',')).map((e) => e.trim()).filter(Boolean);
@@ -36,9 +37,19 @@ export class PeerList {
   has(address: string | undefined): boolean {
     if (this.any) return true;
     if (!address) return this.unix;
-    return this.list.check(address, familyOf(address));
+    let trusted = this.seen.get(address);
+    if (trusted === undefined) {
+      // BlockList.check builds a native SocketAddress per call (microseconds); forwarded
+      // headers ask about the same few proxies and clients on every request.
+      if (this.seen.size >= SEEN_MAX) this.seen.clear();
+      trusted = this.list.check(address, familyOf(address));
+      this.seen.set(address, trusted);
+    }
+    return trusted;
   }
 }
+
+const SEEN_MAX = 4096;
 
 const familyOf = (address: string): 'ipv4' | 'ipv6' => (address.includes(':') ? 'ipv6' : 'ipv4');
 
@@ -57,9 +68,9 @@ export interface ForwardedInfo {
   proto?: 'http' | 'https';
 }
 
-/** One hop a proxy recorded: the address it saw the request come from (if it is one), and the scheme. */
+/** One hop a proxy recorded: the node it saw the request come from (an address, if it is one), and the scheme. */
 interface Hop {
-  address: string | undefined;
+  node: string | undefined;
   proto: string | undefined;
 }
 
@@ -78,14 +89,18 @@ export function forwarded(headers: NodeJS.Dict<string | string[]>, family: strin
   const hops = family === 'forwarded' ? forwardedHops(joined(headers.forwarded)) : xForwardedHops(headers);
   if (hops.length === 0) return {};
   let i = hops.length - 1;
-  while (i > 0 && hops[i]!.address !== undefined && trusted.has(hops[i]!.address)) i--;
-  const { address, proto } = hops[i]!;
+  let address = hostAddress(hops[i]!.node);
+  while (i > 0 && address !== undefined && trusted.has(address)) address = hostAddress(hops[--i]!.node);
+  const { proto } = hops[i]!;
   const out: ForwardedInfo = {};
   if (address !== undefined) out.client = address;
-  const scheme = proto?.toLowerCase();
-  if (scheme === 'http' || scheme === 'https') out.proto = scheme;
+  const scheme = proto === undefined ? undefined : SCHEMES.get(proto.toLowerCase());
+  if (scheme !== undefined) out.proto = scheme;
   return out;
 }
+
+/** Schemes a proxy may forward; some write the WebSocket scheme for an upgrade. */
+const SCHEMES = new Map<string, 'http' | 'https'>([['http', 'http'], ['https', 'https'], ['ws', 'http'], ['wss', 'https']]);
 
 /** A header's lines joined in order (Node joins repeated lines with `, ` itself; HTTP/2 may give an array). */
 const joined = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value.join(',') : value);
@@ -102,8 +117,8 @@ function xForwardedHops(headers: NodeJS.Dict<string | string[]>): Hop[] {
   const fors = entries(joined(headers['x-forwarded-for']));
   const protos = entries(joined(headers['x-forwarded-proto']));
   const protoAt = (i: number): string | undefined => (protos.length === 1 ? protos[0] : protos[protos.length - fors.length + i]);
-  if (fors.length === 0) return protos.length === 1 ? [{ address: undefined, proto: protos[0] }] : [];
-  return fors.map((entry, i) => ({ address: hostAddress(entry), proto: protoAt(i) }));
+  if (fors.length === 0) return protos.length === 1 ? [{ node: undefined, proto: protos[0] }] : [];
+  return fors.map((node, i) => ({ node, proto: protoAt(i) }));
 }
 
 /**
@@ -111,8 +126,8 @@ function xForwardedHops(headers: NodeJS.Dict<string | string[]>): Hop[] {
  * `[2001:db8::17]`, `[2001:db8::17]:4711` (RFC 7239 section 6; an obfuscated port such as
  * `:_p1` is allowed). `unknown`, `_hidden` and anything malformed are not addresses.
  */
-export function hostAddress(entry: string): string | undefined {
-  if (isIP(entry)) return entry;
+export function hostAddress(entry: string | undefined): string | undefined {
+  if (entry === undefined || isIP(entry)) return entry;
   const m = /^(?:\[([^\]]+)\]|([^:]+))(?::\d{1,5}|:_[\w.-]+)?$/.exec(entry);
   if (m?.[1] !== undefined) return isIP(m[1]) === 6 ? m[1] : undefined;
   return m?.[2] !== undefined && isIP(m[2]) === 4 ? m[2] : undefined;
@@ -126,7 +141,7 @@ export function hostAddress(entry: string): string | undefined {
  */
 function forwardedHops(value: string | undefined): Hop[] {
   if (value === undefined) return [];
-  const malformed: Hop = { address: undefined, proto: undefined };
+  const malformed: Hop = { node: undefined, proto: undefined };
   return splitFromRight(value, ',')
     .filter((element) => element === null || element.trim() !== '')
     .map((element) => {
@@ -137,8 +152,7 @@ function forwardedHops(value: string | undefined): Hop[] {
         if (!m || pairs.has(m[1]!.toLowerCase())) return malformed;
         pairs.set(m[1]!.toLowerCase(), m[2] ?? m[3]!.replace(/\\(.)/g, '$1'));
       }
-      const node = pairs.get('for');
-      return { address: node === undefined ? undefined : hostAddress(node), proto: pairs.get('proto') };
+      return { node: pairs.get('for'), proto: pairs.get('proto') };
     });
 }
 

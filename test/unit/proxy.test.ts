@@ -70,7 +70,9 @@ describe('forwarded(): the client and scheme behind trusted proxies', () => {
     assert.deepEqual(xff('6.6.6.6, 203.0.113.9, 10.0.0.2', 'https, http'), { client: '203.0.113.9', proto: 'https' }, 'counted from the right');
     assert.deepEqual(xff('203.0.113.9, 10.0.0.2, 10.0.0.3', 'https, http'), { client: '203.0.113.9' }, 'no entry at the client\'s place');
     assert.deepEqual(forwarded({ 'x-forwarded-proto': 'https' }, 'x-forwarded', trusted), { proto: 'https' }, 'X-Forwarded-Proto alone');
-    assert.deepEqual(xff('203.0.113.9', 'ftp'), { client: '203.0.113.9' }, 'a scheme other than http and https is ignored');
+    assert.deepEqual(xff('203.0.113.9', 'wss'), { client: '203.0.113.9', proto: 'https' }, 'the WebSocket schemes count as their HTTP ones');
+    assert.deepEqual(xff('203.0.113.9', 'ws'), { client: '203.0.113.9', proto: 'http' });
+    for (const other of ['ftp', '__proto__', 'constructor', '']) assert.deepEqual(xff('203.0.113.9', other), { client: '203.0.113.9' }, other);
   });
 
   it('Forwarded (RFC 7239): the same walk over for= nodes, with proto= of the chosen element', () => {
