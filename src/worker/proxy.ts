@@ -145,8 +145,9 @@ function forwardedHops(value: string | undefined): Hop[] {
   return splitFromRight(value, ',')
     .filter((element) => element === null || element.trim() !== '')
     .map((element) => {
+      if (element === null) return malformed;
       const pairs = new Map<string, string>();
-      for (const pair of element === null ? [null] : splitFromRight(element, ';')) {
+      for (const pair of splitFromRight(element, ';')) {
         if (pair?.trim() === '') continue;
         const m = pair === null ? null : PAIR.exec(pair);
         if (!m || pairs.has(m[1]!.toLowerCase())) return malformed;
