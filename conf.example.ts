@@ -96,8 +96,10 @@ export default defineConfig({
   limit_concurrency: 0,
 
   // ---- Security ------------------------------------------------------------------------
-  // Peers trusted to set the client address and scheme (X-Forwarded-For/-Proto, Forwarded).
+  // Peers trusted to set the client address and scheme (walked from the right, past trusted hops).
   forwarded_allow_ips: ['127.0.0.1', '::1'],
+  // The one header family they write it in: 'x-forwarded' (X-Forwarded-For/-Proto) or 'forwarded' (RFC 7239).
+  forwarded_headers: 'x-forwarded',
   // Accept a PROXY protocol header from proxy_allow_ips: 'off' | 'v1' | 'v2' | 'auto'.
   proxy_protocol: 'off',
 

@@ -506,8 +506,10 @@ export const SETTINGS = {
     default: ['127.0.0.1', '::1'],
     cli: ['--forwarded-allow-ips'],
     env: 'FORWARDED_ALLOW_IPS',
-    short: 'Peers trusted to set the client address and scheme with X-Forwarded-For/-Proto and Forwarded (comma list: addresses, CIDR ranges, `unix`, `*`).',
-    doc: 'From these peers, tsgun makes the forwarded client visible as `req.socket.remoteAddress` (Node listeners), `request.ip` and the URL scheme (fetch handlers), and `%(h)s` in the access log. Add `unix` when nginx connects over a unix socket.',
+    short: 'Peers trusted to set the client address and scheme in the headers `forwarded_headers` names (comma list: addresses, CIDR ranges, `unix`, `*`).',
+    doc:
+      'From these peers, tsgun makes the forwarded client visible as `req.socket.remoteAddress` (Node listeners), `request.ip` and the URL scheme (fetch handlers), and `%(h)s` in the access log. Add `unix` when nginx connects over a unix socket. ' +
+      'With `*`, every forwarded address is trusted too, so the leftmost one, which the client may have written, is taken: list your proxies instead.',
   }),
   proxy_protocol: setting({
     section: 'Security',
@@ -530,7 +532,11 @@ export const SETTINGS = {
     default: 'x-forwarded',
     cli: ['--forwarded-headers'],
     short: 'Which headers a trusted proxy forwards the client in: `x-forwarded` (X-Forwarded-For/-Proto) or `forwarded` (RFC 7239). The other family is ignored.',
-    doc: 'Honouring both would let a client send the family its proxy does not overwrite (nginx appends to X-Forwarded-For and passes `Forwarded` through untouched), so tsgun reads one. Addresses are walked from the right, skipping peers in `forwarded_allow_ips`: the first untrusted one is the client, as Express (`proxy-addr`) and Uvicorn do. The raw headers reach the app unchanged.',
+    doc:
+      'Honouring both would let a client send the family its proxy does not overwrite (nginx appends to X-Forwarded-For and passes `Forwarded` through untouched), so tsgun reads one. ' +
+      'Addresses (`for=` nodes) are walked from the right, skipping peers in `forwarded_allow_ips`: the first untrusted one is the client, as Express (`proxy-addr`) and Uvicorn do; ' +
+      'if every one is trusted, the leftmost. The scheme is the X-Forwarded-Proto entry at the same place from the right (or its only entry), or the chosen element\'s `proto=`. ' +
+      'A node that is not an address (`unknown`, `_hidden`, malformed) leaves the peer as the client. The raw headers reach the app unchanged.',
   }),
   proxy_allow_ips: setting({
     section: 'Security',

@@ -409,20 +409,24 @@ export class HttpWorker implements TsgunWorker {
     if (!this.forwardedFrom.has(peer)) return;
     const h = req.headers;
     if (h['x-forwarded-for'] === undefined && h['x-forwarded-proto'] === undefined && h.forwarded === undefined) return;
-    const fwd = forwarded(h);
+    const fwd = forwarded(h, this.s.forwarded_headers, this.forwardedFrom);
     if (fwd.client) marked[kClient] = fwd.client;
     if (fwd.proto) marked[kScheme] = fwd.proto === 'https' ? 'https' : 'http';
   }
 
-  /** From a trusted proxy, show the app the client and scheme it forwarded (per request: proxies reuse connections). */
+  /**
+   * From a trusted proxy, show the app the client and scheme it forwarded. Per request:
+   * proxies reuse a connection for many clients, so a request that forwards no client
+   * shows the peer again (`null` for a unix socket peer), never the previous request's.
+   */
   private applyForwarded(req: IncomingMessage, s: TrackedSocket, present: boolean): void {
     if (!present) {
-      if (s[kPresented]) presentClient(s, s[kPeer], s[kTls]);
+      if (s[kPresented]) presentClient(s, s[kPeer] ?? null, s[kTls]);
       s[kPresented] = false;
       return;
     }
-    const fwd = forwarded(req.headers);
-    presentClient(s, fwd.client ?? s[kPeer], fwd.proto ? fwd.proto === 'https' : s[kTls]);
+    const fwd = forwarded(req.headers, this.s.forwarded_headers, this.forwardedFrom);
+    presentClient(s, fwd.client ?? s[kPeer] ?? null, fwd.proto ? fwd.proto === 'https' : s[kTls]);
     s[kPresented] = true;
   }
 

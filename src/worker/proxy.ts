@@ -9,6 +9,7 @@ export class PeerList {
   private readonly any: boolean;
   private readonly unix: boolean;
   private readonly list = new BlockList();
+  private readonly seen = new Map<string, boolean>();
 
   constructor(entries: readonly string[]) {
     const items = entries.flatMap((e) => e.split(',')).map((e) => e.trim()).filter(Boolean);
@@ -36,9 +37,19 @@ export class PeerList {
   has(address: string | undefined): boolean {
     if (this.any) return true;
     if (!address) return this.unix;
-    return this.list.check(address, familyOf(address));
+    let trusted = this.seen.get(address);
+    if (trusted === undefined) {
+      // BlockList.check builds a native SocketAddress per call (microseconds); forwarded
+      // headers ask about the same few proxies and clients on every request.
+      if (this.seen.size >= SEEN_MAX) this.seen.clear();
+      trusted = this.list.check(address, familyOf(address));
+      this.seen.set(address, trusted);
+    }
+    return trusted;
   }
 }
+
+const SEEN_MAX = 4096;
 
 const familyOf = (address: string): 'ipv4' | 'ipv6' => (address.includes(':') ? 'ipv6' : 'ipv4');
 
@@ -54,45 +65,123 @@ export function checkPeerList(entries: readonly string[]): string | null {
 
 export interface ForwardedInfo {
   client?: string;
-  proto?: string;
+  proto?: 'http' | 'https';
+}
+
+/** One hop a proxy recorded: the node it saw the request come from (an address, if it is one), and the scheme. */
+interface Hop {
+  node: string | undefined;
+  proto: string | undefined;
 }
 
 /**
- * The address in a `Forwarded: for=` node (RFC 7239 section 6): `192.0.2.43`,
- * `192.0.2.43:47011`, `[2001:db8:cafe::17]`, `[2001:db8:cafe::17]:4711`; anything else
- * (`unknown`, `_hidden`) is returned as is, and then is not an IP.
+ * The client and scheme a trusted proxy reports, from the one header family that
+ * `family` (the setting `forwarded_headers`) names: `forwarded` (RFC 7239) or
+ * `x-forwarded`. The other family is client-controlled: nginx, for one, appends to
+ * `X-Forwarded-For` and passes `Forwarded` through untouched. Each proxy adds the peer it
+ * saw on the right, so hops are walked from the right, skipping `trusted` ones; the first
+ * other one is the client, and the leftmost when every hop is trusted (as proxy-addr and
+ * Uvicorn do). A hop that is not an address (`unknown`, `_hidden`, garbage) ends the walk
+ * without a client: the caller keeps the peer. The caller has checked that the peer itself
+ * is trusted.
  */
-function forwardedNode(value: string): string {
-  if (value.startsWith('[')) {
-    const end = value.indexOf(']');
-    return end > 0 ? value.slice(1, end) : value;
-  }
-  const colon = value.lastIndexOf(':');
-  return colon > 0 && isIP(value.slice(0, colon)) === 4 ? value.slice(0, colon) : value;
+export function forwarded(headers: NodeJS.Dict<string | string[]>, family: string, trusted: PeerList): ForwardedInfo {
+  const hops = family === 'forwarded' ? forwardedHops(joined(headers.forwarded)) : xForwardedHops(headers);
+  if (hops.length === 0) return {};
+  let i = hops.length - 1;
+  let address = hostAddress(hops[i]!.node);
+  while (i > 0 && address !== undefined && trusted.has(address)) address = hostAddress(hops[--i]!.node);
+  const { proto } = hops[i]!;
+  const out: ForwardedInfo = {};
+  if (address !== undefined) out.client = address;
+  const scheme = proto === undefined ? undefined : SCHEMES.get(proto.toLowerCase());
+  if (scheme !== undefined) out.proto = scheme;
+  return out;
 }
 
-/** The client and scheme a trusted proxy reports: RFC 7239 `Forwarded` first, then `X-Forwarded-*`. */
-export function forwarded(headers: NodeJS.Dict<string | string[]>): ForwardedInfo {
-  const out: ForwardedInfo = {};
-  const fwd = headers.forwarded;
-  if (typeof fwd === 'string') {
-    // The first element is the one nearest the client.
-    for (const pair of fwd.split(',')[0]!.split(';')) {
-      const eq = pair.indexOf('=');
-      if (eq < 0) continue;
-      const key = pair.slice(0, eq).trim().toLowerCase();
-      const value = pair.slice(eq + 1).trim().replace(/^"|"$/g, '');
-      if (key === 'for') out.client = forwardedNode(value);
-      if (key === 'proto') out.proto = value.toLowerCase();
+/** Schemes a proxy may forward; some write the WebSocket scheme for an upgrade. */
+const SCHEMES = new Map<string, 'http' | 'https'>([['http', 'http'], ['https', 'https'], ['ws', 'http'], ['wss', 'https']]);
+
+/** A header's lines joined in order (Node joins repeated lines with `, ` itself; HTTP/2 may give an array). */
+const joined = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value.join(',') : value);
+
+/** Comma-separated entries, trimmed, empty ones dropped (as proxy-addr does). */
+const entries = (value: string | undefined): string[] => (value === undefined ? [] : value.split(',').map((e) => e.trim()).filter(Boolean));
+
+/**
+ * `X-Forwarded-For` hops, each with its `X-Forwarded-Proto` entry: the entry at the same
+ * place counted from the right, or the only one when there is one (nginx's `$scheme`
+ * overwrites the header, leaving one entry for any number of hops).
+ */
+function xForwardedHops(headers: NodeJS.Dict<string | string[]>): Hop[] {
+  const fors = entries(joined(headers['x-forwarded-for']));
+  const protos = entries(joined(headers['x-forwarded-proto']));
+  const protoAt = (i: number): string | undefined => (protos.length === 1 ? protos[0] : protos[protos.length - fors.length + i]);
+  if (fors.length === 0) return protos.length === 1 ? [{ node: undefined, proto: protos[0] }] : [];
+  return fors.map((node, i) => ({ node, proto: protoAt(i) }));
+}
+
+/**
+ * The IP address in `entry`, or undefined: `192.0.2.43`, `192.0.2.43:47011`, `2001:db8::17`,
+ * `[2001:db8::17]`, `[2001:db8::17]:4711` (RFC 7239 section 6; an obfuscated port such as
+ * `:_p1` is allowed). `unknown`, `_hidden` and anything malformed are not addresses.
+ */
+export function hostAddress(entry: string | undefined): string | undefined {
+  if (entry === undefined || isIP(entry)) return entry;
+  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::\d{1,5}|:_[\w.-]+)?$/.exec(entry);
+  if (m?.[1] !== undefined) return isIP(m[1]) === 6 ? m[1] : undefined;
+  return m?.[2] !== undefined && isIP(m[2]) === 4 ? m[2] : undefined;
+}
+
+/**
+ * `Forwarded` hops (RFC 7239), a hop per element. An element that is not `name=value`
+ * pairs with distinct names is a hop with no address and no scheme. Elements are split
+ * from the right, like the walk: whatever a client wrote on the left (an unclosed quote
+ * included) cannot change how the elements trusted proxies appended after it are read.
+ */
+function forwardedHops(value: string | undefined): Hop[] {
+  if (value === undefined) return [];
+  const malformed: Hop = { node: undefined, proto: undefined };
+  return splitFromRight(value, ',')
+    .filter((element) => element === null || element.trim() !== '')
+    .map((element) => {
+      if (element === null) return malformed;
+      const pairs = new Map<string, string>();
+      for (const pair of splitFromRight(element, ';')) {
+        if (pair?.trim() === '') continue;
+        const m = pair === null ? null : PAIR.exec(pair);
+        if (!m || pairs.has(m[1]!.toLowerCase())) return malformed;
+        pairs.set(m[1]!.toLowerCase(), m[2] ?? m[3]!.replace(/\\(.)/g, '$1'));
+      }
+      return { node: pairs.get('for'), proto: pairs.get('proto') };
+    });
+}
+
+/** `name=token` or `name="quoted string"`; the token may hold `:` and `[]`, which RFC 7239 wants quoted. */
+const PAIR = /^\s*([\w!#$%&'*+.^`|~-]+)=(?:([^\s";,\\]+)|"((?:[^"\\]|\\.)*)")\s*$/;
+
+/**
+ * `text` split at `sep` outside quoted strings, scanning from the right. A quote with an
+ * odd run of backslashes before it is escaped. A part whose quote is never closed can only
+ * be the leftmost one, and comes back as null.
+ */
+function splitFromRight(text: string, sep: string): Array<string | null> {
+  const parts: Array<string | null> = [];
+  let end = text.length;
+  let quoted = false;
+  for (let i = text.length - 1; i >= 0; i--) {
+    const c = text[i];
+    if (c === '"') {
+      let slashes = 0;
+      while (text[i - 1 - slashes] === '\\') slashes++;
+      if (slashes % 2 === 0) quoted = !quoted;
+    } else if (c === sep && !quoted) {
+      parts.push(text.slice(i + 1, end));
+      end = i;
     }
   }
-  const xff = headers['x-forwarded-for'];
-  if (!out.client && xff) out.client = String(Array.isArray(xff) ? xff[0] : xff).split(',')[0]!.trim();
-  const xfp = headers['x-forwarded-proto'];
-  if (!out.proto && xfp) out.proto = String(Array.isArray(xfp) ? xfp[0] : xfp).split(',')[0]!.trim().toLowerCase();
-  if (out.client !== undefined && !isIP(out.client)) delete out.client;
-  if (out.proto !== undefined && out.proto !== 'http' && out.proto !== 'https') delete out.proto;
-  return out;
+  parts.push(quoted ? null : text.slice(0, end));
+  return parts.reverse();
 }
 
 /** Per request: the client and scheme, when a trusted proxy or HTTP/2 needs them kept on the request. */
@@ -110,11 +199,15 @@ export function schemeOf(req: { socket?: { encrypted?: boolean } | null }): 'htt
   return (req as Marked)[kScheme] ?? (req.socket?.encrypted ? 'https' : 'http');
 }
 
-/** Make a Node socket report the proxied client: `req.socket.remoteAddress`, `encrypted`. */
-export function presentClient(socket: Socket, client: string | undefined, https: boolean | undefined): void {
+/**
+ * Make a Node socket report the proxied client: `req.socket.remoteAddress`, `encrypted`.
+ * `undefined` leaves the address as it is; `null` reports none, as a unix socket peer does.
+ */
+export function presentClient(socket: Socket, client: string | null | undefined, https: boolean | undefined): void {
   if (client !== undefined) {
-    Object.defineProperty(socket, 'remoteAddress', { value: client, configurable: true });
-    Object.defineProperty(socket, 'remoteFamily', { value: isIP(client) === 6 ? 'IPv6' : 'IPv4', configurable: true });
+    const family = client === null ? undefined : isIP(client) === 6 ? 'IPv6' : 'IPv4';
+    Object.defineProperty(socket, 'remoteAddress', { value: client ?? undefined, configurable: true });
+    Object.defineProperty(socket, 'remoteFamily', { value: family, configurable: true });
   }
   if (https !== undefined) Object.defineProperty(socket, 'encrypted', { value: https || undefined, configurable: true });
 }

@@ -16,8 +16,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import tls from 'node:tls';
-import { scratchDir } from '../helpers.js';
-import { body, fileLines, get, GET_CLOSE, makePki, rawBody, rawExchange, serve, stopped, tlsArgs as tlsArgsFor, type Pki } from './http-layer.shared.js';
+import { scratchDir, Tsgun } from '../helpers.js';
+import { body, fileLines, get, GET_CLOSE, HTTP_FIXTURES, makePki, rawBody, rawExchange, serve, stopped, tlsArgs as tlsArgsFor, type Pki } from './http-layer.shared.js';
 
 let pki: Pki;
 
@@ -92,20 +92,23 @@ describe('HTTP layer: forwarded headers and the PROXY protocol', { concurrency: 
     pki = await makePki();
   });
 
-  test('X-Forwarded-For / -Proto and Forwarded: trusted from 127.0.0.1 (default), ignored from 127.0.0.2; Node listener', async () => {
+  test('X-Forwarded-For / -Proto: trusted from 127.0.0.1 (default), walked from the right, ignored from 127.0.0.2; Forwarded ignored; Node listener', async () => {
     const log = path.join(scratchDir(), 'access.log');
     const { t, url } = await serve(['--access-logfile', log, '--access-logformat', '%(h)s %(U)s', 'node-app']);
     try {
-      const xff = { 'x-forwarded-for': '203.0.113.9, 10.0.0.1' };
+      // As nginx's $proxy_add_x_forwarded_for writes it: what the client sent, then the peer nginx saw.
+      const xff = { 'x-forwarded-for': '6.6.6.6, 203.0.113.9' };
       const trusted = body(await get(`${url}/xff-trusted`, { headers: xff, localAddress: '127.0.0.1' }));
-      assert.equal(trusted.remote, '203.0.113.9', 'the first X-Forwarded-For address is the client');
+      assert.equal(trusted.remote, '203.0.113.9', 'the last X-Forwarded-For address that is not trusted is the client, not the spoofed first one');
       assert.equal(trusted.encrypted, false);
+      const chain = body(await get(`${url}/xff-chain`, { headers: { 'x-forwarded-for': '6.6.6.6, 203.0.113.9, 127.0.0.1, ::1' } }));
+      assert.equal(chain.remote, '203.0.113.9', 'trusted proxies on the right are skipped');
       const proto = body(await get(`${url}/xfp`, { headers: { 'x-forwarded-proto': 'https' } }));
       assert.equal(proto.encrypted, true, 'X-Forwarded-Proto https marks the socket encrypted');
       assert.equal(proto.remote, '127.0.0.1');
       const rfc = body(await get(`${url}/forwarded`, { headers: { forwarded: 'for=198.51.100.17;proto=https, for=10.1.1.1' } }));
-      assert.equal(rfc.remote, '198.51.100.17');
-      assert.equal(rfc.encrypted, true);
+      assert.equal(rfc.remote, '127.0.0.1', 'Forwarded is ignored unless --forwarded-headers forwarded');
+      assert.equal(rfc.encrypted, false);
       const untrusted = body(await get(`${url}/xff-untrusted`, { headers: { ...xff, 'x-forwarded-proto': 'https' }, localAddress: '127.0.0.2' }));
       assert.equal(untrusted.remote, '127.0.0.2', 'X-Forwarded-For from an untrusted peer is ignored');
       assert.equal(untrusted.encrypted, false);
@@ -119,36 +122,103 @@ describe('HTTP layer: forwarded headers and the PROXY protocol', { concurrency: 
         agent.destroy();
       }
 
-      const lines = await fileLines(log, 6);
-      assert.deepEqual(lines, ['203.0.113.9 /xff-trusted', '127.0.0.1 /xfp', '198.51.100.17 /forwarded', '127.0.0.2 /xff-untrusted', '203.0.113.9 /ka1', '127.0.0.1 /ka2']);
+      const lines = await fileLines(log, 7);
+      assert.deepEqual(lines, [
+        '203.0.113.9 /xff-trusted',
+        '203.0.113.9 /xff-chain',
+        '127.0.0.1 /xfp',
+        '127.0.0.1 /forwarded',
+        '127.0.0.2 /xff-untrusted',
+        '203.0.113.9 /ka1',
+        '127.0.0.1 /ka2',
+      ]);
       await stopped(t);
     } finally {
       t.kill();
     }
   });
 
-  test('X-Forwarded-For / -Proto and Forwarded with a fetch handler: request.ip and the URL scheme', async () => {
+  test('X-Forwarded-For / -Proto with a fetch handler: request.ip and the URL scheme', async () => {
     const log = path.join(scratchDir(), 'access.log');
     const { t, url } = await serve(['--access-logfile', log, '--access-logformat', '%(h)s %(U)s', 'fetch-app']);
     try {
       const port = new URL(url).port;
-      const trusted = body(await get(`${url}/a`, { headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https' } }));
+      const trusted = body(await get(`${url}/a`, { headers: { 'x-forwarded-for': '6.6.6.6, 203.0.113.9', 'x-forwarded-proto': 'https' } }));
       assert.equal(trusted.ip, '203.0.113.9');
       assert.equal(trusted.url, `https://127.0.0.1:${port}/a`);
       const rfc = body(await get(`${url}/b`, { headers: { forwarded: 'for="198.51.100.17:4711";proto=https' } }));
-      assert.equal(rfc.ip, '198.51.100.17');
-      assert.equal(rfc.scheme, 'https');
-      // RFC 7239: an IPv6 node is bracketed and quoted, with or without a port.
-      for (const node of ['"[2001:db8:cafe::17]:4711"', '"[2001:db8:cafe::17]"']) {
-        assert.equal(body(await get(`${url}/v6`, { headers: { forwarded: `for=${node}` } })).ip, '2001:db8:cafe::17', node);
-      }
+      assert.equal(rfc.ip, '127.0.0.1', 'Forwarded is ignored by default');
+      assert.equal(rfc.scheme, 'http');
       const plain = body(await get(`${url}/c`));
       assert.equal(plain.ip, '127.0.0.1');
       assert.equal(plain.scheme, 'http');
       const untrusted = body(await get(`${url}/d`, { headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https' }, localAddress: '127.0.0.2' }));
       assert.equal(untrusted.ip, '127.0.0.2');
       assert.equal(untrusted.scheme, 'http');
-      assert.deepEqual(await fileLines(log, 6), ['203.0.113.9 /a', '198.51.100.17 /b', '2001:db8:cafe::17 /v6', '2001:db8:cafe::17 /v6', '127.0.0.1 /c', '127.0.0.2 /d']);
+      assert.deepEqual(await fileLines(log, 4), ['203.0.113.9 /a', '127.0.0.1 /b', '127.0.0.1 /c', '127.0.0.2 /d']);
+      await stopped(t);
+    } finally {
+      t.kill();
+    }
+  });
+
+  test('--forwarded-headers forwarded: RFC 7239 Forwarded walked from the right, X-Forwarded-* ignored; fetch handler and Node listener', async () => {
+    const log = path.join(scratchDir(), 'access.log');
+    const family = ['--forwarded-headers', 'forwarded', '--access-logformat', '%(h)s %(U)s'];
+    const [fetchApp, nodeApp] = await Promise.all([serve([...family, '--access-logfile', log, 'fetch-app']), serve([...family, 'node-app'])]);
+    try {
+      const rfc = body(await get(`${fetchApp.url}/b`, { headers: { forwarded: 'for=7.7.7.7;proto=http, for="198.51.100.17:4711";proto=https' } }));
+      assert.equal(rfc.ip, '198.51.100.17');
+      assert.equal(rfc.scheme, 'https');
+      // RFC 7239: an IPv6 node is bracketed and quoted, with or without a port.
+      for (const node of ['"[2001:db8:cafe::17]:4711"', '"[2001:db8:cafe::17]"']) {
+        assert.equal(body(await get(`${fetchApp.url}/v6`, { headers: { forwarded: `for=${node}, for=127.0.0.1` } })).ip, '2001:db8:cafe::17', node);
+      }
+      const hidden = body(await get(`${fetchApp.url}/hidden`, { headers: { forwarded: 'for=7.7.7.7, for=_hidden;proto=https' } }));
+      assert.equal(hidden.ip, '127.0.0.1', 'an obfuscated client: the peer is kept');
+      assert.equal(hidden.scheme, 'https');
+      const xff = body(await get(`${fetchApp.url}/xff`, { headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https' } }));
+      assert.equal(xff.ip, '127.0.0.1', 'X-Forwarded-For is ignored with --forwarded-headers forwarded');
+      assert.equal(xff.scheme, 'http');
+      const node = body(await get(`${nodeApp.url}/node`, { headers: { forwarded: 'for=7.7.7.7, for=198.51.100.18;proto=https' } }));
+      assert.equal(node.remote, '198.51.100.18');
+      assert.equal(node.encrypted, true);
+      assert.deepEqual(await fileLines(log, 5), ['198.51.100.17 /b', '2001:db8:cafe::17 /v6', '2001:db8:cafe::17 /v6', '127.0.0.1 /hidden', '127.0.0.1 /xff']);
+      await Promise.all([stopped(fetchApp.t), stopped(nodeApp.t)]);
+    } finally {
+      fetchApp.t.kill();
+      nodeApp.t.kill();
+    }
+  });
+
+  test('over a unix socket kept alive, a request that forwards no client address shows none, not the previous request\'s client', async () => {
+    const dir = scratchDir();
+    const [sock, log] = [path.join(dir, 'tsgun.sock'), path.join(dir, 'access.log')];
+    const t = new Tsgun(['-b', `unix:${sock}`, '--forwarded-allow-ips', 'unix', '--access-logfile', log, '--access-logformat', '%(h)s %(U)s', 'node-app'], { cwd: HTTP_FIXTURES });
+    try {
+      await t.ready(1);
+      // One connection for every request, as nginx reuses its upstream connections for many clients.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const remoteOf = async (urlPath: string, headers: Record<string, string> = {}): Promise<unknown> =>
+        new Promise((resolve, reject) => {
+          http
+            .get({ socketPath: sock, path: urlPath, agent, headers }, (res) => {
+              let data = '';
+              res.setEncoding('utf8').on('data', (c: string) => (data += c));
+              res.on('end', () => resolve((JSON.parse(data) as { remote: unknown }).remote));
+            })
+            .on('error', reject);
+        });
+      try {
+        assert.equal(await remoteOf('/first', { 'x-forwarded-for': '203.0.113.9' }), '203.0.113.9');
+        assert.equal(await remoteOf('/none'), null, 'no forwarding header: the unix socket peer, which has no address');
+        assert.equal(await remoteOf('/second', { 'x-forwarded-for': '198.51.100.4' }), '198.51.100.4');
+        // nginx listening on a unix socket itself forwards `unix:` as the client.
+        assert.equal(await remoteOf('/unknown', { 'x-forwarded-for': 'unix:' }), null, 'a forwarded client that is not an address');
+      } finally {
+        agent.destroy();
+      }
+      assert.deepEqual(await fileLines(log, 4), ['203.0.113.9 /first', '- /none', '198.51.100.4 /second', '- /unknown']);
       await stopped(t);
     } finally {
       t.kill();
