@@ -20,6 +20,7 @@ import { WORKER_HOOKS, type HookName, type Hooks, type ServerInfo, type WorkerIn
 import { BOOT_ENV, isWorkerMessage, WorkerExit, type MasterMessage, type Privileges, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
+import { guardProcess, RateLimitedWarning } from './guard.js';
 import type { MetricsServer } from './metrics.js';
 import { Pidfile } from './pidfile.js';
 import { sampleUsage } from './usage.js';
@@ -187,6 +188,8 @@ export class Arbiter implements ControlTarget {
   private again = false;
   private housekeeping: NodeJS.Timeout | null = null;
   private sampler: NodeJS.Timeout | null = null;
+  private readonly sampleWarning = new RateLimitedWarning(() => this.log);
+  private unguard: (() => void) | null = null;
   private readonly startedAt = Date.now();
   private readonly retired: WorkerStats = emptyStats();
   private readonly restarts: Partial<Record<RestartReason, number>> = {};
@@ -280,7 +283,7 @@ export class Arbiter implements ControlTarget {
         this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited, reusePort: this.settings.reuse_port });
       }
       await this.startControl();
-      if (this.settings.metrics_bind) this.metrics = await (await import('./metrics.js')).MetricsServer.start(this.settings.metrics_bind, () => this.snapshot());
+      if (this.settings.metrics_bind) this.metrics = await (await import('./metrics.js')).MetricsServer.start(this.settings.metrics_bind, () => this.snapshot(), () => this.log);
       await this.watchFiles();
     } catch (err) {
       this.metrics?.close();
@@ -295,12 +298,13 @@ export class Arbiter implements ControlTarget {
     if (this.control) this.log.info(`Control socket: ${this.control.path}`);
     if (this.metrics) this.log.info(`Metrics at: ${this.metrics.label}`);
     this.log.info(`Using worker: ${this.settings.worker_class}`);
+    this.unguard = guardProcess(() => this.log);
     for (const sig of SIGNALS) process.on(sig, this.onSignal);
     await this.hook('when_ready', this.server);
     await this.hook('nworkers_changed', this.server, this.numWorkers, null);
     if (this.watchdogUsec) this.notifier?.startWatchdog(this.watchdogUsec);
     this.housekeeping = setInterval(() => this.wake(), 500);
-    this.sampler = setInterval(() => void this.sample(), this.settings.stats_interval * 1000);
+    this.sampler = setInterval(() => this.sample().catch((err: unknown) => this.sampleWarning.warn(`cannot sample worker usage: ${describeError(err)}`)), this.settings.stats_interval * 1000);
     this.wake();
     return done;
   }
@@ -498,7 +502,7 @@ export class Arbiter implements ControlTarget {
       stats: emptyStats(),
       cpu: 0,
       rss: 0,
-      watchdog: watchdog ? ((child.stdio[3 + this.sockets.length + 1] as Socket | undefined) ?? null) : null,
+      watchdog: watchdog ? ((child.stdio?.[3 + this.sockets.length + 1] as Socket | undefined) ?? null) : null,
       exitCode: null,
       signal: null,
       outgoing: null,
@@ -1075,6 +1079,7 @@ export class Arbiter implements ControlTarget {
     this.pidfile?.unlink();
     this.log.info('Shutting down: Master');
     await this.hook('on_exit', this.server);
+    this.unguard?.();
     if (this.failure) this.failed(this.failure);
     else this.finished(0);
   }

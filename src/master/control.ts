@@ -11,6 +11,7 @@ import type { Settings } from '../config/settings.js';
 import { TsgunError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ArbiterSnapshot, CommandResult } from './arbiter.js';
+import { shedOverload } from './guard.js';
 
 export type ControlRequest = { cmd: 'status' } | { cmd: 'reload' } | { cmd: 'scale'; count: string } | { cmd: 'stop'; quick: boolean };
 
@@ -93,6 +94,8 @@ export class ControlServer {
       );
       server.listen(socketPath, () => resolve());
     });
+    server.removeAllListeners('error');
+    shedOverload(server, `control socket ${socketPath}`, () => log);
     chmodSync(socketPath, 0o600);
     return new ControlServer(socketPath, server);
   }

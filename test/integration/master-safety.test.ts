@@ -1,0 +1,107 @@
+/**
+ * Files and sockets created safely, a master that outlives its own bookkeeping, and TLS keys
+ * read by the master (DESIGN.md, "Trust"; issue 18, findings 2, 3, 4 and 10): each test
+ * plays the local user or the client that broke tsgun before.
+ *
+ * The app is test/fixtures/liveness/app.ts: `/` answers `ok PID`.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { alive, BIN, FIXTURES, request, runTsgun, scratchDir, settle, sleep, Tsgun, workerPidsByTitle } from '../helpers.js';
+
+const DIR = path.join(FIXTURES, 'liveness');
+const APP = 'app:app';
+const NOBODY = 65534;
+const isRoot = process.getuid?.() === 0;
+const nobodyCanRunNode = isRoot && spawnSync(process.execPath, ['-e', '0'], { uid: NOBODY, gid: NOBODY, cwd: '/' }).status === 0;
+const nobodyCanReadApp = nobodyCanRunNode && spawnSync(process.execPath, ['-e', `require('fs').readFileSync(${JSON.stringify(path.join(DIR, 'app.ts'))})`], { uid: NOBODY, gid: NOBODY, cwd: '/' }).status === 0;
+
+/** The pid the kernel handed out last (in this pid namespace). */
+function lastPid(): number {
+  return Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'));
+}
+
+describe('the pidfile', () => {
+  test("pre-made symlinks at the temporary file's names for the next pids leave their target untouched", async () => {
+    const dir = scratchDir();
+    chmodSync(dir, 0o1777);
+    const target = path.join(dir, 'precious');
+    writeFileSync(target, 'precious\n');
+    const pidfile = path.join(dir, 't.pid');
+    // The old name was PIDFILE.<pid>.tmp; cover the next few thousand pids.
+    const from = lastPid();
+    for (let pid = from + 1; pid <= from + 3000; pid++) symlinkSync(target, `${pidfile}.${pid}.tmp`);
+    const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '-p', pidfile, APP], { cwd: DIR });
+    try {
+      await t.ready(1);
+      assert.ok(t.pid <= from + 3000, `the master's pid ${t.pid} is past the links made for ${from + 1}..${from + 3000}`);
+      assert.equal(readFileSync(target, 'utf8'), 'precious\n', 'the link target was written through');
+      assert.ok(lstatSync(pidfile).isFile(), 'the pidfile is a regular file, not a link');
+      assert.equal(readFileSync(pidfile, 'utf8'), `${t.pid}\n`);
+      assert.equal((await t.stop()).code, 0);
+      assert.ok(!existsSync(pidfile), 'the pidfile is removed at exit');
+      assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.tmp') && !lstatSync(path.join(dir, n)).isSymbolicLink()), [], 'no temporary file is left');
+    } finally {
+      t.kill();
+    }
+  });
+
+  test('a pidfile that is a symlink is refused with one Error: line, exit 2, and nothing left running', async () => {
+    const dir = scratchDir();
+    const target = path.join(dir, 'precious');
+    writeFileSync(target, 'precious\n');
+    const pidfile = path.join(dir, 't.pid');
+    symlinkSync(target, pidfile);
+    const r = await runTsgun(['-w', '1', '-b', '127.0.0.1:0', '-p', pidfile, APP], { cwd: DIR });
+    assert.equal(r.code, 2, r.stderr);
+    assert.deepEqual(r.stderr.match(/^Error: .*$/gm), [`Error: pidfile ${pidfile} is a symbolic link; remove it or use another --pid`]);
+    assert.equal(readFileSync(target, 'utf8'), 'precious\n');
+    assert.ok(lstatSync(pidfile).isSymbolicLink(), 'the link is left as it was');
+    assert.ok(!alive(r.pid));
+  });
+});
+
+describe('the master survives its own bookkeeping', () => {
+  test('with 256 descriptors and 400 connections held on its metrics port, the master keeps supervising and serving', async () => {
+    const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--stats-interval', '1', APP], { cwd: DIR });
+    const held: net.Socket[] = [];
+    try {
+      const url = await t.ready(2);
+      const before = await settle(t.pid, 2, 'start');
+      const metrics = /^Metrics at: http:\/\/127\.0\.0\.1:(\d+)\/metrics$/.exec((await t.waitForLine(/^Metrics at: /)).msg!);
+      assert.ok(metrics);
+      const limit = spawnSync('prlimit', ['--pid', String(t.pid), '--nofile=256:256'], { encoding: 'utf8' });
+      assert.equal(limit.status, 0, limit.stderr);
+      for (let i = 0; i < 400; i++) {
+        const c = net.connect(Number(metrics[1]), '127.0.0.1');
+        c.on('error', () => {});
+        held.push(c);
+      }
+      await Promise.all(held.map((c) => new Promise((resolve) => (c.connecting ? c.once('connect', resolve).once('close', resolve) : resolve(null)))));
+      // Stats sampling opens /proc files every second: give it a few rounds at the limit.
+      await sleep(3000);
+      assert.ok(alive(t.pid), 'the master is alive');
+      assert.equal((await request(url)).status, 200);
+      process.kill(before[0]!, 'SIGKILL');
+      const after = await t.until(() => {
+        const now = workerPidsByTitle(t.pid);
+        return now.length === 2 && !now.includes(before[0]!) ? now : null;
+      }, 'the killed worker replaced');
+      assert.ok(after.includes(before[1]!));
+      await t.until(() => t.grep(/^Booting worker with pid/).length >= 3, 'the replacement ready');
+      for (let i = 0; i < 5; i++) assert.equal((await request(url)).status, 200);
+      const shedding = t.grep(/^metrics .*(dropping|cannot accept)/);
+      assert.equal(shedding.length, 1, `one shedding warning, got:\n${shedding.map((l) => l.raw).join('\n')}`);
+      for (const c of held) c.destroy();
+      assert.equal((await t.stop()).code, 0);
+    } finally {
+      for (const c of held) c.destroy();
+      t.kill();
+    }
+  });
+});
