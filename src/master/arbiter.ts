@@ -17,6 +17,7 @@ import type { ResolvedConfig } from '../config/resolve.js';
 import type { Settings } from '../config/settings.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
 import { WORKER_HOOKS, type HookName, type Hooks, type ServerInfo, type WorkerInfo, type WorkerState } from '../hooks.js';
+import type { TlsMaterial } from '../worker/tls.js';
 import { BOOT_ENV, isWorkerMessage, WorkerExit, type MasterMessage, type Privileges, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
@@ -131,7 +132,7 @@ interface Worker {
 /** A HUP reload in progress: what to go back to if the new generation cannot boot. */
 interface Reload {
   generation: number;
-  previous: { settings: Settings; configFile: string | null; privileges: Privileges | null; sockets: BoundSocket[]; generation: number };
+  previous: { settings: Settings; configFile: string | null; privileges: Privileges | null; tls: TlsMaterial | null; sockets: BoundSocket[]; generation: number };
   startedAt: number;
 }
 
@@ -154,6 +155,7 @@ export class Arbiter implements ControlTarget {
   private settings: Settings;
   private configFile: string | null;
   private privileges: Privileges | null;
+  private tls: TlsMaterial | null;
   private logs: LogTarget;
   private readonly ops: ProcessOps;
   private readonly workers = new Map<number, Worker>();
@@ -206,6 +208,7 @@ export class Arbiter implements ControlTarget {
     this.settings = opts.resolved.settings;
     this.configFile = opts.resolved.configFile;
     this.privileges = opts.resolved.privileges ?? null;
+    this.tls = opts.resolved.tls ?? null;
     this.logs = opts.logs;
     this.ops = opts.ops ?? realProcessOps;
     this.numWorkers = this.settings.workers;
@@ -461,7 +464,7 @@ export class Arbiter implements ControlTarget {
     }
   }
 
-  private bootRecord(id: number, watchdog: boolean): WorkerBoot {
+  private bootRecord(id: number, watchdog: boolean, tlsFd: number | null): WorkerBoot {
     const settings = Object.fromEntries(Object.entries(this.settings).map(([k, v]) => [k, typeof v === 'function' ? null : v])) as Settings;
     const hooks = WORKER_HOOKS.filter((h) => typeof this.settings[h] === 'function');
     return {
@@ -475,6 +478,7 @@ export class Arbiter implements ControlTarget {
       sockets: this.sockets.map((s, i) => ({ fd: 3 + i, label: s.label, ...(s.reusePort ? { reusePort: s.reusePort } : {}) })),
       privileges: this.privileges,
       watchdogFd: watchdog ? 3 + this.sockets.length + 1 : null,
+      tlsFd,
     };
   }
 
@@ -485,10 +489,14 @@ export class Arbiter implements ControlTarget {
     const watchdog = this.settings.timeout > 0 || this.settings.boot_timeout > 0;
     // The title argument is not read: it reserves room for process.title, which Linux can only
     // write over the space of the original command line.
+    const tls = this.tls;
+    const tlsFd = tls ? 3 + this.sockets.length + 1 + (watchdog ? 1 : 0) : null;
     const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY, `tsgun: worker [${this.procName}]`], {
-      stdio: ['ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc', ...(watchdog ? ['pipe' as const] : [])],
-      env: { ...process.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog)) },
+      stdio: ['ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc', ...(watchdog ? ['pipe' as const] : []), ...(tls ? ['pipe' as const] : [])],
+      env: { ...process.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog, tlsFd)) },
     });
+    const tlsPipe = tlsFd !== null ? (child.stdio?.[tlsFd] as Socket | undefined) : undefined;
+    tlsPipe?.on('error', () => {}).end(JSON.stringify(tls));
     const now = Date.now();
     const w: Worker = {
       id,
@@ -776,7 +784,7 @@ export class Arbiter implements ControlTarget {
       void this.notifier?.notify({ READY: 1, STATUS: `reload failed; ${this.statusLine()}` });
       return;
     }
-    const previous = { settings: this.settings, configFile: this.configFile, privileges: this.privileges, sockets: this.sockets, generation: this.generation };
+    const previous = { settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, sockets: this.sockets, generation: this.generation };
     this.applySettings(resolved);
     for (const s of sockets) if (!previous.sockets.includes(s)) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
     this.retiredSockets.push(...previous.sockets.filter((s) => !sockets.includes(s)));
@@ -836,6 +844,7 @@ export class Arbiter implements ControlTarget {
     this.settings = resolved.settings;
     this.configFile = resolved.configFile;
     this.privileges = resolved.privileges ?? null;
+    this.tls = resolved.tls ?? null;
     if (old.loglevel !== this.settings.loglevel || old.log_format !== this.settings.log_format || old.errorlog !== this.settings.errorlog) {
       this.logs.flush();
       this.logs = createLogger(this.settings, { role: 'master' });
@@ -876,6 +885,7 @@ export class Arbiter implements ControlTarget {
     this.settings = reload.previous.settings;
     this.configFile = reload.previous.configFile;
     this.privileges = reload.previous.privileges;
+    this.tls = reload.previous.tls;
     await this.watchFiles(failed).catch((err: unknown) => this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`));
     this.generation = reload.previous.generation;
     for (const w of this.workers.values()) if (w.generation === this.generation && w.outgoing === 'reload') w.outgoing = null;

@@ -185,3 +185,68 @@ describe('the master survives its own bookkeeping', () => {
     }
   });
 });
+
+/** A fresh self-signed certificate and key for localhost, as `cert.pem` and `key.pem` in `dir`. */
+function makeCertificate(dir: string): void {
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '2', '-subj', '/CN=localhost'], { cwd: dir, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  chmodSync(path.join(dir, 'key.pem'), 0o600);
+}
+
+/** GET / over TLS (any certificate); the body and the fingerprint of the certificate served. */
+function tlsGet(url: string): Promise<{ status: number; body: string; fingerprint: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { rejectUnauthorized: false, agent: false }, (res) => {
+      const fingerprint = (res.socket as import('node:tls').TLSSocket).getPeerCertificate().fingerprint256;
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, fingerprint }));
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('TLS keys are read by the master', () => {
+  test('with --user nobody and a key file only root can read, workers serve TLS; a HUP picks up a renewed certificate', { skip: nobodyCanReadApp ? false : 'needs root, and an app the nobody user can read' }, async () => {
+    const dir = scratchDir();
+    chmodSync(dir, 0o755);
+    makeCertificate(dir);
+    const first = readFileSync(path.join(dir, 'cert.pem'));
+    const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--user', 'nobody', '--certfile', path.join(dir, 'cert.pem'), '--keyfile', path.join(dir, 'key.pem'), APP], { cwd: DIR });
+    try {
+      const url = await t.ready(1);
+      assert.match(url, /^https:/);
+      const [worker] = await settle(t.pid, 1, 'start');
+      assert.match(readFileSync(`/proc/${worker}/status`, 'utf8'), new RegExp(`^Uid:\\s+${NOBODY}\\s`, 'm'), 'the worker runs as nobody');
+      assert.ok(!readFileSync(`/proc/${worker}/environ`).includes('PRIVATE KEY'), "the key is not in the worker's environment");
+      const before = await tlsGet(url);
+      assert.equal(before.status, 200);
+      makeCertificate(dir);
+      assert.notDeepEqual(readFileSync(path.join(dir, 'cert.pem')), first);
+      t.signal('SIGHUP');
+      await t.until(() => {
+        const now = workerPidsByTitle(t.pid);
+        return now.length === 1 && now[0] !== worker ? now : null;
+      }, 'the reloaded worker');
+      await t.until(() => t.grep(/^Booting worker with pid/).length >= 2, 'the reloaded worker ready');
+      let after = await tlsGet(url);
+      for (let i = 0; i < 20 && after.fingerprint === before.fingerprint; i++) after = await tlsGet(url);
+      assert.equal(after.status, 200);
+      assert.notEqual(after.fingerprint, before.fingerprint, 'the renewed certificate is served');
+      assert.equal((await t.stop()).code, 0);
+    } finally {
+      t.kill();
+    }
+  });
+
+  test('a key file the master cannot read is one Error: line at start, exit 2', async () => {
+    const dir = scratchDir();
+    makeCertificate(dir);
+    const keyfile = path.join(dir, 'key-dir');
+    mkdirSync(keyfile);
+    const r = await runTsgun(['-w', '1', '-b', '127.0.0.1:0', '--certfile', path.join(dir, 'cert.pem'), '--keyfile', keyfile, APP], { cwd: DIR });
+    assert.equal(r.code, 2, r.stderr);
+    assert.deepEqual(r.stderr.match(/^Error: .*$/gm), [`Error: keyfile ${keyfile} cannot be read (EISDIR); check --keyfile`]);
+    assert.ok(!alive(r.pid));
+  });
+});
