@@ -11,7 +11,14 @@ import { findDefaultConfig } from './config/files.js';
 import { checkFileValues } from './config/resolve.js';
 import { ExitCode, TsgunError } from './errors.js';
 import type { ArbiterSnapshot } from './master/arbiter.js';
-import { checkedSocket, controlSocketPath, defaultSocketName, runtimeDir, type ControlReply, type ControlRequest } from './master/control.js';
+import {
+  checkedSocket,
+  controlSocketPath,
+  defaultSocketName,
+  runtimeDir,
+  type ControlReply,
+  type ControlRequest,
+} from './master/control.js';
 import { readPid } from './master/pidfile.js';
 import { isAlive } from './master/process-ops.js';
 import type { CliResult } from './cli.js';

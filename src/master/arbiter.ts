@@ -307,7 +307,9 @@ export class Arbiter implements ControlTarget {
     await this.hook('nworkers_changed', this.server, this.numWorkers, null);
     if (this.watchdogUsec) this.notifier?.startWatchdog(this.watchdogUsec);
     this.housekeeping = setInterval(() => this.wake(), 500);
-    this.sampler = setInterval(() => this.sample().catch((err: unknown) => this.sampleWarning.warn(`cannot sample worker usage: ${describeError(err)}`)), this.settings.stats_interval * 1000);
+    const sample = (): Promise<void> =>
+      this.sample().catch((err: unknown) => this.sampleWarning.warn(`cannot sample worker usage: ${describeError(err)}`));
+    this.sampler = setInterval(sample, this.settings.stats_interval * 1000);
     this.wake();
     return done;
   }
@@ -487,12 +489,15 @@ export class Arbiter implements ControlTarget {
     const pending: WorkerInfo = { id, pid: 0, generation: this.generation, state: 'booting', spawnedAt: Date.now(), exitCode: null, signal: null };
     await this.hook('pre_fork', this.server, pending);
     const watchdog = this.settings.timeout > 0 || this.settings.boot_timeout > 0;
-    // The title argument is not read: it reserves room for process.title, which Linux can only
-    // write over the space of the original command line.
     const tls = this.tls;
     const tlsFd = tls ? 3 + this.sockets.length + 1 + (watchdog ? 1 : 0) : null;
+    // The title argument is not read: it reserves room for process.title, which Linux can only
+    // write over the space of the original command line.
     const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY, `tsgun: worker [${this.procName}]`], {
-      stdio: ['ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc', ...(watchdog ? ['pipe' as const] : []), ...(tls ? ['pipe' as const] : [])],
+      stdio: [
+        'ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc',
+        ...(watchdog ? ['pipe' as const] : []), ...(tls ? ['pipe' as const] : []),
+      ],
       env: { ...process.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog, tlsFd)) },
     });
     const tlsPipe = tlsFd !== null ? (child.stdio?.[tlsFd] as Socket | undefined) : undefined;

@@ -111,7 +111,8 @@ export function checkedSocket(wanted: string): string {
   const where = socketLocation(wanted);
   const problem = dirProblem(where.dir, where.own);
   if (problem === null || problem === 'ENOENT') return where.socket;
-  throw new TsgunError('TSGUN_ERR_RUNTIME', `the control socket directory ${where.dir} is ${problem}: not one of root's or this user's (0700); remove it, or run tsgun as its owner`);
+  const why = `the control socket directory ${where.dir} is ${problem}: not one of root's or this user's (0700)`;
+  throw new TsgunError('TSGUN_ERR_RUNTIME', `${why}; remove it, or run tsgun as its owner`);
 }
 
 /** Check the socket's directory; make the private subdirectory (or take a leftover one of ours). */
@@ -121,12 +122,15 @@ function prepareDir(where: { dir: string; own: boolean }): void {
       mkdirSync(where.dir, { mode: 0o700 });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST') throw new TsgunError('TSGUN_ERR_BIND', `cannot create the control socket directory ${where.dir}: ${code ?? String(err)}; choose another --control-socket`);
+      if (code !== 'EEXIST') {
+        throw new TsgunError('TSGUN_ERR_BIND', `cannot create the control socket directory ${where.dir}: ${code ?? String(err)}; choose another --control-socket`);
+      }
     }
   }
   const problem = dirProblem(where.dir, where.own);
   if (problem !== null && problem !== 'ENOENT') {
-    throw new TsgunError('TSGUN_ERR_BIND', `the control socket directory ${where.dir} is ${problem}: not one of root's or this user's (0700); remove it or choose another --control-socket`);
+    const why = `the control socket directory ${where.dir} is ${problem}: not one of root's or this user's (0700)`;
+    throw new TsgunError('TSGUN_ERR_BIND', `${why}; remove it or choose another --control-socket`);
   }
 }
 

@@ -37,11 +37,13 @@ export class Pidfile {
     }
     if (existing && !existing.isFile()) {
       const what = existing.isSymbolicLink() ? 'a symbolic link' : 'not a regular file';
-      throw new TsgunError('TSGUN_ERR_PIDFILE', `pidfile ${this.path} is ${what}; remove it or use another --pid`, { exitCode: ExitCode.USAGE });
+      const message = `pidfile ${this.path} is ${what}; remove it or use another --pid`;
+      throw new TsgunError('TSGUN_ERR_PIDFILE', message, { exitCode: ExitCode.USAGE });
     }
     const other = readPid(this.path);
     if (other !== null && other !== this.pid && isAlive(other)) {
-      throw new TsgunError('TSGUN_ERR_PIDFILE', `pidfile ${this.path} names a running process (pid ${other}); stop that master or use another --pid`);
+      const message = `pidfile ${this.path} names a running process (pid ${other}); stop that master or use another --pid`;
+      throw new TsgunError('TSGUN_ERR_PIDFILE', message);
     }
     let tmp: string | null = null;
     try {

@@ -63,7 +63,10 @@ export function tlsOptions(settings: TlsSettings, material: TlsMaterial): TlsOpt
   if (settings.cert_reqs !== 'none') {
     options.requestCert = true;
     options.rejectUnauthorized = settings.cert_reqs === 'required';
-    if (material.ca === null) throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `cert_reqs ${settings.cert_reqs} needs ca_certs, the CA that signs client certificates; pass --ca-certs`);
+    if (material.ca === null) {
+      const message = `cert_reqs ${settings.cert_reqs} needs ca_certs, the CA that signs client certificates; pass --ca-certs`;
+      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', message);
+    }
   }
   try {
     // node:tls loads only when TLS is configured (it costs every process a few ms to start).
