@@ -155,6 +155,31 @@ describe('the control socket', () => {
 });
 
 describe('the master survives its own bookkeeping', () => {
+  test('an error no master task caught (a throwing timer, a rejected promise) is logged with its stack; supervision goes on', async () => {
+    const config = path.join(FIXTURES, 'master-safety', 'stray-errors.conf.ts');
+    const t = new Tsgun(['-c', config, '-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR });
+    try {
+      const url = await t.ready(1);
+      const thrown = await t.waitForLine(/^uncaught exception in the master: .*thrown from a timer/);
+      const rejected = await t.waitForLine(/^unhandled rejection in the master: .*rejected in a promise/);
+      for (const line of [thrown, rejected]) {
+        assert.equal(line.level, 'error');
+        assert.match(String((line as { err?: { stack?: string } }).err?.stack), /stray-errors\.conf\.ts/, 'the stack is logged');
+      }
+      const [worker] = await settle(t.pid, 1, 'start');
+      process.kill(worker!, 'SIGKILL');
+      await t.until(() => {
+        const now = workerPidsByTitle(t.pid);
+        return now.length === 1 && now[0] !== worker ? now : null;
+      }, 'the killed worker replaced');
+      await t.until(() => t.grep(/^Booting worker with pid/).length >= 2, 'the replacement ready');
+      assert.equal((await request(url)).status, 200);
+      assert.equal((await t.stop()).code, 0);
+    } finally {
+      t.kill();
+    }
+  });
+
   test('with 256 descriptors and 400 connections held on its metrics port, the master keeps supervising and serving', async () => {
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--stats-interval', '1', APP], { cwd: DIR });
     const held: net.Socket[] = [];
