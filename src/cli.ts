@@ -15,7 +15,7 @@ import type { Privileges } from './ipc.js';
 import { createLogger } from './log.js';
 import { Arbiter } from './master/arbiter.js';
 import { loadApp } from './worker/app.js';
-import { tlsOptions } from './worker/tls.js';
+import { readTlsFiles } from './worker/tls.js';
 import { CONTROL_COMMANDS, runControl } from './control-client.js';
 
 export const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
@@ -86,8 +86,8 @@ function applyEnvironment(resolved: ResolvedConfig, cwd: string): void {
     }
     Object.assign(process.env, parseEnv(text));
   }
-  // Certificates are read by workers; checking them here makes a bad file an Error: line now.
-  tlsOptions(settings);
+  // Read before any privilege is dropped: workers get the contents, and a bad file is an Error: line now.
+  resolved.tls = readTlsFiles(settings);
   if (settings.worker_class === 'http2' && !settings.certfile) throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', 'worker_class http2 serves HTTP/2 over TLS: give it --certfile and --keyfile');
   if (settings.chdir) {
     const dir = path.resolve(cwd, settings.chdir);

@@ -11,7 +11,14 @@ import { findDefaultConfig } from './config/files.js';
 import { checkFileValues } from './config/resolve.js';
 import { ExitCode, TsgunError } from './errors.js';
 import type { ArbiterSnapshot } from './master/arbiter.js';
-import { controlSocketPath, defaultSocketName, runtimeDir, type ControlReply, type ControlRequest } from './master/control.js';
+import {
+  checkedSocket,
+  controlSocketPath,
+  defaultSocketName,
+  runtimeDir,
+  type ControlReply,
+  type ControlRequest,
+} from './master/control.js';
 import { readPid } from './master/pidfile.js';
 import { isAlive } from './master/process-ops.js';
 import type { CliResult } from './cli.js';
@@ -74,8 +81,14 @@ async function locate(where: Where, cwd: string): Promise<string> {
 }
 
 /** Send one request and read the one-line reply. */
-export function send(socketPath: string, request: ControlRequest): Promise<ControlReply> {
+export function send(wanted: string, request: ControlRequest): Promise<ControlReply> {
+  let socketPath: string;
   let st;
+  try {
+    socketPath = checkedSocket(wanted);
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
   try {
     st = statSync(socketPath);
   } catch {

@@ -45,6 +45,8 @@ export interface WorkerBoot {
   privileges: Privileges | null;
   /** The stdio slot of the watchdog pipe (see worker/watchdog-thread.cts), if liveness checks are on. */
   watchdogFd: number | null;
+  /** With TLS: the stdio slot of a pipe on which the master writes the `TlsMaterial` as JSON, then closes it. */
+  tlsFd: number | null;
 }
 
 export const BOOT_ENV = 'TSGUN_WORKER';

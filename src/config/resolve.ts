@@ -3,6 +3,7 @@
  * then TSGUN_CMD_ARGS) < command line. Every value keeps the name of the layer it came
  * from, for `--print-config`.
  */
+import type { TlsMaterial } from '../worker/tls.js';
 import path from 'node:path';
 import { TsgunError } from '../errors.js';
 import type { Privileges } from '../ipc.js';
@@ -21,6 +22,8 @@ export interface ResolvedConfig {
   app: string | null;
   /** `user`/`group` resolved to ids (by the command, before the master starts). */
   privileges?: Privileges | null;
+  /** The certificate, key and CA files' contents, read by the command (before the master starts). */
+  tls?: TlsMaterial | null;
 }
 
 export interface ResolveInput {

@@ -17,9 +17,11 @@ import type { ResolvedConfig } from '../config/resolve.js';
 import type { Settings } from '../config/settings.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
 import { WORKER_HOOKS, type HookName, type Hooks, type ServerInfo, type WorkerInfo, type WorkerState } from '../hooks.js';
+import type { TlsMaterial } from '../worker/tls.js';
 import { BOOT_ENV, isWorkerMessage, WorkerExit, type MasterMessage, type Privileges, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
+import { guardProcess, RateLimitedWarning } from './guard.js';
 import type { MetricsServer } from './metrics.js';
 import { Pidfile } from './pidfile.js';
 import { sampleUsage } from './usage.js';
@@ -130,7 +132,7 @@ interface Worker {
 /** A HUP reload in progress: what to go back to if the new generation cannot boot. */
 interface Reload {
   generation: number;
-  previous: { settings: Settings; configFile: string | null; privileges: Privileges | null; sockets: BoundSocket[]; generation: number };
+  previous: { settings: Settings; configFile: string | null; privileges: Privileges | null; tls: TlsMaterial | null; sockets: BoundSocket[]; generation: number };
   startedAt: number;
 }
 
@@ -153,6 +155,7 @@ export class Arbiter implements ControlTarget {
   private settings: Settings;
   private configFile: string | null;
   private privileges: Privileges | null;
+  private tls: TlsMaterial | null;
   private logs: LogTarget;
   private readonly ops: ProcessOps;
   private readonly workers = new Map<number, Worker>();
@@ -187,6 +190,8 @@ export class Arbiter implements ControlTarget {
   private again = false;
   private housekeeping: NodeJS.Timeout | null = null;
   private sampler: NodeJS.Timeout | null = null;
+  private readonly sampleWarning = new RateLimitedWarning(() => this.log);
+  private unguard: (() => void) | null = null;
   private readonly startedAt = Date.now();
   private readonly retired: WorkerStats = emptyStats();
   private readonly restarts: Partial<Record<RestartReason, number>> = {};
@@ -203,6 +208,7 @@ export class Arbiter implements ControlTarget {
     this.settings = opts.resolved.settings;
     this.configFile = opts.resolved.configFile;
     this.privileges = opts.resolved.privileges ?? null;
+    this.tls = opts.resolved.tls ?? null;
     this.logs = opts.logs;
     this.ops = opts.ops ?? realProcessOps;
     this.numWorkers = this.settings.workers;
@@ -280,7 +286,7 @@ export class Arbiter implements ControlTarget {
         this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited, reusePort: this.settings.reuse_port });
       }
       await this.startControl();
-      if (this.settings.metrics_bind) this.metrics = await (await import('./metrics.js')).MetricsServer.start(this.settings.metrics_bind, () => this.snapshot());
+      if (this.settings.metrics_bind) this.metrics = await (await import('./metrics.js')).MetricsServer.start(this.settings.metrics_bind, () => this.snapshot(), () => this.log);
       await this.watchFiles();
     } catch (err) {
       this.metrics?.close();
@@ -295,12 +301,15 @@ export class Arbiter implements ControlTarget {
     if (this.control) this.log.info(`Control socket: ${this.control.path}`);
     if (this.metrics) this.log.info(`Metrics at: ${this.metrics.label}`);
     this.log.info(`Using worker: ${this.settings.worker_class}`);
+    this.unguard = guardProcess(() => this.log);
     for (const sig of SIGNALS) process.on(sig, this.onSignal);
     await this.hook('when_ready', this.server);
     await this.hook('nworkers_changed', this.server, this.numWorkers, null);
     if (this.watchdogUsec) this.notifier?.startWatchdog(this.watchdogUsec);
     this.housekeeping = setInterval(() => this.wake(), 500);
-    this.sampler = setInterval(() => void this.sample(), this.settings.stats_interval * 1000);
+    const sample = (): Promise<void> =>
+      this.sample().catch((err: unknown) => this.sampleWarning.warn(`cannot sample worker usage: ${describeError(err)}`));
+    this.sampler = setInterval(sample, this.settings.stats_interval * 1000);
     this.wake();
     return done;
   }
@@ -457,7 +466,7 @@ export class Arbiter implements ControlTarget {
     }
   }
 
-  private bootRecord(id: number, watchdog: boolean): WorkerBoot {
+  private bootRecord(id: number, watchdog: boolean, tlsFd: number | null): WorkerBoot {
     const settings = Object.fromEntries(Object.entries(this.settings).map(([k, v]) => [k, typeof v === 'function' ? null : v])) as Settings;
     const hooks = WORKER_HOOKS.filter((h) => typeof this.settings[h] === 'function');
     return {
@@ -471,6 +480,7 @@ export class Arbiter implements ControlTarget {
       sockets: this.sockets.map((s, i) => ({ fd: 3 + i, label: s.label, ...(s.reusePort ? { reusePort: s.reusePort } : {}) })),
       privileges: this.privileges,
       watchdogFd: watchdog ? 3 + this.sockets.length + 1 : null,
+      tlsFd,
     };
   }
 
@@ -479,12 +489,19 @@ export class Arbiter implements ControlTarget {
     const pending: WorkerInfo = { id, pid: 0, generation: this.generation, state: 'booting', spawnedAt: Date.now(), exitCode: null, signal: null };
     await this.hook('pre_fork', this.server, pending);
     const watchdog = this.settings.timeout > 0 || this.settings.boot_timeout > 0;
+    const tls = this.tls;
+    const tlsFd = tls ? 3 + this.sockets.length + 1 + (watchdog ? 1 : 0) : null;
     // The title argument is not read: it reserves room for process.title, which Linux can only
     // write over the space of the original command line.
     const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY, `tsgun: worker [${this.procName}]`], {
-      stdio: ['ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc', ...(watchdog ? ['pipe' as const] : [])],
-      env: { ...process.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog)) },
+      stdio: [
+        'ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc',
+        ...(watchdog ? ['pipe' as const] : []), ...(tls ? ['pipe' as const] : []),
+      ],
+      env: { ...process.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog, tlsFd)) },
     });
+    const tlsPipe = tlsFd !== null ? (child.stdio?.[tlsFd] as Socket | undefined) : undefined;
+    tlsPipe?.on('error', () => {}).end(JSON.stringify(tls));
     const now = Date.now();
     const w: Worker = {
       id,
@@ -498,7 +515,7 @@ export class Arbiter implements ControlTarget {
       stats: emptyStats(),
       cpu: 0,
       rss: 0,
-      watchdog: watchdog ? ((child.stdio[3 + this.sockets.length + 1] as Socket | undefined) ?? null) : null,
+      watchdog: watchdog ? ((child.stdio?.[3 + this.sockets.length + 1] as Socket | undefined) ?? null) : null,
       exitCode: null,
       signal: null,
       outgoing: null,
@@ -772,7 +789,7 @@ export class Arbiter implements ControlTarget {
       void this.notifier?.notify({ READY: 1, STATUS: `reload failed; ${this.statusLine()}` });
       return;
     }
-    const previous = { settings: this.settings, configFile: this.configFile, privileges: this.privileges, sockets: this.sockets, generation: this.generation };
+    const previous = { settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, sockets: this.sockets, generation: this.generation };
     this.applySettings(resolved);
     for (const s of sockets) if (!previous.sockets.includes(s)) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
     this.retiredSockets.push(...previous.sockets.filter((s) => !sockets.includes(s)));
@@ -832,6 +849,7 @@ export class Arbiter implements ControlTarget {
     this.settings = resolved.settings;
     this.configFile = resolved.configFile;
     this.privileges = resolved.privileges ?? null;
+    this.tls = resolved.tls ?? null;
     if (old.loglevel !== this.settings.loglevel || old.log_format !== this.settings.log_format || old.errorlog !== this.settings.errorlog) {
       this.logs.flush();
       this.logs = createLogger(this.settings, { role: 'master' });
@@ -872,6 +890,7 @@ export class Arbiter implements ControlTarget {
     this.settings = reload.previous.settings;
     this.configFile = reload.previous.configFile;
     this.privileges = reload.previous.privileges;
+    this.tls = reload.previous.tls;
     await this.watchFiles(failed).catch((err: unknown) => this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`));
     this.generation = reload.previous.generation;
     for (const w of this.workers.values()) if (w.generation === this.generation && w.outgoing === 'reload') w.outgoing = null;
@@ -1075,6 +1094,7 @@ export class Arbiter implements ControlTarget {
     this.pidfile?.unlink();
     this.log.info('Shutting down: Master');
     await this.hook('on_exit', this.server);
+    this.unguard?.();
     if (this.failure) this.failed(this.failure);
     else this.finished(0);
   }

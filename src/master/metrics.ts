@@ -7,7 +7,9 @@ import http from 'node:http';
 import { parseBind } from '../config/bind.js';
 import { TsgunError } from '../errors.js';
 import { DURATION_BUCKETS, type WorkerStats } from '../ipc.js';
+import type { Logger } from '../log.js';
 import type { ArbiterSnapshot } from './arbiter.js';
+import { shedOverload } from './guard.js';
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 
@@ -87,10 +89,11 @@ export class MetricsServer {
     private readonly unixPath: string | null,
   ) {}
 
-  static async start(address: string, snapshot: () => ArbiterSnapshot): Promise<MetricsServer> {
+  static async start(address: string, snapshot: () => ArbiterSnapshot, log: () => Logger): Promise<MetricsServer> {
     const spec = parseBind(address);
     if (spec.kind === 'fd') throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `metrics_bind ${address}: use HOST:PORT or unix:PATH`);
-    const server = http.createServer((req, res) => {
+    // A scrape is one quick request: a connection that has not sent one within seconds is let go.
+    const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 10_000, connectionsCheckingInterval: 1_000 }, (req, res) => {
       if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('tsgun serves metrics at /metrics\n');
         return;
@@ -102,6 +105,8 @@ export class MetricsServer {
       if (spec.kind === 'unix') server.listen(spec.path, () => resolve());
       else server.listen(spec.port, spec.host, () => resolve());
     });
+    server.removeAllListeners('error');
+    shedOverload(server, `metrics ${address}`, log);
     const where = server.address();
     const label = spec.kind === 'unix' ? `unix:${spec.path}` : typeof where === 'object' && where ? `http://${where.family === 'IPv6' ? `[${where.address}]` : where.address}:${where.port}/metrics` : address;
     return new MetricsServer(server, label, spec.kind === 'unix' ? spec.path : null);

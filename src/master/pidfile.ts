@@ -1,7 +1,8 @@
 /** The pidfile: written once the master starts, removed at exit if it still names us. */
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { TsgunError } from '../errors.js';
+import { ExitCode, TsgunError } from '../errors.js';
 import { isAlive } from './process-ops.js';
 
 
@@ -14,6 +15,8 @@ export function readPid(file: string): number | null {
   }
 }
 
+const TEMP_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_WRONLY;
+
 export class Pidfile {
   readonly path: string;
 
@@ -24,18 +27,38 @@ export class Pidfile {
     this.path = path.resolve(file);
   }
 
-  /** Write our pid; refuse if the file names another live process. */
+  /** Write our pid; refuse if the file names another live process, or is a link. */
   create(): void {
-    const existing = readPid(this.path);
-    if (existing !== null && existing !== this.pid && isAlive(existing)) {
-      throw new TsgunError('TSGUN_ERR_PIDFILE', `pidfile ${this.path} names a running process (pid ${existing}); stop that master or use another --pid`);
+    let existing;
+    try {
+      existing = lstatSync(this.path);
+    } catch {
+      existing = null;
     }
+    if (existing && !existing.isFile()) {
+      const what = existing.isSymbolicLink() ? 'a symbolic link' : 'not a regular file';
+      const message = `pidfile ${this.path} is ${what}; remove it or use another --pid`;
+      throw new TsgunError('TSGUN_ERR_PIDFILE', message, { exitCode: ExitCode.USAGE });
+    }
+    const other = readPid(this.path);
+    if (other !== null && other !== this.pid && isAlive(other)) {
+      const message = `pidfile ${this.path} names a running process (pid ${other}); stop that master or use another --pid`;
+      throw new TsgunError('TSGUN_ERR_PIDFILE', message);
+    }
+    let tmp: string | null = null;
     try {
       mkdirSync(path.dirname(this.path), { recursive: true });
-      const tmp = `${this.path}.${this.pid}.tmp`;
-      writeFileSync(tmp, `${this.pid}\n`);
-      renameSync(tmp, this.path);
+      // Others may write to the pidfile's directory: a temporary file with a name they can
+      // guess could be their symlink, and root would write through it.
+      const fd = openTemp(this.path, (name) => (tmp = name));
+      try {
+        writeSync(fd, `${this.pid}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp!, this.path);
     } catch (err) {
+      if (tmp) unlinkQuietly(tmp);
       throw new TsgunError('TSGUN_ERR_PIDFILE', `cannot write pidfile ${this.path}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -43,10 +66,28 @@ export class Pidfile {
   /** Remove the file, unless it now names another master (a USR2 successor). */
   unlink(): void {
     if (readPid(this.path) !== this.pid) return;
+    unlinkQuietly(this.path);
+  }
+}
+
+/** A new file next to `file`, created exclusively, never through a link. */
+function openTemp(file: string, named: (tmp: string) => void): number {
+  for (let attempt = 0; ; attempt++) {
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
     try {
-      unlinkSync(this.path);
-    } catch {
-      // Already gone.
+      const fd = openSync(tmp, TEMP_FLAGS, 0o644);
+      named(tmp);
+      return fd;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 10) throw err;
     }
+  }
+}
+
+function unlinkQuietly(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // Already gone.
   }
 }

@@ -44,7 +44,10 @@ export class Notifier {
   /** Send one message (fields joined by newlines), after any earlier ones. */
   notify(fields: NotifyFields): Promise<void> {
     const args = Object.entries(fields).map(([k, v]) => `${k}=${String(v).replace(/\n/g, ' ')}`);
-    this.chain = this.chain.then(() => this.send(args));
+    // A message that cannot be sent (no descriptors for the child) must not stop the later ones.
+    this.chain = this.chain
+      .then(() => this.send(args))
+      .catch((err: unknown) => this.log.warn({ err }, `cannot notify systemd: ${String(err)}`));
     return this.chain;
   }
 

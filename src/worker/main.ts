@@ -4,6 +4,7 @@
  * report ready, beat.
  */
 import type { RequestListener } from 'node:http';
+import { Socket } from 'node:net';
 import { Worker as Thread } from 'node:worker_threads';
 import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
 import { loadConfigFile } from '../config/files.js';
@@ -16,7 +17,7 @@ import { importModule, loadApp } from './app.js';
 import { HttpWorker } from './http.js';
 import type { TsgunWorker, TsgunWorkerClass, WorkerContext } from './interface.js';
 import { instrument, RequestStats } from './requests.js';
-import { tlsOptions } from './tls.js';
+import { tlsOptions, type TlsMaterial } from './tls.js';
 
 const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as WorkerBoot | null;
 if (!boot) {
@@ -198,7 +199,7 @@ async function main(): Promise<void> {
     void send({ t: 'retire', reason: 'max-requests' });
   };
   const wrapped = instrument(listener, stats, { self, log, hooks, accessLog, detailed: settings.metrics_bind !== null, onQuota, quota });
-  let tls = tlsOptions(settings);
+  let tls = boot!.tlsFd !== null ? tlsOptions(settings, await readTlsMaterial(boot!.tlsFd)) : null;
   if (tls && hooks.ssl_context) tls = (await hooks.ssl_context(self, tls)) ?? tls;
   const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log, tls };
   worker = new WorkerClass(context);
@@ -215,6 +216,24 @@ async function main(): Promise<void> {
   const every = settings.timeout > 0 ? Math.min(1000, (settings.timeout * 1000) / 4) : 1000;
   setInterval(() => void beat(), every);
   if (settings.balance_connections) watchConnections(worker);
+}
+
+/** The certificate and key as the master read them, from the pipe it wrote them to. */
+function readTlsMaterial(fd: number): Promise<TlsMaterial> {
+  return new Promise((resolve, reject) => {
+    const pipe = new Socket({ fd, readable: true, writable: false });
+    let text = '';
+    pipe.setEncoding('utf8');
+    pipe.on('data', (chunk: string) => (text += chunk));
+    pipe.on('error', reject);
+    pipe.on('end', () => {
+      try {
+        resolve(JSON.parse(text) as TlsMaterial);
+      } catch {
+        reject(new TsgunError('TSGUN_ERR_WORKER_BOOT', 'the master did not send the TLS certificate and key'));
+      }
+    });
+  });
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
- * TLS options from the settings. The master calls `tlsOptions` before binding (and before
- * a reload) so that a missing, unreadable or mismatched file is an `Error:` line at once;
- * workers call it again at boot, which is how a HUP picks up a renewed certificate.
+ * TLS options from the settings. The master reads the certificate, key and CA files, as
+ * root if it started as root (as nginx does), before binding and at each reload: a
+ * missing, unreadable or mismatched file is an `Error:` line at once, and a HUP picks up a
+ * renewed certificate. Workers get the contents, not the paths (see `TlsMaterial`), so an
+ * unprivileged `user` needs no access to the key file.
  */
 import { readFileSync } from 'node:fs';
 import type { TlsOptions } from 'node:tls';
@@ -9,6 +11,17 @@ import type { Settings } from '../config/settings.js';
 import { TsgunError } from '../errors.js';
 
 type TlsSettings = Pick<Settings, 'certfile' | 'keyfile' | 'keyfile_password' | 'ca_certs' | 'cert_reqs' | 'ciphers'>;
+
+/**
+ * The files' contents (base64, so any bytes survive JSON). The master hands them to each
+ * worker through a pipe of its own rather than the boot record: the boot record is an
+ * environment variable, which /proc/PID/environ shows to every process of the same user.
+ */
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+  ca: string | null;
+}
 
 export function tlsEnabled(settings: Pick<Settings, 'certfile' | 'keyfile'>): boolean {
   return settings.certfile !== null || settings.keyfile !== null;
@@ -22,24 +35,38 @@ function read(what: string, file: string): Buffer {
   }
 }
 
-/** Secure-context options for node:tls / https / http2, checked by building a context. */
-export function tlsOptions(settings: TlsSettings): TlsOptions | null {
+/** Read the files TLS needs and check them by building a context; null without TLS. */
+export function readTlsFiles(settings: TlsSettings): TlsMaterial | null {
   if (!tlsEnabled(settings)) return null;
   if (!settings.certfile || !settings.keyfile) {
     throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `TLS needs both certfile and keyfile (got only ${settings.certfile ? 'certfile' : 'keyfile'}); pass --certfile and --keyfile`);
   }
+  const material: TlsMaterial = {
+    cert: read('certfile', settings.certfile).toString('base64'),
+    key: read('keyfile', settings.keyfile).toString('base64'),
+    ca: settings.ca_certs ? read('ca_certs', settings.ca_certs).toString('base64') : null,
+  };
+  tlsOptions(settings, material);
+  return material;
+}
+
+/** Secure-context options for node:tls / https / http2 from the files' contents, checked by building a context. */
+export function tlsOptions(settings: TlsSettings, material: TlsMaterial): TlsOptions {
   const options: TlsOptions = {
-    cert: read('certfile', settings.certfile),
-    key: read('keyfile', settings.keyfile),
+    cert: Buffer.from(material.cert, 'base64'),
+    key: Buffer.from(material.key, 'base64'),
     ALPNProtocols: ['http/1.1'],
   };
   if (settings.keyfile_password !== null) options.passphrase = settings.keyfile_password;
-  if (settings.ca_certs) options.ca = read('ca_certs', settings.ca_certs);
+  if (material.ca !== null) options.ca = Buffer.from(material.ca, 'base64');
   if (settings.ciphers) options.ciphers = settings.ciphers;
   if (settings.cert_reqs !== 'none') {
     options.requestCert = true;
     options.rejectUnauthorized = settings.cert_reqs === 'required';
-    if (!settings.ca_certs) throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `cert_reqs ${settings.cert_reqs} needs ca_certs, the CA that signs client certificates; pass --ca-certs`);
+    if (material.ca === null) {
+      const message = `cert_reqs ${settings.cert_reqs} needs ca_certs, the CA that signs client certificates; pass --ca-certs`;
+      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', message);
+    }
   }
   try {
     // node:tls loads only when TLS is configured (it costs every process a few ms to start).
