@@ -44,6 +44,12 @@ const pulse = new Float64Array(shared);
 /** How long the main thread has not run; a few missed pulses mean it is blocked. */
 const silentMs = (): number => Date.now() - pulse[0]!;
 const blocked = (): boolean => silentMs() > 4 * pulseMs;
+/**
+ * How long the main thread of a worker whose master is gone may stay silent before this thread
+ * kills the process: long enough for a request's legitimate synchronous work, short enough
+ * that the port is free within two seconds.
+ */
+const ORPHAN_BLOCKED_MS = 1500;
 const session = new inspector.Session();
 // Call frames name their script by id; Debugger.enable announces every script's URL.
 const scriptUrls = new Map<string, string>();
@@ -95,7 +101,7 @@ function logError(msg: string): void {
 
 // The master gone (this process was reparented) and the main thread blocked: nothing else can end it.
 setInterval(() => {
-  if (process.ppid === masterPid || !blocked()) return;
+  if (process.ppid === masterPid || silentMs() < ORPHAN_BLOCKED_MS) return;
   logError(`The master (pid ${masterPid}) is gone and this worker's event loop has been blocked for ${(silentMs() / 1000).toFixed(1)} s; killing it`);
   process.kill(process.pid, 'SIGKILL');
 }, pulseMs);
