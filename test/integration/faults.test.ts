@@ -80,6 +80,8 @@ test('a throw or a rejection while handling a request is a 500 for that request 
   assert.equal(thrown.body, 'Internal Server Error');
   const rejected = await request(url, { path: '/reject' });
   assert.equal(rejected.status, 500, rejected.body);
+  // Too late for a 500: the connection is cut, so the client cannot take the partial body for a whole one.
+  await assert.rejects(request(url, { path: '/throw-after-head' }), /aborted|socket hang up|ECONNRESET/);
   await allServed(pending, pid);
   assert.equal(await hit(url), pid, 'the same worker serves the next request');
   assert.ok(alive(pid));
@@ -89,7 +91,7 @@ test('a throw or a rejection while handling a request is a 500 for that request 
   assert.match(text, /at throwsInRoute \(/, 'the stack of the throw is in the error log');
   assert.match(text, /at rejectsInRoute \(/, 'the stack of the rejection is in the error log');
   assert.doesNotMatch(t.stderr, /throwsInRoute|rejectsInRoute/, 'nothing on raw stderr');
-  await waitFor(async () => (await appErrors(metrics, 1)) === 2, 'tsgun_app_errors_total{worker="1"} 2 in /metrics', 10_000);
+  await waitFor(async () => (await appErrors(metrics, 1)) === 3, 'tsgun_app_errors_total{worker="1"} 3 in /metrics', 10_000);
   assert.equal((await t.stop()).code, 0);
 });
 
