@@ -551,14 +551,17 @@ export class Arbiter implements ControlTarget {
       case 'boot-error':
         w.bootError = m;
         break;
-      case 'failing':
-        // The worker drains by itself; retiring it starts its replacement now and bounds the drain.
-        if (w.state === 'ready' || w.state === 'booting') {
-          this.log.warn(`Worker (pid:${w.pid}) failed (${m.reason}); replacing it while it finishes its requests`);
-          this.retire(w, 'app error', true);
-          this.wake();
-        }
+      case 'failing': {
+        if (w.state !== 'ready') return;
+        // The worker drains by itself. One that served nothing yet may be a crash loop: its exit
+        // counts as a crash, with backoff. Any other is retired, which starts its replacement now.
+        const young = w.stats.requests === 0 && Date.now() - w.readyAt! < HEALTHY_AFTER_MS;
+        this.log.warn(`Worker (pid:${w.pid}) failed (${m.reason}); ${young ? 'it served no request yet: it is restarted when it exits, as a crash' : 'replacing it while it finishes its requests'}`);
+        if (young) return;
+        this.retire(w, 'app error', true);
+        this.wake();
         break;
+      }
     }
   }
 

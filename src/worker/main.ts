@@ -268,6 +268,8 @@ function requestFailed(err: unknown, req?: IncomingMessage): void {
 function appFailed(reason: string): void {
   if (failing || stopping) return;
   failing = true;
+  // The beat first: the master judges from the request count whether this is a crash loop.
+  void beat();
   void send({ t: 'failing', reason });
   drainAndExit(reason);
 }

@@ -181,3 +181,17 @@ for (const flags of [[], ['--timeout', '0', '--boot-timeout', '0']]) {
     assert.equal((await again.stop()).code, 0);
   });
 }
+
+test('workers that fail outside any request before serving one are restarted with backoff, as a crash loop', async (ctx) => {
+  const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', 'faults/boom-at-start:app'], { cwd: FIXTURES });
+  ctx.after(() => t.kill());
+  await t.ready();
+  const restarts = await t.until(() => {
+    const found = t.grep(/^Restarting the worker in /);
+    return found.length >= 3 ? found : null;
+  }, 'three restarts with backoff', 60_000);
+  const delays = restarts.map((l) => Number(/in ([\d.]+) s/.exec(l.msg!)![1]));
+  assert.deepEqual(delays.slice(0, 3), [0.1, 0.2, 0.4], 'each delay doubles the last');
+  assert.ok(t.grep(/^Uncaught exception in the app: boom at start; draining this worker/).length >= 3);
+  assert.equal((await t.stop()).code, 0);
+});
