@@ -51,8 +51,8 @@ async function allServed(pending: Array<Promise<Reply | Error>>, pid: number): P
 }
 
 /** tsgun with its log in a file (--error-logfile): the url and metrics url once a worker is ready. */
-async function startLogged(file: string, extra: string[] = []): Promise<{ t: Tsgun; url: string; metrics: string }> {
-  const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--error-logfile', file, ...extra, APP]);
+async function startLogged(file: string, extra: string[] = [], app = APP): Promise<{ t: Tsgun; url: string; metrics: string }> {
+  const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--error-logfile', file, ...extra, app]);
   const text = await waitFor(() => {
     const s = readIfExists(file);
     return s.includes('Booting worker with pid') ? s : null;
@@ -92,6 +92,18 @@ test('a throw or a rejection while handling a request is a 500 for that request 
   assert.match(text, /at rejectsInRoute \(/, 'the stack of the rejection is in the error log');
   assert.doesNotMatch(t.stderr, /throwsInRoute|rejectsInRoute/, 'nothing on raw stderr');
   await waitFor(async () => (await appErrors(metrics, 1)) === 3, 'tsgun_app_errors_total{worker="1"} 3 in /metrics', 10_000);
+  assert.equal((await t.stop()).code, 0);
+});
+
+test('a fetch handler that throws or rejects: a 500, its stack in the error log, counted in /metrics', async (ctx) => {
+  const log = path.join(scratchDir(), 'error.log');
+  const { t, url, metrics } = await startLogged(log, [], 'faults/fetch-app');
+  ctx.after(() => t.kill());
+  const pid = await hit(url);
+  for (const p of ['/throw', '/reject']) assert.equal((await request(url, { path: p })).status, 500);
+  assert.equal(await hit(url), pid);
+  assert.match(readIfExists(log), /at fetchThrows \(/);
+  await waitFor(async () => (await appErrors(metrics, 1)) === 2, 'tsgun_app_errors_total{worker="1"} 2 in /metrics', 10_000);
   assert.equal((await t.stop()).code, 0);
 });
 
