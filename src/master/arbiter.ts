@@ -61,7 +61,16 @@ export function emptyStats(): WorkerStats {
 }
 
 /** Why workers were replaced, for metrics. */
-export type RestartReason = 'crash' | 'app-error' | 'timeout' | 'boot-timeout' | 'memory' | 'max-requests' | 'reload' | 'scale' | 'boot-failure';
+export type RestartReason =
+  | 'crash'
+  | 'app-error'
+  | 'timeout'
+  | 'boot-timeout'
+  | 'memory'
+  | 'max-requests'
+  | 'reload'
+  | 'scale'
+  | 'boot-failure';
 
 /** A worker as `tsgun status` and the metrics see it. */
 export interface WorkerSnapshot {
@@ -556,7 +565,8 @@ export class Arbiter implements ControlTarget {
         // The worker drains by itself. One that served nothing yet may be a crash loop: its exit
         // counts as a crash, with backoff. Any other is retired, which starts its replacement now.
         const young = w.stats.requests === 0 && Date.now() - w.readyAt! < HEALTHY_AFTER_MS;
-        this.log.warn(`Worker (pid:${w.pid}) failed (${m.reason}); ${young ? 'it served no request yet: it is restarted when it exits, as a crash' : 'replacing it while it finishes its requests'}`);
+        const next = young ? 'it served no request yet: it is restarted when it exits, as a crash' : 'replacing it while it finishes its requests';
+        this.log.warn(`Worker (pid:${w.pid}) failed (${m.reason}); ${next}`);
         if (young) return;
         this.retire(w, 'app error', true);
         this.wake();
@@ -606,7 +616,15 @@ export class Arbiter implements ControlTarget {
   }
 
   private countRestart(w: Worker, expected: boolean): void {
-    const known: Record<string, RestartReason> = { timeout: 'timeout', 'boot-timeout': 'boot-timeout', memory: 'memory', 'max-requests': 'max-requests', reload: 'reload', 'scale down': 'scale', 'app error': 'app-error' };
+    const known: Record<string, RestartReason> = {
+      timeout: 'timeout',
+      'boot-timeout': 'boot-timeout',
+      memory: 'memory',
+      'max-requests': 'max-requests',
+      reload: 'reload',
+      'scale down': 'scale',
+      'app error': 'app-error',
+    };
     const reason: RestartReason | undefined = expected ? known[w.outgoing ?? w.stopReason ?? ''] : w.bootError || w.exitCode === WorkerExit.APP_LOAD_ERROR || w.exitCode === WorkerExit.BOOT_ERROR ? 'boot-failure' : 'crash';
     if (reason) this.restarts[reason] = (this.restarts[reason] ?? 0) + 1;
   }

@@ -53,7 +53,8 @@ export function renderMetrics(s: ArbiterSnapshot): string {
   e.sample('tsgun_request_duration_seconds_sum', {}, series.reduce((sum, [, st]) => sum + st.durationSum, 0));
   e.sample('tsgun_request_duration_seconds_count', {}, cumulative);
 
-  e.metric('tsgun_app_errors_total', 'counter', 'Errors the app threw or rejected with: in requests (each answered 500, or its connection cut) and outside them.');
+  const appErrorsHelp = 'Errors the app threw or rejected with: in requests (each answered 500, or its connection cut) and outside them.';
+  e.metric('tsgun_app_errors_total', 'counter', appErrorsHelp);
   for (const [worker, stats] of series) e.sample('tsgun_app_errors_total', { worker }, stats.appErrors);
 
   e.metric('tsgun_requests_in_flight', 'gauge', 'Requests being handled right now.');

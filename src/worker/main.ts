@@ -44,10 +44,11 @@ const quota = settings.max_requests > 0 ? settings.max_requests + Math.floor(Mat
  * blocked; it also runs worker_abort through the symbol below, in the paused main thread;
  * and it ends this process when the master is gone and this thread is blocked, which no
  * handler here could do. So it runs even without liveness checks (timeout and boot_timeout
- * 0, no watchdog pipe). It starts before the app loads, so that a worker stuck while booting (boot_timeout) has
- * its stack logged too, and so that its own start (a second V8 isolate, ~40 ms of CPU)
- * overlaps the boot rather than the worker's first requests: started at ready, it cost
- * about 10 % of the throughput during reloads and doubled their p99 (bench/reload.mjs).
+ * 0, no watchdog pipe). It starts before the app loads, so that a worker stuck while
+ * booting (boot_timeout) has its stack logged too, and so that its own start (a second V8
+ * isolate, ~40 ms of CPU) overlaps the boot rather than the worker's first requests: started
+ * at ready, it cost about 10 % of the throughput during reloads and doubled their p99
+ * (bench/reload.mjs).
  */
 function startWatchdog(): void {
   pulse[0] = Date.now();
@@ -58,9 +59,10 @@ function startWatchdog(): void {
   const toStderr = settings.errorlog === '-';
   const pretty = settings.log_format === 'pretty' || (settings.log_format === 'auto' && toStderr && process.stderr.isTTY === true);
   const errorLog = { file: toStderr ? null : settings.errorlog, pretty, worker: boot!.id };
-  const workerData = { fd: boot!.watchdogFd, pulse: pulse.buffer, pulseMs: PULSE_MS, warmAfterMs, bootWarmAfterMs, masterPid: boot!.masterPid, errorLog };
+  const { watchdogFd: fd, masterPid } = boot!;
+  const workerData = { fd, pulse: pulse.buffer, pulseMs: PULSE_MS, warmAfterMs, bootWarmAfterMs, masterPid, errorLog };
   new Thread(new URL('./watchdog-thread.cjs', import.meta.url), { workerData }).unref();
-  if (boot!.watchdogFd !== null) (globalThis as Record<symbol, unknown>)[Symbol.for('tsgun.abort')] = () => hooks.worker_abort?.(self);
+  if (fd !== null) (globalThis as Record<symbol, unknown>)[Symbol.for('tsgun.abort')] = () => hooks.worker_abort?.(self);
 }
 
 function send(msg: WorkerMessage): Promise<void> {
@@ -277,10 +279,12 @@ function appFailed(reason: string): void {
 function onUncaught(err: unknown, what: 'uncaught exception' | 'unhandled rejection'): void {
   if (isExitCall(err)) return;
   // An app that listens for these itself has chosen what they mean (and may call process.exit).
-  const listeners: unknown[] = what === 'uncaught exception' ? process.listeners('uncaughtException') : process.listeners('unhandledRejection');
+  const exception = what === 'uncaught exception';
+  const listeners: unknown[] = exception ? process.listeners('uncaughtException') : process.listeners('unhandledRejection');
   if (listeners.some((l) => l !== onException && l !== onRejection)) return;
   stats.appErrors++;
-  log.error({ err }, `${what === 'uncaught exception' ? 'Uncaught exception' : 'Unhandled rejection'} in the app: ${describeError(err)}; draining this worker (a new one replaces it)`);
+  const kind = exception ? 'Uncaught exception' : 'Unhandled rejection';
+  log.error({ err }, `${kind} in the app: ${describeError(err)}; draining this worker (a new one replaces it)`);
   appFailed(what);
 }
 

@@ -102,7 +102,8 @@ function logError(msg: string): void {
 // The master gone (this process was reparented) and the main thread blocked: nothing else can end it.
 setInterval(() => {
   if (process.ppid === masterPid || silentMs() < ORPHAN_BLOCKED_MS) return;
-  logError(`The master (pid ${masterPid}) is gone and this worker's event loop has been blocked for ${(silentMs() / 1000).toFixed(1)} s; killing it`);
+  const silent = (silentMs() / 1000).toFixed(1);
+  logError(`The master (pid ${masterPid}) is gone and this worker's event loop has been blocked for ${silent} s; killing it`);
   process.kill(process.pid, 'SIGKILL');
 }, pulseMs);
 
