@@ -116,6 +116,13 @@ for (const fault of [
     fn: 'throwsFromTimer',
     line: /"msg":"Uncaught exception in the app: timer threw; draining this worker/,
   },
+  {
+    path: '/orphan-reject',
+    what: 'an unhandled rejection',
+    status: 200,
+    fn: 'rejectsUnawaited',
+    line: /"msg":"Unhandled rejection in the app: nobody awaited this; draining this worker/,
+  },
   { path: '/exit', what: 'process.exit(1) in a request', status: 500, fn: 'exitsInRoute', line: /"msg":"The app called process\.exit\(1\); draining this worker/ },
 ]) {
   test(`${fault.what} drains the worker: its 20 slow requests finish, a new worker replaces it at once, without backoff`, async (ctx) => {
