@@ -56,6 +56,11 @@ export type WorkerMessage =
   | { t: 'boot-error'; kind: 'app-load' | 'boot'; message: string }
   /** The worker wants to be replaced (it has served max_requests); it keeps serving until told to stop. */
   | { t: 'retire'; reason: 'max-requests' }
+  /**
+   * The app failed outside any request (an uncaught exception, an unhandled rejection, its own
+   * process.exit()): the worker has stopped accepting and drains; start its replacement now.
+   */
+  | { t: 'failing'; reason: string }
   /** Sent from the worker's event loop; its absence for `timeout` seconds means it is stuck. */
   | { t: 'beat'; stats: WorkerStats };
 
@@ -72,6 +77,8 @@ export interface WorkerStats {
   /** Requests per duration bucket, not cumulative; one more than DURATION_BUCKETS. */
   buckets: number[];
   durationSum: number;
+  /** Errors the app threw or rejected with, in requests (each answered 500 or cut) and outside them. */
+  appErrors: number;
 }
 
 /** From the master: close this many keep-alive connections after their current response (balance_connections). */

@@ -44,8 +44,8 @@ const QUICK_STOP_MS = 2000;
 /** Restart backoff after a worker dies young: doubles from the first step up to the cap. */
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_CAP_MS = 30_000;
-/** A worker that served this long after becoming ready was not crash-looping. */
-const HEALTHY_AFTER_MS = 10_000;
+/** A worker that served requests, or was ready this long, before it died was not crash-looping. */
+const HEALTHY_AFTER_MS = 5_000;
 /**
  * How long to wait for a stuck worker's stack before killing it anyway: for the watchdog to
  * answer at all, then for a capture it has begun (Debugger.enable takes seconds in a very
@@ -59,11 +59,20 @@ const BALANCE_EVERY_MS = 500;
 const BALANCE_GATHER_MS = 150;
 
 export function emptyStats(): WorkerStats {
-  return { requests: 0, connections: 0, inflight: 0, status: [0, 0, 0, 0, 0], buckets: [], durationSum: 0 };
+  return { requests: 0, connections: 0, inflight: 0, status: [0, 0, 0, 0, 0], buckets: [], durationSum: 0, appErrors: 0 };
 }
 
 /** Why workers were replaced, for metrics. */
-export type RestartReason = 'crash' | 'timeout' | 'boot-timeout' | 'memory' | 'max-requests' | 'reload' | 'scale' | 'boot-failure';
+export type RestartReason =
+  | 'crash'
+  | 'app-error'
+  | 'timeout'
+  | 'boot-timeout'
+  | 'memory'
+  | 'max-requests'
+  | 'reload'
+  | 'scale'
+  | 'boot-failure';
 
 /** A worker as `tsgun status` and the metrics see it. */
 export interface WorkerSnapshot {
@@ -568,6 +577,18 @@ export class Arbiter implements ControlTarget {
       case 'boot-error':
         w.bootError = m;
         break;
+      case 'failing': {
+        if (w.state !== 'ready') return;
+        // The worker drains by itself. One that served nothing yet may be a crash loop: its exit
+        // counts as a crash, with backoff. Any other is retired, which starts its replacement now.
+        const young = w.stats.requests === 0 && Date.now() - w.readyAt! < HEALTHY_AFTER_MS;
+        const next = young ? 'it served no request yet: it is restarted when it exits, as a crash' : 'replacing it while it finishes its requests';
+        this.log.warn(`Worker (pid:${w.pid}) failed (${m.reason}); ${next}`);
+        if (young) return;
+        this.retire(w, 'app error', true);
+        this.wake();
+        break;
+      }
     }
   }
 
@@ -606,12 +627,21 @@ export class Arbiter implements ControlTarget {
     const r = this.retired;
     r.requests += s.requests;
     r.durationSum += s.durationSum;
+    r.appErrors += s.appErrors;
     s.status.forEach((n, i) => (r.status[i] = (r.status[i] ?? 0) + n));
     s.buckets.forEach((n, i) => (r.buckets[i] = (r.buckets[i] ?? 0) + n));
   }
 
   private countRestart(w: Worker, expected: boolean): void {
-    const known: Record<string, RestartReason> = { timeout: 'timeout', 'boot-timeout': 'boot-timeout', memory: 'memory', 'max-requests': 'max-requests', reload: 'reload', 'scale down': 'scale' };
+    const known: Record<string, RestartReason> = {
+      timeout: 'timeout',
+      'boot-timeout': 'boot-timeout',
+      memory: 'memory',
+      'max-requests': 'max-requests',
+      reload: 'reload',
+      'scale down': 'scale',
+      'app error': 'app-error',
+    };
     const reason: RestartReason | undefined = expected ? known[w.outgoing ?? w.stopReason ?? ''] : w.bootError || w.exitCode === WorkerExit.APP_LOAD_ERROR || w.exitCode === WorkerExit.BOOT_ERROR ? 'boot-failure' : 'crash';
     if (reason) this.restarts[reason] = (this.restarts[reason] ?? 0) + 1;
   }
@@ -656,9 +686,10 @@ export class Arbiter implements ControlTarget {
         await this.abortReload(bootMessage);
         continue;
       }
-      // A worker that served for HEALTHY_AFTER_MS ends a crash loop; one that never became ready
-      // (a boot timeout, however long the boot took) continues it.
-      const healthy = w.readyAt !== null && Date.now() - w.readyAt >= HEALTHY_AFTER_MS;
+      // A worker that served requests or stayed ready for HEALTHY_AFTER_MS ends a crash loop (a
+      // request that kills it is no loop); one that never became ready (a boot timeout, however
+      // long the boot took) continues it.
+      const healthy = w.readyAt !== null && (w.stats.requests > 0 || Date.now() - w.readyAt >= HEALTHY_AFTER_MS);
       this.crashes = healthy ? 0 : this.crashes + 1;
       if (this.crashes > 0) {
         const delay = this.backoffMs();

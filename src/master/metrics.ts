@@ -55,6 +55,10 @@ export function renderMetrics(s: ArbiterSnapshot): string {
   e.sample('tsgun_request_duration_seconds_sum', {}, series.reduce((sum, [, st]) => sum + st.durationSum, 0));
   e.sample('tsgun_request_duration_seconds_count', {}, cumulative);
 
+  const appErrorsHelp = 'Errors the app threw or rejected with: in requests (each answered 500, or its connection cut) and outside them.';
+  e.metric('tsgun_app_errors_total', 'counter', appErrorsHelp);
+  for (const [worker, stats] of series) e.sample('tsgun_app_errors_total', { worker }, stats.appErrors);
+
   e.metric('tsgun_requests_in_flight', 'gauge', 'Requests being handled right now.');
   e.sample('tsgun_requests_in_flight', {}, s.workers.reduce((sum, w) => sum + w.stats.inflight, 0));
 
@@ -69,7 +73,7 @@ export function renderMetrics(s: ArbiterSnapshot): string {
   e.sample('tsgun_generation', {}, s.generation);
 
   e.metric('tsgun_worker_restarts_total', 'counter', 'Workers replaced, by reason.');
-  for (const reason of ['crash', 'timeout', 'boot-timeout', 'boot-failure', 'memory', 'max-requests', 'reload', 'scale'] as const) {
+  for (const reason of ['crash', 'app-error', 'timeout', 'boot-timeout', 'boot-failure', 'memory', 'max-requests', 'reload', 'scale'] as const) {
     e.sample('tsgun_worker_restarts_total', { reason }, s.restarts[reason] ?? 0);
   }
 

@@ -1,9 +1,9 @@
 /**
  * Worker process entry. Steps: read the boot record, watch the master, run post_fork,
  * load the app, start the worker class on the inherited sockets, run post_worker_init,
- * report ready, beat.
+ * report ready, watch for the app's faults, beat.
  */
-import type { RequestListener } from 'node:http';
+import type { IncomingMessage, RequestListener } from 'node:http';
 import { Socket } from 'node:net';
 import { Worker as Thread } from 'node:worker_threads';
 import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
@@ -42,22 +42,28 @@ const quota = settings.max_requests > 0 ? settings.max_requests + Math.floor(Mat
 
 /**
  * The watchdog thread answers the master's "where are you stuck?" even when this thread is
- * blocked; it also runs worker_abort through the symbol below, in the paused main thread.
- * It starts before the app loads, so that a worker stuck while booting (boot_timeout) has
- * its stack logged too, and so that its own start (a second V8 isolate, ~40 ms of CPU)
- * overlaps the boot rather than the worker's first requests: started at ready, it cost
- * about 10 % of the throughput during reloads and doubled their p99 (bench/reload.mjs).
+ * blocked; it also runs worker_abort through the symbol below, in the paused main thread;
+ * and it ends this process when the master is gone and this thread is blocked, which no
+ * handler here could do. So it runs even without liveness checks (timeout and boot_timeout
+ * 0, no watchdog pipe). It starts before the app loads, so that a worker stuck while
+ * booting (boot_timeout) has its stack logged too, and so that its own start (a second V8
+ * isolate, ~40 ms of CPU) overlaps the boot rather than the worker's first requests: started
+ * at ready, it cost about 10 % of the throughput during reloads and doubled their p99
+ * (bench/reload.mjs).
  */
 function startWatchdog(): void {
-  if (boot!.watchdogFd === null) return;
   pulse[0] = Date.now();
   // The thread reads silence from this pulse: a blocked loop stops it, an idle one does not.
   setInterval(() => (pulse[0] = Date.now()), PULSE_MS).unref();
   const warmAfterMs = (settings.timeout > 0 ? settings.timeout : 30) * 500;
   const bootWarmAfterMs = (settings.boot_timeout > 0 ? settings.boot_timeout : 30) * 500;
-  const workerData = { fd: boot!.watchdogFd, pulse: pulse.buffer, pulseMs: PULSE_MS, warmAfterMs, bootWarmAfterMs };
+  const toStderr = settings.errorlog === '-';
+  const pretty = settings.log_format === 'pretty' || (settings.log_format === 'auto' && toStderr && process.stderr.isTTY === true);
+  const errorLog = { file: toStderr ? null : settings.errorlog, pretty, worker: boot!.id };
+  const { watchdogFd: fd, masterPid } = boot!;
+  const workerData = { fd, pulse: pulse.buffer, pulseMs: PULSE_MS, warmAfterMs, bootWarmAfterMs, masterPid, errorLog };
   new Thread(new URL('./watchdog-thread.cjs', import.meta.url), { workerData }).unref();
-  (globalThis as Record<symbol, unknown>)[Symbol.for('tsgun.abort')] = () => hooks.worker_abort?.(self);
+  if (fd !== null) (globalThis as Record<symbol, unknown>)[Symbol.for('tsgun.abort')] = () => hooks.worker_abort?.(self);
 }
 
 function send(msg: WorkerMessage): Promise<void> {
@@ -67,10 +73,13 @@ function send(msg: WorkerMessage): Promise<void> {
   });
 }
 
+/** Node's process.exit, for tsgun's own exits: once the worker is ready, the app's calls go through guardedExit. */
+const realExit: (code: number) => never = process.exit.bind(process);
+
 function exit(code: number): never {
   accessLog?.flush();
   logs.flush();
-  process.exit(code);
+  realExit(code);
 }
 
 async function stop(graceful: boolean, why: string): Promise<void> {
@@ -85,11 +94,26 @@ async function stop(graceful: boolean, why: string): Promise<void> {
   exit(WorkerExit.OK);
 }
 
-// A worker whose master is gone exits: the IPC channel closes the moment the master dies,
-// however it died. The ppid check covers a channel that somehow stays open.
-process.on('disconnect', () => void stop(false, 'master gone'));
+let drainDeadline: NodeJS.Timeout | null = null;
+
+/**
+ * Stop accepting, let in-flight requests finish and exit, within graceful_timeout: a master
+ * bounds a drain it asked for with its kill timer, but this drain may have no master left.
+ */
+function drainAndExit(why: string): void {
+  drainDeadline ??= setTimeout(() => {
+    log.warn(`Worker still had requests in flight after graceful_timeout (${settings.graceful_timeout} s); exiting`);
+    exit(WorkerExit.OK);
+  }, settings.graceful_timeout * 1000);
+  void stop(true, why);
+}
+
+// A worker whose master is gone drains and exits: the IPC channel closes the moment the
+// master dies, however it died. The ppid check covers a channel that somehow stays open.
+// A worker too blocked to see either is ended by its watchdog thread.
+process.on('disconnect', () => drainAndExit('master gone'));
 setInterval(() => {
-  if (process.ppid !== boot.masterPid) void stop(false, 'master gone');
+  if (process.ppid !== boot.masterPid) drainAndExit('master gone');
 }, 500).unref();
 
 process.on('message', (m: MasterMessage) => {
@@ -182,7 +206,7 @@ async function main(): Promise<void> {
 
   let listener: RequestListener;
   try {
-    const app = await loadApp(boot!.app, settings, { onError: (err) => log.error({ err }, `Error handling request: ${describeError(err)}`), lightResponse: true });
+    const app = await loadApp(boot!.app, settings, { onError: (err) => requestFailed(err), lightResponse: true });
     listener = app.listener;
     log.debug(`Loaded ${app.shape} app from ${app.file}`);
   } catch (err) {
@@ -198,7 +222,8 @@ async function main(): Promise<void> {
     log.info(`Autorestarting worker after current request (served ${stats.requests}).`);
     void send({ t: 'retire', reason: 'max-requests' });
   };
-  const wrapped = instrument(listener, stats, { self, log, hooks, accessLog, detailed: settings.metrics_bind !== null, onQuota, quota });
+  const detailed = settings.metrics_bind !== null;
+  const wrapped = instrument(listener, stats, { self, log, hooks, accessLog, detailed, onQuota, quota, onError: requestFailed });
   let tls = boot!.tlsFd !== null ? tlsOptions(settings, await readTlsMaterial(boot!.tlsFd)) : null;
   if (tls && hooks.ssl_context) tls = (await hooks.ssl_context(self, tls)) ?? tls;
   const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log, tls };
@@ -211,6 +236,7 @@ async function main(): Promise<void> {
   // worker's, and judged by `timeout` it would make the thread enable the debugger at once.
   pulse[0] = Date.now();
   pulse[1] = 1;
+  watchFaults();
   log.info(`Booting worker with pid: ${process.pid}`);
 
   const every = settings.timeout > 0 ? Math.min(1000, (settings.timeout * 1000) / 4) : 1000;
@@ -234,6 +260,82 @@ function readTlsMaterial(fd: number): Promise<TlsMaterial> {
       }
     });
   });
+}
+
+// ---- the app's faults -------------------------------------------------------------------
+
+/** Marks the error guardedExit throws, so that it is reported once, by guardedExit. */
+const kExitCall = Symbol('tsgun.exitCall');
+let failing = false;
+/** Set while Node hands an uncaught exception to its listeners, where a throw would crash the process. */
+let dispatchingUncaught = false;
+
+function isExitCall(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && kExitCall in err;
+}
+
+/** The app threw or rejected while handling a request; that request got a 500 (or its connection was cut). */
+function requestFailed(err: unknown, req?: IncomingMessage): void {
+  if (isExitCall(err)) return;
+  stats.appErrors++;
+  log.error({ err }, `Error handling request${req ? ` ${req.method} ${req.url}` : ''}: ${describeError(err)}`);
+}
+
+/**
+ * The app failed outside any request, or asked to exit: its state can no longer be trusted,
+ * but its other requests may still finish. Tell the master (which starts the replacement at
+ * once), then drain as a reload would.
+ */
+function appFailed(reason: string): void {
+  if (failing || stopping) return;
+  failing = true;
+  // The beat first: the master judges from the request count whether this is a crash loop.
+  void beat();
+  void send({ t: 'failing', reason });
+  drainAndExit(reason);
+}
+
+function onUncaught(err: unknown, what: 'uncaught exception' | 'unhandled rejection'): void {
+  if (isExitCall(err)) return;
+  // An app that listens for these itself has chosen what they mean (and may call process.exit).
+  const exception = what === 'uncaught exception';
+  const listeners: unknown[] = exception ? process.listeners('uncaughtException') : process.listeners('unhandledRejection');
+  if (listeners.some((l) => l !== onException && l !== onRejection)) return;
+  stats.appErrors++;
+  const kind = exception ? 'Uncaught exception' : 'Unhandled rejection';
+  log.error({ err }, `${kind} in the app: ${describeError(err)}; draining this worker (a new one replaces it)`);
+  appFailed(what);
+}
+
+const onException = (err: Error): void => onUncaught(err, 'uncaught exception');
+const onRejection = (reason: unknown): void => onUncaught(reason, 'unhandled rejection');
+
+/**
+ * process.exit() from the app drains the worker instead of cutting every request on it. It
+ * throws, as nothing after process.exit() expects to run (a request that called it gets a
+ * 500), except where the throw would crash the process: in an uncaughtException listener,
+ * or once the worker is stopping.
+ */
+function guardedExit(code?: number | string | null): never {
+  const err = Object.assign(new Error(`the app called process.exit(${code ?? ''})`), { [kExitCall]: true });
+  const first = !failing && !stopping;
+  if (first) {
+    if (Number(code ?? process.exitCode ?? 0) !== 0) stats.appErrors++;
+    log.error({ err }, `The app called process.exit(${code ?? ''}); draining this worker (a new one replaces it)`);
+    appFailed('process.exit');
+  }
+  if (!first || dispatchingUncaught) return undefined as never;
+  throw err;
+}
+
+function watchFaults(): void {
+  process.on('uncaughtExceptionMonitor', () => {
+    dispatchingUncaught = true;
+    setImmediate(() => (dispatchingUncaught = false));
+  });
+  process.on('uncaughtException', onException);
+  process.on('unhandledRejection', onRejection);
+  process.exit = guardedExit;
 }
 
 /**

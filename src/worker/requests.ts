@@ -1,7 +1,8 @@
 /**
  * What a worker does around each request: count it (for max_requests, status and
- * metrics), run pre_request / post_request, write the access log. The plain path, with
- * none of these on, is one increment and a call.
+ * metrics), run pre_request / post_request, write the access log, and turn what the app
+ * throws or rejects with into a 500 for that request alone. The plain path, with none of
+ * the options on, is one increment, a try and a call.
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Hooks, WorkerSelf } from '../hooks.js';
@@ -19,6 +20,8 @@ export interface InstrumentOptions {
   /** Called once, when the request count reaches max_requests (plus jitter). */
   onQuota: (() => void) | null;
   quota: number;
+  /** Told of every error the app throws or rejects with while it handles a request (to log and count it). */
+  onError: (err: unknown, req: IncomingMessage) => void;
 }
 
 export class RequestStats {
@@ -27,9 +30,11 @@ export class RequestStats {
   readonly status = [0, 0, 0, 0, 0];
   readonly buckets = new Array<number>(DURATION_BUCKETS.length + 1).fill(0);
   durationSum = 0;
+  appErrors = 0;
 
   snapshot(connections: number): WorkerStats {
-    return { requests: this.requests, connections, inflight: this.inflight, status: [...this.status], buckets: [...this.buckets], durationSum: this.durationSum };
+    const { requests, inflight, durationSum, appErrors } = this;
+    return { requests, connections, inflight, status: [...this.status], buckets: [...this.buckets], durationSum, appErrors };
   }
 
   record(statusCode: number, seconds: number): void {
@@ -42,10 +47,42 @@ export class RequestStats {
   }
 }
 
-/** Wrap the app's listener with counting, hooks, metrics and the access log. */
-export function instrument(app: RequestListener, stats: RequestStats, opts: InstrumentOptions): RequestListener {
+/**
+ * The app failed this request: a 500 if nothing of the response is out yet, else the
+ * connection is cut (a truncated response must not look complete); other requests go on.
+ */
+function failed(err: unknown, req: IncomingMessage, res: ServerResponse, onError: InstrumentOptions['onError']): void {
+  onError(err, req);
+  if (res.writableEnded) return;
+  if (res.headersSent) return void res.destroy();
+  try {
+    for (const name of res.getHeaderNames()) res.removeHeader(name);
+    res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '21' });
+    res.end('Internal Server Error');
+  } catch {
+    res.destroy();
+  }
+}
+
+/** Call the app: a throw, or a promise it returns that rejects, fails only this request. */
+function guard(app: RequestListener, onError: InstrumentOptions['onError']): RequestListener {
+  return (req, res) => {
+    try {
+      const result = app(req, res) as unknown;
+      if (result !== undefined && typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
+        (result as PromiseLike<unknown>).then(undefined, (err: unknown) => failed(err, req, res, onError));
+      }
+    } catch (err) {
+      failed(err, req, res, onError);
+    }
+  };
+}
+
+/** Wrap the app's listener with counting, hooks, metrics, the access log and its error guard. */
+export function instrument(listener: RequestListener, stats: RequestStats, opts: InstrumentOptions): RequestListener {
   const { self, log, accessLog, detailed, onQuota, quota } = opts;
   const { pre_request: pre, post_request: post } = opts.hooks;
+  const app = guard(listener, opts.onError);
   const count = (): void => {
     if (++stats.requests === quota) onQuota?.();
   };

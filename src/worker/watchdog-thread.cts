@@ -3,7 +3,9 @@
  * runaway regex, `while (true) {}`) cannot answer anything itself; this thread can. When
  * the master asks over the watchdog pipe, it pauses the main thread through the
  * inspector (dispatched by V8 interrupts, so it works in a busy loop), reads the
- * JavaScript stack, runs the worker_abort hook in the paused context, and replies.
+ * JavaScript stack, runs the worker_abort hook in the paused context, and replies. And
+ * when the master is gone while the main thread is blocked, it ends the process: a blocked
+ * worker would otherwise outlive its master, keeping the port and the CPU.
  *
  * CommonJS, not ESM: a thread started on an ES module sets up the ESM loader first, which
  * costs every worker about 7 ms more CPU at boot (median of 21 starts, process.cpuUsage()).
@@ -11,6 +13,7 @@
  * Protocol on the pipe: the master writes `stack\n`; the thread answers `{"ack":true}` at
  * once, then `{"frames": ["at fn (file:line:col)", ...]}` when it has them.
  */
+import fs = require('node:fs');
 import inspector = require('node:inspector');
 import net = require('node:net');
 import timers = require('node:timers/promises');
@@ -24,12 +27,29 @@ interface CallFrame {
 }
 
 const sleep = timers.setTimeout;
-const { fd, pulse: shared, pulseMs, warmAfterMs, bootWarmAfterMs } = threads.workerData as { fd: number; pulse: SharedArrayBuffer; pulseMs: number; warmAfterMs: number; bootWarmAfterMs: number };
+interface WatchdogData {
+  /** The watchdog pipe; null without liveness checks (timeout and boot_timeout 0). */
+  fd: number | null;
+  pulse: SharedArrayBuffer;
+  pulseMs: number;
+  warmAfterMs: number;
+  bootWarmAfterMs: number;
+  masterPid: number;
+  /** Where the worker's error log goes (null: stderr), for the one line this thread writes. */
+  errorLog: { file: string | null; pretty: boolean; worker: number };
+}
+const { fd, pulse: shared, pulseMs, warmAfterMs, bootWarmAfterMs, masterPid, errorLog } = threads.workerData as WatchdogData;
 /** [0]: when the main thread's event loop last ran (ms since the epoch); [1]: 1 once the worker is ready. */
 const pulse = new Float64Array(shared);
 /** How long the main thread has not run; a few missed pulses mean it is blocked. */
 const silentMs = (): number => Date.now() - pulse[0]!;
 const blocked = (): boolean => silentMs() > 4 * pulseMs;
+/**
+ * How long the main thread of a worker whose master is gone may stay silent before this thread
+ * kills the process: long enough for a request's legitimate synchronous work, short enough
+ * that the port is free within two seconds.
+ */
+const ORPHAN_BLOCKED_MS = 1500;
 const session = new inspector.Session();
 // Call frames name their script by id; Debugger.enable announces every script's URL.
 const scriptUrls = new Map<string, string>();
@@ -66,14 +86,28 @@ async function disable(): Promise<void> {
   connected = false;
 }
 
+/** One error line in the worker's error log, written without pino (which lives on the blocked thread). */
+function logError(msg: string): void {
+  const line = errorLog.pretty
+    ? `[${new Date().toISOString()}] [${process.pid}] [ERROR] ${msg}\n`
+    : `${JSON.stringify({ level: 'error', time: Date.now(), pid: process.pid, role: 'worker', worker: errorLog.worker, msg })}\n`;
+  try {
+    if (errorLog.file) fs.appendFileSync(errorLog.file, line);
+    else fs.writeSync(2, line);
+  } catch {
+    // Nowhere to say it; the exit still happens.
+  }
+}
+
+// The master gone (this process was reparented) and the main thread blocked: nothing else can end it.
 setInterval(() => {
-  if (capturing) return;
-  const silent = silentMs();
-  // While booting, the main thread may block for as long as boot_timeout allows.
-  const warmAfter = pulse[1] === 1 ? warmAfterMs : bootWarmAfterMs;
-  if (silent > warmAfter && !enabled) void enable().catch(() => {});
-  else if (silent <= warmAfter && enabled) void disable();
-}, 100);
+  if (process.ppid === masterPid || silentMs() < ORPHAN_BLOCKED_MS) return;
+  const silent = (silentMs() / 1000).toFixed(1);
+  logError(`The master (pid ${masterPid}) is gone and this worker's event loop has been blocked for ${silent} s; killing it`);
+  process.kill(process.pid, 'SIGKILL');
+}, pulseMs);
+
+if (fd !== null) serveStacks(fd);
 
 function post<T>(method: string, params?: object): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -115,23 +149,34 @@ async function answer(): Promise<string[]> {
   return captureStack();
 }
 
-const pipe = new net.Socket({ fd, readable: true, writable: true });
-let buffered = '';
-pipe.setEncoding('utf8');
-pipe.on('data', (chunk: string) => {
-  buffered += chunk;
-  let nl: number;
-  while ((nl = buffered.indexOf('\n')) >= 0) {
-    const command = buffered.slice(0, nl);
-    buffered = buffered.slice(nl + 1);
-    if (command !== 'stack') continue;
-    pipe.write('{"ack":true}\n');
-    answer().then(
-      (frames) => pipe.write(`${JSON.stringify({ frames })}\n`),
-      (err: unknown) => pipe.write(`${JSON.stringify({ frames: [], error: String(err) })}\n`),
-    );
-  }
-});
+/** Answer the master's stack requests on the watchdog pipe, with the debugger enabled ahead of time. */
+function serveStacks(pipeFd: number): void {
+  setInterval(() => {
+    if (capturing) return;
+    const silent = silentMs();
+    // While booting, the main thread may block for as long as boot_timeout allows.
+    const warmAfter = pulse[1] === 1 ? warmAfterMs : bootWarmAfterMs;
+    if (silent > warmAfter && !enabled) void enable().catch(() => {});
+    else if (silent <= warmAfter && enabled) void disable();
+  }, 100);
 
-// The pipe closing means the master is gone; the main thread notices that on its own.
-pipe.on('error', () => {});
+  const pipe = new net.Socket({ fd: pipeFd, readable: true, writable: true });
+  let buffered = '';
+  pipe.setEncoding('utf8');
+  pipe.on('data', (chunk: string) => {
+    buffered += chunk;
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const command = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (command !== 'stack') continue;
+      pipe.write('{"ack":true}\n');
+      answer().then(
+        (frames) => pipe.write(`${JSON.stringify({ frames })}\n`),
+        (err: unknown) => pipe.write(`${JSON.stringify({ frames: [], error: String(err) })}\n`),
+      );
+    }
+  });
+  // The pipe closing means the master is gone; the thread's master check and the main thread act on that.
+  pipe.on('error', () => {});
+}
