@@ -6,7 +6,12 @@
  * connections oldest first (as nginx reuses its idle keep-alive connections when it runs out),
  * and refuses a new connection only when every one it holds is busy. It also closes
  * connections that have not sent their first byte within `idle_connection_timeout`.
+ *
+ * The file descriptor limit (ulimit -n) is a second limit of the same kind: a worker out of
+ * descriptors cannot accept, and libuv then drops the waiting connections without telling
+ * Node. So the table also makes room before the descriptors run out, and says so.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 
@@ -16,6 +21,31 @@ const kEntry = Symbol('tsgun.connection');
 
 /** How often at most a worker warns that it refuses or drops connections. */
 const WARN_EVERY_MS = 10_000;
+
+/** This process's file descriptor limit (Linux, /proc/self/limits); null where unknown or unlimited. */
+function descriptorLimit(): number | null {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * How many connections the descriptors left allow: the limit, less those open now (the
+ * listening sockets, the IPC channel, the app's files), less a reserve for what the app opens
+ * later. Infinity where unknown.
+ */
+function descriptorRoom(): number {
+  const limit = descriptorLimit();
+  if (limit === null) return Infinity;
+  try {
+    return Math.max(1, limit - readdirSync('/proc/self/fd').length - Math.max(16, Math.ceil(limit / 20)));
+  } catch {
+    return Infinity;
+  }
+}
 
 interface Entry {
   /** The accepted socket: its bytesRead tells a silent connection (over TLS, the handshake counts). */
@@ -45,6 +75,8 @@ export class ConnectionTable {
   /** Entries not yet seen to have sent a byte, in order of accept. */
   private readonly fresh = new Set<Entry>();
   private readonly warned = new Map<string, { at: number; count: number }>();
+  /** How many connections the file descriptors allow (see measure). */
+  private fdRoom = Infinity;
 
   /**
    * @param limit most connections (0: no limit)
@@ -62,6 +94,11 @@ export class ConnectionTable {
     return this.entries.size;
   }
 
+  /** Count the descriptors left, once the worker is listening (before, its sockets are not open). */
+  measure(): void {
+    this.fdRoom = descriptorRoom();
+  }
+
   /**
    * A connection was accepted. At the limit, close the least recently used idle connection
    * to make room for it; with none idle, close the new one.
@@ -69,8 +106,12 @@ export class ConnectionTable {
    * @param tls the HTTP server will read it through a TLS socket (see `secured`)
    */
   admit(raw: Socket, opening: boolean, tls: boolean): void {
-    if (this.limit > 0 && this.entries.size >= this.limit && !this.evictIdle()) {
-      this.warn('limit', `worker_connections (${this.limit}) reached and every connection is busy: refusing new connections`);
+    const full = this.limit > 0 && this.entries.size >= this.limit;
+    if (!full && this.entries.size >= this.fdRoom) {
+      this.warn('fds', `file descriptors running out (${this.fdRoom} connections open): closing idle connections, or refusing new ones; raise ulimit -n`);
+    }
+    if ((full || this.entries.size >= this.fdRoom) && !this.evictIdle()) {
+      if (full) this.warn('limit', `worker_connections (${this.limit}) reached and every connection is busy: refusing new connections`);
       raw.destroy();
       return;
     }
@@ -114,7 +155,7 @@ export class ConnectionTable {
    */
   acceptFailed(err: NodeJS.ErrnoException): void {
     if (err.code === 'EMFILE' || err.code === 'ENFILE') {
-      this.warn('fds', `accept failed (${err.code}: out of file descriptors): dropping connections; raise the limit (ulimit -n) or lower worker_connections`);
+      this.warn('fds', `accept failed (${err.code}: out of file descriptors): dropping connections; raise ulimit -n`);
       this.evictIdle();
       return;
     }
@@ -136,7 +177,7 @@ export class ConnectionTable {
   private evictIdle(): boolean {
     for (const entry of this.entries.values()) {
       if (!this.idle(entry)) continue;
-      this.log.debug(`Closing an idle connection from ${entry.raw.remoteAddress} to make room (worker_connections ${this.limit})`);
+      this.log.debug(`Closing an idle connection from ${entry.raw.remoteAddress} to make room for a new one`);
       this.entries.delete(entry.raw);
       this.fresh.delete(entry);
       entry.raw.destroy();

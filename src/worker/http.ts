@@ -246,6 +246,7 @@ export class HttpWorker implements TsgunWorker {
       this.servers.push(server);
       if (listener !== server) this.fronts.push(listener as net.Server);
     }
+    this.table.measure();
   }
 
   connections(): number {
