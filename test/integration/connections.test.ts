@@ -136,15 +136,20 @@ describe('HTTP strictness and the access log', { concurrency: 1 }, () => {
     assert.equal(got.status, 400, got.data);
   });
 
-  test('rejected requests are logged with the status sent: 400 (bad request line, two Hosts, bad body framing), 431, 503', async (t) => {
+  test('rejected requests are logged with the status sent: 400 (bad request line, two Hosts, bad body framing), 408, 414, 431, 503', async (t) => {
     const log = path.join(scratchDir(), 'access.log');
-    const { port } = await serve(t, ['--access-logfile', log, '--limit-concurrency', '1', '--limit-request-field-size', '100']);
+    const limits = ['--limit-concurrency', '1', '--limit-request-field-size', '100', '--limit-request-line', '100', '--headers-timeout', '1'];
+    const { port } = await serve(t, ['--access-logfile', log, ...limits]);
     const bad = await rawExchange(port, 'BAD LINE\r\n\r\n');
     assert.equal(bad.status, 400);
     const hosts = await rawExchange(port, 'GET /hosts HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n');
     assert.equal(hosts.status, 400);
     const big = await rawExchange(port, `GET /big HTTP/1.1\r\nHost: a\r\nX-Big: ${'x'.repeat(200)}\r\nConnection: close\r\n\r\n`);
     assert.equal(big.status, 431);
+    const long = await rawExchange(port, `GET /${'u'.repeat(200)} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`);
+    assert.equal(long.status, 414);
+    const partial = await rawExchange(port, 'GET /partial HTTP/1.1\r\nHost: a\r\n', { timeoutMs: 8000 });
+    assert.equal(partial.status, 408);
     const framing = await rawExchange(port, 'POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
     assert.equal(framing.status, 400);
     const slow = rawExchange(port, 'GET /slow?ms=1500 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
@@ -153,11 +158,14 @@ describe('HTTP strictness and the access log', { concurrency: 1 }, () => {
     assert.equal(busy.status, 503);
     assert.equal((await slow).status, 200);
 
-    const lines = await fileLines(log, 6);
+    const lines = await fileLines(log, 8);
     const find = (re: RegExp): string | undefined => lines.find((l) => re.test(l));
     assert.ok(find(/^127\.0\.0\.1 .* "BAD LINE" 400 /), lines.join('\n'));
     assert.ok(find(/"GET \/hosts HTTP\/1\.1" 400 /), lines.join('\n'));
     assert.ok(find(/"GET \/big HTTP\/1\.1" 431 /), lines.join('\n'));
+    assert.ok(find(/"GET \/u{200} HTTP\/1\.1" 414 /), lines.join('\n'));
+    // A timeout leaves no bytes to show: the request line is `-`.
+    assert.ok(find(/"-" 408 /), lines.join('\n'));
     assert.ok(find(/"POST \/upload HTTP\/1\.1" 400 /), lines.join('\n'));
     assert.ok(find(/"GET \/busy HTTP\/1\.1" 503 /), lines.join('\n'));
     assert.ok(find(/"GET \/slow\?ms=1500 HTTP\/1\.1" 200 /), lines.join('\n'));
