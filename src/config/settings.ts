@@ -438,7 +438,7 @@ export const SETTINGS = {
     type: seconds(0),
     default: 30,
     cli: ['--headers-timeout'],
-    short: 'Seconds a client has to send a request\'s headers; slower clients get 408 and are closed (slowloris). 0: no limit.',
+    short: 'Seconds a client has to send a request\'s headers (enforced within a second); slower clients get 408 and are closed (slowloris). 0: no limit.',
   }),
   request_timeout: setting({
     section: 'HTTP',
@@ -453,14 +453,15 @@ export const SETTINGS = {
     default: 10,
     cli: ['--idle-connection-timeout'],
     short: 'Seconds a new connection has to send its first byte; silent ones are closed. 0: no limit.',
-    doc: 'Keeps connections that never send anything from holding a worker\'s `worker_connections` slots. At the limit, a worker also closes its idle keep-alive and silent connections, oldest first, to make room for a new one before it refuses it.',
+    doc: 'Keeps connections that never send anything from holding a worker\'s `worker_connections` slots (closed ones are logged at debug level). Over TLS, the handshake counts as the first bytes. At the limit, a worker also closes its idle keep-alive and silent connections, oldest first, to make room for a new one before it refuses it.',
   }),
   worker_connections: setting({
     section: 'HTTP',
     type: int(0),
     default: 1000,
     cli: ['--worker-connections'],
-    short: 'Most open connections per worker; connections past it are closed at once. 0: no limit.',
+    short: 'Most open connections per worker. At the limit, idle keep-alive and silent connections are closed (oldest first) to make room; a new one is refused only when every connection is busy. 0: no limit.',
+    doc: 'Connections taken over by an upgrade (WebSocket) and requests in flight are never closed to make room. The file descriptor limit (`ulimit -n`) is a limit of the same kind: a worker close to it makes room the same way, and logs a warning (at most every 10 s).',
   }),
   limit_concurrency: setting({
     section: 'HTTP',
@@ -525,6 +526,7 @@ export const SETTINGS = {
     default: 5,
     cli: ['--proxy-protocol-timeout'],
     short: 'Seconds a connection has to send its whole PROXY protocol header; slower ones are closed. 0: no limit.',
+    doc: 'Counted from the accept; `headers_timeout` and `request_timeout` start once the header is in.',
   }),
   forwarded_headers: setting({
     section: 'Security',

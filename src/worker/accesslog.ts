@@ -6,8 +6,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ServerResponse as ServerResponseClass } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
+import type { Socket } from 'node:net';
 import pino from 'pino';
 import { clientOf } from './proxy.js';
+import { sentStatus } from './requests.js';
 
 export interface AccessEntry {
   req: IncomingMessage;
@@ -16,6 +18,8 @@ export interface AccessEntry {
   micros: number;
   /** When the request started, in ms since the epoch. */
   startedAt: number;
+  /** A request the parser rejected: its first line as received (escaped), or `-`. */
+  requestLine?: string;
 }
 
 type Atom = (e: AccessEntry) => string;
@@ -130,7 +134,8 @@ function user(req: IncomingMessage): string {
 }
 
 function path(req: IncomingMessage): string {
-  const url = req.url ?? '/';
+  if (req.url === undefined) return '-';
+  const url = req.url;
   const q = url.indexOf('?');
   return q < 0 ? url : url.slice(0, q);
 }
@@ -141,7 +146,7 @@ function query(req: IncomingMessage): string {
   return q < 0 ? '' : url.slice(q + 1);
 }
 
-const protocol = (req: IncomingMessage): string => `HTTP/${req.httpVersion}`;
+const protocol = (req: IncomingMessage): string => (req.httpVersion ? `HTTP/${req.httpVersion}` : '-');
 
 /** The client address: the socket's peer, or the client a trusted proxy forwarded (see proxy.ts). */
 export const clientAddress = (req: IncomingMessage): string => clientOf(req) ?? '-';
@@ -151,12 +156,12 @@ const ATOMS: Record<string, Atom> = {
   l: () => '-',
   u: (e) => user(e.req),
   t: (e) => clfDate(e.startedAt),
-  r: (e) => `${e.req.method} ${e.req.url} ${protocol(e.req)}`,
+  r: (e) => e.requestLine ?? `${e.req.method} ${e.req.url} ${protocol(e.req)}`,
   m: (e) => e.req.method ?? '-',
   U: (e) => path(e.req),
   q: (e) => query(e.req),
   H: (e) => protocol(e.req),
-  s: (e) => String(e.res.statusCode),
+  s: (e) => String(sentStatus(e.res)),
   B: (e) => String(bytesSent(e.res)),
   b: (e) => String(bytesSent(e.res) || '-'),
   f: (e) => header(e.req.headers.referer),
@@ -207,7 +212,7 @@ export function jsonEntry(e: AccessEntry): string {
     path: path(e.req),
     query: query(e.req),
     protocol: protocol(e.req),
-    status: e.res.statusCode,
+    status: sentStatus(e.res),
     bytes: bytesSent(e.res),
     referer: e.req.headers.referer ?? null,
     user_agent: e.req.headers['user-agent'] ?? null,
@@ -216,8 +221,40 @@ export function jsonEntry(e: AccessEntry): string {
   });
 }
 
+/** Printable ASCII only, and no quote (the request line is quoted): the rest as `\xNN`. */
+function escape(text: string): string {
+  return text.replace(/[^\x20-\x21\x23-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+const LINE_MAX = 256;
+const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/(\d\.\d)$/;
+
+/**
+ * An entry for a request Node's parser rejected, from what is known: the peer, the status,
+ * and the first line of the bytes it failed on (the request line, when it is one).
+ */
+export function unparsedEntry(socket: Socket, status: number, rawPacket: Buffer | null): AccessEntry {
+  let requestLine = '-';
+  let method: string | undefined;
+  let url: string | undefined;
+  let httpVersion: string | undefined;
+  if (rawPacket && rawPacket.length > 0) {
+    let end = rawPacket.indexOf(10);
+    if (end < 0 || end > LINE_MAX) end = Math.min(rawPacket.length, LINE_MAX);
+    const line = rawPacket.subarray(0, end).toString('latin1').replace(/\r$/, '');
+    requestLine = escape(line) || '-';
+    const m = REQUEST_LINE.exec(line);
+    if (m) [, method, url, httpVersion] = m.map(escape);
+  }
+  const req = { socket, headers: {}, method, url, httpVersion } as unknown as IncomingMessage;
+  const res = { statusCode: status, getHeader: () => undefined } as unknown as ServerResponse;
+  return { req, res, micros: 0, startedAt: Date.now(), requestLine };
+}
+
 export interface AccessLog {
   write(e: AccessEntry): void;
+  /** Log a request Node's parser rejected (see unparsedEntry). */
+  unparsed(socket: Socket, status: number, rawPacket: Buffer | null): void;
   reopen(): void;
   flush(): void;
 }
@@ -228,6 +265,7 @@ export function createAccessLog(file: string, format: string): AccessLog {
   const render = format === 'json' ? jsonEntry : compileFormat(format);
   return {
     write: (e) => void dest.write(`${render(e)}\n`),
+    unparsed: (socket, status, rawPacket) => void dest.write(`${render(unparsedEntry(socket, status, rawPacket))}\n`),
     reopen: () => {
       if (file !== '-') dest.reopen();
     },

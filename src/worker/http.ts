@@ -10,8 +10,10 @@ import type https from 'node:https';
 import net, { type Socket } from 'node:net';
 import { constants } from 'node:os';
 import type { TLSSocket, TlsOptions } from 'node:tls';
+import { ConnectionTable } from './connections.js';
 import type { TsgunWorker, WorkerContext } from './interface.js';
 import { clientOf, forwarded, kClient, kScheme, parseProxyHeader, PeerList, presentClient } from './proxy.js';
+import { kSentStatus } from './requests.js';
 
 const EALREADY = constants.errno.EALREADY;
 
@@ -67,10 +69,12 @@ const HEAD_FORWARDED = 1;
 const HEAD_URI_TOO_LONG = 2;
 const HEAD_TOO_MANY_FIELDS = 3;
 const HEAD_FIELD_TOO_LARGE = 4;
-const HEAD_ERRORS: Record<number, string> = {
-  [HEAD_URI_TOO_LONG]: 'Request-URI Too Long\n',
-  [HEAD_TOO_MANY_FIELDS]: 'Too many header fields\n',
-  [HEAD_FIELD_TOO_LARGE]: 'Header field too large\n',
+const HEAD_DUPLICATE_HOST = 5;
+const HEAD_ERRORS: Record<number, [number, string]> = {
+  [HEAD_URI_TOO_LONG]: [414, 'Request-URI Too Long\n'],
+  [HEAD_TOO_MANY_FIELDS]: [431, 'Too many header fields\n'],
+  [HEAD_FIELD_TOO_LARGE]: [431, 'Header field too large\n'],
+  [HEAD_DUPLICATE_HOST]: [400, 'Bad Request: more than one Host header\n'],
 };
 const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'forwarded']);
 
@@ -143,6 +147,8 @@ export class HttpWorker implements TsgunWorker {
   protected readonly servers: AnyServer[] = [];
   private readonly fronts: net.Server[] = [];
   private readonly conns = new Set<TrackedSocket>();
+  /** Every accepted connection, for worker_connections and the first-byte deadline. */
+  private readonly table: ConnectionTable;
   /** TLS connections from accept until their handshake is done: a drain waits for them too. */
   private readonly handshaking = new Set<Socket>();
   private readonly sessions = new Set<http2.Http2Session>();
@@ -170,6 +176,7 @@ export class HttpWorker implements TsgunWorker {
   constructor(protected readonly ctx: WorkerContext) {
     this.s = ctx.settings;
     this.closeAfterResponse = this.s.keepalive <= 0;
+    this.table = new ConnectionTable(this.s.worker_connections, this.s.idle_connection_timeout * 1000, ctx.log);
     this.listener = ctx.listener;
     this.limitLine = this.s.limit_request_line;
     this.limitFields = this.s.limit_request_fields;
@@ -197,8 +204,8 @@ export class HttpWorker implements TsgunWorker {
       // Node requires headersTimeout <= requestTimeout.
       headersTimeout: (s.request_timeout > 0 && (s.headers_timeout === 0 || s.headers_timeout > s.request_timeout) ? s.request_timeout : s.headers_timeout) * 1000,
       requestTimeout: s.request_timeout * 1000,
-      // Node checks both timeouts on this interval; the default (30 s) is too coarse for short ones.
-      connectionsCheckingInterval: Math.max(250, Math.min(5000, ((s.headers_timeout || 30) * 1000) / 4)),
+      // Node checks both timeouts on this interval: at most a second, so that they hold within a second.
+      connectionsCheckingInterval: Math.max(250, Math.min(1000, ((s.headers_timeout || 30) * 1000) / 4)),
       // The request line and the fields all count against Node's one header limit.
       maxHeaderSize: Math.max(16 * 1024, s.limit_request_line + s.limit_request_fields * (s.limit_request_field_size + 4) + 1024),
     };
@@ -221,10 +228,11 @@ export class HttpWorker implements TsgunWorker {
         h1.maxHeadersCount = s.limit_request_fields > 0 ? s.limit_request_fields + 1 : 2000;
         h1.on('clientError', this.clientError);
       }
+      const listener = this.proxyFrom ? this.proxyFront(server, tls !== null) : server;
+      // Not maxConnections, which refuses at accept: the table makes room first (connections.ts).
+      listener.on('connection', (raw: Socket) => this.table.admit(raw, listener !== server, tls !== null));
       server.on(tls ? 'secureConnection' : 'connection', (sock: Socket) => this.track(sock, tls !== null));
       if (tls) server.on('connection', (raw: Socket) => this.handshake(raw));
-      const listener = this.proxyFrom ? this.proxyFront(server, tls !== null) : server;
-      if (s.worker_connections > 0) (listener as net.Server).maxConnections = s.worker_connections;
       await new Promise<void>((resolve, reject) => {
         listener.once('error', reject);
         const where = socket.reusePort ? { host: socket.reusePort.host, port: socket.reusePort.port, reusePort: true } : { fd: socket.fd };
@@ -233,9 +241,12 @@ export class HttpWorker implements TsgunWorker {
           resolve();
         });
       });
+      // An accept that fails (out of file descriptors) is an 'error' on the listening socket.
+      listener.on('error', (err: NodeJS.ErrnoException) => this.table.acceptFailed(err));
       this.servers.push(server);
       if (listener !== server) this.fronts.push(listener as net.Server);
     }
+    this.table.measure();
   }
 
   connections(): number {
@@ -259,18 +270,22 @@ export class HttpWorker implements TsgunWorker {
 
   /**
    * PROXY protocol: a plain TCP server accepts, reads the PROXY header (from allowed peers
-   * only), and hands the rest of the stream to the HTTP server.
+   * only), and hands the rest of the stream to the HTTP server. The header has its own
+   * deadline (proxy_protocol_timeout): the HTTP server's timeouts start only after it.
    */
   private proxyFront(server: AnyServer, tls: boolean): net.Server {
     const mode = this.s.proxy_protocol;
     const allowed = this.proxyFrom!;
+    const deadlineMs = this.s.proxy_protocol_timeout * 1000;
     return net.createServer({ pauseOnConnect: false }, (sock) => {
       let buf = Buffer.alloc(0);
       const peer = sock.remoteAddress;
+      const timer = deadlineMs > 0 ? setTimeout(() => this.proxyTimedOut(sock), deadlineMs).unref() : null;
       const onData = (chunk: Buffer): void => {
         buf = Buffer.concat([buf, chunk]);
         const parsed = parseProxyHeader(buf);
         if (parsed.state === 'more') return;
+        if (timer) clearTimeout(timer);
         sock.off('data', onData);
         sock.pause();
         const trustedPeer = allowed.has(peer);
@@ -287,23 +302,37 @@ export class HttpWorker implements TsgunWorker {
           return reject();
         }
         if (buf.length) sock.unshift(buf);
+        this.table.opened(sock);
         server.emit('connection', sock);
         // TLS takes the unshifted bytes over by itself; resuming here would spill them past it.
         if (!tls) sock.resume();
       };
       sock.on('data', onData);
       sock.on('error', () => sock.destroy());
+      if (timer) sock.once('close', () => clearTimeout(timer));
     });
   }
 
-  private readonly clientError = (err: NodeJS.ErrnoException, sock: Socket): void => {
-    if (err.code === 'ECONNRESET' || !sock.writable) {
+  private proxyTimedOut(sock: Socket): void {
+    this.ctx.log.debug(`Closing a connection from ${sock.remoteAddress} that sent no whole PROXY header in ${this.s.proxy_protocol_timeout} s`);
+    sock.destroy();
+  }
+
+  /**
+   * Node's parser failed (a malformed request, a header overflow, a timeout): answer with the
+   * status, and have it logged. A request whose body failed after the app got it (bad chunk
+   * size, unknown transfer coding) is logged by its own response, with the status sent here.
+   */
+  private readonly clientError = (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, sock: Socket): void => {
+    const res = (sock as TrackedSocket)._httpMessage;
+    if (err.code === 'ECONNRESET' || !sock.writable || res?.headersSent) {
       sock.destroy();
       return;
     }
-    const status =
-      err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-    sock.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT' ? 408 : 400;
+    if (res) (res as ServerResponse & { [kSentStatus]?: number })[kSentStatus] = status;
+    else this.ctx.unparsed?.(sock, status, err.rawPacket ?? null);
+    sock.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   };
 
   private handshake(raw: Socket): void {
@@ -323,7 +352,10 @@ export class HttpWorker implements TsgunWorker {
     if (tls) {
       // A TLS socket reports its own peer: the client a PROXY header named is on the raw socket below.
       const raw = (s as unknown as { _handle?: { _parentWrap?: Socket & { [kProxied]?: string } } })._handle?._parentWrap;
-      if (raw) this.handshaking.delete(raw);
+      if (raw) {
+        this.handshaking.delete(raw);
+        this.table.secured(raw, s);
+      }
       if (raw?.[kProxied]) presentClient(s, raw[kProxied], true);
     }
     s[kPeer] = s.remoteAddress;
@@ -339,8 +371,8 @@ export class HttpWorker implements TsgunWorker {
 
   /**
    * One pass over the request head, without building `req.headers` (Node builds it lazily,
-   * and many apps never ask): the limits Gunicorn answers with 414 and 431, and whether a
-   * forwarding header is present.
+   * and many apps never ask): the limits Gunicorn answers with 414 and 431, a duplicate Host,
+   * and whether a forwarding header is present.
    */
   private inspectHead(req: IncomingMessage): number {
     const { limitLine, limitFields, limitField } = this;
@@ -348,11 +380,14 @@ export class HttpWorker implements TsgunWorker {
     const raw = req.rawHeaders;
     if (limitFields > 0 && raw.length / 2 > limitFields) return HEAD_TOO_MANY_FIELDS;
     let found = 0;
+    let hosts = 0;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
       if (limitField > 0 && name.length + raw[i + 1]!.length + 2 > limitField) return HEAD_FIELD_TOO_LARGE;
       // x-forwarded-for (15), x-forwarded-proto (17), forwarded (9): compare only names of those lengths.
       const n = name.length;
+      // RFC 9112 §3.2: a request with more than one Host field is answered 400.
+      if (n === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return HEAD_DUPLICATE_HOST;
       if (found === 0 && (n === 15 || n === 17 || n === 9) && FORWARDING.has(name.toLowerCase())) found = HEAD_FORWARDED;
     }
     return found;
@@ -366,20 +401,27 @@ export class HttpWorker implements TsgunWorker {
   private readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     // HTTP/2 streams share a session; the session, not a socket, is what drains them.
     const h1 = req.httpVersionMajor !== 2;
-    if (h1 && (this.closeAfterResponse || this.shedding > 0)) {
-      if (!this.closeAfterResponse) this.shedding--;
-      res.shouldKeepAlive = false;
+    if (h1) {
+      this.table.used(req.socket);
+      if (this.closeAfterResponse || this.shedding > 0) {
+        if (!this.closeAfterResponse) this.shedding--;
+        res.shouldKeepAlive = false;
+      }
     }
     if (this.limitConcurrency > 0) {
       this.inflight++;
       res.on('close', this.responseClosed);
       if (this.inflight > this.limitConcurrency) {
         res.setHeader('retry-after', '1');
+        this.ctx.rejected?.(req, res);
         return reply(res, 503, 'Service Unavailable: too many requests in flight\n');
       }
     }
     const head = this.inspectHead(req);
-    if (head > HEAD_FORWARDED) return reply(res, head === HEAD_URI_TOO_LONG ? 414 : 431, HEAD_ERRORS[head]!);
+    if (head > HEAD_FORWARDED) {
+      this.ctx.rejected?.(req, res);
+      return reply(res, HEAD_ERRORS[head]![0], HEAD_ERRORS[head]![1]);
+    }
     if (h1) {
       const s = req.socket as TrackedSocket;
       if (s[kTrusted]) this.applyForwarded(req, s, head === HEAD_FORWARDED);

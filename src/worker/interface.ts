@@ -2,7 +2,8 @@
  * The worker interface: what `worker_class` names. tsgun's own `http` worker implements
  * it, and so can a user's class (`-k ./my-worker.ts:MyWorker`) to serve with another server.
  */
-import type { RequestListener } from 'node:http';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { TlsOptions } from 'node:tls';
 import type { Settings } from '../config/settings.js';
 import type { SocketInfo } from '../ipc.js';
@@ -17,6 +18,16 @@ export interface WorkerContext {
   readonly log: Logger;
   /** TLS options from certfile/keyfile/ca_certs/cert_reqs/ciphers after the ssl_context hook; null for plain HTTP. */
   readonly tls: TlsOptions | null;
+  /**
+   * Record a request that the worker answers itself, without the app (a 400, 414, 431 or a
+   * 503 from limit_concurrency): written to the access log and counted once `res` closes.
+   */
+  readonly rejected?: (req: IncomingMessage, res: ServerResponse) => void;
+  /**
+   * Record a request that Node's parser rejected before there was a request object (400, 408,
+   * 431): what is known of it, the peer and the bytes the parser failed on.
+   */
+  readonly unparsed?: (socket: Socket, status: number, rawPacket: Buffer | null) => void;
 }
 
 export interface TsgunWorker {

@@ -16,7 +16,7 @@ import type { AccessLog } from './accesslog.js';
 import { importModule, loadApp } from './app.js';
 import { HttpWorker } from './http.js';
 import type { TsgunWorker, TsgunWorkerClass, WorkerContext } from './interface.js';
-import { instrument, RequestStats } from './requests.js';
+import { instrument, rejections, RequestStats } from './requests.js';
 import { tlsOptions, type TlsMaterial } from './tls.js';
 
 const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as WorkerBoot | null;
@@ -226,7 +226,8 @@ async function main(): Promise<void> {
   const wrapped = instrument(listener, stats, { self, log, hooks, accessLog, detailed, onQuota, quota, onError: requestFailed });
   let tls = boot!.tlsFd !== null ? tlsOptions(settings, await readTlsMaterial(boot!.tlsFd)) : null;
   if (tls && hooks.ssl_context) tls = (await hooks.ssl_context(self, tls)) ?? tls;
-  const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log, tls };
+  const recorded = rejections(stats, { accessLog, detailed });
+  const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log, tls, ...recorded };
   worker = new WorkerClass(context);
   await worker.start();
   await hooks.post_worker_init?.(self);

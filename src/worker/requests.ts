@@ -9,6 +9,18 @@ import type { Hooks, WorkerSelf } from '../hooks.js';
 import { DURATION_BUCKETS, type WorkerStats } from '../ipc.js';
 import type { Logger } from '../log.js';
 import type { AccessLog } from './accesslog.js';
+import type { WorkerContext } from './interface.js';
+
+/**
+ * On a response that tsgun answered in the app's stead (its request's body framing failed
+ * after the app got it): the status the client got, which `statusCode` does not say.
+ */
+export const kSentStatus = Symbol.for('tsgun.sentStatus');
+
+/** The status the client got for this response. */
+export function sentStatus(res: ServerResponse): number {
+  return (res as ServerResponse & { [kSentStatus]?: number })[kSentStatus] ?? res.statusCode;
+}
 
 export interface InstrumentOptions {
   self: WorkerSelf;
@@ -100,7 +112,7 @@ export function instrument(listener: RequestListener, stats: RequestStats, opts:
     res.once('close', () => {
       stats.inflight--;
       const micros = Number(process.hrtime.bigint() - t0) / 1e3;
-      if (detailed) stats.record(res.statusCode, micros / 1e6);
+      if (detailed) stats.record(sentStatus(res), micros / 1e6);
       accessLog?.write({ req, res, micros, startedAt });
       if (post) {
         try {
@@ -118,5 +130,29 @@ export function instrument(listener: RequestListener, stats: RequestStats, opts:
       }
     }
     app(req, res);
+  };
+}
+
+/**
+ * Requests the worker answers itself (rejected by a limit, or by Node's parser) are logged and
+ * counted by status like any other, but are not requests of the app (max_requests, hooks).
+ */
+export function rejections(stats: RequestStats, opts: Pick<InstrumentOptions, 'accessLog' | 'detailed'>): Pick<WorkerContext, 'rejected' | 'unparsed'> {
+  const { accessLog, detailed } = opts;
+  if (!accessLog && !detailed) return {};
+  return {
+    rejected: (req, res) => {
+      const startedAt = Date.now();
+      const t0 = process.hrtime.bigint();
+      res.once('close', () => {
+        const micros = Number(process.hrtime.bigint() - t0) / 1e3;
+        if (detailed) stats.record(res.statusCode, micros / 1e6);
+        accessLog?.write({ req, res, micros, startedAt });
+      });
+    },
+    unparsed: (socket, status, rawPacket) => {
+      if (detailed) stats.record(status, 0);
+      accessLog?.unparsed(socket, status, rawPacket);
+    },
   };
 }

@@ -237,7 +237,7 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
     }
   });
 
-  test('--worker-connections 2: a third connection is closed while two are open', async () => {
+  test('--worker-connections 2: a third connection closes the oldest idle one; with both busy, it is refused', async () => {
     const { t, url, port } = await serve(['--worker-connections', '2', '--keep-alive', '30', 'node-app']);
     const held: RawHttp[] = [];
     try {
@@ -246,16 +246,21 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
         held.push(c);
         assert.equal((await c.request(`/held-${i}`)).status, 200);
       }
-      const third = await rawExchange(port, 'GET /third HTTP/1.1\r\nHost: localhost\r\n\r\n', { timeoutMs: 3000 });
-      assert.equal(third.closed, true, 'the third connection was closed');
-      assert.equal(third.data, '', 'without a response');
-      // The held connections still work.
-      assert.equal((await held[0]!.request('/held-again')).status, 200);
+      // Both idle keep-alive: the oldest makes room (as nginx reuses idle keep-alive connections).
+      const third = await rawExchange(port, 'GET /third HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', { timeoutMs: 3000 });
+      assert.equal(third.status, 200, 'the third connection is served');
+      await held[0]!.closed;
+      assert.equal((await held[1]!.request('/held-again')).status, 200, 'the younger idle connection is kept');
 
-      held.pop()!.socket.destroy();
-      await sleep(300);
-      const fourth = await rawExchange(port, 'GET /fourth HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
-      assert.equal(fourth.status, 200, 'with one connection closed, a new one is served');
+      // Both busy (a request in flight on each): a new connection is refused.
+      const busy = await RawHttp.connect(url);
+      held.push(busy);
+      const slow = [held[1]!.request('/slow-1?ms=2500'), busy.request('/slow-2?ms=2500')];
+      await sleep(500);
+      const refused = await rawExchange(port, 'GET /fourth HTTP/1.1\r\nHost: localhost\r\n\r\n', { timeoutMs: 3000 });
+      assert.equal(refused.closed, true, 'the fourth connection was closed');
+      assert.equal(refused.data, '', 'without a response');
+      assert.deepEqual((await Promise.all(slow)).map((r) => r.status), [200, 200], 'the busy connections were not closed');
       await stopped(t);
     } finally {
       for (const c of held) c.socket.destroy();

@@ -259,7 +259,10 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
   // Plain HTTP tracks from 'connection' and serves it. Under HTTPS load each HUP costs
   // requests (ECONNRESET) this way.
   test('HUP: a connection accepted before the drain and still in its TLS handshake is served (as over plain HTTP)', async () => {
-    const [secure, plain] = await Promise.all([serve([...tlsArgs(), 'node-app']), serve(['node-app'])]);
+    // The connection stays silent until the new worker is up, which a loaded machine can make longer
+    // than the default first-byte deadline (idle_connection_timeout).
+    const patient = ['--idle-connection-timeout', '60', 'node-app'];
+    const [secure, plain] = await Promise.all([serve([...tlsArgs(), ...patient]), serve(patient)]);
     try {
       const served = async (s: typeof secure): Promise<string> => {
         // Connected (accepted by the worker), nothing sent yet.
