@@ -28,8 +28,8 @@ export class RequestStats {
   readonly buckets = new Array<number>(DURATION_BUCKETS.length + 1).fill(0);
   durationSum = 0;
 
-  snapshot(connections: number): WorkerStats {
-    return { requests: this.requests, connections, inflight: this.inflight, status: [...this.status], buckets: [...this.buckets], durationSum: this.durationSum };
+  snapshot(connections: number, upgraded: number): WorkerStats {
+    return { requests: this.requests, connections, upgraded, inflight: this.inflight, status: [...this.status], buckets: [...this.buckets], durationSum: this.durationSum };
   }
 
   record(statusCode: number, seconds: number): void {

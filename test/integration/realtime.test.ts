@@ -1,0 +1,242 @@
+/**
+ * Real-time apps (issue 17): WebSocket libraries attached to the app's server, upgraded
+ * connections out of the HTTP timeouts, close frames and app shutdown on every drain, and
+ * apps that listen() by themselves. Every app runs under `bin/tsgun -w 2` with real clients.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { test } from 'node:test';
+import { io as ioClient } from 'socket.io-client';
+import WebSocket from 'ws';
+import { childPidsSync, FIXTURES, request, scratchDir, sleep, Tsgun } from '../helpers.js';
+
+const DIR = path.join(FIXTURES, 'realtime');
+
+async function serve(t: { after(fn: () => unknown): void }, app: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ tsgun: Tsgun; url: string; ws: string }> {
+  const tsgun = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--chdir', DIR, ...extra, app], { env });
+  t.after(() => tsgun.stop());
+  const url = await tsgun.ready(2);
+  return { tsgun, url, ws: url.replace(/^http/, 'ws') };
+}
+
+interface Client {
+  ws: WebSocket;
+  closed: Promise<{ code: number; reason: string; at: number }>;
+  errors: Error[];
+  echo(text: string): Promise<string>;
+}
+
+async function connect(url: string): Promise<Client> {
+  const ws = new WebSocket(url);
+  const errors: Error[] = [];
+  ws.on('error', (err) => errors.push(err));
+  const closed = new Promise<{ code: number; reason: string; at: number }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: String(reason), at: Date.now() })));
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`unexpected response ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+  const echo = (text: string): Promise<string> =>
+    new Promise((resolve) => {
+      ws.once('message', (data) => resolve(String(data)));
+      ws.send(text);
+    });
+  return { ws, closed, errors, echo };
+}
+
+/** Open `n` WebSockets, as separate connections, until both workers hold some (each echo names its worker's pid). */
+async function spread(url: string, n: number): Promise<{ clients: Client[]; pids: Set<string> }> {
+  const clients: Client[] = [];
+  const pids = new Set<string>();
+  for (let i = 0; (i < n || pids.size < 2) && i < 60; i++) {
+    const c = await connect(url);
+    pids.add((await c.echo('who')).split(':')[0]!);
+    clients.push(c);
+  }
+  return { clients, pids };
+}
+
+test('ws attached through the factory context echoes, and a plain app answers an upgrade with 426', async (t) => {
+  const { ws, url } = await serve(t, 'ws-factory:create()');
+  const c = await connect(ws);
+  assert.match(await c.echo('hello'), /^\d+:hello$/);
+  assert.match((await request(url)).body, /^pid \d+$/);
+  c.ws.close();
+
+  const plain = await serve(t, `${path.join(FIXTURES, 'express-app.ts')}:app`);
+  await assert.rejects(connect(plain.ws), /unexpected response 426/);
+});
+
+test('a WebSocket outlives every HTTP timeout, with traffic and in silence, and receives no stray bytes', async (t) => {
+  const timeouts = ['--keep-alive', '1', '--headers-timeout', '1', '--request-timeout', '2', '--timeout', '2', '--idle-connection-timeout', '1'];
+  const { ws } = await serve(t, 'ws-factory:create()', timeouts);
+  const busy = await connect(ws);
+  const silent = await connect(ws);
+  await silent.echo('first');
+  const socket = (silent.ws as unknown as { _socket: net.Socket })._socket;
+  const before = socket.bytesRead;
+  const until = Date.now() + 5000;
+  while (Date.now() < until) {
+    assert.match(await busy.echo('tick'), /:tick$/);
+    await sleep(250);
+  }
+  assert.equal(socket.bytesRead, before, 'the silent WebSocket received bytes it did not ask for');
+  for (const c of [busy, silent]) {
+    assert.equal(c.ws.readyState, WebSocket.OPEN);
+    assert.deepEqual(c.errors, []);
+    assert.match(await c.echo('still'), /:still$/);
+  }
+});
+
+test('HUP: every WebSocket gets 1012 before graceful_timeout, the app closes, worker_exit runs, a reconnect reaches the new generation', async (t) => {
+  const dir = scratchDir();
+  const { tsgun, ws } = await serve(t, 'ws-factory:create()', ['--graceful-timeout', '5', '-c', path.join(DIR, 'hooks.conf.ts')], { RT_DIR: dir });
+  const { clients, pids } = await spread(ws, 4);
+  tsgun.signal('SIGHUP');
+  const closes = await Promise.all(clients.map((c) => c.closed));
+  const drainedAt = retiredAt(tsgun);
+  for (const close of closes) {
+    assert.equal(close.code, 1012);
+    assert.equal(close.reason, 'service restart');
+    assert.ok(close.at - drainedAt < 5000, `closed ${close.at - drainedAt} ms after its worker began to drain, graceful_timeout is 5 s`);
+  }
+  const fresh = await connect(ws);
+  const pid = (await fresh.echo('again')).split(':')[0]!;
+  assert.ok(!pids.has(pid), `reconnect served by old worker ${pid}`);
+  fresh.ws.close();
+  for (const old of pids) {
+    await tsgun.until(() => existsSync(path.join(dir, `exit-${old}`)), `worker_exit of ${old}`);
+    assert.equal(readFileSync(path.join(dir, `exit-${old}`), 'utf8'), old, 'worker_exit ran in the worker, with its pid');
+    assert.ok(existsSync(path.join(dir, `close-${old}`)), `the app's 300 ms close() of ${old} ran to completion`);
+  }
+});
+
+test('TERM: every WebSocket gets 1001, the app closes, the master exits 0', async (t) => {
+  const dir = scratchDir();
+  const { tsgun, ws } = await serve(t, 'ws-factory:create()', ['--graceful-timeout', '5', '-c', path.join(DIR, 'hooks.conf.ts')], { RT_DIR: dir });
+  const { clients, pids } = await spread(ws, 4);
+  tsgun.signal('SIGTERM');
+  for (const close of await Promise.all(clients.map((c) => c.closed))) assert.deepEqual([close.code, close.reason], [1001, 'going away']);
+  assert.deepEqual(await tsgun.exited, { code: 0, signal: null });
+  for (const old of pids) {
+    assert.ok(existsSync(path.join(dir, `close-${old}`)), `close() of ${old}`);
+    assert.equal(readFileSync(path.join(dir, `exit-${old}`), 'utf8'), old);
+  }
+  assert.equal(tsgun.grep(/did not stop within/).length, 0, 'no worker was killed');
+});
+
+/** When the master began to retire the last old worker (its log line's time). */
+function retiredAt(tsgun: Tsgun): number {
+  const lines = tsgun.grep(/^Retiring worker/);
+  assert.ok(lines.length > 0, 'no worker was retired');
+  return (lines.at(-1) as { time?: number }).time!;
+}
+
+/** An SSE stream: how it ended (cleanly, or reset) and what arrived. */
+function sse(url: string, ms: number): Promise<{ body: string; clean: boolean }> {
+  return new Promise((resolve) => {
+    const req = http.get(`${url}/sse?ms=${ms}`, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ body, clean: true }));
+      res.on('aborted', () => resolve({ body, clean: false }));
+      res.on('error', () => resolve({ body, clean: false }));
+    });
+    req.on('error', () => resolve({ body: '', clean: false }));
+  });
+}
+
+test('HUP: an SSE stream shorter than graceful_timeout finishes; a longer one ends cleanly at the deadline', async (t) => {
+  const { tsgun, url } = await serve(t, 'ws-factory:create()', ['--graceful-timeout', '3']);
+  const short = sse(url, 1500);
+  const long = sse(url, 20_000);
+  await sleep(300);
+  tsgun.signal('SIGHUP');
+  const s = await short;
+  assert.ok(s.clean, 'the short stream was cut');
+  assert.match(s.body, /data: end/);
+  const l = await long;
+  const tookMs = Date.now() - retiredAt(tsgun);
+  assert.ok(l.clean, 'the long stream was reset, not ended');
+  assert.doesNotMatch(l.body, /data: end/);
+  assert.ok(tookMs >= 2500 && tookMs < 6000, `the long stream ended ${tookMs} ms after its worker began to drain (graceful_timeout 3 s)`);
+});
+
+test('Socket.IO (websocket transport) echoes through 2 workers, and its polling caveat is logged once', async (t) => {
+  const { tsgun, url } = await serve(t, 'socketio-app:create()');
+  const socket = ioClient(url, { transports: ['websocket'], reconnection: false });
+  t.after(() => socket.close());
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('connect_error', reject);
+  });
+  const reply = await new Promise<string>((resolve) => socket.emit('echo', 'hi', resolve));
+  assert.match(reply, /^\d+:hi$/);
+  assert.match((await request(url)).body, /^socket\.io app \d+$/);
+  await tsgun.waitForLine(/Socket\.IO with several workers/);
+  assert.equal(tsgun.grep(/Socket\.IO with several workers/).length, 1);
+});
+
+test('@fastify/websocket echoes; Fastify onClose runs to completion on HUP and on TERM', async (t) => {
+  const dir = scratchDir();
+  const { tsgun, ws } = await serve(t, 'fastify-ws:app', ['--graceful-timeout', '5'], { RT_DIR: dir });
+  const c = await connect(`${ws}/ws`);
+  assert.equal(await c.echo('hi'), 'fastify:hi');
+  const first = await tsgun.workerPids();
+  tsgun.signal('SIGHUP');
+  for (const pid of first) await tsgun.until(() => existsSync(path.join(dir, `fastify-${pid}`)), `onClose of ${pid} on HUP`);
+  await c.closed;
+  await tsgun.until(() => tsgun.grep(/^Booting worker with pid/).length >= 4, 'the new generation');
+  const second = await tsgun.until(() => {
+    const pids = childPidsSync(tsgun.pid);
+    return pids.every((p) => !first.includes(p)) && pids.length === 2 && pids;
+  }, 'the old generation gone');
+  const again = await connect(`${ws}/ws`);
+  assert.equal(await again.echo('back'), 'fastify:back');
+  tsgun.signal('SIGTERM');
+  assert.equal((await tsgun.exited).code, 0);
+  for (const pid of second) assert.ok(existsSync(path.join(dir, `fastify-${pid}`)), `onClose of ${pid} on TERM`);
+});
+
+test('@hono/node-ws echoes through the factory context', async (t) => {
+  const { ws, url } = await serve(t, 'hono-ws:create()');
+  const c = await connect(`${ws}/ws`);
+  assert.equal(await c.echo('hi'), 'hono:hi');
+  assert.match((await request(url)).body, /^hono \d+$/);
+  c.ws.close();
+});
+
+test('an exported http.Server with a ws server attached is served with upgrades', async (t) => {
+  const { ws, url } = await serve(t, 'ws-server');
+  const c = await connect(ws);
+  assert.equal(await c.echo('hi'), 'server:hi');
+  assert.match((await request(url)).body, /^server \d+$/);
+  c.ws.close();
+});
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+test('an app that calls app.listen(PORT) is served on tsgun\'s bind by 2 workers, and nothing listens on PORT', async (t) => {
+  const port = await freePort();
+  const { tsgun, url, ws } = await serve(t, 'listen-app', [], { RT_PORT: String(port) });
+  const pids = new Set<string>();
+  for (let i = 0; i < 200 && pids.size < 2; i++) pids.add((await request(url)).body.replace(/^listen /, ''));
+  assert.equal(pids.size, 2, 'both workers serve the adopted server');
+  const c = await connect(ws);
+  assert.equal(await c.echo('hi'), 'listen:hi');
+  c.ws.close();
+  await assert.rejects(request(`http://127.0.0.1:${port}/`), /ECONNREFUSED/);
+  assert.equal(tsgun.grep(/called listen\(\) on its own server/).length, 1);
+  const tsgunPort = new URL(url).port;
+  await tsgun.until(() => tsgun.stdout.split('\n').filter((l) => l === `app says: listening on ${tsgunPort}`).length === 2, "the app's listen callback, with tsgun's port");
+});
