@@ -11,7 +11,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import WebSocket from 'ws';
-import { childPidsSync, FIXTURES, request, scratchDir, sleep, Tsgun } from '../helpers.js';
+import { childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'realtime');
 
@@ -97,7 +97,7 @@ test('HUP: every WebSocket gets 1012 before graceful_timeout, the app closes, wo
   const { clients, pids } = await spread(ws, 4);
   tsgun.signal('SIGHUP');
   const closes = await Promise.all(clients.map((c) => c.closed));
-  const drainedAt = retiredAt(tsgun);
+  const drainedAt = Math.max(...(await Promise.all([...pids].map((pid) => retiredAt(tsgun, pid)))));
   for (const close of closes) {
     assert.equal(close.code, 1012);
     assert.equal(close.reason, 'service restart');
@@ -128,42 +128,49 @@ test('TERM: every WebSocket gets 1001, the app closes, the master exits 0', asyn
   assert.equal(tsgun.grep(/did not stop within/).length, 0, 'no worker was killed');
 });
 
-/** When the master began to retire the last old worker (its log line's time). */
-function retiredAt(tsgun: Tsgun): number {
-  const lines = tsgun.grep(/^Retiring worker/);
-  assert.ok(lines.length > 0, 'no worker was retired');
-  return (lines.at(-1) as { time?: number }).time!;
+/** When the master began to retire worker `pid` (its log line's time). */
+async function retiredAt(tsgun: Tsgun, pid: string): Promise<number> {
+  const line = await tsgun.waitForLine(new RegExp(`^Retiring worker \\(pid:${pid},`));
+  return (line as { time?: number }).time!;
 }
 
-/** An SSE stream: how it ended (cleanly, or reset) and what arrived. */
-function sse(url: string, ms: number): Promise<{ body: string; clean: boolean }> {
+/** An SSE stream: how it ended (cleanly, or reset), when, what arrived, and from which worker. */
+function sse(url: string, ms: number): Promise<{ body: string; clean: boolean; at: number; pid: string }> {
   return new Promise((resolve) => {
+    let body = '';
+    const done = (clean: boolean): void => resolve({ body, clean, at: Date.now(), pid: /^: pid (\d+)/.exec(body)?.[1] ?? '' });
     const req = http.get(`${url}/sse?ms=${ms}`, { agent: false }, (res) => {
-      let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ body, clean: true }));
-      res.on('aborted', () => resolve({ body, clean: false }));
-      res.on('error', () => resolve({ body, clean: false }));
+      res.on('end', () => done(true));
+      res.on('aborted', () => done(false));
+      res.on('error', () => done(false));
     });
-    req.on('error', () => resolve({ body: '', clean: false }));
+    req.on('error', () => done(false));
   });
 }
 
-test('HUP: an SSE stream shorter than graceful_timeout finishes; a longer one ends cleanly at the deadline', async (t) => {
-  const { tsgun, url } = await serve(t, 'ws-factory:create()', ['--graceful-timeout', '3']);
-  const short = sse(url, 1500);
-  const long = sse(url, 20_000);
+test('HUP: an SSE stream shorter than graceful_timeout finishes, a longer one ends cleanly at the deadline; close() and worker_exit run', async (t) => {
+  const dir = scratchDir();
+  const { tsgun, url } = await serve(t, 'sse-app', ['--graceful-timeout', '6', '-c', path.join(DIR, 'hooks.conf.ts')], { RT_DIR: dir });
+  const short = sse(url, 5000);
+  const long = sse(url, 60_000);
   await sleep(300);
   tsgun.signal('SIGHUP');
   const s = await short;
   assert.ok(s.clean, 'the short stream was cut');
   assert.match(s.body, /data: end/);
+  assert.ok((await retiredAt(tsgun, s.pid)) < s.at, 'the short stream ended before its worker began to drain: nothing was tested');
   const l = await long;
-  const tookMs = Date.now() - retiredAt(tsgun);
+  const tookMs = l.at - (await retiredAt(tsgun, l.pid));
   assert.ok(l.clean, 'the long stream was reset, not ended');
   assert.doesNotMatch(l.body, /data: end/);
-  assert.ok(tookMs >= 2500 && tookMs < 6000, `the long stream ended ${tookMs} ms after its worker began to drain (graceful_timeout 3 s)`);
+  assert.ok(tookMs >= 5000 && tookMs < 8000, `the long stream ended ${tookMs} ms after its worker began to drain (graceful_timeout 6 s)`);
+  for (const pid of new Set([s.pid, l.pid])) {
+    await tsgun.until(() => existsSync(path.join(dir, `exit-${pid}`)), `worker_exit of ${pid}`);
+    assert.equal(readFileSync(path.join(dir, `exit-${pid}`), 'utf8'), pid, 'worker_exit ran in the worker, with its pid');
+    assert.ok(existsSync(path.join(dir, `close-${pid}`)), `the app's 300 ms close() of ${pid} ran to completion`);
+  }
 });
 
 test('Socket.IO (websocket transport) echoes through 2 workers, and its polling caveat is logged once', async (t) => {
@@ -239,4 +246,23 @@ test('an app that calls app.listen(PORT) is served on tsgun\'s bind by 2 workers
   assert.equal(tsgun.grep(/called listen\(\) on its own server/).length, 1);
   const tsgunPort = new URL(url).port;
   await tsgun.until(() => tsgun.stdout.split('\n').filter((l) => l === `app says: listening on ${tsgunPort}`).length === 2, "the app's listen callback, with tsgun's port");
+});
+
+test('upgraded connections are counted apart: a tsgun status column and a /metrics gauge', async (t) => {
+  const pidfile = path.join(scratchDir(), 'tsgun.pid');
+  const { tsgun, ws, url } = await serve(t, 'ws-factory:create()', ['-p', pidfile, '--metrics-bind', '127.0.0.1:0']);
+  const { clients } = await spread(ws, 3);
+  const metricsUrl = /^Metrics at: (\S+)$/.exec((await tsgun.waitForLine(/^Metrics at: /)).msg!)![1]!;
+  const upgraded = (text: string): number => [...text.matchAll(/^tsgun_upgraded_connections\{worker="\d+"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  let metrics = '';
+  for (const deadline = Date.now() + 10_000; upgraded(metrics) !== clients.length && Date.now() < deadline; await sleep(300)) metrics = (await request(metricsUrl)).body;
+  assert.equal(upgraded(metrics), clients.length, metrics);
+  const status = await runTsgun(['status', '--json', '-p', pidfile]);
+  const json = JSON.parse(status.stdout) as { workers: Array<{ stats: { upgraded: number; connections: number } }> };
+  assert.equal(json.workers.reduce((n, w) => n + w.stats.upgraded, 0), clients.length);
+  assert.equal(json.workers.reduce((n, w) => n + w.stats.connections, 0), 0, 'WebSockets are not HTTP connections');
+  const table = (await runTsgun(['status', '-p', pidfile])).stdout;
+  assert.match(table, /\bUPGRADED\b/);
+  await request(url);
+  for (const c of clients) c.ws.close();
 });
