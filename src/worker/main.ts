@@ -90,9 +90,13 @@ async function stop(graceful: boolean, why: string): Promise<void> {
   stopping = true;
   log.debug(`Worker stopping (${why})`);
   const deadline = Date.now() + settings.graceful_timeout * 1000;
-  const appClosed = graceful ? closeApp(deadline) : Promise.resolve();
-  if (worker) await worker.stop(graceful, { replaced, deadline, appClosed });
-  await appClosed;
+  let closed = (): void => {};
+  const appClosed = new Promise<void>((resolve) => (closed = resolve));
+  // The worker stops accepting first (synchronously), then the app is told.
+  const drained = worker?.stop(graceful, { replaced, deadline, appClosed });
+  if (graceful) await closeApp(deadline);
+  closed();
+  await drained;
   try {
     await hooks.worker_exit?.(master, self);
   } catch (err) {
