@@ -197,7 +197,8 @@ export const SETTINGS = {
     type: seconds(0),
     default: 30,
     cli: ['--graceful-timeout'],
-    short: 'Seconds a stopping worker has to finish its in-flight requests before it is killed.',
+    short: 'Seconds a stopping worker has to finish its in-flight requests and run the app\'s close().',
+    doc: 'At the deadline the worker ends what is left itself (streaming responses get their last chunk, WebSockets a close frame) and exits; the master kills a worker still running 2 seconds later. See docs/realtime.md.',
   }),
   keepalive: setting({
     section: 'Worker processes',
@@ -299,7 +300,7 @@ export const SETTINGS = {
     default: false,
     cli: ['--factory'],
     short: 'Treat ATTR as a factory: call it (awaiting a promise) to get the app.',
-    doc: 'Same as writing `MODULE:ATTR()`.',
+    doc: 'Same as writing `MODULE:ATTR()`. The factory is called with a context object whose `server` is the worker\'s HTTP server, for WebSocket libraries to attach to (docs/realtime.md).',
   }),
   interface: setting({
     section: 'Server mechanics',

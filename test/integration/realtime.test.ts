@@ -48,13 +48,14 @@ async function connect(url: string): Promise<Client> {
 }
 
 /** Open `n` WebSockets, as separate connections, until both workers hold some (each echo names its worker's pid). */
-async function spread(url: string, n: number): Promise<{ clients: Client[]; pids: Set<string> }> {
-  const clients: Client[] = [];
+async function spread(url: string, n: number): Promise<{ clients: Array<Client & { pid: string }>; pids: Set<string> }> {
+  const clients: Array<Client & { pid: string }> = [];
   const pids = new Set<string>();
   for (let i = 0; (i < n || pids.size < 2) && i < 60; i++) {
     const c = await connect(url);
-    pids.add((await c.echo('who')).split(':')[0]!);
-    clients.push(c);
+    const pid = (await c.echo('who')).split(':')[0]!;
+    pids.add(pid);
+    clients.push({ ...c, pid });
   }
   return { clients, pids };
 }
@@ -96,11 +97,11 @@ test('HUP: every WebSocket gets 1012 before graceful_timeout, the app closes, wo
   const { tsgun, ws } = await serve(t, 'ws-factory:create()', ['--graceful-timeout', '5', '-c', path.join(DIR, 'hooks.conf.ts')], { RT_DIR: dir });
   const { clients, pids } = await spread(ws, 4);
   tsgun.signal('SIGHUP');
-  const closes = await Promise.all(clients.map((c) => c.closed));
-  const drainedAt = Math.max(...(await Promise.all([...pids].map((pid) => retiredAt(tsgun, pid)))));
-  for (const close of closes) {
+  for (const c of clients) {
+    const close = await c.closed;
     assert.equal(close.code, 1012);
     assert.equal(close.reason, 'service restart');
+    const drainedAt = await retiredAt(tsgun, c.pid);
     assert.ok(close.at - drainedAt < 5000, `closed ${close.at - drainedAt} ms after its worker began to drain, graceful_timeout is 5 s`);
   }
   const fresh = await connect(ws);
