@@ -129,6 +129,17 @@ test('TERM: every WebSocket gets 1001, the app closes, the master exits 0', asyn
   assert.equal(tsgun.grep(/did not stop within/).length, 0, 'no worker was killed');
 });
 
+test('TTOU: the WebSockets of the worker that leaves get 1012, those of the one that stays are left open', async (t) => {
+  const { tsgun, ws } = await serve(t, 'ws-factory:create()', ['--graceful-timeout', '5']);
+  const { clients } = await spread(ws, 4);
+  tsgun.signal('SIGTTOU');
+  const line = await tsgun.waitForLine(/^Retiring worker \(pid:\d+,/);
+  const leaving = /pid:(\d+)/.exec(line.msg!)![1]!;
+  for (const c of clients.filter((c) => c.pid === leaving)) assert.equal((await c.closed).code, 1012);
+  for (const c of clients.filter((c) => c.pid !== leaving)) assert.match(await c.echo('stay'), /:stay$/);
+  for (const c of clients) c.ws.close();
+});
+
 /** When the master began to retire worker `pid` (its log line's time). */
 async function retiredAt(tsgun: Tsgun, pid: string): Promise<number> {
   const line = await tsgun.waitForLine(new RegExp(`^Retiring worker \\(pid:${pid},`));
