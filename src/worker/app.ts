@@ -172,6 +172,7 @@ export async function loadApp(
   if (listened || isHttpServer(value)) {
     const server = (listened ?? value) as http.Server | https.Server;
     if (!listened && server.listening) throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} is a server that is already listening; export it before calling listen(), or let tsgun adopt the listen() call`);
+    checkServerKind(server, own, name);
     own.removeListener('request', placeholder);
     return { shape: 'server', listener: takeRequestListeners(server, placeholder, null), file, server, adopted: listened ? 'listen' : 'export', close: closeOf(moduleClose, null) };
   }
@@ -201,6 +202,17 @@ export async function loadApp(
     appListener = fetchListener(detected.handler, { rootPath: settings.root_path.replace(/\/$/, ''), onError: opts.onError });
   }
   return { shape: detected.shape, listener: takeRequestListeners(own, placeholder, appListener), file, server: own, adopted: null, close: closeOf(moduleClose, fastifyClose) };
+}
+
+/** The app's own server must speak what tsgun is set up for: TLS with certfile, HTTP/1.1 unless worker_class is http2. */
+function checkServerKind(theirs: http.Server | https.Server, own: AppServer, name: string): void {
+  const fix = 'serve the app itself (export it, or call a factory) so that tsgun makes the server';
+  if (!(own instanceof http.Server) && !(own instanceof https.Server)) {
+    throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} brings its own HTTP/1.1 server, which worker_class http2 cannot serve; use worker_class http, or ${fix}`);
+  }
+  if (own instanceof https.Server && !(theirs instanceof https.Server)) {
+    throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} brings its own plain http.Server but certfile/keyfile are set; make it with https.createServer(options, app), drop --certfile, or ${fix}`);
+  }
 }
 
 /** The app's shutdown: a Fastify instance's close() (its onClose hooks), then the module's `close` export. */

@@ -150,8 +150,6 @@ function reply(res: ServerResponse, status: number, text: string): void {
   res.end(text);
 }
 
-const kHttp2 = Symbol('tsgun.http2');
-
 /** Node's HTTP/1.1 server options from tsgun's settings. */
 function serverOptions(s: Settings): http.ServerOptions {
   return {
@@ -178,9 +176,7 @@ function applyServerOptions(server: http.Server, s: Settings): void {
 export async function createServer(s: Settings, tls: TlsOptions | null): Promise<AnyServer> {
   if (s.worker_class === 'http2') {
     if (!tls) throw new Error('worker_class http2 serves HTTP/2 over TLS: give it --certfile and --keyfile');
-    const server = (await import('node:http2')).createSecureServer({ ...tls, ALPNProtocols: ['h2', 'http/1.1'], allowHTTP1: true });
-    (server as { [kHttp2]?: boolean })[kHttp2] = true;
-    return server;
+    return (await import('node:http2')).createSecureServer({ ...tls, ALPNProtocols: ['h2', 'http/1.1'], allowHTTP1: true });
   }
   if (tls) return (await import('node:https')).createServer({ ...tls, ...serverOptions(s) });
   return http.createServer(serverOptions(s));
@@ -243,11 +239,8 @@ export class HttpWorker implements TsgunWorker {
   async start(): Promise<void> {
     const s = this.s;
     const server = this.ctx.server ?? (await createServer(s, this.ctx.tls));
+    // An app's own server is checked against the settings where it is loaded (an https.Server serves TLS even without certfile).
     const tls = server instanceof TlsServer;
-    if (this.http2 && !(server as { [kHttp2]?: boolean })[kHttp2]) {
-      throw new Error('worker_class http2 cannot serve the app\'s own HTTP/1.1 server; use worker_class http');
-    }
-    if (this.ctx.tls && !tls) throw new Error('the app\'s own server is a plain http.Server but certfile/keyfile are set: make it with https.createServer(options, app), or drop certfile');
     if (!this.http2) applyServerOptions(server as http.Server, s);
     if (this.http2) {
       server.on('session', (session: http2.Http2Session) => {

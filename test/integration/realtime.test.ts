@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import WebSocket from 'ws';
 import { childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun } from '../helpers.js';
+import { makePki, tlsArgs } from './http-layer.shared.js';
 
 const DIR = path.join(FIXTURES, 'realtime');
 
@@ -235,6 +236,15 @@ test('an exported http.Server with a ws server attached is served with upgrades'
   assert.equal(await c.echo('hi'), 'server:hi');
   assert.match((await request(url)).body, /^server \d+$/);
   c.ws.close();
+});
+
+test('an exported plain http.Server with certfile set stops tsgun with one Error: line (exit 4)', async () => {
+  const pki = await makePki();
+  const run = await runTsgun(['-w', '2', '-b', '127.0.0.1:0', '--chdir', DIR, ...tlsArgs(pki), 'ws-server']);
+  assert.equal(run.code, 4);
+  const errors = run.stderr.split('\n').filter((l) => l.startsWith('Error:'));
+  assert.equal(errors.length, 1, run.stderr);
+  assert.match(errors[0]!, /brings its own plain http\.Server but certfile\/keyfile are set/);
 });
 
 async function freePort(): Promise<number> {
