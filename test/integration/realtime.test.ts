@@ -186,19 +186,33 @@ test('HUP: an SSE stream shorter than graceful_timeout finishes, a longer one en
   }
 });
 
-test('Socket.IO (websocket transport) echoes through 2 workers, and its polling caveat is logged once', async (t) => {
-  const { tsgun, url } = await serve(t, 'socketio-app:create()');
-  const socket = ioClient(url, { transports: ['websocket'], reconnection: false });
+test('Socket.IO (websocket transport) echoes through 2 workers, reconnects to the new generation on HUP, and its polling caveat is logged once', async (t) => {
+  const { tsgun, url } = await serve(t, 'socketio-app:create()', ['--graceful-timeout', '5']);
+  const socket = ioClient(url, { transports: ['websocket'], reconnectionDelay: 100, reconnectionDelayMax: 500 });
   t.after(() => socket.close());
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('connect_error', reject);
   });
-  const reply = await new Promise<string>((resolve) => socket.emit('echo', 'hi', resolve));
-  assert.match(reply, /^\d+:hi$/);
+  const echo = (): Promise<string> => new Promise<string>((resolve) => socket.emit('echo', 'hi', resolve));
+  const first = await echo();
+  assert.match(first, /^\d+:hi$/);
   assert.match((await request(url)).body, /^socket\.io app \d+$/);
   await tsgun.waitForLine(/Socket\.IO with several workers/);
   assert.equal(tsgun.grep(/Socket\.IO with several workers/).length, 1);
+
+  const old = new Set(childPidsSync(tsgun.pid).map(String));
+  const reconnect = (): Promise<void> => new Promise<void>((resolve) => socket.once('disconnect', () => socket.once('connect', () => resolve())));
+  let reconnected = reconnect();
+  tsgun.signal('SIGHUP');
+  // Old workers leave one by one: a client may land on the other old worker first, and be sent on again.
+  let pid = '';
+  for (let hops = 0; hops < old.size && (pid === '' || old.has(pid)); hops++) {
+    await reconnected;
+    reconnected = reconnect();
+    pid = (await echo()).split(':')[0]!;
+  }
+  assert.ok(!old.has(pid), `the client still reaches old worker ${pid}`);
 });
 
 test('@fastify/websocket echoes; Fastify onClose runs to completion on HUP and on TERM', async (t) => {
