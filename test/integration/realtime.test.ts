@@ -93,6 +93,17 @@ test('a WebSocket outlives every HTTP timeout, with traffic and in silence, and 
   }
 });
 
+test('upgrades are not requests: max_requests and limit_concurrency ignore open WebSockets', async (t) => {
+  const { tsgun, ws, url } = await serve(t, 'ws-factory:create()', ['--max-requests', '3', '--limit-concurrency', '1']);
+  const { clients } = await spread(ws, 6);
+  for (const c of clients) assert.match(await c.echo('x'), /:x$/);
+  assert.equal((await request(url)).status, 200, 'open WebSockets counted as requests in flight');
+  await sleep(1000);
+  assert.equal(tsgun.grep(/Autorestarting worker/).length, 0, 'upgrades counted toward max_requests');
+  for (const c of clients) assert.equal(c.ws.readyState, WebSocket.OPEN);
+  for (const c of clients) c.ws.close();
+});
+
 test('HUP: every WebSocket gets 1012 before graceful_timeout, the app closes, worker_exit runs, a reconnect reaches the new generation', async (t) => {
   const dir = scratchDir();
   const { tsgun, ws } = await serve(t, 'ws-factory:create()', ['--graceful-timeout', '5', '-c', path.join(DIR, 'hooks.conf.ts')], { RT_DIR: dir });
