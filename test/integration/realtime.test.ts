@@ -263,6 +263,26 @@ test('an exported http.Server with a ws server attached is served with upgrades'
   c.ws.close();
 });
 
+test('over TLS (wss): echo, and TERM sends 1001 through the TLS stream', async (t) => {
+  const pki = await makePki();
+  const { tsgun, ws } = await serve(t, 'ws-factory:create()', tlsArgs(pki));
+  assert.match(ws, /^wss:/);
+  const socket = new WebSocket(ws, { ca: pki.ca, servername: 'localhost' });
+  const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', () => resolve());
+    socket.once('error', reject);
+  });
+  const reply = await new Promise<string>((resolve) => {
+    socket.once('message', (data) => resolve(String(data)));
+    socket.send('secure');
+  });
+  assert.match(reply, /^\d+:secure$/);
+  tsgun.signal('SIGTERM');
+  assert.equal(await closed, 1001);
+  assert.equal((await tsgun.exited).code, 0);
+});
+
 test('an exported plain http.Server with certfile set stops tsgun with one Error: line (exit 4)', async () => {
   const pki = await makePki();
   const run = await runTsgun(['-w', '2', '-b', '127.0.0.1:0', '--chdir', DIR, ...tlsArgs(pki), 'ws-server']);
