@@ -106,9 +106,9 @@ function interceptListen(own: AppServer, label: string | undefined): () => http.
   net.Server.prototype.listen = function (this: net.Server, ...args: unknown[]) {
     if (adopted !== null || !isHttpServer(this) || (this as unknown) === own) return listen.apply(this, args as never);
     adopted = this;
-    const callback = args.find((a, i) => i === args.length - 1 && typeof a === 'function') as (() => void) | undefined;
+    const last = args.at(-1);
     Object.defineProperty(this, 'address', { value: () => addressOf(label), configurable: true, writable: true });
-    if (callback) process.nextTick(() => callback.call(this));
+    if (typeof last === 'function') process.nextTick(() => (last as () => void).call(this));
     return this;
   } as typeof listen;
   return () => {

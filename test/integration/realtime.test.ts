@@ -267,7 +267,7 @@ test('over TLS (wss): echo, and TERM sends 1001 through the TLS stream', async (
   const pki = await makePki();
   const { tsgun, ws } = await serve(t, 'ws-factory:create()', tlsArgs(pki));
   assert.match(ws, /^wss:/);
-  const socket = new WebSocket(ws, { ca: pki.ca, servername: 'localhost' });
+  const socket = new WebSocket(ws, { ca: pki.ca });
   const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
     socket.once('open', () => resolve());
