@@ -3,6 +3,7 @@
  * Returns what to print and the exit status; `bin/tsgun` prints and exits.
  */
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseEnv } from 'node:util';
@@ -106,7 +107,7 @@ function applyEnvironment(resolved: ResolvedConfig, cwd: string): void {
 
 async function checkConfig(resolved: ResolvedConfig, app: string): Promise<CliResult> {
   try {
-    const loaded = await loadApp(app, resolved.settings, { onError: () => {} });
+    const loaded = await loadApp(app, resolved.settings, { onError: () => {}, server: createServer() });
     const from = resolved.configFile ? `config ${resolved.configFile}` : 'no config file';
     return { code: ExitCode.OK, output: `OK: ${from}; app ${app} is a ${loaded.shape} app from ${loaded.file}\n` };
   } catch (err) {

@@ -131,10 +131,10 @@ const mib = (n: number): string => (n > 0 ? `${(n / 1024 / 1024).toFixed(1)} MiB
 export function formatStatus(s: ArbiterSnapshot, now = Date.now()): string {
   const ready = s.workers.filter((w) => w.state === 'ready').length;
   const head = `tsgun ${s.version} master ${s.pid} [${s.app}]: up ${duration(now - s.startedAt)}, generation ${s.generation}${s.reloading ? ' (reloading)' : ''}, ${ready}/${s.target} workers ready\n` + `listening at ${s.sockets.join(', ')}\n\n`;
-  const rows: string[][] = [['ROLE', 'PID', 'GEN', 'STATE', 'UPTIME', 'REQUESTS', 'CONNS', 'CPU%', 'RSS']];
-  rows.push(['master', String(s.pid), String(s.generation), s.reloading ? 'reloading' : 'running', duration(now - s.startedAt), String(s.retired.requests + s.workers.reduce((n, w) => n + w.stats.requests, 0)), '-', s.cpu.toFixed(1), mib(s.rss)]);
+  const rows: string[][] = [['ROLE', 'PID', 'GEN', 'STATE', 'UPTIME', 'REQUESTS', 'CONNS', 'UPGRADED', 'CPU%', 'RSS']];
+  rows.push(['master', String(s.pid), String(s.generation), s.reloading ? 'reloading' : 'running', duration(now - s.startedAt), String(s.retired.requests + s.workers.reduce((n, w) => n + w.stats.requests, 0)), '-', '-', s.cpu.toFixed(1), mib(s.rss)]);
   for (const w of s.workers) {
-    rows.push(['worker', String(w.pid), String(w.generation), w.state, duration(now - w.spawnedAt), String(w.stats.requests), String(w.stats.connections), w.cpu.toFixed(1), mib(w.rss)]);
+    rows.push(['worker', String(w.pid), String(w.generation), w.state, duration(now - w.spawnedAt), String(w.stats.requests), String(w.stats.connections), String(w.stats.upgraded), w.cpu.toFixed(1), mib(w.rss)]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return head + rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';

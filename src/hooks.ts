@@ -73,8 +73,8 @@ export interface Hooks {
   post_request: (worker: WorkerSelf, req: IncomingMessage, res: ServerResponse, durationMs: number) => void;
   /** Master, after a worker process has exited, for any reason. */
   child_exit: (server: ServerInfo, worker: WorkerInfo) => MaybePromise<void>;
-  /** Master, after a worker has exited and been removed from the pool. */
-  worker_exit: (server: ServerInfo, worker: WorkerInfo) => MaybePromise<void>;
+  /** Worker, as it exits: after its connections are closed and the app's own shutdown has run. */
+  worker_exit: (server: ServerInfo, worker: WorkerSelf) => MaybePromise<void>;
   /** Master, when the target number of workers changes. */
   nworkers_changed: (server: ServerInfo, newValue: number, oldValue: number | null) => MaybePromise<void>;
   /** Master, just before it exits. */
@@ -86,4 +86,4 @@ export interface Hooks {
 export type HookName = keyof Hooks;
 
 /** Hooks that run inside worker processes; workers import the config file for them. */
-export const WORKER_HOOKS: readonly HookName[] = ['post_fork', 'post_worker_init', 'worker_int', 'worker_abort', 'pre_request', 'post_request', 'ssl_context'];
+export const WORKER_HOOKS: readonly HookName[] = ['post_fork', 'post_worker_init', 'worker_int', 'worker_abort', 'pre_request', 'post_request', 'ssl_context', 'worker_exit'];

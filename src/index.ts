@@ -23,6 +23,7 @@ export function defineConfig(config: TsgunConfig): TsgunConfig {
 
 export type { Settings } from './config/settings.js';
 export type { Hooks, HookName, ServerInfo, WorkerInfo, WorkerSelf, WorkerState } from './hooks.js';
-export type { TsgunWorker, TsgunWorkerClass, WorkerContext } from './worker/interface.js';
+export type { StopOptions, TsgunWorker, TsgunWorkerClass, WorkerContext } from './worker/interface.js';
+export type { AppContext } from './worker/app.js';
 export type { FetchEnv, FetchHandler } from './worker/fetch.js';
 export type { SocketInfo } from './ipc.js';

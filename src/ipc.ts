@@ -62,7 +62,9 @@ export type WorkerMessage =
    */
   | { t: 'failing'; reason: string }
   /** Sent from the worker's event loop; its absence for `timeout` seconds means it is stuck. */
-  | { t: 'beat'; stats: WorkerStats };
+  | { t: 'beat'; stats: WorkerStats }
+  /** Something the master logs once per `key` (every worker of a generation finds the same). */
+  | { t: 'notice'; key: string; message: string };
 
 /** Upper bounds (seconds) of the request duration histogram; a last bucket takes the rest. */
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -70,7 +72,10 @@ export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 /** Counters a worker reports with each heartbeat; all totals since the worker started. */
 export interface WorkerStats {
   requests: number;
+  /** Open HTTP connections; upgraded ones (WebSockets) are counted apart. */
   connections: number;
+  /** Open upgraded connections (WebSockets and other `Upgrade:` protocols). */
+  upgraded: number;
   inflight: number;
   /** Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx (only with metrics on). */
   status: number[];
@@ -81,8 +86,12 @@ export interface WorkerStats {
   appErrors: number;
 }
 
-/** From the master: close this many keep-alive connections after their current response (balance_connections). */
-export type MasterMessage = { t: 'shed'; count: number };
+/**
+ * From the master: close this many keep-alive connections after their current response
+ * (balance_connections); or, sent just before SIGTERM, why the worker stops: `replaced`
+ * when others serve on (WebSockets get close code 1012, else 1001).
+ */
+export type MasterMessage = { t: 'shed'; count: number } | { t: 'stop'; replaced: boolean };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string';

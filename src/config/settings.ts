@@ -197,7 +197,8 @@ export const SETTINGS = {
     type: seconds(0),
     default: 30,
     cli: ['--graceful-timeout'],
-    short: 'Seconds a stopping worker has to finish its in-flight requests before it is killed.',
+    short: 'Seconds a stopping worker has to finish its in-flight requests and run the app\'s close().',
+    doc: 'At the deadline the worker ends what is left itself (streaming responses get their last chunk, WebSockets a close frame) and exits; the master kills a worker still running 2 seconds later. See docs/realtime.md.',
   }),
   keepalive: setting({
     section: 'Worker processes',
@@ -299,7 +300,7 @@ export const SETTINGS = {
     default: false,
     cli: ['--factory'],
     short: 'Treat ATTR as a factory: call it (awaiting a promise) to get the app.',
-    doc: 'Same as writing `MODULE:ATTR()`.',
+    doc: 'Same as writing `MODULE:ATTR()`. The factory is called with a context object whose `server` is the worker\'s HTTP server, for WebSocket libraries to attach to (docs/realtime.md).',
   }),
   interface: setting({
     section: 'Server mechanics',
@@ -607,7 +608,7 @@ export const SETTINGS = {
   pre_request: hookSetting<'pre_request'>('worker', 'pre_request(worker, req)', 'Called in the worker before each request is handed to the app (synchronous).'),
   post_request: hookSetting<'post_request'>('worker', 'post_request(worker, req, res, durationMs)', 'Called in the worker after each response (synchronous).'),
   child_exit: hookSetting<'child_exit'>('master', 'child_exit(server, worker)', 'Called after a worker process has exited, for any reason.'),
-  worker_exit: hookSetting<'worker_exit'>('master', 'worker_exit(server, worker)', 'Called after a worker has exited and left the pool.'),
+  worker_exit: hookSetting<'worker_exit'>('worker', 'worker_exit(server, worker)', 'Called in the worker as it exits, after its connections are closed and the app\'s own shutdown has run.'),
   nworkers_changed: hookSetting<'nworkers_changed'>('master', 'nworkers_changed(server, newValue, oldValue)', 'Called when the target number of workers changes.'),
   on_exit: hookSetting<'on_exit'>('master', 'on_exit(server)', 'Called just before the master exits.'),
   ssl_context: hookSetting<'ssl_context'>('worker', 'ssl_context(worker, options) => options', 'Called in the worker with the TLS options; return them changed (for example SNICallback, minVersion).'),

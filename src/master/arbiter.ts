@@ -41,6 +41,8 @@ const PARENT_ENV = 'TSGUN_PARENT_PID';
 
 /** How long a quick stop waits for workers before killing them. */
 const QUICK_STOP_MS = 2000;
+/** How long after graceful_timeout a draining worker, which closes its last connections then, is given to exit. */
+const KILL_GRACE_MS = 2000;
 /** Restart backoff after a worker dies young: doubles from the first step up to the cap. */
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_CAP_MS = 30_000;
@@ -59,7 +61,7 @@ const BALANCE_EVERY_MS = 500;
 const BALANCE_GATHER_MS = 150;
 
 export function emptyStats(): WorkerStats {
-  return { requests: 0, connections: 0, inflight: 0, status: [0, 0, 0, 0, 0], buckets: [], durationSum: 0, appErrors: 0 };
+  return { requests: 0, connections: 0, upgraded: 0, inflight: 0, status: [0, 0, 0, 0, 0], buckets: [], durationSum: 0, appErrors: 0 };
 }
 
 /** Why workers were replaced, for metrics. */
@@ -203,6 +205,8 @@ export class Arbiter implements ControlTarget {
   private unguard: (() => void) | null = null;
   private readonly startedAt = Date.now();
   private readonly retired: WorkerStats = emptyStats();
+  /** Keys of the workers' notices already logged: each is logged once. */
+  private readonly noticed = new Set<string>();
   private readonly restarts: Partial<Record<RestartReason, number>> = {};
   /** Callers waiting for the reload in progress, and for the one queued behind it. */
   private reloadWaiters: Array<(r: CommandResult) => void> = [];
@@ -589,6 +593,10 @@ export class Arbiter implements ControlTarget {
         this.wake();
         break;
       }
+      case 'notice':
+        if (!this.noticed.has(m.key)) this.log.info(m.message);
+        this.noticed.add(m.key);
+        break;
     }
   }
 
@@ -671,7 +679,6 @@ export class Arbiter implements ControlTarget {
       if (expected || bootFailure) this.log.info(`Worker (pid:${w.pid}) ${how}`);
       else this.log.error(`Worker (pid:${w.pid}) ${how}`);
       await this.hook('child_exit', this.server, this.info(w));
-      await this.hook('worker_exit', this.server, this.info(w));
       if (w.stopReason !== 'shutdown') this.countRestart(w, expected);
       if (expected) continue;
 
@@ -776,10 +783,13 @@ export class Arbiter implements ControlTarget {
   /** Ask a worker to stop (drain if graceful); kill it if it is still there after the grace period. */
   private retire(w: Worker, reason: string, graceful: boolean): void {
     if (w.state === 'exited') return;
-    const afterMs = graceful ? this.settings.graceful_timeout * 1000 : QUICK_STOP_MS;
+    // A draining worker closes what is left at graceful_timeout and exits by itself: the kill is for one that cannot.
+    const afterMs = graceful ? this.settings.graceful_timeout * 1000 + KILL_GRACE_MS : QUICK_STOP_MS;
     if (w.stopReason === null) this.log.info(`Retiring worker (pid:${w.pid}, generation ${w.generation}): ${reason}`);
     w.stopReason ??= reason;
     w.state = 'draining';
+    // Its WebSockets are told whether to come back (1012) or that the server goes away (1001).
+    if (graceful && w.child.connected) w.child.send({ t: 'stop', replaced: reason !== 'shutdown' } satisfies MasterMessage, () => {});
     this.ops.kill(w.pid, graceful ? 'SIGTERM' : 'SIGQUIT');
     if (!graceful && w.killTimer) {
       clearTimeout(w.killTimer);

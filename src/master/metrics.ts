@@ -64,6 +64,8 @@ export function renderMetrics(s: ArbiterSnapshot): string {
 
   e.metric('tsgun_connections', 'gauge', 'Open client connections, by worker.');
   for (const w of s.workers) e.sample('tsgun_connections', { worker: w.id }, w.stats.connections);
+  e.metric('tsgun_upgraded_connections', 'gauge', 'Open upgraded connections (WebSockets), by worker; not counted in tsgun_connections.');
+  for (const w of s.workers) e.sample('tsgun_upgraded_connections', { worker: w.id }, w.stats.upgraded);
 
   e.metric('tsgun_workers', 'gauge', 'Worker processes by state.');
   for (const state of ['booting', 'ready', 'draining']) e.sample('tsgun_workers', { state }, s.workers.filter((w) => w.state === state).length);

@@ -2,7 +2,10 @@
  * Loading the app named by `MODULE:ATTR` and turning whatever shape it has into one Node
  * request listener.
  */
-import type { RequestListener } from 'node:http';
+import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
 import { isTypeScript } from '../config/files.js';
@@ -10,12 +13,26 @@ import type { Settings } from '../config/settings.js';
 import { describeError, TsgunError } from '../errors.js';
 import type { FetchHandler } from './fetch.js';
 
-export type AppShape = 'koa' | 'fastify' | 'fetch-object' | 'node' | 'fetch';
+export type AppShape = 'koa' | 'fastify' | 'fetch-object' | 'node' | 'fetch' | 'server';
+
+export type AppServer = http.Server | https.Server | Http2SecureServer;
 
 export interface LoadedApp {
   shape: AppShape;
   listener: RequestListener;
   file: string;
+  /** The server to serve: the worker's own, or the app's (exported, or listened while imported). */
+  server: AppServer;
+  /** How the app's server came in, for the log: null when it is the worker's own. */
+  adopted: 'export' | 'listen' | null;
+  /** The app's shutdown (its module's `close` export, a Fastify instance's close()); null if none. */
+  close: (() => Promise<void>) | null;
+}
+
+/** What a factory is called with. */
+export interface AppContext {
+  /** The worker's HTTP server, not yet listening: attach WebSocket servers to it. */
+  server: AppServer;
 }
 
 let tsxRegistered: Promise<unknown> | null = null;
@@ -64,21 +81,102 @@ function detect(app: unknown, iface: Settings['interface'], name: string): Detec
   return wrong(iface === 'auto' ? `is ${kind}, not an app` : `is ${kind}, not a ${iface === 'node' ? 'Node request listener' : 'fetch handler'} (--interface ${iface})`);
 }
 
+function isHttpServer(v: unknown): v is http.Server | https.Server {
+  return v instanceof http.Server || v instanceof https.Server;
+}
+
+/** Where the app's server will be reachable: what its address() reports before the worker listens. */
+function addressOf(label: string | undefined): net.AddressInfo | string | null {
+  if (!label) return null;
+  if (label.startsWith('unix:')) return label.slice(5);
+  const url = new URL(label);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return { address: host, family: net.isIPv6(host) ? 'IPv6' : 'IPv4', port: Number(url.port) };
+}
+
+/**
+ * While the app module is imported (and its factory runs), the first HTTP(S) server that
+ * calls listen() is adopted instead of bound: the call succeeds at once (its callback runs,
+ * address() reports tsgun's socket) and the worker serves that server on its own sockets.
+ * Returns a function that ends the interception and gives the server adopted, if any.
+ */
+function interceptListen(own: AppServer, label: string | undefined): () => http.Server | https.Server | null {
+  const listen = net.Server.prototype.listen;
+  let adopted: http.Server | https.Server | null = null;
+  net.Server.prototype.listen = function (this: net.Server, ...args: unknown[]) {
+    if (adopted !== null || !isHttpServer(this) || (this as unknown) === own) return listen.apply(this, args as never);
+    adopted = this;
+    const last = args.at(-1);
+    Object.defineProperty(this, 'address', { value: () => addressOf(label), configurable: true, writable: true });
+    if (typeof last === 'function') process.nextTick(() => (last as () => void).call(this));
+    return this;
+  } as typeof listen;
+  return () => {
+    net.Server.prototype.listen = listen;
+    return adopted;
+  };
+}
+
+/** A server's 'request' listeners, taken off it and called as one. */
+function takeRequestListeners(server: AppServer, placeholder: RequestListener, app: RequestListener | null): RequestListener {
+  const listeners = server.listeners('request') as RequestListener[];
+  server.removeAllListeners('request');
+  if (listeners.length === 1 && listeners[0] === placeholder && app) return app;
+  if (listeners.length === 0) return app ?? ((_req, res) => res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not Found\n'));
+  if (listeners.length === 1) return listeners[0]!;
+  return function (this: unknown, req: IncomingMessage, res: ServerResponse) {
+    for (const l of listeners) l.call(server, req, res);
+  };
+}
+
 /** Load the app and adapt it to a Node request listener. */
-export async function loadApp(spec: string, settings: Pick<Settings, 'chdir' | 'factory' | 'interface' | 'root_path'>, opts: { onError: (err: unknown) => void; lightResponse?: boolean }): Promise<LoadedApp> {
+/** Load the app and adapt it to a Node request listener. */
+export async function loadApp(
+  spec: string,
+  settings: Pick<Settings, 'chdir' | 'factory' | 'interface' | 'root_path'>,
+  opts: { onError: (err: unknown) => void; lightResponse?: boolean; server: AppServer; address?: string },
+): Promise<LoadedApp> {
   const app = parseAppSpec(spec);
   const file = resolveModule(app.module, settings.chdir ?? process.cwd());
-  const mod = await importModule(file, `app module ${file}`);
-  let value = lookupAttr(mod, app, file);
+  const own = opts.server;
+  // Whatever the app attaches to the worker's server (Socket.IO wraps the 'request' listeners
+  // it finds) reaches the app's listener through this one, known once the app is loaded.
+  let appListener: RequestListener | null = null;
+  const placeholder: RequestListener = (req, res) => appListener!(req, res);
+  own.on('request', placeholder);
+  const adoption = interceptListen(own, opts.address);
+  let mod: Record<string, unknown>;
+  let value: unknown;
+  let listened: http.Server | https.Server | null = null;
   const name = `${JSON.stringify(spec)}`;
-  if (app.call || settings.factory) {
-    if (typeof value !== 'function') throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} is ${typeof value}, not a factory function; drop "()" and --factory, or export a function that returns the app`);
+  try {
+    mod = await importModule(file, `app module ${file}`);
     try {
-      value = await (value as () => unknown)();
+      value = lookupAttr(mod, app, file);
     } catch (err) {
-      throw new TsgunError('TSGUN_ERR_APP_LOAD', `app factory ${name} threw: ${describeError(err)}`, { cause: err });
+      // `tsgun server.js`: a module that listens needs no export.
+      if (app.raw !== app.module || app.call || settings.factory) throw err;
     }
+    if (app.call || settings.factory) {
+      if (typeof value !== 'function') throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} is ${typeof value}, not a factory function; drop "()" and --factory, or export a function that returns the app`);
+      try {
+        value = await (value as (context: AppContext) => unknown)({ server: own });
+      } catch (err) {
+        throw new TsgunError('TSGUN_ERR_APP_LOAD', `app factory ${name} threw: ${describeError(err)}`, { cause: err });
+      }
+    }
+  } finally {
+    listened = adoption();
   }
+  const moduleClose = typeof mod.close === 'function' && mod.close !== value ? (mod.close as () => unknown) : null;
+  if (listened || isHttpServer(value)) {
+    const server = (listened ?? value) as http.Server | https.Server;
+    if (!listened && server.listening) throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} is a server that is already listening; export it before calling listen(), or let tsgun adopt the listen() call`);
+    checkServerKind(server, own, name);
+    own.removeListener('request', placeholder);
+    return { shape: 'server', listener: takeRequestListeners(server, placeholder, null), file, server, adopted: listened ? 'listen' : 'export', close: closeOf(moduleClose, null) };
+  }
+  if (value === undefined) lookupAttr(mod, app, file);
   const detected = detect(value, settings.interface, name);
   if (detected.shape === 'fastify') {
     try {
@@ -87,9 +185,41 @@ export async function loadApp(spec: string, settings: Pick<Settings, 'chdir' | '
       throw new TsgunError('TSGUN_ERR_APP_LOAD', `Fastify app ${name} failed in ready(): ${describeError(err)}`, { cause: err });
     }
   }
-  if ('listener' in detected) return { shape: detected.shape, listener: detected.listener, file };
-  // The fetch adapter, and undici's Request and Response behind it, load only for fetch handlers.
-  const [{ fetchListener }, { installLightResponse }] = await Promise.all([import('./fetch.js'), import('./response.js')]);
-  if (opts.lightResponse) installLightResponse();
-  return { shape: detected.shape, listener: fetchListener(detected.handler, { rootPath: settings.root_path.replace(/\/$/, ''), onError: opts.onError }), file };
+  let fastifyClose: (() => unknown) | null = null;
+  if (detected.shape === 'fastify') {
+    const fastify = value as { server?: http.Server; close(): unknown };
+    fastifyClose = () => fastify.close();
+    // Its upgrade listeners (@fastify/websocket) are on the server Fastify made for itself.
+    const theirs = fastify.server;
+    if (theirs && theirs !== own && theirs.listenerCount('upgrade') > 0) own.on('upgrade', (...args) => theirs.emit('upgrade', ...args));
+  }
+  if ('listener' in detected) {
+    appListener = detected.listener;
+  } else {
+    // The fetch adapter, and undici's Request and Response behind it, load only for fetch handlers.
+    const [{ fetchListener }, { installLightResponse }] = await Promise.all([import('./fetch.js'), import('./response.js')]);
+    if (opts.lightResponse) installLightResponse();
+    appListener = fetchListener(detected.handler, { rootPath: settings.root_path.replace(/\/$/, ''), onError: opts.onError });
+  }
+  return { shape: detected.shape, listener: takeRequestListeners(own, placeholder, appListener), file, server: own, adopted: null, close: closeOf(moduleClose, fastifyClose) };
+}
+
+/** The app's own server must speak what tsgun is set up for: TLS with certfile, HTTP/1.1 unless worker_class is http2. */
+function checkServerKind(theirs: http.Server | https.Server, own: AppServer, name: string): void {
+  const fix = 'serve the app itself (export it, or call a factory) so that tsgun makes the server';
+  if (!(own instanceof http.Server) && !(own instanceof https.Server)) {
+    throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} brings its own HTTP/1.1 server, which worker_class http2 cannot serve; use worker_class http, or ${fix}`);
+  }
+  if (own instanceof https.Server && !(theirs instanceof https.Server)) {
+    throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} brings its own plain http.Server but certfile/keyfile are set; make it with https.createServer(options, app), drop --certfile, or ${fix}`);
+  }
+}
+
+/** The app's shutdown: a Fastify instance's close() (its onClose hooks), then the module's `close` export. */
+function closeOf(moduleClose: (() => unknown) | null, fastifyClose: (() => unknown) | null): (() => Promise<void>) | null {
+  if (!moduleClose && !fastifyClose) return null;
+  return async () => {
+    await fastifyClose?.();
+    await moduleClose?.();
+  };
 }

@@ -9,9 +9,10 @@ import type http2 from 'node:http2';
 import type https from 'node:https';
 import net, { type Socket } from 'node:net';
 import { constants } from 'node:os';
-import type { TLSSocket, TlsOptions } from 'node:tls';
+import { Server as TlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
+import type { Settings } from '../config/settings.js';
 import { ConnectionTable } from './connections.js';
-import type { TsgunWorker, WorkerContext } from './interface.js';
+import type { StopOptions, TsgunWorker, WorkerContext } from './interface.js';
 import { clientOf, forwarded, kClient, kScheme, parseProxyHeader, PeerList, presentClient } from './proxy.js';
 import { kSentStatus } from './requests.js';
 
@@ -38,6 +39,9 @@ function pauseAccepting(server: net.Server | AnyServer, pause: boolean): boolean
   return handle.readStop() === 0;
 }
 
+/** How long a connection ended at the drain's deadline is given to close before it is destroyed. */
+const FINAL_GRACE_MS = 1000;
+
 /** How long an idle keep-alive connection is given, once draining, to send one more request. */
 const IDLE_GRACE_MS = 1000;
 
@@ -47,6 +51,10 @@ const kTls = Symbol('tsgun.tls');
 const kPresented = Symbol('tsgun.presented');
 /** Set once a draining worker has scheduled the connection's close. */
 const kClosing = Symbol('tsgun.closing');
+/** On an upgraded socket (shared with other parts of tsgun: keep the name). */
+const kUpgraded = Symbol.for('tsgun.upgraded');
+/** On an upgraded socket whose request asked for `Upgrade: websocket`. */
+const kWebSocket = Symbol('tsgun.websocket');
 /** On a raw socket that came with a PROXY header: the client it named (for the TLS socket over it). */
 const kProxied = Symbol('tsgun.proxied');
 /**
@@ -61,11 +69,14 @@ type TrackedSocket = Socket & {
   [kTls]: boolean;
   [kPresented]?: boolean;
   [kClosing]?: boolean;
+  [kUpgraded]?: boolean;
+  [kWebSocket]?: boolean;
   _httpMessage?: ServerResponse | null;
 };
 
-/** What inspectHead() finds: nothing, a forwarding header, or a limit exceeded. */
+/** What inspectHead() finds: nothing, a forwarding header and/or `Upgrade: websocket` (bits), or a limit exceeded. */
 const HEAD_FORWARDED = 1;
+const HEAD_WEBSOCKET = 8;
 const HEAD_URI_TOO_LONG = 2;
 const HEAD_TOO_MANY_FIELDS = 3;
 const HEAD_FIELD_TOO_LARGE = 4;
@@ -143,6 +154,38 @@ function reply(res: ServerResponse, status: number, text: string): void {
   res.end(text);
 }
 
+/** Node's HTTP/1.1 server options from tsgun's settings. */
+function serverOptions(s: Settings): http.ServerOptions {
+  return {
+    keepAliveTimeout: s.keepalive * 1000,
+    // Node requires headersTimeout <= requestTimeout.
+    headersTimeout: (s.request_timeout > 0 && (s.headers_timeout === 0 || s.headers_timeout > s.request_timeout) ? s.request_timeout : s.headers_timeout) * 1000,
+    requestTimeout: s.request_timeout * 1000,
+    // Node checks both timeouts on this interval: at most a second, so that they hold within a second.
+    connectionsCheckingInterval: Math.max(250, Math.min(1000, ((s.headers_timeout || 30) * 1000) / 4)),
+    // The request line and the fields all count against Node's one header limit.
+    maxHeaderSize: Math.max(16 * 1024, s.limit_request_line + s.limit_request_fields * (s.limit_request_field_size + 4) + 1024),
+  };
+}
+
+/** An app's own server gets tsgun's limits too; Node reads these fields per connection and on 'listening'. */
+function applyServerOptions(server: http.Server, s: Settings): void {
+  Object.assign(server, serverOptions(s));
+}
+
+/**
+ * The worker's server, made before the app loads (the factory's `{ server }`), with no
+ * request listener yet: HttpWorker#start() adds its own.
+ */
+export async function createServer(s: Settings, tls: TlsOptions | null): Promise<AnyServer> {
+  if (s.worker_class === 'http2') {
+    if (!tls) throw new Error('worker_class http2 serves HTTP/2 over TLS: give it --certfile and --keyfile');
+    return (await import('node:http2')).createSecureServer({ ...tls, ALPNProtocols: ['h2', 'http/1.1'], allowHTTP1: true });
+  }
+  if (tls) return (await import('node:https')).createServer({ ...tls, ...serverOptions(s) });
+  return http.createServer(serverOptions(s));
+}
+
 export class HttpWorker implements TsgunWorker {
   protected readonly servers: AnyServer[] = [];
   private readonly fronts: net.Server[] = [];
@@ -152,6 +195,12 @@ export class HttpWorker implements TsgunWorker {
   /** TLS connections from accept until their handshake is done: a drain waits for them too. */
   private readonly handshaking = new Set<Socket>();
   private readonly sessions = new Set<http2.Http2Session>();
+  /** Upgraded connections (WebSockets and other protocols): out of the HTTP accounting. */
+  private readonly upgrades = new Set<TrackedSocket>();
+  /** Once draining and the app has run its shutdown: close upgraded connections as they come. */
+  private closeUpgrades = false;
+  /** The WebSocket close code a drain sends: 1012 when the worker is replaced, 1001 when it stops. */
+  private closeCode = 1001;
   private draining = false;
   /** Answer every request with `Connection: close`: keepalive is 0, or the worker is draining. */
   private closeAfterResponse: boolean;
@@ -196,57 +245,88 @@ export class HttpWorker implements TsgunWorker {
 
   async start(): Promise<void> {
     const s = this.s;
-    const tls: TlsOptions | null = this.ctx.tls ? { ...this.ctx.tls } : null;
-    if (this.http2 && !tls) throw new Error('worker_class http2 serves HTTP/2 over TLS: give it --certfile and --keyfile');
-    if (this.http2) tls!.ALPNProtocols = ['h2', 'http/1.1'];
-    const common = {
-      keepAliveTimeout: s.keepalive * 1000,
-      // Node requires headersTimeout <= requestTimeout.
-      headersTimeout: (s.request_timeout > 0 && (s.headers_timeout === 0 || s.headers_timeout > s.request_timeout) ? s.request_timeout : s.headers_timeout) * 1000,
-      requestTimeout: s.request_timeout * 1000,
-      // Node checks both timeouts on this interval: at most a second, so that they hold within a second.
-      connectionsCheckingInterval: Math.max(250, Math.min(1000, ((s.headers_timeout || 30) * 1000) / 4)),
-      // The request line and the fields all count against Node's one header limit.
-      maxHeaderSize: Math.max(16 * 1024, s.limit_request_line + s.limit_request_fields * (s.limit_request_field_size + 4) + 1024),
-    };
+    const server = this.ctx.server ?? (await createServer(s, this.ctx.tls));
+    // An app's own server is checked against the settings where it is loaded (an https.Server serves TLS even without certfile).
+    const tls = server instanceof TlsServer;
+    if (!this.http2) applyServerOptions(server as http.Server, s);
+    if (this.http2) {
+      server.on('session', (session: http2.Http2Session) => {
+        this.sessions.add(session);
+        session.once('close', () => this.sessions.delete(session));
+        if (this.draining) session.close();
+      });
+    } else {
+      const h1 = server as http.Server;
+      h1.maxHeadersCount = s.limit_request_fields > 0 ? s.limit_request_fields + 1 : 2000;
+      h1.on('clientError', this.clientError);
+      this.watchUpgrades(h1);
+    }
+    server.on('request', this.handle as never);
+    server.on(tls ? 'secureConnection' : 'connection', (sock: Socket) => this.track(sock, tls));
+    if (tls) server.on('connection', (raw: Socket) => this.handshake(raw));
+    this.servers.push(server);
+    // One server for the app, fed by a front per inherited socket: the app's server is the
+    // one its WebSocket libraries attached to, and a server listens on one socket only.
     for (const socket of this.ctx.sockets) {
-      let server: AnyServer;
-      if (this.http2) {
-        server = (await import('node:http2')).createSecureServer({ ...tls, allowHTTP1: true }, this.handle as never);
-        server.on('session', (session: http2.Http2Session) => {
-          this.sessions.add(session);
-          session.once('close', () => this.sessions.delete(session));
-          if (this.draining) session.close();
-        });
-      } else if (tls) {
-        server = (await import('node:https')).createServer({ ...tls, ...common }, this.handle);
-      } else {
-        server = http.createServer(common, this.handle);
-      }
-      if (!this.http2) {
-        const h1 = server as http.Server;
-        h1.maxHeadersCount = s.limit_request_fields > 0 ? s.limit_request_fields + 1 : 2000;
-        h1.on('clientError', this.clientError);
-      }
-      const listener = this.proxyFrom ? this.proxyFront(server, tls !== null) : server;
+      const front = this.proxyFrom ? this.proxyFront(server, tls) : net.createServer({ allowHalfOpen: !tls, noDelay: true }, (sock) => server.emit('connection', sock));
       // Not maxConnections, which refuses at accept: the table makes room first (connections.ts).
-      listener.on('connection', (raw: Socket) => this.table.admit(raw, listener !== server, tls !== null));
-      server.on(tls ? 'secureConnection' : 'connection', (sock: Socket) => this.track(sock, tls !== null));
-      if (tls) server.on('connection', (raw: Socket) => this.handshake(raw));
+      front.on('connection', (raw: Socket) => this.table.admit(raw, this.proxyFrom !== null, tls));
       await new Promise<void>((resolve, reject) => {
-        listener.once('error', reject);
+        front.once('error', reject);
         const where = socket.reusePort ? { host: socket.reusePort.host, port: socket.reusePort.port, reusePort: true } : { fd: socket.fd };
-        listener.listen({ ...where, backlog: s.backlog }, () => {
-          listener.off('error', reject);
+        front.listen({ ...where, backlog: s.backlog }, () => {
+          front.off('error', reject);
           resolve();
         });
       });
       // An accept that fails (out of file descriptors) is an 'error' on the listening socket.
-      listener.on('error', (err: NodeJS.ErrnoException) => this.table.acceptFailed(err));
-      this.servers.push(server);
-      if (listener !== server) this.fronts.push(listener as net.Server);
+      front.on('error', (err: NodeJS.ErrnoException) => this.table.acceptFailed(err));
+      this.fronts.push(front);
     }
     this.table.measure();
+    const first = this.fronts[0];
+    Object.defineProperty(server, 'address', { value: () => first?.address() ?? null, configurable: true, writable: true });
+    Object.defineProperty(server, 'listening', { get: () => !this.draining, configurable: true });
+    // 'listening' starts Node's request and headers timeout checks (and tells the app's own listeners).
+    server.emit('listening');
+  }
+
+  upgraded(): number {
+    return this.upgrades.size;
+  }
+
+  /**
+   * Upgraded connections leave the HTTP accounting (timeouts, connection counts, drain of
+   * keep-alive connections) for their own: a marker runs before the app's 'upgrade'
+   * listeners, and answers 426 when the app has none left (a library that closed).
+   */
+  private watchUpgrades(server: http.Server): void {
+    const mark = (req: IncomingMessage, socket: Socket): void => {
+      const s = socket as TrackedSocket;
+      if (server.listenerCount('upgrade') === 1) {
+        socket.end('HTTP/1.1 426 Upgrade Required\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      // The app's WebSocket server reads the client from the socket, as a request does.
+      if (s[kTrusted]) this.applyForwarded(req, s, true);
+      s[kUpgraded] = true;
+      s[kWebSocket] = /^websocket$/i.test(req.headers.upgrade ?? '');
+      s.setTimeout(0);
+      this.conns.delete(s);
+      this.upgrades.add(s);
+      s.once('close', () => {
+        this.upgrades.delete(s);
+        this.checkDrained();
+      });
+      if (this.draining && this.closeUpgrades) setImmediate(() => this.closeUpgraded(s));
+    };
+    const ensure = (): void => {
+      if (!server.listeners('upgrade').includes(mark)) server.prependListener('upgrade', mark);
+    };
+    if (server.listenerCount('upgrade') > 0) ensure();
+    server.on('newListener', (event: string | symbol) => {
+      if (event === 'upgrade') setImmediate(ensure);
+    });
   }
 
   connections(): number {
@@ -344,7 +424,7 @@ export class HttpWorker implements TsgunWorker {
   }
 
   private checkDrained(): void {
-    if (this.draining && this.conns.size === 0 && this.handshaking.size === 0) this.drained?.();
+    if (this.draining && this.conns.size === 0 && this.handshaking.size === 0 && this.upgrades.size === 0) this.drained?.();
   }
 
   private track(socket: Socket, tls: boolean): void {
@@ -388,7 +468,8 @@ export class HttpWorker implements TsgunWorker {
       const n = name.length;
       // RFC 9112 §3.2: a request with more than one Host field is answered 400.
       if (n === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return HEAD_DUPLICATE_HOST;
-      if (found === 0 && (n === 15 || n === 17 || n === 9) && FORWARDING.has(name.toLowerCase())) found = HEAD_FORWARDED;
+      if ((found & HEAD_FORWARDED) === 0 && (n === 15 || n === 17 || n === 9) && FORWARDING.has(name.toLowerCase())) found |= HEAD_FORWARDED;
+      else if (n === 7 && name.toLowerCase() === 'upgrade' && raw[i + 1]!.toLowerCase() === 'websocket') found |= HEAD_WEBSOCKET;
     }
     return found;
   }
@@ -418,13 +499,16 @@ export class HttpWorker implements TsgunWorker {
       }
     }
     const head = this.inspectHead(req);
-    if (head > HEAD_FORWARDED) {
+    // The limits' answers (2 to 5) come alone; the flags (forwarding 1, websocket 8) may combine.
+    if (head > HEAD_FORWARDED && head < HEAD_WEBSOCKET) {
       this.ctx.rejected?.(req, res);
       return reply(res, HEAD_ERRORS[head]![0], HEAD_ERRORS[head]![1]);
     }
+    // Node hands an upgrade to 'request' only when nothing listens for 'upgrade': no WebSocket library is attached.
+    if (head & HEAD_WEBSOCKET && h1) return reply(res, 426, 'Upgrade Required: this app has no WebSocket server attached to its server\n');
     if (h1) {
       const s = req.socket as TrackedSocket;
-      if (s[kTrusted]) this.applyForwarded(req, s, head === HEAD_FORWARDED);
+      if (s[kTrusted]) this.applyForwarded(req, s, (head & HEAD_FORWARDED) !== 0);
     } else {
       this.markHttp2Client(req);
     }
@@ -492,36 +576,102 @@ export class HttpWorker implements TsgunWorker {
   }
 
   private closeIfIdle(s: TrackedSocket): void {
-    if (s.destroyed) return;
+    if (s.destroyed || s[kUpgraded]) return;
     // Busy: that request was answered with `Connection: close`, or (pipelined before the
     // drain) its response is still to come; look again after another grace.
     if (s._httpMessage) return void setTimeout(() => this.closeIfIdle(s), IDLE_GRACE_MS).unref();
     s.destroy();
   }
 
-  async stop(graceful: boolean): Promise<void> {
+  /**
+   * Drain, as Uvicorn's shutdown: (1) stop accepting; (2) let in-flight requests finish and
+   * close keep-alive connections after their response; (3) once the app has run its own
+   * shutdown (`appClosed`), send each WebSocket its close frame (they never end by
+   * themselves); (4) at the deadline, end what is left cleanly: a streaming response gets its
+   * last chunk, any other upgraded connection a FIN.
+   */
+  async stop(graceful: boolean, opts: StopOptions = {}): Promise<void> {
     this.draining = true;
     this.closeAfterResponse = true;
+    this.closeCode = opts.replaced ? 1012 : 1001;
     // A response already in progress whose headers are not out yet still gets to say
     // `Connection: close`, so its client does not send another request on it.
     for (const s of this.conns) {
       const res = s._httpMessage;
       if (res && !res.headersSent) res.shouldKeepAlive = false;
     }
-    for (const server of [...this.fronts, ...this.servers]) {
-      // http.Server#close() would also close idle keep-alive connections at once, racing
-      // with requests already on their way; net.Server#close() only stops accepting.
-      net.Server.prototype.close.call(server);
-    }
+    // http.Server#close() would also close idle keep-alive connections at once, racing
+    // with requests already on their way; closing the fronts only stops accepting.
+    for (const front of this.fronts) front.close();
     // HTTP/2: GOAWAY lets open streams finish and tells the client to go elsewhere.
     for (const session of this.sessions) session.close();
     if (!graceful) {
-      for (const s of [...this.conns, ...this.handshaking]) s.destroy();
+      for (const s of [...this.conns, ...this.handshaking, ...this.upgrades]) s.destroy();
       return;
     }
-    if (this.conns.size === 0 && this.handshaking.size === 0) return;
+    void (opts.appClosed ?? Promise.resolve()).then(() => {
+      this.closeUpgrades = true;
+      for (const s of this.upgrades) if (s[kWebSocket]) this.closeUpgraded(s);
+    });
+    if (this.conns.size === 0 && this.handshaking.size === 0 && this.upgrades.size === 0) return;
     const done = new Promise<void>((resolve) => (this.drained = resolve));
     for (const s of this.conns) if (!this.http2 || !(s as unknown as TLSSocket).alpnProtocol || (s as unknown as TLSSocket).alpnProtocol === 'http/1.1') this.closeWhenIdle(s);
+    const deadline = opts.deadline ?? Date.now() + this.s.graceful_timeout * 1000;
+    const timer = setTimeout(() => this.closeRemaining(), Math.max(0, deadline - Date.now()));
     await done;
+    clearTimeout(timer);
   }
+
+  /** The drain's deadline: end every connection left, cleanly where tsgun can, and destroy what is still open a moment later. */
+  private closeRemaining(): void {
+    for (const s of this.conns) {
+      const res = s._httpMessage;
+      if (res && res.headersSent && !res.writableEnded) {
+        // The app may go on writing to a response ended under it: that error is expected.
+        res.on('error', () => {});
+        res.end();
+      } else if (!res) {
+        s.destroy();
+      }
+    }
+    for (const s of this.upgrades) this.closeUpgraded(s, true);
+    for (const session of this.sessions) session.destroy();
+    for (const s of this.handshaking) s.destroy();
+    setTimeout(() => {
+      for (const s of [...this.conns, ...this.upgrades]) s.destroy();
+    }, FINAL_GRACE_MS).unref();
+  }
+
+  /**
+   * Close an upgraded connection: a WebSocket gets a close frame (then a FIN), written only
+   * once the socket has flushed what the app wrote, so that it lands between frames; any
+   * other protocol, or a socket that does not flush in time, gets a FIN alone.
+   */
+  private closeUpgraded(s: TrackedSocket, now = false): void {
+    if (s.destroyed || (s[kClosing] && !now)) return;
+    s[kClosing] = true;
+    let done = false;
+    const finish = (frame: boolean): void => {
+      if (done || s.destroyed) return;
+      done = true;
+      if (frame) s.write(closeFrame(this.closeCode));
+      s.end();
+      setTimeout(() => s.destroy(), FINAL_GRACE_MS).unref();
+    };
+    // No bytes out yet: the app has not answered the handshake, so there is no stream to frame.
+    if (!s[kWebSocket] || s.bytesWritten === 0) return finish(false);
+    const since = Date.now();
+    const poll = (): void => {
+      if (s.writableLength === 0) finish(true);
+      else if (Date.now() - since > FINAL_GRACE_MS) finish(false);
+      else setTimeout(poll, 20).unref();
+    };
+    poll();
+  }
+}
+
+/** An unmasked close frame (server to client) with its code and the reason registered for it. */
+function closeFrame(code: number): Buffer {
+  const reason = Buffer.from(code === 1012 ? 'service restart' : 'going away');
+  return Buffer.concat([Buffer.from([0x88, 2 + reason.length, code >> 8, code & 0xff]), reason]);
 }

@@ -2,7 +2,9 @@
  * The worker interface: what `worker_class` names. tsgun's own `http` worker implements
  * it, and so can a user's class (`-k ./my-worker.ts:MyWorker`) to serve with another server.
  */
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener, Server as HttpServer, ServerResponse } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
+import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { TlsOptions } from 'node:tls';
 import type { Settings } from '../config/settings.js';
@@ -28,6 +30,22 @@ export interface WorkerContext {
    * 431): what is known of it, the peer and the bytes the parser failed on.
    */
   readonly unparsed?: (socket: Socket, status: number, rawPacket: Buffer | null) => void;
+  /**
+   * The app's server: the one tsgun made for this worker (the factory's `{ server }`) or the
+   * app's own (exported, or listened while imported). Its 'request' listeners are taken into
+   * `listener`; its 'upgrade' listeners are the app's. Serve it on `sockets`, not its own port.
+   */
+  readonly server?: HttpServer | HttpsServer | Http2SecureServer;
+}
+
+/** How a graceful stop goes. */
+export interface StopOptions {
+  /** The worker is being replaced (reload, max_requests, memory, scale): WebSockets get 1012, not 1001. */
+  replaced?: boolean;
+  /** When to end what is still open (ms since the epoch); graceful_timeout from now by default. */
+  deadline?: number;
+  /** Settles once the app has run its own shutdown: WebSockets are closed after it. */
+  appClosed?: Promise<void>;
 }
 
 export interface TsgunWorker {
@@ -38,9 +56,11 @@ export interface TsgunWorker {
    * connections after their current response; resolve when no connection is left.
    * Not graceful: close everything now.
    */
-  stop(graceful: boolean): Promise<void>;
-  /** Open connections, for status reports. */
+  stop(graceful: boolean, opts?: StopOptions): Promise<void>;
+  /** Open HTTP connections, for status reports (upgraded ones not included). */
   connections(): number;
+  /** Optional: open upgraded connections (WebSockets), for status reports. */
+  upgraded?(): number;
   /**
    * Optional: this worker holds more than its share of the connections; close `count` of
    * them after their current response, so their clients reconnect elsewhere (`balance_connections`).

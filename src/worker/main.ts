@@ -3,18 +3,19 @@
  * load the app, start the worker class on the inherited sockets, run post_worker_init,
  * report ready, watch for the app's faults, beat.
  */
-import type { IncomingMessage, RequestListener } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { Worker as Thread } from 'node:worker_threads';
 import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
 import { loadConfigFile } from '../config/files.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
-import type { Hooks, HookName, WorkerSelf } from '../hooks.js';
+import type { Hooks, HookName, ServerInfo, WorkerSelf } from '../hooks.js';
 import { BOOT_ENV, WorkerExit, type MasterMessage, type WorkerBoot, type WorkerMessage } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
 import type { AccessLog } from './accesslog.js';
-import { importModule, loadApp } from './app.js';
-import { HttpWorker } from './http.js';
+import { importModule, loadApp, type LoadedApp } from './app.js';
+import { createServer, HttpWorker } from './http.js';
 import type { TsgunWorker, TsgunWorkerClass, WorkerContext } from './interface.js';
 import { instrument, rejections, RequestStats } from './requests.js';
 import { tlsOptions, type TlsMaterial } from './tls.js';
@@ -32,11 +33,16 @@ const logs: LogTarget = createLogger(settings, { role: 'worker', worker: boot.id
 const log = logs.logger;
 
 const self: WorkerSelf = { id: boot.id, pid: process.pid, generation: boot.generation, app: boot.app, settings, log };
+/** The master, as worker-side hooks that take a server (post_fork, worker_exit) see it. */
+const master: ServerInfo = { pid: boot.masterPid, app: boot.app, settings, log, generation: boot.generation, workers: () => [] };
 const hooks: Partial<Hooks> = {};
 let accessLog: AccessLog | null = null;
 let worker: TsgunWorker | null = null;
+let appClose: LoadedApp['close'] = null;
 const stats = new RequestStats();
 let stopping = false;
+/** Set by the master's stop message: this worker is being replaced, not stopped with the server. */
+let replaced = false;
 /** After this many requests the worker asks to be replaced (max_requests plus jitter). */
 const quota = settings.max_requests > 0 ? settings.max_requests + Math.floor(Math.random() * (settings.max_requests_jitter + 1)) : 0;
 
@@ -82,6 +88,11 @@ function exit(code: number): never {
   realExit(code);
 }
 
+/**
+ * Stop: drain the worker class and, alongside, run the app's shutdown (both bounded by
+ * graceful_timeout), then worker_exit, then exit. The exit waits for all three: the master
+ * kills a worker only a grace after graceful_timeout.
+ */
 async function stop(graceful: boolean, why: string): Promise<void> {
   if (stopping) {
     if (!graceful) exit(WorkerExit.OK);
@@ -89,9 +100,35 @@ async function stop(graceful: boolean, why: string): Promise<void> {
   }
   stopping = true;
   log.debug(`Worker stopping (${why})`);
-  if (worker) await worker.stop(graceful);
+  const deadline = Date.now() + settings.graceful_timeout * 1000;
+  let closed = (): void => {};
+  const appClosed = new Promise<void>((resolve) => (closed = resolve));
+  // The worker stops accepting first (synchronously), then the app is told.
+  const drained = worker?.stop(graceful, { replaced, deadline, appClosed });
+  if (graceful) await closeApp(deadline);
+  closed();
+  await drained;
+  try {
+    await hooks.worker_exit?.(master, self);
+  } catch (err) {
+    log.error({ err }, 'worker_exit hook failed');
+  }
   await beat();
   exit(WorkerExit.OK);
+}
+
+/** The app's own shutdown (its `close` export, Fastify's close()), awaited until the deadline. */
+async function closeApp(deadline: number): Promise<void> {
+  if (!appClose) return;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), Math.max(0, deadline - Date.now()))));
+  try {
+    if ((await Promise.race([appClose(), late])) === 'late') log.warn(`The app's close() did not finish within graceful_timeout (${settings.graceful_timeout} s)`);
+  } catch (err) {
+    log.error({ err }, `The app's close() failed: ${describeError(err)}`);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 let drainDeadline: NodeJS.Timeout | null = null;
@@ -104,7 +141,8 @@ function drainAndExit(why: string): void {
   drainDeadline ??= setTimeout(() => {
     log.warn(`Worker still had requests in flight after graceful_timeout (${settings.graceful_timeout} s); exiting`);
     exit(WorkerExit.OK);
-  }, settings.graceful_timeout * 1000);
+    // stop() ends what is left at graceful_timeout itself; this is the backstop behind it.
+  }, settings.graceful_timeout * 1000 + 1500);
   void stop(true, why);
 }
 
@@ -118,9 +156,11 @@ setInterval(() => {
 
 process.on('message', (m: MasterMessage) => {
   if (m?.t === 'shed' && !stopping) worker?.shed?.(m.count);
+  if (m?.t === 'stop') replaced = m.replaced;
 });
 
-process.on('SIGTERM', () => void stop(true, 'SIGTERM'));
+// The master sends its stop message just before SIGTERM: one turn of the loop lets it land first.
+process.on('SIGTERM', () => void setImmediate(() => void stop(true, 'SIGTERM')));
 for (const sig of ['SIGINT', 'SIGQUIT'] as const) {
   process.on(sig, () => {
     void (async () => {
@@ -159,7 +199,7 @@ const pulse = new Float64Array(new SharedArrayBuffer(16));
 const PULSE_MS = 250;
 
 function beat(): Promise<void> {
-  return send({ t: 'beat', stats: stats.snapshot(worker?.connections() ?? 0) });
+  return send({ t: 'beat', stats: stats.snapshot(worker?.connections() ?? 0, worker?.upgraded?.() ?? 0) });
 }
 
 async function loadWorkerClass(): Promise<TsgunWorkerClass> {
@@ -204,11 +244,18 @@ async function main(): Promise<void> {
   if (settings.accesslog) accessLog = (await import('./accesslog.js')).createAccessLog(settings.accesslog, settings.access_log_format);
   dropPrivileges();
 
-  let listener: RequestListener;
+  let tls = boot!.tlsFd !== null ? tlsOptions(settings, await readTlsMaterial(boot!.tlsFd)) : null;
+  if (tls && hooks.ssl_context) tls = (await hooks.ssl_context(self, tls)) ?? tls;
+  let app: LoadedApp;
   try {
-    const app = await loadApp(boot!.app, settings, { onError: (err) => requestFailed(err), lightResponse: true });
-    listener = app.listener;
+    const server = await createServer(settings, tls);
+    app = await loadApp(boot!.app, settings, { onError: (err) => requestFailed(err), lightResponse: true, server, address: boot!.sockets[0]?.label });
+    appClose = app.close;
     log.debug(`Loaded ${app.shape} app from ${app.file}`);
+    if (app.adopted === 'listen') void send({ t: 'notice', key: 'adopted', message: `The app called listen() on its own server: tsgun serves that server on its binds instead, and nothing is bound to the app's port` });
+    if (settings.workers > 1 && usesSocketIo()) {
+      void send({ t: 'notice', key: 'socket.io', message: "Socket.IO with several workers: its long-polling transport needs every request of a session on one worker; use transports: ['websocket'], or a sticky proxy in front" });
+    }
   } catch (err) {
     const message = isTsgunError(err) ? err.message : `app ${boot!.app} failed to load: ${describeError(err)}`;
     await send({ t: 'boot-error', kind: 'app-load', message });
@@ -223,11 +270,9 @@ async function main(): Promise<void> {
     void send({ t: 'retire', reason: 'max-requests' });
   };
   const detailed = settings.metrics_bind !== null;
-  const wrapped = instrument(listener, stats, { self, log, hooks, accessLog, detailed, onQuota, quota, onError: requestFailed });
-  let tls = boot!.tlsFd !== null ? tlsOptions(settings, await readTlsMaterial(boot!.tlsFd)) : null;
-  if (tls && hooks.ssl_context) tls = (await hooks.ssl_context(self, tls)) ?? tls;
+  const wrapped = instrument(app.listener, stats, { self, log, hooks, accessLog, detailed, onQuota, quota, onError: requestFailed });
   const recorded = rejections(stats, { accessLog, detailed });
-  const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log, tls, ...recorded };
+  const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log, tls, server: app.server, ...recorded };
   worker = new WorkerClass(context);
   await worker.start();
   await hooks.post_worker_init?.(self);
@@ -350,6 +395,12 @@ function watchConnections(w: TsgunWorker): void {
     if (now > reported + 1) void beat();
     reported = now;
   }, CONNECTIONS_CHECK_MS).unref();
+}
+
+/** Has the app loaded Socket.IO (a CommonJS package, in require's cache however it was imported)? */
+function usesSocketIo(): boolean {
+  const cache = createRequire(import.meta.url).cache;
+  return Object.keys(cache).some((file) => /[\\/]node_modules[\\/]socket\.io[\\/]dist[\\/]index\.js$/.test(file));
 }
 
 main().catch(async (err: unknown) => {

@@ -44,9 +44,9 @@ export class RequestStats {
   durationSum = 0;
   appErrors = 0;
 
-  snapshot(connections: number): WorkerStats {
+  snapshot(connections: number, upgraded: number): WorkerStats {
     const { requests, inflight, durationSum, appErrors } = this;
-    return { requests, connections, inflight, status: [...this.status], buckets: [...this.buckets], durationSum, appErrors };
+    return { requests, connections, upgraded, inflight, status: [...this.status], buckets: [...this.buckets], durationSum, appErrors };
   }
 
   record(statusCode: number, seconds: number): void {

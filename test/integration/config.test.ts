@@ -320,11 +320,13 @@ describe('hooks from a config file', () => {
     assert.ok(workers.includes(pre.pid) && post.pid === pre.pid);
     assert.equal(post.status, 200);
 
-    for (const hook of ['child_exit', 'worker_exit']) {
-      const exits = named(hook);
-      assert.deepEqual(exits.map((r) => r.pid), [master, master], `${hook} did not run in the master once per worker`);
-      assert.deepEqual(exits.map((r) => r.workerPid ?? 0).sort((a, b) => a - b), workers);
-    }
+    const childExits = named('child_exit');
+    assert.deepEqual(childExits.map((r) => r.pid), [master, master], 'child_exit did not run in the master once per worker');
+    assert.deepEqual(childExits.map((r) => r.workerPid ?? 0).sort((a, b) => a - b), workers);
+    // As in Gunicorn, worker_exit runs in the exiting worker itself.
+    const workerExits = named('worker_exit');
+    assert.deepEqual(workerExits.map((r) => r.pid).sort((a, b) => a - b), workers, 'worker_exit did not run once in each worker');
+    for (const r of workerExits) assert.deepEqual([r.workerPid, r.serverPid], [r.pid, master]);
 
     const order = (hook: string): number => records.findIndex((r) => r.hook === hook);
     assert.ok(order('on_starting') < order('when_ready'), 'on_starting after when_ready');

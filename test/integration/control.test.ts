@@ -85,7 +85,7 @@ function parseTable(text: string): { head: string; listening: string; rows: Arra
   const [head, listening, blank, columns, ...rest] = lines.slice(0, -1);
   assert.equal(blank, '', `a blank line after the header:\n${text}`);
   const names = columns!.split(/ {2,}/);
-  assert.deepEqual(names, ['ROLE', 'PID', 'GEN', 'STATE', 'UPTIME', 'REQUESTS', 'CONNS', 'CPU%', 'RSS']);
+  assert.deepEqual(names, ['ROLE', 'PID', 'GEN', 'STATE', 'UPTIME', 'REQUESTS', 'CONNS', 'UPGRADED', 'CPU%', 'RSS']);
   const rows = rest.map((line) => {
     const cells = line.split(/ {2,}/);
     assert.equal(cells.length, names.length, `one cell per column: ${JSON.stringify(line)}`);
@@ -244,7 +244,7 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
       assert.match(table.head, new RegExp(`^tsgun \\d+\\.\\d+\\.\\d+\\S* master ${t.pid} \\[${APP}\\]: up \\d+s, generation 1, 2/2 workers ready$`));
       assert.equal(table.listening, `listening at ${url}`);
       const [master, ...rows] = table.rows;
-      assert.deepEqual({ ...master, UPTIME: '', 'CPU%': '', RSS: '' }, { ROLE: 'master', PID: String(t.pid), GEN: '1', STATE: 'running', UPTIME: '', REQUESTS: String(K), CONNS: '-', 'CPU%': '', RSS: '' });
+      assert.deepEqual({ ...master, UPTIME: '', 'CPU%': '', RSS: '' }, { ROLE: 'master', PID: String(t.pid), GEN: '1', STATE: 'running', UPTIME: '', REQUESTS: String(K), CONNS: '-', UPGRADED: '-', 'CPU%': '', RSS: '' });
       assert.deepEqual(rows.map((r) => Number(r.PID)).sort((a, b) => a - b), workers);
       assert.equal(rows.reduce((n, r) => n + Number(r.REQUESTS), 0), K);
       for (const r of [master!, ...rows]) {
