@@ -2,6 +2,7 @@
  * Integration test helpers: start `bin/tsgun` as a real process, read its log lines,
  * send real HTTP requests. Nothing here mocks a process or a socket.
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -237,6 +238,15 @@ export function request(url: string, opts: { method?: string; headers?: Record<s
     req.on('error', reject);
     req.end(opts.body);
   });
+}
+
+/** One request on a fresh connection to `/` of an app that answers `ok PID`: the pid that served it. */
+export async function hit(url: string): Promise<number> {
+  const reply = await request(url);
+  assert.equal(reply.status, 200, reply.body);
+  const m = /^ok (\d+)$/.exec(reply.body);
+  assert.ok(m, `unexpected body ${JSON.stringify(reply.body)}`);
+  return Number(m[1]);
 }
 
 /** A scratch directory removed when the process exits. */

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { alive, FIXTURES, request, scratchDir, sleep, Tsgun, type Reply } from '../helpers.js';
+import { alive, hit, FIXTURES, request, scratchDir, sleep, Tsgun, type Reply } from '../helpers.js';
 import { readIfExists, waitFor } from '../procs.js';
 
 const APP = 'faults/app:app';
@@ -25,15 +25,6 @@ function reap(pid: number): void {
   } catch {
     // Gone, as it should be.
   }
-}
-
-/** One request on a fresh connection to `/`; it must be a 200 `ok PID`. */
-async function hit(url: string): Promise<number> {
-  const reply = await request(url);
-  assert.equal(reply.status, 200, reply.body);
-  const m = /^ok (\d+)$/.exec(reply.body);
-  assert.ok(m, `unexpected body ${JSON.stringify(reply.body)}`);
-  return Number(m[1]);
 }
 
 /** Start SLOW requests to `/slow` and give them time to reach the worker. */

@@ -16,7 +16,7 @@ import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'n
 import http from 'node:http';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, settle, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, type LogLine } from '../helpers.js';
+import { alive, hit, settle, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, type LogLine } from '../helpers.js';
 import { processesWithEnv, readIfExists, waitFor } from '../procs.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
@@ -48,15 +48,6 @@ function appDir(): string {
   const dir = scratchDir('tsgun-liveness-');
   copyFileSync(path.join(DIR, 'app.ts'), path.join(dir, 'app.ts'));
   return dir;
-}
-
-/** One request on a fresh connection to `/`; it must be a 200 `ok PID`. */
-async function hit(url: string): Promise<number> {
-  const reply = await request(url);
-  assert.equal(reply.status, 200, reply.body);
-  const m = /^ok (\d+)$/.exec(reply.body);
-  assert.ok(m, `unexpected body ${JSON.stringify(reply.body)}`);
-  return Number(m[1]);
 }
 
 /** Send requests to `/` until worker `pid` answers one (the others may answer first). */
