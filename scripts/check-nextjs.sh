@@ -23,7 +23,7 @@ echo "== next build"
 npx next build >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; exit 1; }
 
 echo "== tsgun -w 2 -b 127.0.0.1:0 'server:create()'"
-node_modules/.bin/tsgun -w 2 -b 127.0.0.1:0 --log-format text 'server:create()' >"$log" 2>&1 &
+node_modules/.bin/tsgun -w 2 -b 127.0.0.1:0 --log-format pretty 'server:create()' >"$log" 2>&1 &
 pid=$!
 trap 'kill -KILL $pid 2>/dev/null || true' EXIT
 for _ in $(seq 120); do
