@@ -11,6 +11,7 @@ import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
 import { isTypeScript } from '../config/files.js';
 import type { Settings } from '../config/settings.js';
 import { describeError, TsgunError } from '../errors.js';
+import { registerDecoratorLoader } from './decorators.js';
 import type { FetchHandler } from './fetch.js';
 
 export type AppShape = 'koa' | 'fastify' | 'fetch-object' | 'node' | 'fetch' | 'server';
@@ -25,8 +26,10 @@ export interface LoadedApp {
   server: AppServer;
   /** How the app's server came in, for the log: null when it is the worker's own. */
   adopted: 'export' | 'listen' | null;
-  /** The app's shutdown (its module's `close` export, a Fastify instance's close()); null if none. */
+  /** The app's shutdown (its module's `close` export, a Nest app's or a Fastify instance's close()); null if none. */
   close: (() => Promise<void>) | null;
+  /** What compiled the app's TypeScript, for the boot log: null for JavaScript. */
+  typescript: string | null;
 }
 
 /** What a factory is called with. */
@@ -37,16 +40,21 @@ export interface AppContext {
 
 let tsxRegistered: Promise<unknown> | null = null;
 
-/** Register tsx's loader once, so TypeScript modules (and what they import) load without a build. */
-export function registerTypeScript(): Promise<unknown> {
+/**
+ * Register tsx's loader once, so TypeScript modules (and what they import) load without a build;
+ * and SWC's on top when `file`'s tsconfig.json asks for decorator metadata. Says which compiles `file`.
+ */
+export async function registerTypeScript(file: string): Promise<string> {
   tsxRegistered ??= import('tsx');
-  return tsxRegistered;
+  await tsxRegistered;
+  const swc = registerDecoratorLoader(file);
+  return swc ? `SWC (emitDecoratorMetadata in ${swc.tsconfig})` : 'tsx';
 }
 
 /** Import a module file, TypeScript included; failures become app-load errors. */
 export async function importModule(file: string, what: string): Promise<Record<string, unknown>> {
+  if (isTypeScript(file)) await registerTypeScript(file);
   try {
-    if (isTypeScript(file)) await registerTypeScript();
     return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
     throw new TsgunError('TSGUN_ERR_APP_LOAD', `${what} failed to load: ${describeError(err)}`, { cause: err });
@@ -79,6 +87,17 @@ function detect(app: unknown, iface: Settings['interface'], name: string): Detec
     return { shape: 'fetch', handler: app as FetchHandler };
   }
   return wrong(iface === 'auto' ? `is ${kind}, not an app` : `is ${kind}, not a ${iface === 'node' ? 'Node request listener' : 'fetch handler'} (--interface ${iface})`);
+}
+
+interface NestApp {
+  init(): Promise<unknown>;
+  close(): Promise<unknown>;
+  getHttpAdapter(): { getInstance(): unknown };
+}
+
+/** A Nest application object (NestFactory.create): served through its HTTP adapter's instance (Express, Fastify). */
+function isNestApp(v: unknown): v is NestApp {
+  return isObject(v) && typeof v.getHttpAdapter === 'function' && typeof v.init === 'function' && typeof v.close === 'function';
 }
 
 function isHttpServer(v: unknown): v is http.Server | https.Server {
@@ -130,7 +149,6 @@ function takeRequestListeners(server: AppServer, placeholder: RequestListener, a
 }
 
 /** Load the app and adapt it to a Node request listener. */
-/** Load the app and adapt it to a Node request listener. */
 export async function loadApp(
   spec: string,
   settings: Pick<Settings, 'chdir' | 'factory' | 'interface' | 'root_path'>,
@@ -168,13 +186,25 @@ export async function loadApp(
   } finally {
     listened = adoption();
   }
+  let nestClose: (() => unknown) | null = null;
+  if (isNestApp(value)) {
+    const nest = value;
+    try {
+      await nest.init();
+    } catch (err) {
+      throw new TsgunError('TSGUN_ERR_APP_LOAD', `Nest app ${name} failed in init(): ${describeError(err)}`, { cause: err });
+    }
+    nestClose = () => nest.close();
+    value = nest.getHttpAdapter().getInstance();
+  }
+  const typescript = isTypeScript(file) ? await registerTypeScript(file) : null;
   const moduleClose = typeof mod.close === 'function' && mod.close !== value ? (mod.close as () => unknown) : null;
   if (listened || isHttpServer(value)) {
     const server = (listened ?? value) as http.Server | https.Server;
     if (!listened && server.listening) throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} is a server that is already listening; export it before calling listen(), or let tsgun adopt the listen() call`);
     checkServerKind(server, own, name);
     own.removeListener('request', placeholder);
-    return { shape: 'server', listener: takeRequestListeners(server, placeholder, null), file, server, adopted: listened ? 'listen' : 'export', close: closeOf(moduleClose, null) };
+    return { shape: 'server', listener: takeRequestListeners(server, placeholder, null), file, server, adopted: listened ? 'listen' : 'export', close: closeOf(moduleClose, nestClose), typescript };
   }
   if (value === undefined) lookupAttr(mod, app, file);
   const detected = detect(value, settings.interface, name);
@@ -185,10 +215,11 @@ export async function loadApp(
       throw new TsgunError('TSGUN_ERR_APP_LOAD', `Fastify app ${name} failed in ready(): ${describeError(err)}`, { cause: err });
     }
   }
-  let fastifyClose: (() => unknown) | null = null;
+  let appClose = nestClose;
   if (detected.shape === 'fastify') {
     const fastify = value as { server?: http.Server; close(): unknown };
-    fastifyClose = () => fastify.close();
+    // A Nest app's close() closes its Fastify instance itself.
+    appClose ??= () => fastify.close();
     // Its upgrade listeners (@fastify/websocket) are on the server Fastify made for itself.
     const theirs = fastify.server;
     if (theirs && theirs !== own && theirs.listenerCount('upgrade') > 0) own.on('upgrade', (...args) => theirs.emit('upgrade', ...args));
@@ -201,7 +232,7 @@ export async function loadApp(
     if (opts.lightResponse) installLightResponse();
     appListener = fetchListener(detected.handler, { rootPath: settings.root_path.replace(/\/$/, ''), onError: opts.onError });
   }
-  return { shape: detected.shape, listener: takeRequestListeners(own, placeholder, appListener), file, server: own, adopted: null, close: closeOf(moduleClose, fastifyClose) };
+  return { shape: detected.shape, listener: takeRequestListeners(own, placeholder, appListener), file, server: own, adopted: null, close: closeOf(moduleClose, appClose), typescript };
 }
 
 /** The app's own server must speak what tsgun is set up for: TLS with certfile, HTTP/1.1 unless worker_class is http2. */
@@ -215,11 +246,11 @@ function checkServerKind(theirs: http.Server | https.Server, own: AppServer, nam
   }
 }
 
-/** The app's shutdown: a Fastify instance's close() (its onClose hooks), then the module's `close` export. */
-function closeOf(moduleClose: (() => unknown) | null, fastifyClose: (() => unknown) | null): (() => Promise<void>) | null {
-  if (!moduleClose && !fastifyClose) return null;
+/** The app's shutdown: a Nest app's or Fastify instance's close() (their shutdown hooks), then the module's `close` export. */
+function closeOf(moduleClose: (() => unknown) | null, appClose: (() => unknown) | null): (() => Promise<void>) | null {
+  if (!moduleClose && !appClose) return null;
   return async () => {
-    await fastifyClose?.();
+    await appClose?.();
     await moduleClose?.();
   };
 }

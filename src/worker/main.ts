@@ -251,7 +251,8 @@ async function main(): Promise<void> {
     const server = await createServer(settings, tls);
     app = await loadApp(boot!.app, settings, { onError: (err) => requestFailed(err), lightResponse: true, server, address: boot!.sockets[0]?.label });
     appClose = app.close;
-    log.debug(`Loaded ${app.shape} app from ${app.file}`);
+    log.debug(`Loaded ${app.shape} app from ${app.file}${app.typescript ? ` (TypeScript compiled by ${app.typescript})` : ''}`);
+    if (app.typescript?.startsWith('SWC')) void send({ t: 'notice', key: 'typescript', message: `TypeScript compiled by ${app.typescript}` });
     if (app.adopted === 'listen') void send({ t: 'notice', key: 'adopted', message: `The app called listen() on its own server: tsgun serves that server on its binds instead, and nothing is bound to the app's port` });
     if (settings.workers > 1 && usesSocketIo()) {
       void send({ t: 'notice', key: 'socket.io', message: "Socket.IO with several workers: its long-polling transport needs every request of a session on one worker; use transports: ['websocket'], or a sticky proxy in front" });
