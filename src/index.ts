@@ -1,6 +1,7 @@
 /**
- * The public API of the `tsgun` package: `defineConfig` for typed config files, and the
- * types of hooks and of the worker interface.
+ * The public API of the `tsgun` package: `run()` to serve an app from a program,
+ * `defineConfig` for typed config files, the errors both throw, and the types of hooks
+ * and of the worker interface.
  */
 import type { ConfigFileKeys, Settings } from './config/settings.js';
 
@@ -21,6 +22,8 @@ export function defineConfig(config: TsgunConfig): TsgunConfig {
   return config;
 }
 
+export { run, type RunOptions, type TsgunServer } from './run.js';
+export { TsgunError, isTsgunError, ExitCode, type ErrorCode } from './errors.js';
 export type { Settings } from './config/settings.js';
 export type { Hooks, HookName, ServerInfo, WorkerInfo, WorkerSelf, WorkerState } from './hooks.js';
 export type { StopOptions, TsgunWorker, TsgunWorkerClass, WorkerContext } from './worker/interface.js';
