@@ -6,6 +6,7 @@
 import type { TlsMaterial } from '../worker/tls.js';
 import path from 'node:path';
 import { TsgunError } from '../errors.js';
+import { WORKER_HOOKS } from '../hooks.js';
 import type { Privileges } from '../ipc.js';
 import { parseArgs, splitArgs } from './cli.js';
 import { findDefaultConfig, loadConfigFile } from './files.js';
@@ -135,6 +136,13 @@ export async function resolveOptions(options: Record<string, unknown>, cwd: stri
   }
   if (config !== undefined && config !== null && typeof config !== 'string') {
     throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `run() options: setting "config" expected a file path, got ${JSON.stringify(config)}`);
+  }
+  const inWorkers = WORKER_HOOKS.find((name) => typeof keys[name] === 'function');
+  if (inWorkers) {
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_VALUE',
+      `run() options: hook "${inWorkers}" runs in the workers, which cannot be handed a function; put it in a config file and pass config: 'FILE'`,
+    );
   }
   const configFile = config ? path.resolve(cwd, config) : null;
   const layers: Array<[string, Partial<Record<SettingName, unknown>>]> = [];

@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { alive, exitedWithOutput, FIXTURES, hit, scratchDir, settle, workerPidsByTitle } from '../helpers.js';
@@ -24,9 +26,11 @@ class Program {
   /** In the environment of the program and of every worker it starts, even after they are reparented. */
   readonly marker = `TSGUN_TEST_MARK=runapi-${process.pid}-${Math.random().toString(36).slice(2)}`;
 
-  constructor(t: TestContext, options: Record<string, unknown>) {
+  /** `options` as an object (sent as JSON), or as JavaScript source for options that hold functions. */
+  constructor(t: TestContext, options: Record<string, unknown> | string) {
     // Run from elsewhere than the app's directory: `chdir` finds the app without moving the program.
-    this.proc = spawn(process.execPath, [DRIVER, JSON.stringify(options)], {
+    const args = typeof options === 'string' ? [options, '--js'] : [JSON.stringify(options)];
+    this.proc = spawn(process.execPath, [DRIVER, ...args], {
       cwd: scratchDir(),
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, [this.marker.split('=')[0]!]: this.marker.split('=')[1] },
@@ -113,6 +117,30 @@ test('run() throws TsgunErrors with their codes and exit statuses; nothing is le
     [{ app: 'app:app', check_config: true }, 'TSGUN_ERR_CONFIG_KEY', 2, /check_config can only be given on the command line/],
     [{ app: 'app:nope', chdir: DIR, bind: ['127.0.0.1:0'] }, 'TSGUN_ERR_APP_LOAD', 4, /nope/],
     [{ app: 'throws:app', chdir: DIR, bind: ['127.0.0.1:0'], workers: 2 }, 'TSGUN_ERR_APP_LOAD', 4, /this app throws at import/],
+  ];
+  for (const [options, code, exitCode, message] of cases) {
+    const program = new Program(t, options);
+    const { error } = await program.next('error');
+    assert.equal(error!.typed, true, 'a TsgunError');
+    assert.equal(error!.code, code, error!.message);
+    assert.equal(error!.exitCode, exitCode);
+    assert.match(error!.message, message);
+    assert.deepEqual(await program.exited, { code: exitCode, signal: null }, 'the program ended by itself');
+    assert.deepEqual(processesWithEnv(program.marker), [], 'no worker is left');
+  }
+});
+
+test('run() rejects a worker hook given as a function (workers cannot receive it) and a bind it cannot make', async (t) => {
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+  t.after(() => busy.close());
+  const port = (busy.address() as AddressInfo).port;
+  const cases: Array<[string, string, number, RegExp]> = [
+    [
+      `{ app: 'app:app', chdir: ${JSON.stringify(DIR)}, post_fork: () => {} }`, 'TSGUN_ERR_CONFIG_VALUE', 2,
+      /hook "post_fork" runs in the workers.*config file/,
+    ],
+    [`{ app: 'app:app', chdir: ${JSON.stringify(DIR)}, bind: ['127.0.0.1:${port}'] }`, 'TSGUN_ERR_BIND', 1, new RegExp(`127\\.0\\.0\\.1:${port}`)],
   ];
   for (const [options, code, exitCode, message] of cases) {
     const program = new Program(t, options);
