@@ -49,7 +49,9 @@ export async function run(options: RunOptions): Promise<TsgunServer> {
     applyEnvironment(resolved, cwd, base, false);
     return resolved;
   };
-  if (options === null || typeof options !== 'object') throw new TsgunError('TSGUN_ERR_USAGE', "run() takes an options object, for example run({ app: 'main:app' })");
+  if (options === null || typeof options !== 'object') {
+    throw new TsgunError('TSGUN_ERR_USAGE', "run() takes an options object, for example run({ app: 'main:app' })");
+  }
   const resolved = await resolve();
   const app = resolved.app!;
   resolveModule(parseAppSpec(app).module, resolved.settings.chdir ?? cwd);

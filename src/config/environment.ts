@@ -22,7 +22,8 @@ export function environmentFor(settings: Pick<Settings, 'env_file' | 'raw_env'>,
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `env_file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}; check --env-file`);
+      const why = (err as NodeJS.ErrnoException).code ?? describeError(err);
+      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `env_file: cannot read ${file}: ${why}; check --env-file`);
     }
     for (const [key, value] of Object.entries(parseEnv(text))) if (value !== undefined) env[key] = value;
   }

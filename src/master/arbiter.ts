@@ -166,7 +166,9 @@ export interface ArbiterOptions {
 }
 
 /** What the master takes from its environment for itself: workers never see these. */
-const MASTER_ONLY_ENV = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', INHERITED_ENV, PARENT_ENV];
+const MASTER_ONLY_ENV = [
+  'NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', INHERITED_ENV, PARENT_ENV,
+];
 
 /** The workers' environment, from the resolved config's (the original environment plus env_file and raw_env). */
 function workerEnv(resolved: ResolvedConfig): NodeJS.ProcessEnv {
@@ -850,7 +852,8 @@ export class Arbiter implements ControlTarget {
       return;
     }
     const previous = {
-      settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, env: this.env, sockets: this.sockets, generation: this.generation,
+      settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, env: this.env,
+      sockets: this.sockets, generation: this.generation,
     };
     this.applySettings(resolved);
     for (const s of sockets) if (!previous.sockets.includes(s)) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);

@@ -15,7 +15,13 @@ import { processesWithEnv, waitFor } from '../procs.js';
 const DIR = path.join(FIXTURES, 'runapi');
 const DRIVER = path.join(DIR, 'driver.mjs');
 
-type Said = { ready?: string[]; done?: string; value?: unknown; closed?: number; error?: { code: string; exitCode: number; message: string; typed: boolean } };
+interface Said {
+  ready?: string[];
+  done?: string;
+  value?: unknown;
+  closed?: number;
+  error?: { code: string; exitCode: number; message: string; typed: boolean };
+}
 
 /** The driver program, started with run()'s options; reads its JSON lines. */
 class Program {
@@ -53,7 +59,8 @@ class Program {
   }
 
   async next<K extends keyof Said>(key: K, what = String(key)): Promise<Said> {
-    return waitFor(() => this.said.find((s) => s[key] !== undefined && (key !== 'done' || s.done === what)), `the program's ${what}`, 30_000).catch((err: Error) => {
+    const found = (): Said | undefined => this.said.find((s) => s[key] !== undefined && (key !== 'done' || s.done === what));
+    return waitFor(found, `the program's ${what}`, 30_000).catch((err: Error) => {
       throw new Error(`${err.message}\n--- said ---\n${JSON.stringify(this.said)}\n--- stderr ---\n${this.stderr}`);
     });
   }
@@ -140,7 +147,10 @@ test('run() rejects a worker hook given as a function (workers cannot receive it
       `{ app: 'app:app', chdir: ${JSON.stringify(DIR)}, post_fork: () => {} }`, 'TSGUN_ERR_CONFIG_VALUE', 2,
       /hook "post_fork" runs in the workers.*config file/,
     ],
-    [`{ app: 'app:app', chdir: ${JSON.stringify(DIR)}, bind: ['127.0.0.1:${port}'] }`, 'TSGUN_ERR_BIND', 1, new RegExp(`127\\.0\\.0\\.1:${port}`)],
+    [
+      `{ app: 'app:app', chdir: ${JSON.stringify(DIR)}, bind: ['127.0.0.1:${port}'] }`, 'TSGUN_ERR_BIND', 1,
+      new RegExp(`127\\.0\\.0\\.1:${port}`),
+    ],
   ];
   for (const [options, code, exitCode, message] of cases) {
     const program = new Program(t, options);
