@@ -4,12 +4,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { readFileSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { parseEnv } from 'node:util';
 import path from 'node:path';
 import { parseAppSpec, resolveModule } from './config/appspec.js';
 import { InfoRequested } from './config/cli.js';
+import { environmentFor, updateEnvironment } from './config/environment.js';
 import { formatConfig, resolveConfig, type ResolvedConfig } from './config/resolve.js';
 import { describeError, ExitCode, isTsgunError, TsgunError } from './errors.js';
 import type { Privileges } from './ipc.js';
@@ -72,36 +72,28 @@ function resolvePrivileges(settings: ResolvedConfig['settings']): Privileges | n
   return { uid, gid, initgroups: me === 0 ? initgroups : null };
 }
 
-/** Apply `umask`, `chdir`, `env_file` and `raw_env` to this process, before the app is looked for. */
-function applyEnvironment(resolved: ResolvedConfig, cwd: string): void {
+/**
+ * Apply `umask` and `chdir` to this process (`chdir` only when `changeDir`: run() leaves its
+ * caller's directory alone), resolve `user`/`group`, read the TLS files, and compute the
+ * workers' environment from `base` before the app is looked for.
+ */
+export function applyEnvironment(resolved: ResolvedConfig, cwd: string, base: NodeJS.ProcessEnv, changeDir = true): void {
   const { settings } = resolved;
   if (settings.umask !== null) process.umask(settings.umask);
   resolved.privileges = resolvePrivileges(settings);
-  if (settings.env_file) {
-    const file = path.resolve(cwd, settings.env_file);
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `env_file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}; check --env-file`);
-    }
-    Object.assign(process.env, parseEnv(text));
-  }
+  resolved.env = environmentFor(settings, base, cwd);
   // Read before any privilege is dropped: workers get the contents, and a bad file is an Error: line now.
   resolved.tls = readTlsFiles(settings);
   if (settings.worker_class === 'http2' && !settings.certfile) throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', 'worker_class http2 serves HTTP/2 over TLS: give it --certfile and --keyfile');
   if (settings.chdir) {
     const dir = path.resolve(cwd, settings.chdir);
     try {
-      process.chdir(dir);
+      if (changeDir) process.chdir(dir);
+      else if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
     } catch (err) {
       throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `chdir: cannot change to ${dir}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}; check --chdir`);
     }
     settings.chdir = dir;
-  }
-  for (const pair of settings.raw_env) {
-    const eq = pair.indexOf('=');
-    process.env[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
 }
 
@@ -135,14 +127,22 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const app = resolved.app;
   if (!app) throw new TsgunError('TSGUN_ERR_USAGE', 'no APP given; run tsgun [options] MODULE[:ATTR], for example tsgun main:app (see tsgun --help)');
   const spec = parseAppSpec(app);
-  applyEnvironment(resolved, cwd);
+  // The master's own environment follows the workers' (its hooks, --check-config's app, a USR2 successor).
+  const base = { ...process.env };
+  let applied = base as Record<string, string>;
+  const apply = (r: ResolvedConfig): void => {
+    applyEnvironment(r, cwd, base);
+    updateEnvironment(process.env, applied, r.env!);
+    applied = r.env!;
+  };
+  apply(resolved);
   if (resolved.settings.check_config) return checkConfig(resolved, app);
   resolveModule(spec.module, resolved.settings.chdir ?? process.cwd());
 
   const logs = createLogger(resolved.settings, { role: 'master' });
   const reresolve = async (): Promise<ResolvedConfig> => {
     const again = await resolveConfig({ argv, env: process.env, cwd, version: VERSION });
-    applyEnvironment(again, cwd);
+    apply(again);
     return again;
   };
   const arbiter = new Arbiter({ resolved, app, logs, version: VERSION, reresolve, argv, cwd });

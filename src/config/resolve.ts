@@ -6,6 +6,7 @@
 import type { TlsMaterial } from '../worker/tls.js';
 import path from 'node:path';
 import { TsgunError } from '../errors.js';
+import { WORKER_HOOKS } from '../hooks.js';
 import type { Privileges } from '../ipc.js';
 import { parseArgs, splitArgs } from './cli.js';
 import { findDefaultConfig, loadConfigFile } from './files.js';
@@ -24,6 +25,8 @@ export interface ResolvedConfig {
   privileges?: Privileges | null;
   /** The certificate, key and CA files' contents, read by the command (before the master starts). */
   tls?: TlsMaterial | null;
+  /** The workers' environment: the master's original one plus `env_file` and `raw_env` (see config/environment.ts). */
+  env?: Record<string, string>;
 }
 
 export interface ResolveInput {
@@ -59,8 +62,8 @@ export function nearestSetting(key: string): SettingName | null {
   return bestScore <= Math.max(2, Math.floor(normal.length / 3)) ? best : null;
 }
 
-/** Validate a config file's raw object into setting values. */
-export function checkFileValues(raw: Record<string, unknown>, file: string): Partial<Record<SettingName, unknown>> {
+/** Validate a config file's raw object (or run()'s options: `where` names them) into setting values. */
+export function checkFileValues(raw: Record<string, unknown>, file: string, where = `config file ${file}`): Partial<Record<SettingName, unknown>> {
   const values: Partial<Record<SettingName, unknown>> = {};
   for (const [key, value] of Object.entries(raw)) {
     const name = key as SettingName;
@@ -68,13 +71,13 @@ export function checkFileValues(raw: Record<string, unknown>, file: string): Par
     if (!s || s.cliOnly) {
       const near = s ? null : nearestSetting(key);
       const hint = s ? `${key} can only be given on the command line` : near ? `did you mean "${near}"?` : 'see docs/settings.md for the keys';
-      throw new TsgunError('TSGUN_ERR_CONFIG_KEY', `config file ${file}: unknown setting "${key}"; ${hint}`);
+      throw new TsgunError('TSGUN_ERR_CONFIG_KEY', `${where}: unknown setting "${key}"; ${hint}`);
     }
     try {
       values[name] = s.type.fromConfig(value);
     } catch (err) {
       if (!(err instanceof ValueProblem)) throw err;
-      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `config file ${file}: setting "${key}" ${err.message}`);
+      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `${where}: setting "${key}" ${err.message}`);
     }
   }
   return values;
@@ -120,6 +123,41 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolvedConfig
   }
   settings.config = configFile;
   return { settings: settings as Settings, sources, configFile, app: cli.app ?? cmdArgs?.app ?? null };
+}
+
+/**
+ * run()'s settings: defaults < the config file named by `config` (no other is looked for) <
+ * the options. The environment and the command line of the calling process are not read.
+ */
+export async function resolveOptions(options: Record<string, unknown>, cwd: string): Promise<ResolvedConfig> {
+  const { app, config, ...keys } = options;
+  if (typeof app !== 'string' || app === '') {
+    throw new TsgunError('TSGUN_ERR_USAGE', `run() needs app: 'MODULE[:ATTR]', for example run({ app: 'main:app' }); got ${JSON.stringify(app) ?? 'nothing'}`);
+  }
+  if (config !== undefined && config !== null && typeof config !== 'string') {
+    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `run() options: setting "config" expected a file path, got ${JSON.stringify(config)}`);
+  }
+  const inWorkers = WORKER_HOOKS.find((name) => typeof keys[name] === 'function');
+  if (inWorkers) {
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_VALUE',
+      `run() options: hook "${inWorkers}" runs in the workers, which cannot be handed a function; put it in a config file and pass config: 'FILE'`,
+    );
+  }
+  const configFile = config ? path.resolve(cwd, config) : null;
+  const layers: Array<[string, Partial<Record<SettingName, unknown>>]> = [];
+  if (configFile) layers.push([`file ${configFile}`, checkFileValues(await loadConfigFile(configFile), configFile)]);
+  layers.push(['run() options', checkFileValues(keys, 'run()', 'run() options')]);
+  const settings = defaultSettings() as Record<SettingName, unknown>;
+  const sources = Object.fromEntries(SETTING_NAMES.map((n) => [n, 'default'])) as Record<SettingName, string>;
+  for (const [source, values] of layers) {
+    for (const [name, value] of Object.entries(values) as Array<[SettingName, unknown]>) {
+      settings[name] = value;
+      sources[name] = source;
+    }
+  }
+  settings.config = configFile;
+  return { settings: settings as Settings, sources, configFile, app };
 }
 
 /** The `--print-config` report: every setting, its value and its source. */

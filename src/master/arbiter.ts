@@ -143,7 +143,10 @@ interface Worker {
 /** A HUP reload in progress: what to go back to if the new generation cannot boot. */
 interface Reload {
   generation: number;
-  previous: { settings: Settings; configFile: string | null; privileges: Privileges | null; tls: TlsMaterial | null; sockets: BoundSocket[]; generation: number };
+  previous: {
+    settings: Settings; configFile: string | null; privileges: Privileges | null; tls: TlsMaterial | null; env: NodeJS.ProcessEnv;
+    sockets: BoundSocket[]; generation: number;
+  };
   startedAt: number;
 }
 
@@ -154,10 +157,24 @@ export interface ArbiterOptions {
   version: string;
   /** Re-read the config (HUP): same command line, same environment, config file as it is now. */
   reresolve: () => Promise<ResolvedConfig>;
-  /** The command line and directory tsgun was started with, for a USR2 upgrade. */
-  argv: readonly string[];
+  /** The command line and directory tsgun was started with, for a USR2 upgrade; null where there is none (run()). */
+  argv: readonly string[] | null;
   cwd: string;
   ops?: ProcessOps;
+  /** Called once, when the first generation is ready (when READY=1 goes to systemd). */
+  onReady?: () => void;
+}
+
+/** What the master takes from its environment for itself: workers never see these. */
+const MASTER_ONLY_ENV = [
+  'NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', INHERITED_ENV, PARENT_ENV,
+];
+
+/** The workers' environment, from the resolved config's (the original environment plus env_file and raw_env). */
+function workerEnv(resolved: ResolvedConfig): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...(resolved.env ?? process.env) };
+  for (const key of MASTER_ONLY_ENV) delete env[key];
+  return env;
 }
 
 type StopMode = 'graceful' | 'quick';
@@ -167,6 +184,7 @@ export class Arbiter implements ControlTarget {
   private configFile: string | null;
   private privileges: Privileges | null;
   private tls: TlsMaterial | null;
+  private env: NodeJS.ProcessEnv;
   private logs: LogTarget;
   private readonly ops: ProcessOps;
   private readonly workers = new Map<number, Worker>();
@@ -222,6 +240,7 @@ export class Arbiter implements ControlTarget {
     this.configFile = opts.resolved.configFile;
     this.privileges = opts.resolved.privileges ?? null;
     this.tls = opts.resolved.tls ?? null;
+    this.env = workerEnv(opts.resolved);
     this.logs = opts.logs;
     this.ops = opts.ops ?? realProcessOps;
     this.numWorkers = this.settings.workers;
@@ -426,6 +445,7 @@ export class Arbiter implements ControlTarget {
     if (ready < this.numWorkers) return;
     this.readyNotified = true;
     this.log.info(`Ready: ${ready} workers serving`);
+    this.opts.onReady?.();
     void this.notifier?.notify({ ...(this.parentPid !== null ? { MAINPID: process.pid } : {}), READY: 1, STATUS: this.statusLine() });
   }
 
@@ -511,7 +531,8 @@ export class Arbiter implements ControlTarget {
         'ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc',
         ...(watchdog ? ['pipe' as const] : []), ...(tls ? ['pipe' as const] : []),
       ],
-      env: { ...process.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog, tlsFd)) },
+      env: { ...this.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog, tlsFd)) },
+      cwd: this.settings.chdir ?? undefined,
     });
     const tlsPipe = tlsFd !== null ? (child.stdio?.[tlsFd] as Socket | undefined) : undefined;
     tlsPipe?.on('error', () => {}).end(JSON.stringify(tls));
@@ -830,7 +851,10 @@ export class Arbiter implements ControlTarget {
       void this.notifier?.notify({ READY: 1, STATUS: `reload failed; ${this.statusLine()}` });
       return;
     }
-    const previous = { settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, sockets: this.sockets, generation: this.generation };
+    const previous = {
+      settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, env: this.env,
+      sockets: this.sockets, generation: this.generation,
+    };
     this.applySettings(resolved);
     for (const s of sockets) if (!previous.sockets.includes(s)) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
     this.retiredSockets.push(...previous.sockets.filter((s) => !sockets.includes(s)));
@@ -891,6 +915,7 @@ export class Arbiter implements ControlTarget {
     this.configFile = resolved.configFile;
     this.privileges = resolved.privileges ?? null;
     this.tls = resolved.tls ?? null;
+    this.env = workerEnv(resolved);
     if (old.loglevel !== this.settings.loglevel || old.log_format !== this.settings.log_format || old.errorlog !== this.settings.errorlog) {
       this.logs.flush();
       this.logs = createLogger(this.settings, { role: 'master' });
@@ -932,6 +957,7 @@ export class Arbiter implements ControlTarget {
     this.configFile = reload.previous.configFile;
     this.privileges = reload.previous.privileges;
     this.tls = reload.previous.tls;
+    this.env = reload.previous.env;
     await this.watchFiles(failed).catch((err: unknown) => this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`));
     this.generation = reload.previous.generation;
     for (const w of this.workers.values()) if (w.generation === this.generation && w.outgoing === 'reload') w.outgoing = null;
@@ -1042,6 +1068,11 @@ export class Arbiter implements ControlTarget {
   // ---- upgrade (USR2) ------------------------------------------------------------------
 
   private async upgrade(): Promise<void> {
+    const argv = this.opts.argv;
+    if (!argv) {
+      this.log.warn('USR2 ignored: tsgun was started by run() in a program, which has no command line to start again');
+      return;
+    }
     if (this.successor) {
       this.log.warn(`USR2 ignored: an upgrade is already in progress (new master pid ${this.successor.pid})`);
       return;
@@ -1059,7 +1090,7 @@ export class Arbiter implements ControlTarget {
         this.log.error(`Error: cannot rename pidfile for the upgrade: ${(err as Error).message}`);
       }
     }
-    const command = [process.execPath, ...process.execArgv, process.argv[1]!, ...this.opts.argv];
+    const command = [process.execPath, ...process.execArgv, process.argv[1]!, ...argv];
     const env: NodeJS.ProcessEnv = { ...process.env, [PARENT_ENV]: String(process.pid) };
     if (this.notifier) env.NOTIFY_SOCKET = this.notifier.socket;
     if (this.watchdogUsec) env.WATCHDOG_USEC = String(this.watchdogUsec);
