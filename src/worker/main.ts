@@ -249,9 +249,11 @@ async function main(): Promise<void> {
   let app: LoadedApp;
   try {
     const server = await createServer(settings, tls);
+    const loading = performance.now();
+    log.info(`Loading app ${boot!.app}`);
     app = await loadApp(boot!.app, settings, { onError: (err) => requestFailed(err), lightResponse: true, server, address: boot!.sockets[0]?.label });
     appClose = app.close;
-    log.debug(`Loaded ${app.shape} app from ${app.file}`);
+    log.info(`Loaded app ${boot!.app} (${app.shape}, from ${app.file}) in ${((performance.now() - loading) / 1000).toFixed(2)} s`);
     if (app.adopted === 'listen') void send({ t: 'notice', key: 'adopted', message: `The app called listen() on its own server: tsgun serves that server on its binds instead, and nothing is bound to the app's port` });
     if (settings.workers > 1 && usesSocketIo()) {
       void send({ t: 'notice', key: 'socket.io', message: "Socket.IO with several workers: its long-polling transport needs every request of a session on one worker; use transports: ['websocket'], or a sticky proxy in front" });
