@@ -61,6 +61,6 @@ test('colour: a terminal has it; NO_COLOR turns it off; FORCE_COLOR forces it (0
   const json = JSON.stringify({ level: 'warn', time: 0, pid: 7, msg: 'careful' });
   const esc = '\x1b';
   const coloured = prettyLine(json, true);
-  assert.ok(coloured.startsWith(`${esc}[2m[`) && coloured.endsWith(`] [7] ${esc}[33m[WARNING]${esc}[0m careful\n`), JSON.stringify(coloured));
+  assert.ok(coloured.startsWith(`${esc}[2m[`) && coloured.endsWith(`]${esc}[0m [7] ${esc}[33m[WARNING]${esc}[0m careful\n`), JSON.stringify(coloured));
   assert.ok(!prettyLine(json, false).includes(esc));
 });
