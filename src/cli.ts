@@ -123,9 +123,10 @@ function asCheckFailure(err: unknown): unknown {
 /** `tsgun help [command]`: the whole help, or one command's. */
 function help(args: readonly string[], cwd: string): Promise<CliResult> | CliResult {
   const [command, ...extra] = args;
-  if (command === undefined || command === 'help') return { code: ExitCode.OK, output: formatHelp() };
+  if (command === undefined || ['help', '--help', '-h'].includes(command)) return { code: ExitCode.OK, output: formatHelp() };
   if (extra.length === 0 && (CONTROL_COMMANDS as readonly string[]).includes(command)) return runControl([command, '--help'], cwd);
-  throw new TsgunError('TSGUN_ERR_USAGE', `tsgun help takes one of ${[...CONTROL_COMMANDS, 'help'].join(', ')}, not ${JSON.stringify(args.join(' '))}; see tsgun --help`);
+  const known = [...CONTROL_COMMANDS, 'help'].join(', ');
+  throw new TsgunError('TSGUN_ERR_USAGE', `tsgun help takes one of ${known}, not ${JSON.stringify(args.join(' '))}; see tsgun --help`);
 }
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {

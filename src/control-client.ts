@@ -136,16 +136,20 @@ export function formatStatus(s: ArbiterSnapshot, now = Date.now(), rates?: Reado
   const ready = s.workers.filter((w) => w.state === 'ready').length;
   const head = `tsgun ${s.version} master ${s.pid} [${s.app}]: up ${duration(now - s.startedAt)}, generation ${s.generation}${s.reloading ? ' (reloading)' : ''}, ${ready}/${s.target} workers ready\n` + `listening at ${s.sockets.join(', ')}\n\n`;
   const rate = (n: number | undefined): string[] => (rates ? [n === undefined ? '-' : n.toFixed(1)] : []);
-  const rows: string[][] = [['ROLE', 'PID', 'GEN', 'STATE', 'UPTIME', 'REQUESTS', ...(rates ? ['REQ/S'] : []), 'CONNS', 'UPGRADED', 'CPU%', 'RSS']];
+  const rows: string[][] = [['ROLE', 'PID', 'GEN', 'STATE', 'UPTIME', 'REQUESTS', ...rate(undefined).map(() => 'REQ/S'), 'CONNS', 'UPGRADED', 'CPU%', 'RSS']];
   const served = s.retired.requests + s.workers.reduce((n, w) => n + w.stats.requests, 0);
-  rows.push(['master', String(s.pid), String(s.generation), s.reloading ? 'reloading' : 'running', duration(now - s.startedAt), String(served), ...rate(undefined), '-', '-', s.cpu.toFixed(1), mib(s.rss)]);
+  const up = duration(now - s.startedAt);
+  rows.push(['master', String(s.pid), String(s.generation), s.reloading ? 'reloading' : 'running', up, String(served), ...rate(undefined), '-', '-', s.cpu.toFixed(1), mib(s.rss)]);
   for (const w of s.workers) {
-    rows.push(['worker', String(w.pid), String(w.generation), w.state, duration(now - w.spawnedAt), String(w.stats.requests), ...rate(rates?.get(w.pid)), String(w.stats.connections), String(w.stats.upgraded), w.cpu.toFixed(1), mib(w.rss)]);
+    const { requests, connections, upgraded } = w.stats;
+    rows.push(['worker', String(w.pid), String(w.generation), w.state, duration(now - w.spawnedAt), String(requests), ...rate(rates?.get(w.pid)),
+      String(connections), String(upgraded), w.cpu.toFixed(1), mib(w.rss)]);
   }
   if (rates) {
     const sum = (f: (w: ArbiterSnapshot['workers'][number]) => number): number => s.workers.reduce((n, w) => n + f(w), 0);
-    const total = [...rates.values()].reduce((a, b) => a + b, 0);
-    rows.push(['total', '', '', `${s.workers.length} workers`, '', String(served), total.toFixed(1), String(sum((w) => w.stats.connections)), String(sum((w) => w.stats.upgraded)), (s.cpu + sum((w) => w.cpu)).toFixed(1), mib(s.rss + sum((w) => w.rss))]);
+    const perSecond = [...rates.values()].reduce((a, b) => a + b, 0);
+    rows.push(['total', '', '', `${s.workers.length} workers`, '', String(served), perSecond.toFixed(1), String(sum((w) => w.stats.connections)),
+      String(sum((w) => w.stats.upgraded)), (s.cpu + sum((w) => w.cpu)).toFixed(1), mib(s.rss + sum((w) => w.rss))]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return head + rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
@@ -277,15 +281,18 @@ export async function runControl(argv: readonly string[], cwd: string, out: Cont
     if (!reply.ok) fail(reply.message);
     result = { code: ExitCode.OK, output: `${reply.message}\n` };
   });
-  command('stop', 'stop the master (gracefully, or at once with --quick)').option('--quick', 'stop at once, as INT does').option('--timeout <seconds>', 'how long to wait for the master to exit', '120').action(async (opts: { quick?: boolean; timeout: string }) => {
-    const socket = await locate(where, cwd);
-    const status = await send(socket, { cmd: 'status' });
-    const reply = await send(socket, { cmd: 'stop', quick: opts.quick === true });
-    if (!reply.ok) fail(reply.message);
-    const pid = status.status?.pid;
-    if (pid && !(await waitForExit(pid, Number(opts.timeout) * 1000))) fail(`the master (pid ${pid}) is still running after ${opts.timeout} s`);
-    result = { code: ExitCode.OK, output: `stopped (master pid ${pid})\n` };
-  });
+  command('stop', 'stop the master (gracefully, or at once with --quick)')
+    .option('--quick', 'stop at once, as INT does')
+    .option('--timeout <seconds>', 'how long to wait for the master to exit', '120')
+    .action(async (opts: { quick?: boolean; timeout: string }) => {
+      const socket = await locate(where, cwd);
+      const status = await send(socket, { cmd: 'status' });
+      const reply = await send(socket, { cmd: 'stop', quick: opts.quick === true });
+      if (!reply.ok) fail(reply.message);
+      const pid = status.status?.pid;
+      if (pid && !(await waitForExit(pid, Number(opts.timeout) * 1000))) fail(`the master (pid ${pid}) is still running after ${opts.timeout} s`);
+      result = { code: ExitCode.OK, output: `stopped (master pid ${pid})\n` };
+    });
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (err) {

@@ -505,7 +505,8 @@ export class Arbiter implements ControlTarget {
     try {
       return openSync(this.settings.errorlog, 'a');
     } catch (err) {
-      this.log.warn(`capture_output: cannot open ${this.settings.errorlog} (${(err as NodeJS.ErrnoException).code ?? String(err)}); the worker keeps the master's stdout and stderr`);
+      const why = (err as NodeJS.ErrnoException).code ?? String(err);
+      this.log.warn(`capture_output: cannot open ${this.settings.errorlog} (${why}); the worker keeps the master's stdout and stderr`);
       return 'inherit';
     }
   }

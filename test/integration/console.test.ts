@@ -101,6 +101,9 @@ describe('help', () => {
     const status = await runTsgun(['help', 'status'], { cwd: DIR });
     assert.match(status.stdout, /^ {2}--json/m);
     assert.match(status.stdout, /^ {2}--watch/m);
+    const both = await runTsgun(['status', '--json', '--watch'], { cwd: DIR });
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /^Error: status takes --json or --watch, not both\n$/);
     const bad = await runTsgun(['help', 'nonsense'], { cwd: DIR });
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^Error: tsgun help takes one of status, reload, scale, stop, help, not "nonsense"; see tsgun --help\n$/);
