@@ -10,6 +10,7 @@ import path from 'node:path';
 import { parseAppSpec, resolveModule } from './config/appspec.js';
 import { InfoRequested } from './config/cli.js';
 import { environmentFor, updateEnvironment } from './config/environment.js';
+import { formatHelp } from './config/help.js';
 import { formatConfig, resolveConfig, type ResolvedConfig } from './config/resolve.js';
 import { describeError, ExitCode, isTsgunError, TsgunError } from './errors.js';
 import type { Privileges } from './ipc.js';
@@ -111,9 +112,19 @@ function asCheckFailure(err: unknown): unknown {
   return isTsgunError(err) ? new TsgunError(err.code, err.message, { cause: err.cause, exitCode: ExitCode.RUNTIME }) : err;
 }
 
+/** `tsgun help [command]`: the whole help, or one command's. */
+function help(args: readonly string[], cwd: string): Promise<CliResult> | CliResult {
+  const [command, ...extra] = args;
+  if (command === undefined || ['help', '--help', '-h'].includes(command)) return { code: ExitCode.OK, output: formatHelp() };
+  if (extra.length === 0 && (CONTROL_COMMANDS as readonly string[]).includes(command)) return runControl([command, '--help'], cwd);
+  const known = [...CONTROL_COMMANDS, 'help'].join(', ');
+  throw new TsgunError('TSGUN_ERR_USAGE', `tsgun help takes one of ${known}, not ${JSON.stringify(args.join(' '))}; see tsgun --help`);
+}
+
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
   const cwd = process.cwd();
   if ((CONTROL_COMMANDS as readonly string[]).includes(argv[0] ?? '')) return runControl(argv, cwd);
+  if (argv[0] === 'help') return help(argv.slice(1), cwd);
   let resolved: ResolvedConfig;
   try {
     resolved = await resolveConfig({ argv, env, cwd, version: VERSION });

@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { loadConfigFile } from './config/files.js';
 import { findDefaultConfig } from './config/files.js';
 import { checkFileValues } from './config/resolve.js';
+import { HELP_WIDTH } from './config/help.js';
 import { ExitCode, TsgunError } from './errors.js';
 import type { ArbiterSnapshot } from './master/arbiter.js';
 import {
@@ -127,14 +128,28 @@ function duration(ms: number): string {
 
 const mib = (n: number): string => (n > 0 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : '-');
 
-/** The `tsgun status` table. */
-export function formatStatus(s: ArbiterSnapshot, now = Date.now()): string {
+/**
+ * The `tsgun status` table. With `rates` (requests per second by pid, from two samples), as
+ * `status --watch` shows it: a REQ/S column and a totals row.
+ */
+export function formatStatus(s: ArbiterSnapshot, now = Date.now(), rates?: ReadonlyMap<number, number>): string {
   const ready = s.workers.filter((w) => w.state === 'ready').length;
   const head = `tsgun ${s.version} master ${s.pid} [${s.app}]: up ${duration(now - s.startedAt)}, generation ${s.generation}${s.reloading ? ' (reloading)' : ''}, ${ready}/${s.target} workers ready\n` + `listening at ${s.sockets.join(', ')}\n\n`;
-  const rows: string[][] = [['ROLE', 'PID', 'GEN', 'STATE', 'UPTIME', 'REQUESTS', 'CONNS', 'UPGRADED', 'CPU%', 'RSS']];
-  rows.push(['master', String(s.pid), String(s.generation), s.reloading ? 'reloading' : 'running', duration(now - s.startedAt), String(s.retired.requests + s.workers.reduce((n, w) => n + w.stats.requests, 0)), '-', '-', s.cpu.toFixed(1), mib(s.rss)]);
+  const rate = (n: number | undefined): string[] => (rates ? [n === undefined ? '-' : n.toFixed(1)] : []);
+  const rows: string[][] = [['ROLE', 'PID', 'GEN', 'STATE', 'UPTIME', 'REQUESTS', ...rate(undefined).map(() => 'REQ/S'), 'CONNS', 'UPGRADED', 'CPU%', 'RSS']];
+  const served = s.retired.requests + s.workers.reduce((n, w) => n + w.stats.requests, 0);
+  const up = duration(now - s.startedAt);
+  rows.push(['master', String(s.pid), String(s.generation), s.reloading ? 'reloading' : 'running', up, String(served), ...rate(undefined), '-', '-', s.cpu.toFixed(1), mib(s.rss)]);
   for (const w of s.workers) {
-    rows.push(['worker', String(w.pid), String(w.generation), w.state, duration(now - w.spawnedAt), String(w.stats.requests), String(w.stats.connections), String(w.stats.upgraded), w.cpu.toFixed(1), mib(w.rss)]);
+    const { requests, connections, upgraded } = w.stats;
+    rows.push(['worker', String(w.pid), String(w.generation), w.state, duration(now - w.spawnedAt), String(requests), ...rate(rates?.get(w.pid)),
+      String(connections), String(upgraded), w.cpu.toFixed(1), mib(w.rss)]);
+  }
+  if (rates) {
+    const sum = (f: (w: ArbiterSnapshot['workers'][number]) => number): number => s.workers.reduce((n, w) => n + f(w), 0);
+    const perSecond = [...rates.values()].reduce((a, b) => a + b, 0);
+    rows.push(['total', '', '', `${s.workers.length} workers`, '', String(served), perSecond.toFixed(1), String(sum((w) => w.stats.connections)),
+      String(sum((w) => w.stats.upgraded)), (s.cpu + sum((w) => w.cpu)).toFixed(1), mib(s.rss + sum((w) => w.rss))]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return head + rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
@@ -149,42 +164,135 @@ async function waitForExit(pid: number, ms: number): Promise<boolean> {
   return !isAlive(pid);
 }
 
+/** Where a control command writes while it runs (the live table, reload progress): the terminal, normally. */
+export interface ControlConsole {
+  write(text: string): void;
+  progress(text: string): void;
+  /** Whether progress is shown: only on a terminal, so a script reads one result line. */
+  readonly interactive: boolean;
+  /** Resolves on Ctrl-C. */
+  interrupted(): Promise<void>;
+}
+
+const processConsole: ControlConsole = {
+  write: (text) => void process.stdout.write(text),
+  progress: (text) => void process.stderr.write(text),
+  get interactive() {
+    return process.stderr.isTTY === true;
+  },
+  interrupted: () => new Promise((resolve) => process.once('SIGINT', () => resolve())),
+};
+
+/** `status --watch`: the table, redrawn every second, until Ctrl-C or the master exits. */
+async function watch(socket: string, out: ControlConsole, everyMs = 1000): Promise<CliResult> {
+  let stop = false;
+  const interrupted = out.interrupted().then(() => void (stop = true));
+  let previous: { at: number; requests: Map<number, number> } | null = null;
+  let pid = 0;
+  const clear = process.stdout.isTTY ? '\x1b[H\x1b[2J' : '';
+  while (!stop) {
+    let reply: ControlReply;
+    try {
+      reply = await send(socket, { cmd: 'status' });
+    } catch {
+      return { code: ExitCode.OK, output: `\nthe master${pid ? ` (pid ${pid})` : ''} has exited; stopped watching\n` };
+    }
+    if (!reply.status) fail(reply.message);
+    const now = Date.now();
+    pid = reply.status.pid;
+    const requests = new Map(reply.status.workers.map((w) => [w.pid, w.stats.requests]));
+    const rates = new Map<number, number>();
+    for (const [p, n] of requests) {
+      const before = previous?.requests.get(p);
+      if (previous && before !== undefined) rates.set(p, ((n - before) * 1000) / Math.max(1, now - previous.at));
+    }
+    previous = { at: now, requests };
+    out.write(`${clear}${formatStatus(reply.status, now, rates)}\n(refreshed every ${everyMs / 1000} s; Ctrl+C to quit)\n`);
+    await Promise.race([new Promise((r) => setTimeout(r, everyMs)), interrupted]);
+  }
+  return { code: ExitCode.OK };
+}
+
+/** Send `reload`; on a terminal, say how many workers of the new generation are ready meanwhile. */
+async function reloadWithProgress(socket: string, out: ControlConsole): Promise<ControlReply> {
+  if (!out.interactive) return send(socket, { cmd: 'reload' });
+  const before = (await send(socket, { cmd: 'status' })).status?.generation ?? 0;
+  let done = false;
+  let shown = '';
+  const show = (ready: number, target: number): void => {
+    const line = `${ready}/${target} new workers ready`;
+    if (line !== shown) out.progress(`${line}\n`);
+    shown = line;
+  };
+  const reply = send(socket, { cmd: 'reload' }).finally(() => (done = true));
+  const poll = async (): Promise<void> => {
+    const s = (await send(socket, { cmd: 'status' }).catch(() => null))?.status;
+    if (s) show(s.workers.filter((w) => w.generation > before && w.state === 'ready').length, s.target);
+  };
+  while (!done) {
+    await Promise.race([reply.catch(() => {}), new Promise((r) => setTimeout(r, 200))]);
+    if (!done) await poll();
+  }
+  const result = await reply;
+  if (result.ok) await poll();
+  return result;
+}
+
 /** Run a control subcommand; argv starts with the subcommand name. */
-export async function runControl(argv: readonly string[], cwd: string): Promise<CliResult> {
+export async function runControl(argv: readonly string[], cwd: string, out: ControlConsole = processConsole): Promise<CliResult> {
   // The help of the command asked about (`tsgun status --help`), as commander writes it.
   let help = '';
   const program = new Command('tsgun')
     .exitOverride()
     .configureOutput({ writeOut: (text) => (help += text), writeErr: () => {} })
-    .option('-p, --pid <file>', 'the pidfile of the master')
-    .option('--control-socket <path>', 'the control socket of the master')
-    .option('-c, --config <file>', 'the config file the master runs with (for its pidfile or control_socket)');
+    .configureHelp({ helpWidth: HELP_WIDTH });
   let result: CliResult = { code: ExitCode.OK };
-  const where = (): Where => program.opts<Where>();
-  program.command('status').description('show the master and its workers').option('--json', 'print JSON').action(async (opts: { json?: boolean }) => {
-    const reply = await send(await locate(where(), cwd), { cmd: 'status' });
-    if (!reply.status) fail(reply.message);
-    result = { code: ExitCode.OK, output: opts.json ? `${JSON.stringify(reply.status, null, 2)}\n` : formatStatus(reply.status) };
-  });
-  program.command('reload').description('reload as HUP does, and wait for the new generation').action(async () => {
-    const reply = await send(await locate(where(), cwd), { cmd: 'reload' });
+  let where: Where = {};
+  // Each command takes the options that find the master, so its --help lists them.
+  const command = (name: string, description: string): Command =>
+    program
+      .command(name)
+      .description(description)
+      .option('-p, --pid <file>', 'the pidfile of the master')
+      .option('--control-socket <path>', 'the control socket of the master')
+      .option('-c, --config <file>', 'the config file the master runs with (for its pidfile or control_socket)')
+      .hook('preAction', (_, action) => void (where = action.opts<Where>()));
+  command('status', 'show the master and its workers')
+    .option('--json', 'print JSON')
+    .option('--watch', 'redraw the table every second (with requests per second and totals) until Ctrl+C or the master exits')
+    .action(async (opts: { json?: boolean; watch?: boolean }) => {
+      if (opts.json && opts.watch) throw new TsgunError('TSGUN_ERR_USAGE', 'status takes --json or --watch, not both');
+      const socket = await locate(where, cwd);
+      if (opts.watch) {
+        result = await watch(socket, out);
+        return;
+      }
+      const reply = await send(socket, { cmd: 'status' });
+      if (!reply.status) fail(reply.message);
+      result = { code: ExitCode.OK, output: opts.json ? `${JSON.stringify(reply.status, null, 2)}\n` : formatStatus(reply.status) };
+    });
+  command('reload', 'reload as HUP does, and wait for the new generation (on a terminal, showing its progress)').action(async () => {
+    const reply = await reloadWithProgress(await locate(where, cwd), out);
     if (!reply.ok) fail(reply.message);
     result = { code: ExitCode.OK, output: `${reply.message}\n` };
   });
-  program.command('scale').description('set the number of workers: N, +N or -N').argument('<count>').action(async (count: string) => {
-    const reply = await send(await locate(where(), cwd), { cmd: 'scale', count });
+  command('scale', 'set the number of workers: N, +N or -N').argument('<count>').action(async (count: string) => {
+    const reply = await send(await locate(where, cwd), { cmd: 'scale', count });
     if (!reply.ok) fail(reply.message);
     result = { code: ExitCode.OK, output: `${reply.message}\n` };
   });
-  program.command('stop').description('stop the master (gracefully, or at once with --quick)').option('--quick', 'stop at once, as INT does').option('--timeout <seconds>', 'how long to wait for the master to exit', '120').action(async (opts: { quick?: boolean; timeout: string }) => {
-    const socket = await locate(where(), cwd);
-    const status = await send(socket, { cmd: 'status' });
-    const reply = await send(socket, { cmd: 'stop', quick: opts.quick === true });
-    if (!reply.ok) fail(reply.message);
-    const pid = status.status?.pid;
-    if (pid && !(await waitForExit(pid, Number(opts.timeout) * 1000))) fail(`the master (pid ${pid}) is still running after ${opts.timeout} s`);
-    result = { code: ExitCode.OK, output: `stopped (master pid ${pid})\n` };
-  });
+  command('stop', 'stop the master (gracefully, or at once with --quick)')
+    .option('--quick', 'stop at once, as INT does')
+    .option('--timeout <seconds>', 'how long to wait for the master to exit', '120')
+    .action(async (opts: { quick?: boolean; timeout: string }) => {
+      const socket = await locate(where, cwd);
+      const status = await send(socket, { cmd: 'status' });
+      const reply = await send(socket, { cmd: 'stop', quick: opts.quick === true });
+      if (!reply.ok) fail(reply.message);
+      const pid = status.status?.pid;
+      if (pid && !(await waitForExit(pid, Number(opts.timeout) * 1000))) fail(`the master (pid ${pid}) is still running after ${opts.timeout} s`);
+      result = { code: ExitCode.OK, output: `stopped (master pid ${pid})\n` };
+    });
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (err) {

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { TsgunError } from '../errors.js';
+import { flagsOf, formatHelp } from './help.js';
 import { getSetting, SETTING_NAMES, type SettingName } from './settings.js';
 import { ValueProblem } from './types.js';
 
@@ -19,15 +20,6 @@ export class InfoRequested extends Error {
   constructor(readonly output: string) {
     super('info requested');
   }
-}
-
-function describe(name: SettingName): string {
-  const s = getSetting(name);
-  const notes: string[] = [];
-  const shownDefault = s.defaultDoc ?? (s.default === null || (Array.isArray(s.default) && s.default.length === 0) || s.default === false ? null : s.type.show(s.default));
-  if (shownDefault !== null) notes.push(`default: ${shownDefault.replace(/`/g, '')}`);
-  if (s.env) notes.push(`env: ${s.env}`);
-  return notes.length ? `${s.short} (${notes.join('; ')})` : s.short;
 }
 
 /** The commander program for `tsgun [options] [APP]`. */
@@ -47,8 +39,7 @@ export function buildProgram(version: string): { program: Command; attrToSetting
   for (const name of SETTING_NAMES) {
     const s = getSetting(name);
     if (!s.cli) continue;
-    const flags = s.type.flag ? s.cli.join(', ') : `${s.cli.join(', ')} ${s.type.placeholder}`;
-    const option = new Option(flags, describe(name));
+    const option = new Option(flagsOf(name), s.short);
     if (!s.type.flag) {
       option.argParser((raw: string, previous: unknown) => {
         let value: unknown;
@@ -74,7 +65,7 @@ export function parseArgs(argv: readonly string[], version: string, where = 'com
     program.parse([...argv], { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') throw new InfoRequested(program.helpInformation());
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') throw new InfoRequested(formatHelp());
       if (err.code === 'commander.version') throw new InfoRequested(`${version}\n`);
       const message = err.message.replace(/^error: /, '').replace(/\n+/g, ' ');
       throw new TsgunError('TSGUN_ERR_USAGE', `${where}: ${message}; see tsgun --help`);

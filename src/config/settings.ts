@@ -396,6 +396,14 @@ export const SETTINGS = {
     cli: ['--error-logfile', '--log-file'],
     short: 'Error log file; `-` is stderr.',
   }),
+  capture_output: setting({
+    section: 'Logging',
+    type: bool,
+    default: false,
+    cli: ['--capture-output'],
+    short: "Send the app's stdout and stderr (console.log, console.error) to the error log file.",
+    doc: 'Takes effect when `errorlog` is a file: workers write their standard output and error to it, as Gunicorn\'s `--capture-output` does. With `errorlog` `-` they go to stderr and stdout as before.',
+  }),
   accesslog: setting({
     section: 'Logging',
     type: optionalString('<file>'),

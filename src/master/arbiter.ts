@@ -9,7 +9,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { renameSync } from 'node:fs';
+import { closeSync, openSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveModule, parseAppSpec } from '../config/appspec.js';
@@ -333,6 +333,8 @@ export class Arbiter implements ControlTarget {
     if (this.control) this.log.info(`Control socket: ${this.control.path}`);
     if (this.metrics) this.log.info(`Metrics at: ${this.metrics.label}`);
     this.log.info(`Using worker: ${this.settings.worker_class}`);
+    // As Uvicorn does, for someone who started tsgun by hand in a terminal.
+    if (process.stdin.isTTY && process.stderr.isTTY) this.log.info('Press Ctrl+C to quit');
     this.unguard = guardProcess(() => this.log);
     for (const sig of SIGNALS) process.on(sig, this.onSignal);
     await this.hook('when_ready', this.server);
@@ -517,6 +519,18 @@ export class Arbiter implements ControlTarget {
     };
   }
 
+  /** A worker's stdout and stderr: under capture_output the error log file, opened per worker to follow a rotated log. */
+  private workerOutput(): 'inherit' | number {
+    if (!this.settings.capture_output || this.settings.errorlog === '-') return 'inherit';
+    try {
+      return openSync(this.settings.errorlog, 'a');
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code ?? String(err);
+      this.log.warn(`capture_output: cannot open ${this.settings.errorlog} (${why}); the worker keeps the master's stdout and stderr`);
+      return 'inherit';
+    }
+  }
+
   private async spawnWorker(): Promise<void> {
     const id = ++this.lastId;
     const pending: WorkerInfo = { id, pid: 0, generation: this.generation, state: 'booting', spawnedAt: Date.now(), exitCode: null, signal: null };
@@ -524,16 +538,18 @@ export class Arbiter implements ControlTarget {
     const watchdog = this.settings.timeout > 0 || this.settings.boot_timeout > 0;
     const tls = this.tls;
     const tlsFd = tls ? 3 + this.sockets.length + 1 + (watchdog ? 1 : 0) : null;
+    const output = this.workerOutput();
     // The title argument is not read: it reserves room for process.title, which Linux can only
     // write over the space of the original command line.
     const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY, `tsgun: worker [${this.procName}]`], {
       stdio: [
-        'ignore', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd), 'ipc',
+        'ignore', output, output, ...this.sockets.map((s) => s.fd), 'ipc',
         ...(watchdog ? ['pipe' as const] : []), ...(tls ? ['pipe' as const] : []),
       ],
       env: { ...this.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog, tlsFd)) },
       cwd: this.settings.chdir ?? undefined,
     });
+    if (typeof output === 'number') closeSync(output);
     const tlsPipe = tlsFd !== null ? (child.stdio?.[tlsFd] as Socket | undefined) : undefined;
     tlsPipe?.on('error', () => {}).end(JSON.stringify(tls));
     const now = Date.now();
