@@ -253,7 +253,7 @@ async function main(): Promise<void> {
     log.info(`Loading app ${boot!.app}`);
     app = await loadApp(boot!.app, settings, { onError: (err) => requestFailed(err), lightResponse: true, server, address: boot!.sockets[0]?.label });
     appClose = app.close;
-    const compiled = app.typescript ? `, TypeScript compiled by ${app.typescript}` : '';
+    const compiled = app.typescript ? `; TypeScript compiled by ${app.typescript}` : '';
     log.info(`Loaded app ${boot!.app} (${app.shape}, from ${app.file}${compiled}) in ${((performance.now() - loading) / 1000).toFixed(2)} s`);
     if (app.typescript?.startsWith('SWC')) void send({ t: 'notice', key: 'typescript', message: `TypeScript compiled by ${app.typescript}` });
     if (app.adopted === 'listen') void send({ t: 'notice', key: 'adopted', message: `The app called listen() on its own server: tsgun serves that server on its binds instead, and nothing is bound to the app's port` });

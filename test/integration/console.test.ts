@@ -192,7 +192,7 @@ describe('logs', () => {
     assert.equal(loading.length, 1);
     assert.equal(loading[0]!.msg, `Loading app ${APP}`);
     assert.equal(loaded.length, 1);
-    const m = /^Loaded app app:app \(node, from .*app\.ts\) in (\d+\.\d\d) s$/.exec(loaded[0]!.msg!);
+    const m = /^Loaded app app:app \(node, from .*app\.ts; TypeScript compiled by tsx\) in (\d+\.\d\d) s$/.exec(loaded[0]!.msg!);
     assert.ok(m, loaded[0]!.msg);
     assert.ok(Number(m[1]) >= 1.2, `took ${m[1]} s for a 1.2 s import`);
     assert.ok(master.lines.indexOf(loading[0]!) < master.lines.indexOf(loaded[0]!));

@@ -55,7 +55,7 @@ test('an app whose tsconfig.json does not ask for decorator metadata stays on ts
   t.after(() => tsgun.stop());
   const [url] = await tsgun.listening();
   await tsgun.waitForLine(/^Ready: 1 workers/);
-  assert.equal(tsgun.grep(/^Loaded node app from .*\(TypeScript compiled by tsx\)$/).length, 1, tsgun.stderr);
+  assert.equal(tsgun.grep(/^Loaded app app \(node, from .*; TypeScript compiled by tsx\) in /).length, 1, tsgun.stderr);
   assert.equal((await request(url!)).body, 'plain');
   assert.equal(tsgun.grep(/SWC/).length, 0);
 });
