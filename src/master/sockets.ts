@@ -5,7 +5,7 @@
  * shared handle for its workers.
  */
 import { lookup } from 'node:dns/promises';
-import { lchownSync, lstatSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { getSystemErrorName } from 'node:util';
@@ -46,8 +46,10 @@ function bindError(spec: BindSpec, code: number): TsgunError {
       ENOTDIR: `is in ${dir}, which is not a directory; choose another path`,
       EROFS: `is in ${dir}, on a read-only file system; choose a writable directory such as /run or /tmp`,
     };
-    const hint = unixAdvice[name];
-    if (hint) return new TsgunError('TSGUN_ERR_BIND', `cannot bind ${what}: ${name}, it ${hint}`);
+    // libuv reports a missing directory as EACCES.
+    const reported = name === 'EACCES' && !existsSync(dir) ? 'ENOENT' : name;
+    const hint = unixAdvice[reported];
+    if (hint) return new TsgunError('TSGUN_ERR_BIND', `cannot bind ${what}: ${reported}, it ${hint}`);
   }
   const advice: Record<string, string> = {
     EADDRINUSE: 'is already in use; stop the other server or choose another address with --bind',
