@@ -135,7 +135,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const app = resolved.app;
   if (!app) throw new TsgunError('TSGUN_ERR_USAGE', 'no APP given; run tsgun [options] MODULE[:ATTR], for example tsgun main:app (see tsgun --help)');
   const spec = parseAppSpec(app);
-  applyEnvironment(resolved, cwd);
+  try {
+    applyEnvironment(resolved, cwd);
+  } catch (err) {
+    throw resolved.settings.check_config ? asCheckFailure(err) : err;
+  }
   if (resolved.settings.check_config) return checkConfig(resolved, app);
   resolveModule(spec.module, resolved.settings.chdir ?? process.cwd());
 
