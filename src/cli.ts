@@ -146,7 +146,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     updateEnvironment(process.env, applied, r.env!);
     applied = r.env!;
   };
-  apply(resolved);
+  try {
+    apply(resolved);
+  } catch (err) {
+    throw resolved.settings.check_config ? asCheckFailure(err) : err;
+  }
   if (resolved.settings.check_config) return checkConfig(resolved, app);
   resolveModule(spec.module, resolved.settings.chdir ?? process.cwd());
 

@@ -23,6 +23,8 @@ export function parseAppSpec(raw: string): AppSpec {
   let attr = colon < 0 ? 'default' : spec.slice(colon + 1);
   const form = 'expected MODULE[:ATTR], for example main:app, src/server.ts:default or main:createApp()';
   if (module === '') throw new TsgunError('TSGUN_ERR_APP_SPEC', `app ${JSON.stringify(raw)} has no module; ${form}`);
+  // `main:app:x` is a mistake, not a module named `main:app`; a directory with a colon (`a:b/main`) still works.
+  if (/:[\w$.()]*$/.test(module)) throw new TsgunError('TSGUN_ERR_APP_SPEC', `app ${JSON.stringify(raw)} has more than one ':'; ${form}`);
   let call = false;
   if (attr.endsWith('()')) {
     call = true;

@@ -2,8 +2,10 @@
  * Config file discovery and loading. Parsers are chosen from a table keyed by file
  * extension; script files are imported (TypeScript through tsx, no build step).
  */
-import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import Module, { isBuiltin } from 'node:module';
 import path from 'node:path';
+import type { BuildOptions, Message, Plugin } from 'esbuild';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describeError, TsgunError } from '../errors.js';
 
@@ -20,9 +22,11 @@ let importCounter = 0;
 /**
  * Compile a TypeScript config with esbuild's one-shot `buildSync`: its relative imports
  * are bundled in, packages stay imports. Unlike tsx's loader this leaves no esbuild
- * service process behind, so the master's only children stay its workers. The output
- * is written next to the config (so packages resolve as they would from it), imported,
- * and removed.
+ * service process behind, so the master's only children stay its workers.
+ * Nothing is written: the config may sit in a root-owned or read-only directory
+ * (/etc/tsgun, a ConfigMap). An ES module is imported from a data: URL, with each package
+ * import resolved beforehand from the config's directory (a data: URL resolves nothing);
+ * CommonJS (.cts) is compiled as a module whose filename is the config's.
  */
 let esbuild: Promise<typeof import('esbuild')> | null = null;
 
@@ -38,30 +42,66 @@ function loadEsbuild(): Promise<typeof import('esbuild')> {
   return esbuild;
 }
 
+/** This package's entry: `import { defineConfig } from 'tsgun'` works wherever the config is (/etc/tsgun). */
+const SELF = fileURLToPath(new URL('../index.js', import.meta.url));
+
+/** Packages become absolute file: URLs, resolved as Node would from the config's directory. */
+function packagesFrom(): Plugin {
+  return {
+    name: 'tsgun-packages',
+    setup(build) {
+      build.onResolve({ filter: /^[^./]|^\.[^./]|^\.\.[^/]/ }, async (args) => {
+        // build.resolve() below comes back here: let esbuild resolve that one.
+        if (args.pluginData === 'tsgun-packages') return undefined;
+        if (isBuiltin(args.path)) return { path: args.path, external: true };
+        if (args.path === 'tsgun') return { path: pathToFileURL(SELF).href, external: true };
+        const found = await build.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, pluginData: 'tsgun-packages' });
+        if (found.errors.length > 0) {
+          return { errors: [{ text: `cannot find package ${JSON.stringify(args.path)} from ${args.resolveDir}; install it there, or in a directory above` }] };
+        }
+        return { path: pathToFileURL(found.path).href, external: true };
+      });
+    },
+  };
+}
+
 async function importTypeScript(file: string): Promise<Record<string, unknown>> {
-  const { buildSync } = await loadEsbuild();
+  const { buildSync, build, stop } = await loadEsbuild();
   const cjs = path.extname(file) === '.cts';
-  const result = buildSync({
+  const common: BuildOptions & { write: false } = {
     entryPoints: [file],
     bundle: true,
-    packages: 'external',
     platform: 'node',
-    format: cjs ? 'cjs' : 'esm',
     target: `node${process.versions.node.split('.')[0]}`,
     sourcemap: 'inline',
     write: false,
     logLevel: 'silent',
-    // `import { defineConfig } from 'tsgun'` works even where tsgun is not installed next to
-    // the config (/etc/tsgun): it resolves to this very package.
-    alias: { tsgun: fileURLToPath(new URL('../index.js', import.meta.url)) },
-  });
-  const out = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${++importCounter}${cjs ? '.cjs' : '.mjs'}`);
-  writeFileSync(out, result.outputFiles[0]!.text);
-  try {
-    return (await import(pathToFileURL(out).href)) as Record<string, unknown>;
-  } finally {
-    unlinkSync(out);
+  };
+  if (cjs) {
+    const result = buildSync({ ...common, format: 'cjs', packages: 'external', alias: { tsgun: SELF } });
+    const mod = new Module(file);
+    mod.filename = file;
+    mod.paths = (Module as unknown as { _nodeModulePaths(dir: string): string[] })._nodeModulePaths(path.dirname(file));
+    (mod as unknown as { _compile(code: string, filename: string): void })._compile(result.outputFiles[0]!.text, file);
+    return { default: mod.exports };
   }
+  // Plugins need build(), which runs esbuild as a child process: stopped at once, so that the
+  // master's only children stay its workers.
+  const url = pathToFileURL(file).href;
+  const meta = { 'import.meta.url': JSON.stringify(url), 'import.meta.filename': JSON.stringify(file), 'import.meta.dirname': JSON.stringify(path.dirname(file)) };
+  let result;
+  try {
+    result = await build({ ...common, format: 'esm', plugins: [packagesFrom()], define: meta });
+  } catch (err) {
+    const first = (err as { errors?: Message[] }).errors?.[0];
+    if (!first) throw err;
+    const where = first.location ? `${first.location.file}:${first.location.line}: ` : '';
+    throw new Error(`${where}${first.text}`, { cause: err });
+  } finally {
+    await stop();
+  }
+  const code = `${result.outputFiles[0]!.text}\n// ${++importCounter}`;
+  return (await import(`data:text/javascript;base64,${Buffer.from(code).toString('base64')}`)) as Record<string, unknown>;
 }
 
 /**

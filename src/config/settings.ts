@@ -85,6 +85,23 @@ const workerClass: ValueType<string> = {
   fromConfig: (raw) => (typeof raw === 'string' ? checkWorkerClass(raw) : string().fromConfig(raw)),
 };
 
+function checkMetricsBind(item: string): string {
+  checkBind(item);
+  if (item.trim().startsWith('fd://')) throw new ValueProblem(`expected HOST:PORT or unix:PATH (the master listens on it itself), got ${JSON.stringify(item)}`);
+  return item;
+}
+
+/** An optional address the master itself listens on: a bind address other than fd://N. */
+const metricsAddress: ValueType<string | null> = {
+  ...optionalString('<address>'),
+  expected: 'HOST:PORT, unix:PATH or null',
+  fromString: (raw) => (raw === '' ? null : checkMetricsBind(raw)),
+  fromConfig: (raw) => {
+    const value = optionalString().fromConfig(raw);
+    return value === null ? null : checkMetricsBind(value);
+  },
+};
+
 export const SETTINGS = {
   // Config
   config: setting({
@@ -321,7 +338,7 @@ export const SETTINGS = {
   }),
   metrics_bind: setting({
     section: 'Server mechanics',
-    type: optionalString('<address>'),
+    type: metricsAddress,
     default: null,
     cli: ['--metrics-bind'],
     short: 'Serve Prometheus metrics at /metrics on this address (HOST:PORT or unix:PATH); off when unset.',

@@ -315,7 +315,7 @@ export class Arbiter implements ControlTarget {
         this.log.info(`Using ${activated.length} socket(s) passed by systemd; bind is ignored`);
       } else {
         if (this.settings.reuse_port && !REUSE_PORT_SUPPORTED) this.log.warn(`reuse_port needs Node >= 22.12 (this is ${process.version}); all workers share one socket instead`);
-        this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited, reusePort: this.settings.reuse_port });
+        this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited, reusePort: this.settings.reuse_port, owner: this.privileges });
       }
       await this.startControl();
       if (this.settings.metrics_bind) this.metrics = await (await import('./metrics.js')).MetricsServer.start(this.settings.metrics_bind, () => this.snapshot(), () => this.log);
@@ -859,7 +859,7 @@ export class Arbiter implements ControlTarget {
       if (resolved.settings.reload) Reloader.dirs(resolved.settings, appDir);
       // Sockets systemd passed stay the sockets: bind is ignored, as at start.
       const activated = this.sockets.length > 0 && this.sockets.every((s) => s.systemd !== undefined);
-      sockets = activated ? this.sockets : await bindAll(resolved.settings.bind, { log: this.log, reuse: this.sockets, attempts: 1, reusePort: resolved.settings.reuse_port });
+      sockets = activated ? this.sockets : await bindAll(resolved.settings.bind, { log: this.log, reuse: this.sockets, attempts: 1, reusePort: resolved.settings.reuse_port, owner: resolved.privileges });
     } catch (err) {
       const why = isTsgunError(err) ? err.message : describeError(err);
       this.log.error(`Error: reload failed: ${why}; the current workers keep serving`);

@@ -5,8 +5,9 @@
  * shared handle for its workers.
  */
 import { lookup } from 'node:dns/promises';
-import { lstatSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import { parseBind, type BindSpec } from '../config/bind.js';
 import { TsgunError } from '../errors.js';
@@ -37,6 +38,19 @@ export interface BoundSocket extends SocketInfo {
 function bindError(spec: BindSpec, code: number): TsgunError {
   const name = getSystemErrorName(code);
   const what = spec.kind === 'fd' ? `file descriptor ${spec.fd}` : spec.raw;
+  if (spec.kind === 'unix') {
+    const dir = path.dirname(path.resolve(spec.path));
+    const unixAdvice: Record<string, string> = {
+      EACCES: `is in ${dir}, where tsgun (uid ${process.getuid?.()}) may not create files; choose a writable directory, or create this one for tsgun's user (systemd: RuntimeDirectory=)`,
+      ENOENT: `is in ${dir}, which does not exist; create it (systemd: RuntimeDirectory=) or choose another path`,
+      ENOTDIR: `is in ${dir}, which is not a directory; choose another path`,
+      EROFS: `is in ${dir}, on a read-only file system; choose a writable directory such as /run or /tmp`,
+    };
+    // libuv reports a missing directory as EACCES.
+    const reported = name === 'EACCES' && !existsSync(dir) ? 'ENOENT' : name;
+    const hint = unixAdvice[reported];
+    if (hint) return new TsgunError('TSGUN_ERR_BIND', `cannot bind ${what}: ${reported}, it ${hint}`);
+  }
   const advice: Record<string, string> = {
     EADDRINUSE: 'is already in use; stop the other server or choose another address with --bind',
     EACCES: 'needs more privilege; ports below 1024 need root (tsgun drops privileges in workers with --user) or CAP_NET_BIND_SERVICE',
@@ -77,11 +91,22 @@ async function prepareUnixPath(spec: Extract<BindSpec, { kind: 'unix' }>): Promi
   unlinkSync(spec.path);
 }
 
-async function bindOnce(spec: BindSpec, reusePort: boolean): Promise<BoundSocket | number> {
+async function bindOnce(spec: BindSpec, reusePort: boolean, owner: SocketOwner | null): Promise<BoundSocket | number> {
   if (spec.kind === 'unix') {
     await prepareUnixPath(spec);
     const handle = createServerHandle(spec.path, -1, -1);
     if (typeof handle === 'number') return handle;
+    // As Gunicorn does: the socket belongs to the workers' user and group, so a proxy in that
+    // group (nginx as www-data) can connect. Its mode is the umask's, set when it was created.
+    if (owner) {
+      try {
+        lchownSync(spec.path, owner.uid, owner.gid);
+      } catch (err) {
+        handle.close();
+        const code = (err as NodeJS.ErrnoException).code ?? String(err);
+        throw new TsgunError('TSGUN_ERR_BIND', `cannot bind ${spec.raw}: cannot give the socket to uid ${owner.uid}, gid ${owner.gid} (--user/--group): ${code}`);
+      }
+    }
     return { spec, handle, fd: handle.fd, label: `unix:${spec.path}`, unixFile: { path: spec.path, ino: statSync(spec.path).ino } };
   }
   if (spec.kind === 'fd') {
@@ -176,8 +201,16 @@ export const REUSE_PORT_SUPPORTED = ((): boolean => {
 })();
 const UV_TCP_REUSEPORT = 2;
 
+/** Who unix socket files are given to: the workers' --user and --group. */
+export interface SocketOwner {
+  uid: number;
+  gid: number;
+}
+
 export interface BindOptions {
   log: Logger;
+  /** Owner of the unix socket files bound now (null: left to the master's user). */
+  owner?: SocketOwner | null;
   /** Bind TCP sockets with SO_REUSEPORT, so workers can open their own on the same port. */
   reusePort?: boolean;
   /** Sockets already open (a reload's current ones, a predecessor's), reused for the same address. */
@@ -203,7 +236,7 @@ export async function bindAll(addresses: readonly string[], opts: BindOptions): 
         continue;
       }
       for (let attempt = 1; ; attempt++) {
-        const result = await bindOnce(spec, opts.reusePort === true && REUSE_PORT_SUPPORTED);
+        const result = await bindOnce(spec, opts.reusePort === true && REUSE_PORT_SUPPORTED, opts.owner ?? null);
         if (typeof result !== 'number') {
           bound.push(result);
           fresh.push(result);

@@ -6,7 +6,7 @@ import http, { type IncomingMessage, type RequestListener, type ServerResponse }
 import type { Http2SecureServer } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
 import { isTypeScript } from '../config/files.js';
 import type { Settings } from '../config/settings.js';
@@ -57,8 +57,24 @@ export async function importModule(file: string, what: string): Promise<Record<s
   try {
     return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
-    throw new TsgunError('TSGUN_ERR_APP_LOAD', `${what} failed to load: ${describeError(err)}`, { cause: err });
+    const at = thrownAt(err);
+    throw new TsgunError('TSGUN_ERR_APP_LOAD', `${what} failed to load: ${describeError(err)}${at ? ` (at ${at})` : ''}`, { cause: err });
   }
+}
+
+const OWN_DIR = fileURLToPath(new URL('..', import.meta.url));
+
+/** file:line:column of the stack frame that threw, skipping Node's, tsx's and tsgun's own frames. */
+function thrownAt(err: unknown): string | null {
+  const stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : '';
+  for (const line of stack.split('\n')) {
+    const m = /^\s+at (?:.*\()?((?:file:\/\/)?\/[^()]*?):(\d+):(\d+)\)?$/.exec(line);
+    if (!m) continue;
+    const file = m[1]!.startsWith('file://') ? fileURLToPath(m[1]!) : m[1]!;
+    if (file.startsWith(OWN_DIR) || file.includes('/node_modules/tsx/')) continue;
+    return `${file}:${m[2]}:${m[3]}`;
+  }
+  return null;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

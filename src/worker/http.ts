@@ -274,7 +274,8 @@ export class HttpWorker implements TsgunWorker {
       await new Promise<void>((resolve, reject) => {
         front.once('error', reject);
         const where = socket.reusePort ? { host: socket.reusePort.host, port: socket.reusePort.port, reusePort: true } : { fd: socket.fd };
-        front.listen({ ...where, backlog: s.backlog }, () => {
+        // The backlog as an argument: Node 20 ignores `backlog` in the options of listen({ fd }).
+        front.listen(where, s.backlog, () => {
           front.off('error', reject);
           resolve();
         });

@@ -81,17 +81,17 @@ export interface Nginx {
 
 /**
  * nginx in the foreground with `http` holding `conf(port)`, every file it writes in a
- * scratch directory, stopped when the test ends. As root, its workers run as root too,
- * since tsgun's socket is `srwxrwx---` owned by the user tsgun runs as.
+ * scratch directory, stopped when the test ends. As root, its workers run as root too
+ * (tsgun's socket is `srwxrwx---` owned by the user tsgun runs as), or as `opts.user`.
  */
-export async function startNginx(t: TestContext, conf: (port: number) => string): Promise<Nginx> {
+export async function startNginx(t: TestContext, conf: (port: number) => string, opts: { user?: string } = {}): Promise<Nginx> {
   const dir = scratchDir('tsgun-nginx-');
   const port = await freePort();
   const root = process.getuid?.() === 0;
   const config = [
     'daemon off;',
     'worker_processes 1;',
-    root ? 'user root;' : '',
+    root ? `user ${opts.user ?? 'root'};` : '',
     `pid ${dir}/nginx.pid;`,
     `error_log ${dir}/error.log info;`,
     'events { worker_connections 256; }',

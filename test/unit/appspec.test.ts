@@ -24,8 +24,8 @@ test('ATTR() is a factory call', () => {
   assert.deepEqual(parseAppSpec('main:factories.web()'), { raw: 'main:factories.web()', module: 'main', attr: ['factories', 'web'], call: true });
 });
 
-test('the last colon separates MODULE from ATTR; whitespace is trimmed', () => {
-  assert.deepEqual(parseAppSpec('a:b:c'), { raw: 'a:b:c', module: 'a:b', attr: ['c'], call: false });
+test('the last colon separates MODULE from ATTR (a directory may have a colon); whitespace is trimmed', () => {
+  assert.deepEqual(parseAppSpec('a:b/main:c'), { raw: 'a:b/main:c', module: 'a:b/main', attr: ['c'], call: false });
   assert.deepEqual(parseAppSpec('  main:app \n'), { raw: 'main:app', module: 'main', attr: ['app'], call: false });
 });
 
@@ -41,6 +41,8 @@ test('malformed APP arguments are usage errors (exit 2) naming the expected form
     ['main:a..b', /"a\.\.b" is not an export name/],
     ['main:a-b', /"a-b" is not an export name/],
     ['main:.app', /"\.app" is not an export name/],
+    ['main:app:x', /has more than one ':'/],
+    ['main:create():x', /has more than one ':'/],
   ];
   for (const [raw, why] of bad) {
     assert.throws(
