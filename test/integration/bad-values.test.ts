@@ -54,6 +54,7 @@ const BAD: Record<SettingName, Bad> = {
   loglevel: { cli: 'loud' },
   log_format: { cli: 'xml' },
   errorlog: { file: 5 },
+  capture_output: { file: 'yes' },
   accesslog: { file: true },
   access_log_format: { file: 5 },
   limit_request_line: { cli: '70000' },
