@@ -131,17 +131,33 @@ test('ten HUPs within a second under a loop of requests lose no request and end 
   assert.equal((await settle(tsgun.pid, 2, 'two workers of generation 11')).length, 2);
 });
 
-test('a 16-worker reload with the default reload_batch takes well under 16 single-worker boots', async (t) => {
-  const dir = appDir();
-  const bootMs = 1000;
-  const tsgun = start(dir, ['-w', '16'], bootMs);
-  t.after(() => tsgun.stop());
-  await tsgun.waitForLine(/^Ready: 16 workers serving/, 90_000);
+/**
+ * The 16-worker app's boot wait, as a real app waits on a database or a cache: on a 2-core
+ * machine booting node itself is CPU-bound, and four boots at once take the CPU from each other.
+ */
+const BOOT_MS = 3000;
+
+/** Milliseconds from HUP to `Reload complete` of a server already serving. */
+async function reloadTime(tsgun: Tsgun, generation: number): Promise<number> {
   const mark = tsgun.lines.length;
   const started = Date.now();
   tsgun.signal('SIGHUP');
-  const done = await tsgun.waitForLine(/^Reload complete: generation 2 ready \(16 workers/, 120_000, mark);
-  const took = Date.now() - started;
-  t.diagnostic(`16-worker reload with the default batch (4): ${(took / 1000).toFixed(1)} s; ${done.msg}; one boot waits ${bootMs} ms`);
-  assert.ok(took < 16 * bootMs * 0.75, `took ${took} ms, 16 one-at-a-time boots take over ${16 * bootMs} ms`);
+  await tsgun.waitForLine(new RegExp(`^Reload complete: generation ${generation} ready`), 120_000, mark);
+  return Date.now() - started;
+}
+
+test('a 16-worker reload with the default reload_batch takes well under 16 single-worker boots', async (t) => {
+  const dir = appDir();
+  const one = start(dir, ['-w', '1'], BOOT_MS);
+  t.after(() => one.stop());
+  await one.waitForLine(/^Ready: 1 workers serving/, 60_000);
+  const single = await reloadTime(one, 2);
+  await one.stop();
+
+  const tsgun = start(dir, ['-w', '16'], BOOT_MS);
+  t.after(() => tsgun.stop());
+  await tsgun.waitForLine(/^Ready: 16 workers serving/, 90_000);
+  const took = await reloadTime(tsgun, 2);
+  t.diagnostic(`reload of 1 worker: ${(single / 1000).toFixed(1)} s; of 16 workers, default batch (4 at a time): ${(took / 1000).toFixed(1)} s`);
+  assert.ok(took < 16 * single * 0.6, `took ${took} ms; 16 single-worker reloads take ${16 * single} ms`);
 });
