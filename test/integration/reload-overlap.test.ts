@@ -52,7 +52,7 @@ async function until(what: string, check: () => Promise<boolean>, ms = 60_000): 
 
 test('a 4-worker HUP whose code breaks while the new generation boots keeps 4 workers serving, and a fix converges', async (t) => {
   const dir = appDir();
-  const tsgun = start(dir, ['-w', '4', '--reload-batch', '1'], 1500);
+  const tsgun = start(dir, ['-w', '4'], 1500);
   t.after(() => tsgun.stop());
   await tsgun.waitForLine(/^Ready: 4 workers serving/, 60_000);
   const [url] = await tsgun.listening();
@@ -79,7 +79,7 @@ test('a 4-worker HUP whose code breaks while the new generation boots keeps 4 wo
 
 test('--reload: save v2, a syntax error while the reload is in flight, then a fix: ends serving v4 with no crash loop', async (t) => {
   const dir = appDir();
-  const tsgun = start(dir, ['-w', '2', '--reload', '--reload-batch', '1'], 1000);
+  const tsgun = start(dir, ['-w', '2', '--reload'], 1000);
   t.after(() => tsgun.stop());
   await tsgun.waitForLine(/^Ready: 2 workers serving/, 60_000);
   const [url] = await tsgun.listening();
