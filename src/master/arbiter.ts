@@ -680,7 +680,7 @@ export class Arbiter implements ControlTarget {
       const backoff = this.slots.get(w.slot);
       if (backoff) {
         const delay = backoff.notBefore - now;
-        this.log.warn(`Restarting the worker in ${delay / 1000} s (slot ${w.slot}, attempt ${backoff.crashes}${bootFailure ? `, boot failed: ${bootMessage}` : ''})`);
+        this.log.warn(`Restarting the worker in ${delay / 1000} s (attempt ${backoff.crashes}${bootFailure ? `, boot failed: ${bootMessage}` : ''})`);
       }
     }
   }
