@@ -85,15 +85,18 @@ test('--reload: save v2, a syntax error while the reload is in flight, then a fi
   const [url] = await tsgun.listening();
   setVersion(dir, 'v2');
   await until('v2 served', async () => (await versions(url!, 1))[0] === 'v2');
+  const mark = tsgun.lines.length;
   breakVersion(dir);
-  await sleep(2000);
+  await tsgun.waitForLine(/^Error: reload failed/, 30_000, mark);
+  const broken = await versions(url!, 20);
+  assert.ok(broken.includes('v2'), `the ready worker of generation 2 keeps serving: ${broken.join(' ')}`);
+  assert.ok(broken.every((v) => v === 'v1' || v === 'v2'), broken.join(' '));
   setVersion(dir, 'v4');
   await until('only v4 served', async () => new Set(await versions(url!, 10)).size === 1 && (await versions(url!, 1))[0] === 'v4', 60_000);
   const done = await tsgun.waitForLine(/^Reload complete: generation \d+ ready \(2 workers/, 30_000);
   await settle(tsgun.pid, 2, 'two workers of the last generation');
-  const mark = tsgun.lines.indexOf(done);
   await sleep(2000);
-  assert.deepEqual(tsgun.lines.slice(mark).filter((l) => /^Restarting the worker/.test(l.msg ?? '')).map((l) => l.msg), [], 'no crash loop left');
+  assert.deepEqual(tsgun.lines.slice(tsgun.lines.indexOf(done)).filter((l) => /^Restarting the worker/.test(l.msg ?? '')).map((l) => l.msg), [], 'no crash loop left');
   assert.deepEqual(new Set(await versions(url!, 10)), new Set(['v4']));
 });
 
