@@ -672,7 +672,8 @@ export class Arbiter implements ControlTarget {
       const now = Date.now();
       this.slots = afterExit(this.slots, { slot: w.slot, expected: false, readyForMs: w.readyAt === null ? null : now - w.readyAt, requests: w.stats.requests }, now);
       const status = this.generations.get(w.generation)!;
-      if (w.readyAt === null && w.generation === this.newest && !status.failed) {
+      // A reload fails with its first worker that cannot boot; a top-up that cannot boot only backs off.
+      if (w.readyAt === null && this.reload?.generation === w.generation && !status.failed) {
         status.failed = true;
         await this.generationFailed(bootMessage);
         continue;
@@ -909,19 +910,17 @@ export class Arbiter implements ControlTarget {
   }
 
   /**
-   * The newest generation failed to boot. Every ready worker stays; the pool is topped up from
+   * The reload's generation failed to boot. Every ready worker stays; the pool is topped up from
    * the newest generation that did boot, with its settings and sockets.
    */
   private async generationFailed(why: string): Promise<void> {
     const goal = goalGeneration(this.newest, this.generations);
     const keeps = goal === this.newest ? `the workers ready so far keep serving` : `generation ${goal} keeps serving`;
-    if (this.reload) {
-      this.log.error(`Error: reload failed: ${why}; ${keeps}`);
-      this.settleReload({ ok: false, message: `reload failed: ${why}; ${keeps}` });
-      this.reload = null;
-    }
-    if (goal !== this.generation) {
-      const config = this.configs.get(goal)!;
+    this.log.error(`Error: reload failed: ${why}; ${keeps}`);
+    this.settleReload({ ok: false, message: `reload failed: ${why}; ${keeps}` });
+    this.reload = null;
+    const config = this.configs.get(goal);
+    if (goal !== this.generation && config) {
       closeAll(this.sockets.filter((s) => !config.sockets.includes(s)));
       this.retiredSockets = this.retiredSockets.filter((s) => !config.sockets.includes(s));
       const failed = this.settings;
