@@ -827,9 +827,8 @@ export class Arbiter implements ControlTarget {
     this.reload = { generation: this.newest, startedAt: this.reload?.startedAt ?? Date.now() };
     // A new generation is new code: the old code's crash loop says nothing about it.
     this.slots = new Map();
-    const batch = this.settings.reload_batch || defaultBatch(this.numWorkers);
-    const how = superseded ? `; it supersedes generation ${superseded}` : '';
-    this.log.info(`Reloading: starting generation ${this.generation} (${this.numWorkers} workers, ${batch} at a time${how})`);
+    if (superseded) this.log.info(`Generation ${superseded} is superseded by generation ${this.generation}: the newest reload wins`);
+    this.log.info(`Reloading: starting generation ${this.generation} (${this.numWorkers} workers)`);
     await this.hook('on_reload', this.server);
   }
 
