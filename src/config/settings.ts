@@ -234,6 +234,14 @@ export const SETTINGS = {
     short: 'Replace a worker after it has served this many requests; 0 disables.',
     doc: 'The replacement is started first and the old worker drains only once the new one is ready, so no request fails. Useful against slow leaks.',
   }),
+  reload_batch: setting({
+    section: 'Worker processes',
+    type: int(0),
+    default: 0,
+    cli: ['--reload-batch'],
+    short: 'How many new workers boot at once during a reload; 0 means a quarter of `workers`, at least 1.',
+    doc: 'Old workers keep serving and each retires only once a new one is ready, so a larger batch reloads a large server faster at the cost of more CPU spent booting at once. max_requests replacements stay one at a time. See docs/reload.md.',
+  }),
   max_requests_jitter: setting({
     section: 'Worker processes',
     type: int(0),

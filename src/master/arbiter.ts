@@ -26,6 +26,7 @@ import type { MetricsServer } from './metrics.js';
 import { Pidfile } from './pidfile.js';
 import { sampleUsage } from './usage.js';
 import { Reloader } from './reloader.js';
+import { afterExit, defaultBatch, goalGeneration, HEALTHY_AFTER_MS, plan, type GenerationStatus, type PoolPlan, type RecycleReason, type SlotBackoff, type StopReason } from './pool.js';
 import { isAlive, realProcessOps, type ProcessOps } from './process-ops.js';
 import { adoptActivated, bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, REUSE_PORT_SUPPORTED, type BoundSocket } from './sockets.js';
 import { activatedSockets, monotonicUsec, Notifier } from './systemd.js';
@@ -43,11 +44,6 @@ const PARENT_ENV = 'TSGUN_PARENT_PID';
 const QUICK_STOP_MS = 2000;
 /** How long after graceful_timeout a draining worker, which closes its last connections then, is given to exit. */
 const KILL_GRACE_MS = 2000;
-/** Restart backoff after a worker dies young: doubles from the first step up to the cap. */
-const BACKOFF_FIRST_MS = 100;
-const BACKOFF_CAP_MS = 30_000;
-/** A worker that served requests, or was ready this long, before it died was not crash-looping. */
-const HEALTHY_AFTER_MS = 5_000;
 /**
  * How long to wait for a stuck worker's stack before killing it anyway: for the watchdog to
  * answer at all, then for a capture it has begun (Debugger.enable takes seconds in a very
@@ -115,6 +111,8 @@ interface Worker {
   id: number;
   pid: number;
   generation: number;
+  /** Its place in the pool, which holds its crash backoff (see pool.ts). */
+  slot: number;
   state: WorkerState;
   child: ChildProcess;
   spawnedAt: number;
@@ -129,9 +127,9 @@ interface Worker {
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   /** Set when the worker is to be replaced (it keeps serving until its replacement is ready). */
-  outgoing: string | null;
+  outgoing: RecycleReason | null;
   /** Why it is being stopped, once the master asked it to stop. */
-  stopReason: string | null;
+  stopReason: StopReason | null;
   bootError: Extract<WorkerMessage, { t: 'boot-error' }> | null;
   killTimer: NodeJS.Timeout | null;
   /** When it was last asked to shed connections (balance_connections), and its request count then. */
@@ -140,13 +138,19 @@ interface Worker {
   shedCount: number;
 }
 
-/** A HUP reload in progress: what to go back to if the new generation cannot boot. */
+/** What a generation's workers are started with: kept to top the pool up from it if a newer one fails. */
+interface GenerationConfig {
+  settings: Settings;
+  configFile: string | null;
+  privileges: Privileges | null;
+  tls: TlsMaterial | null;
+  env: NodeJS.ProcessEnv;
+  sockets: BoundSocket[];
+}
+
+/** A reload in progress: towards the newest generation, since the first of the reloads it superseded. */
 interface Reload {
   generation: number;
-  previous: {
-    settings: Settings; configFile: string | null; privileges: Privileges | null; tls: TlsMaterial | null; env: NodeJS.ProcessEnv;
-    sockets: BoundSocket[]; generation: number;
-  };
   startedAt: number;
 }
 
@@ -200,7 +204,14 @@ export class Arbiter implements ControlTarget {
   private notifier: Notifier | null = null;
   private watchdogUsec: number | null = null;
   private readyNotified = false;
+  /** The generation new workers get: the newest, or the newest that booted if the newest failed. */
   private generation = 1;
+  /** The newest generation requested. */
+  private newest = 1;
+  private readonly generations = new Map<number, GenerationStatus>([[1, { booted: false, failed: false }]]);
+  private readonly configs = new Map<number, GenerationConfig>();
+  private slots: ReadonlyMap<number, SlotBackoff> = new Map();
+  private pool: PoolPlan | null = null;
   /** Target number of workers: `workers`, changed by TTIN/TTOU/WINCH. */
   private numWorkers: number;
   private lastId = 0;
@@ -212,8 +223,6 @@ export class Arbiter implements ControlTarget {
   private readonly parentPid: number | null;
   private stopping: StopMode | null = null;
   private failure: TsgunError | null = null;
-  private crashes = 0;
-  private spawnNotBefore = 0;
   private scheduled = false;
   private ticking = false;
   private again = false;
@@ -226,7 +235,7 @@ export class Arbiter implements ControlTarget {
   /** Keys of the workers' notices already logged: each is logged once. */
   private readonly noticed = new Set<string>();
   private readonly restarts: Partial<Record<RestartReason, number>> = {};
-  /** Callers waiting for the reload in progress, and for the one queued behind it. */
+  /** Callers waiting for the reload in progress (any superseded one's too), and for the one queued before the first start. */
   private reloadWaiters: Array<(r: CommandResult) => void> = [];
   private queuedReloadWaiters: Array<(r: CommandResult) => void> = [];
   private scaleWaiters: Array<{ target: number; deadline: number; done: (r: CommandResult) => void }> = [];
@@ -457,48 +466,20 @@ export class Arbiter implements ControlTarget {
     return [...this.workers.values()].filter((w) => w.state === 'booting' || w.state === 'ready');
   }
 
-  /**
-   * Bring the pool to its target: retire surplus current workers, spawn missing ones, and
-   * retire outgoing workers one by one as their replacements become ready.
-   */
+  /** Bring the pool to its target as the pool plan says (src/master/pool.ts). */
   private async manageWorkers(): Promise<void> {
     const live = this.live();
-    const current = live.filter((w) => w.generation === this.generation && !w.outgoing).sort((a, b) => a.id - b.id);
-    const outgoing = live.filter((w) => w.generation !== this.generation || w.outgoing).sort((a, b) => a.id - b.id);
-
-    // Too many current workers (TTOU, WINCH): drain the oldest, preferring ones still booting.
-    const surplus = current.length - this.numWorkers;
-    if (surplus > 0) {
-      const victims = [...current.filter((w) => w.state === 'booting').reverse(), ...current.filter((w) => w.state === 'ready')].slice(0, surplus);
-      for (const w of victims) this.retire(w, this.numWorkers === 0 ? 'winch' : 'scale down', true);
+    const batch = this.settings.reload_batch || defaultBatch(this.numWorkers);
+    const workers = live.map((w) => ({ id: w.id, generation: w.generation, slot: w.slot, state: w.state as 'booting' | 'ready', recycle: w.outgoing }));
+    const now = Date.now();
+    const p = plan({ now, target: this.numWorkers, newest: this.newest, batch, generations: this.generations, workers, slots: this.slots });
+    this.pool = p;
+    for (const r of p.retire) this.retire(live.find((w) => w.id === r.id)!, r.reason, r.graceful);
+    for (const { slot } of p.start) {
+      if (this.stopping) return;
+      await this.spawnWorker(slot);
     }
-
-    // Outgoing workers still booting serve nobody: stop them now. Ready ones leave one by
-    // one, each only while the ready workers left still cover the target without it.
-    for (const w of outgoing.filter((o) => o.state === 'booting')) this.retire(w, w.outgoing ?? 'reload', false);
-    const readyCurrent = current.filter((w) => w.state === 'ready').length;
-    const readyOutgoing = outgoing.filter((o) => o.state === 'ready');
-    let remaining = readyOutgoing.length;
-    for (const w of readyOutgoing) {
-      if (readyCurrent + remaining - 1 < this.numWorkers) break;
-      this.retire(w, w.outgoing ?? 'reload', true);
-      remaining--;
-    }
-
-    let missing = this.numWorkers - current.length;
-    // While ready workers still serve (a reload, a replacement), boot one new worker at a
-    // time: on a small machine, booting them all at once takes the CPU from serving.
-    const serving = live.filter((w) => w.state === 'ready').length;
-    if (serving > 0 && current.some((w) => w.state === 'booting')) missing = 0;
-    else if (serving > 0) missing = Math.min(missing, 1);
-    while (missing-- > 0 && !this.stopping) {
-      const wait = this.spawnNotBefore - Date.now();
-      if (wait > 0) {
-        setTimeout(() => this.wake(), wait).unref();
-        return;
-      }
-      await this.spawnWorker();
-    }
+    if (p.wakeAt !== null) setTimeout(() => this.wake(), p.wakeAt - now).unref();
   }
 
   private bootRecord(id: number, watchdog: boolean, tlsFd: number | null): WorkerBoot {
@@ -531,7 +512,7 @@ export class Arbiter implements ControlTarget {
     }
   }
 
-  private async spawnWorker(): Promise<void> {
+  private async spawnWorker(slot: number): Promise<void> {
     const id = ++this.lastId;
     const pending: WorkerInfo = { id, pid: 0, generation: this.generation, state: 'booting', spawnedAt: Date.now(), exitCode: null, signal: null };
     await this.hook('pre_fork', this.server, pending);
@@ -557,6 +538,7 @@ export class Arbiter implements ControlTarget {
       id,
       pid: child.pid ?? 0,
       generation: this.generation,
+      slot,
       state: 'booting',
       child,
       spawnedAt: now,
@@ -579,8 +561,7 @@ export class Arbiter implements ControlTarget {
     if (!child.pid) {
       // spawn failed (EAGAIN, ENOMEM); the 'error' event says why and 'exit' may never come.
       child.once('error', (err) => this.log.error({ err }, `cannot spawn a worker: ${err.message}`));
-      this.crashes++;
-      this.spawnNotBefore = Date.now() + this.backoffMs();
+      this.slots = afterExit(this.slots, { slot, expected: false, readyForMs: null, requests: 0 }, Date.now());
       return;
     }
     this.workers.set(w.pid, w);
@@ -601,6 +582,7 @@ export class Arbiter implements ControlTarget {
         w.state = 'ready';
         w.lastBeat = w.readyAt = Date.now();
         this.everReady = true;
+        this.generations.get(w.generation)!.booted = true;
         this.wake();
         break;
       case 'beat':
@@ -678,7 +660,7 @@ export class Arbiter implements ControlTarget {
   }
 
   private countRestart(w: Worker, expected: boolean): void {
-    const known: Record<string, RestartReason> = {
+    const known: Partial<Record<StopReason, RestartReason>> = {
       timeout: 'timeout',
       'boot-timeout': 'boot-timeout',
       memory: 'memory',
@@ -687,12 +669,8 @@ export class Arbiter implements ControlTarget {
       'scale down': 'scale',
       'app error': 'app-error',
     };
-    const reason: RestartReason | undefined = expected ? known[w.outgoing ?? w.stopReason ?? ''] : w.bootError || w.exitCode === WorkerExit.APP_LOAD_ERROR || w.exitCode === WorkerExit.BOOT_ERROR ? 'boot-failure' : 'crash';
+    const reason: RestartReason | undefined = expected ? known[w.outgoing ?? w.stopReason ?? 'shutdown'] : w.bootError || w.exitCode === WorkerExit.APP_LOAD_ERROR || w.exitCode === WorkerExit.BOOT_ERROR ? 'boot-failure' : 'crash';
     if (reason) this.restarts[reason] = (this.restarts[reason] ?? 0) + 1;
-  }
-
-  private backoffMs(): number {
-    return Math.min(BACKOFF_CAP_MS, BACKOFF_FIRST_MS * 2 ** Math.max(0, this.crashes - 1));
   }
 
   private async reap(): Promise<void> {
@@ -726,19 +704,19 @@ export class Arbiter implements ControlTarget {
         this.stop('quick');
         continue;
       }
-      if (bootFailure && this.reload && w.generation === this.reload.generation) {
-        await this.abortReload(bootMessage);
+      const now = Date.now();
+      this.slots = afterExit(this.slots, { slot: w.slot, expected: false, readyForMs: w.readyAt === null ? null : now - w.readyAt, requests: w.stats.requests }, now);
+      const status = this.generations.get(w.generation)!;
+      // A reload fails with its first worker that cannot boot; a top-up that cannot boot only backs off.
+      if (w.readyAt === null && this.reload?.generation === w.generation && !status.failed) {
+        status.failed = true;
+        await this.generationFailed(bootMessage);
         continue;
       }
-      // A worker that served requests or stayed ready for HEALTHY_AFTER_MS ends a crash loop (a
-      // request that kills it is no loop); one that never became ready (a boot timeout, however
-      // long the boot took) continues it.
-      const healthy = w.readyAt !== null && (w.stats.requests > 0 || Date.now() - w.readyAt >= HEALTHY_AFTER_MS);
-      this.crashes = healthy ? 0 : this.crashes + 1;
-      if (this.crashes > 0) {
-        const delay = this.backoffMs();
-        this.spawnNotBefore = Date.now() + delay;
-        this.log.warn(`Restarting the worker in ${delay / 1000} s (attempt ${this.crashes}${bootFailure ? `, boot failed: ${bootMessage}` : ''})`);
+      const backoff = this.slots.get(w.slot);
+      if (backoff) {
+        const delay = backoff.notBefore - now;
+        this.log.warn(`Restarting the worker in ${delay / 1000} s (attempt ${backoff.crashes}${bootFailure ? `, boot failed: ${bootMessage}` : ''})`);
       }
     }
   }
@@ -818,7 +796,7 @@ export class Arbiter implements ControlTarget {
   }
 
   /** Ask a worker to stop (drain if graceful); kill it if it is still there after the grace period. */
-  private retire(w: Worker, reason: string, graceful: boolean): void {
+  private retire(w: Worker, reason: StopReason, graceful: boolean): void {
     if (w.state === 'exited') return;
     // A draining worker closes what is left at graceful_timeout and exits by itself: the kill is for one that cannot.
     const afterMs = graceful ? this.settings.graceful_timeout * 1000 + KILL_GRACE_MS : QUICK_STOP_MS;
@@ -841,16 +819,19 @@ export class Arbiter implements ControlTarget {
 
   // ---- reload (HUP) --------------------------------------------------------------------
 
+  /**
+   * Start a new generation. One requested during a reload supersedes it (the newest wins):
+   * what serves keeps serving until the newest generation is ready (see docs/reload.md).
+   */
   private async startReload(waiter?: (r: CommandResult) => void): Promise<void> {
-    if (this.reload || !this.everReady) {
+    if (!this.everReady) {
       this.reloadQueued = true;
       if (waiter) this.queuedReloadWaiters.push(waiter);
-      this.log.info(this.reload ? 'Reload already in progress; this one will follow it' : 'Reload will start once the first workers are ready');
+      this.log.info('Reload will start once the first workers are ready');
       return;
     }
-    if (waiter) this.reloadWaiters.push(waiter);
     // systemd (Type=notify-reload) waits for RELOADING=1 and then READY=1, success or not.
-    void this.notifier?.notify({ RELOADING: 1, MONOTONIC_USEC: monotonicUsec(), STATUS: `reloading: generation ${this.generation + 1}` });
+    void this.notifier?.notify({ RELOADING: 1, MONOTONIC_USEC: monotonicUsec(), STATUS: `reloading: generation ${this.newest + 1}` });
     let resolved: ResolvedConfig;
     let sockets: BoundSocket[];
     try {
@@ -863,24 +844,31 @@ export class Arbiter implements ControlTarget {
     } catch (err) {
       const why = isTsgunError(err) ? err.message : describeError(err);
       this.log.error(`Error: reload failed: ${why}; the current workers keep serving`);
-      this.settleReload({ ok: false, message: `reload failed: ${why}; the current workers keep serving` });
+      waiter?.({ ok: false, message: `reload failed: ${why}; the current workers keep serving` });
       void this.notifier?.notify({ READY: 1, STATUS: `reload failed; ${this.statusLine()}` });
       return;
     }
-    const previous = {
-      settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, env: this.env,
-      sockets: this.sockets, generation: this.generation,
-    };
+    if (waiter) this.reloadWaiters.push(waiter);
+    const previous = this.sockets;
+    this.configs.set(this.generation, this.currentConfig());
     this.applySettings(resolved);
-    for (const s of sockets) if (!previous.sockets.includes(s)) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
-    this.retiredSockets.push(...previous.sockets.filter((s) => !sockets.includes(s)));
+    for (const s of sockets) if (!previous.includes(s)) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
+    this.retiredSockets.push(...previous.filter((s) => !sockets.includes(s) && !this.retiredSockets.includes(s)));
     this.sockets = sockets;
-    this.generation++;
-    this.reload = { generation: this.generation, previous, startedAt: Date.now() };
-    this.crashes = 0;
-    this.spawnNotBefore = 0;
+    const superseded = this.reload?.generation;
+    this.generation = ++this.newest;
+    this.generations.set(this.newest, { booted: false, failed: false });
+    this.configs.set(this.newest, this.currentConfig());
+    this.reload = { generation: this.newest, startedAt: this.reload?.startedAt ?? Date.now() };
+    // A new generation is new code: the old code's crash loop says nothing about it.
+    this.slots = new Map();
+    if (superseded) this.log.info(`Generation ${superseded} is superseded by generation ${this.generation}: the newest reload wins`);
     this.log.info(`Reloading: starting generation ${this.generation} (${this.numWorkers} workers)`);
     await this.hook('on_reload', this.server);
+  }
+
+  private currentConfig(): GenerationConfig {
+    return { settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, env: this.env, sockets: this.sockets };
   }
 
   /**
@@ -956,40 +944,38 @@ export class Arbiter implements ControlTarget {
     this.watchFiles(old).catch((err: unknown) => this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`));
   }
 
-  /** The new generation cannot boot: stop it and go back to the previous one. */
-  private async abortReload(why: string): Promise<void> {
-    const reload = this.reload!;
-    this.log.error(`Error: reload failed: ${why}; generation ${reload.previous.generation} keeps serving`);
-    this.settleReload({ ok: false, message: `reload failed: ${why}; generation ${reload.previous.generation} keeps serving` });
-    void this.notifier?.notify({ READY: 1, STATUS: `reload failed; ${reload.previous.settings.workers} workers, generation ${reload.previous.generation}` });
-    for (const w of this.workers.values()) {
-      if (w.generation === reload.generation) this.retire(w, 'reload failed', false);
-    }
-    closeAll(this.sockets.filter((s) => !reload.previous.sockets.includes(s)));
-    this.retiredSockets = this.retiredSockets.filter((s) => !reload.previous.sockets.includes(s));
-    this.sockets = reload.previous.sockets;
-    const failed = this.settings;
-    this.settings = reload.previous.settings;
-    this.configFile = reload.previous.configFile;
-    this.privileges = reload.previous.privileges;
-    this.tls = reload.previous.tls;
-    this.env = reload.previous.env;
-    await this.watchFiles(failed).catch((err: unknown) => this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`));
-    this.generation = reload.previous.generation;
-    for (const w of this.workers.values()) if (w.generation === this.generation && w.outgoing === 'reload') w.outgoing = null;
+  /**
+   * The reload's generation failed to boot. Every ready worker stays; the pool is topped up from
+   * the newest generation that did boot, with its settings and sockets.
+   */
+  private async generationFailed(why: string): Promise<void> {
+    const goal = goalGeneration(this.newest, this.generations);
+    const keeps = goal === this.newest ? `the workers ready so far keep serving` : `generation ${goal} keeps serving`;
+    this.log.error(`Error: reload failed: ${why}; ${keeps}`);
+    this.settleReload({ ok: false, message: `reload failed: ${why}; ${keeps}` });
     this.reload = null;
+    const config = this.configs.get(goal);
+    if (goal !== this.generation && config) {
+      closeAll(this.sockets.filter((s) => !config.sockets.includes(s)));
+      this.retiredSockets = this.retiredSockets.filter((s) => !config.sockets.includes(s));
+      const failed = this.settings;
+      ({ settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, env: this.env, sockets: this.sockets } = config);
+      await this.watchFiles(failed).catch((err: unknown) => this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`));
+      this.generation = goal;
+    }
+    void this.notifier?.notify({ READY: 1, STATUS: `reload failed; ${this.statusLine()}` });
     await this.afterReload();
   }
 
-  /** Is the reload done: the new generation all ready, no older worker left? */
+  /** Is the reload done: the pool converged on the newest generation? */
   private async checkReload(): Promise<void> {
+    if (!this.pool?.converged || this.pool.goal !== this.newest) return;
+    for (const g of this.configs.keys()) if (g !== this.newest) this.configs.delete(g);
     if (!this.reload) return;
-    const live = this.live();
-    const current = live.filter((w) => w.generation === this.generation);
-    if (live.some((w) => w.generation < this.generation) || current.filter((w) => w.state === 'ready').length < this.numWorkers) return;
     const took = ((Date.now() - this.reload.startedAt) / 1000).toFixed(2);
-    this.log.info(`Reload complete: generation ${this.generation} ready (${current.length} workers, ${took} s)`);
-    this.settleReload({ ok: true, message: `reloaded: generation ${this.generation} ready with ${current.length} workers in ${took} s` });
+    const count = this.live().length;
+    this.log.info(`Reload complete: generation ${this.generation} ready (${count} workers, ${took} s)`);
+    this.settleReload({ ok: true, message: `reloaded: generation ${this.generation} ready with ${count} workers in ${took} s` });
     this.reload = null;
     void this.notifier?.notify({ READY: 1, STATUS: this.statusLine() });
     await this.afterReload();

@@ -22,6 +22,7 @@ const BAD: Record<SettingName, Bad> = {
   backlog: { cli: '0' },
   reuse_port: { file: 'yes' },
   workers: { cli: 'many' },
+  reload_batch: { cli: '-2' },
   worker_class: { cli: 'gevent' },
   timeout: { cli: '-1' },
   boot_timeout: { cli: 'soon' },
