@@ -100,7 +100,8 @@ async function importTypeScript(file: string): Promise<Record<string, unknown>> 
   } finally {
     await stop();
   }
-  const code = `${result.outputFiles[0]!.text}\n// ${++importCounter}`;
+  // sourceURL: stack traces name the config file rather than a data: URL (positions are the compiled code's).
+  const code = `${result.outputFiles[0]!.text}\n// ${++importCounter}\n//# sourceURL=${file}`;
   return (await import(`data:text/javascript;base64,${Buffer.from(code).toString('base64')}`)) as Record<string, unknown>;
 }
 

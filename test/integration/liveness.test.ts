@@ -266,8 +266,11 @@ describe('liveness', { concurrency: 2 }, () => {
       assert.deepEqual(await settle(t.pid, 2, 'after the failed reload'), before, 'the same workers, and only they');
       for (let i = 0; i < 4; i++) assert.ok(before.includes(await hit(url)));
 
-      // Kill one old worker: its replacement loads the broken file too, and is retried with backoff.
+      // Kill one old worker that has served (so its own death is no crash loop: docs/reload.md):
+      // its replacement loads the broken file too, and is retried with backoff.
       const [victim, survivor] = before as [number, number];
+      for (let i = 0; i < 200 && (await hit(url)) !== victim; i++);
+      await sleep(1500); // a heartbeat brings the master the victim's request count
       const load = backgroundLoad(t, url);
       mark = t.lines.length;
       process.kill(victim, 'SIGKILL');
