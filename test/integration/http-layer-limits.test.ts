@@ -13,8 +13,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { childPidsSync, request, scratchDir, sleep } from '../helpers.js';
-import { RawHttp } from '../procs.js';
+import { childPidsSync, RawHttp, request, scratchDir, sleep } from '../helpers.js';
 import { fileLines, get, HTTP_FIXTURES, rawExchange, serve, stopped } from './http-layer.shared.js';
 
 /** A request head with `lines` as its header fields (Host included by the caller). */
@@ -207,8 +206,6 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
     }
   });
 
-  // Fails: http.ts passes headers_timeout (default 30 s) and request_timeout to Node as they
-  // are, and Node refuses a headersTimeout above requestTimeout: every worker fails to boot.
   test('--request-timeout 2 alone: the workers boot (the headers timeout cannot outlast the request timeout)', async () => {
     const { t, port } = await serve(['--request-timeout', '2', 'node-app']);
     try {

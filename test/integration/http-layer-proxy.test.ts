@@ -307,8 +307,6 @@ describe('HTTP layer: forwarded headers and the PROXY protocol', { concurrency: 
     }
   });
 
-  // Fails: http.ts presents the PROXY client on the raw TCP socket, but the app and the
-  // access log read the TLS socket wrapped around it, which reports the proxy's address.
   test('PROXY protocol with TLS: the app and the access log see the client from the PROXY header', async () => {
     const log = path.join(scratchDir(), 'access.log');
     const { t, port } = await serve(['--proxy-protocol', 'v1', ...tlsArgs(), '--access-logfile', log, '--access-logformat', '%(h)s %(U)s', 'node-app']);
@@ -324,10 +322,6 @@ describe('HTTP layer: forwarded headers and the PROXY protocol', { concurrency: 
     }
   });
 
-  // Fails (hangs about half the time): when the PROXY header and the TLS ClientHello arrive
-  // in one read, http.ts unshifts the ClientHello onto the raw socket, emits 'connection'
-  // on the https server and then calls sock.resume() at once: the raw socket flows the
-  // ClientHello out as 'data' with no listener, and the TLS socket never sees it.
   test('PROXY protocol with TLS: a ClientHello sent right behind the PROXY header is not lost', async () => {
     const { t, port } = await serve(['--proxy-protocol', 'v1', ...tlsArgs(), 'node-app']);
     try {
@@ -346,7 +340,6 @@ describe('HTTP layer: forwarded headers and the PROXY protocol', { concurrency: 
     }
   });
 
-  // Fails: http.ts applies forwarded headers per HTTP/1 socket only; HTTP/2 requests skip it.
   test('HTTP/2: X-Forwarded-For from a trusted peer reaches a fetch handler (request.ip) and the access log', async () => {
     const log = path.join(scratchDir(), 'access.log');
     const { t, url } = await serve(['-k', 'http2', ...tlsArgs(), '--access-logfile', log, '--access-logformat', '%(h)s %(H)s %(U)s', 'fetch-app']);

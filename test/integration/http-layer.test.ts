@@ -17,8 +17,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import tls from 'node:tls';
-import { alive, childPidsSync, runTsgun, scratchDir } from '../helpers.js';
-import { processesWithEnv, waitFor } from '../procs.js';
+import { alive, childPidsSync, processesWithEnv, runTsgun, scratchDir, waitFor } from '../helpers.js';
 import { body, fileLines, get, HTTP_FIXTURES, KEY_PASSWORD, makePki, run, serve, stopped, tlsArgs as tlsArgsFor, type Pki, WRONG_PASSWORD } from './http-layer.shared.js';
 
 let pki: Pki;
@@ -253,11 +252,6 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
     }
   });
 
-  // Fails with TLS: http.ts tracks a TLS connection only from 'secureConnection', so a
-  // connection still in its handshake when the worker starts draining is not waited for:
-  // the worker exits as soon as its tracked connections are done and the client is reset.
-  // Plain HTTP tracks from 'connection' and serves it. Under HTTPS load each HUP costs
-  // requests (ECONNRESET) this way.
   test('HUP: a connection accepted before the drain and still in its TLS handshake is served (as over plain HTTP)', async () => {
     // The connection stays silent until the new worker is up, which a loaded machine can make longer
     // than the default first-byte deadline (idle_connection_timeout).

@@ -8,15 +8,9 @@ import { renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
-import { alive, childPidsSync, request, scratchDir, sleep, Tsgun, type Reply } from '../helpers.js';
-import { cmdline, ppid, RawHttp, readIfExists, waitFor } from '../procs.js';
+import { alive, bootedPids, childPidsSync, ppid, RawHttp, readIfExists, type Reply, request, scratchDir, sleep, titleOf, Tsgun, waitFor } from '../helpers.js';
 
 const APP = 'express-app:app';
-
-/** Pids of the workers that logged `Booting worker with pid: N`. */
-function bootedPids(t: Tsgun): number[] {
-  return t.grep(/^Booting worker with pid: \d+/).map((l) => Number(/pid: (\d+)/.exec(l.msg!)![1]));
-}
 
 /**
  * A config whose pre_request hook logs each request as the worker starts it, so a test
@@ -176,12 +170,12 @@ test('process titles name the app, workers are direct children of the master', a
   const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', APP]);
   try {
     await t.ready(2);
-    assert.equal(cmdline(t.pid), `tsgun: master [${APP}]`);
+    assert.equal(titleOf(t.pid), `tsgun: master [${APP}]`);
     const children = await t.workerPids();
-    assert.deepEqual(children, [...bootedPids(t)].sort((a, b) => a - b), `the master's children are exactly the booted workers; children: ${children.map((p) => `${p} ${cmdline(p)}`).join('; ')}\n${t.stderr}`);
+    assert.deepEqual(children, [...bootedPids(t)].sort((a, b) => a - b), `the master's children are exactly the booted workers; children: ${children.map((p) => `${p} ${titleOf(p)}`).join('; ')}\n${t.stderr}`);
     for (const pid of children) {
       assert.equal(ppid(pid), t.pid);
-      assert.equal(cmdline(pid), `tsgun: worker [${APP}]`);
+      assert.equal(titleOf(pid), `tsgun: worker [${APP}]`);
     }
     assert.equal((await t.stop()).code, 0);
   } finally {
@@ -193,9 +187,9 @@ test('-n NAME changes the process titles', async () => {
   const t = new Tsgun(['-n', 'shop', '-b', '127.0.0.1:0', APP]);
   try {
     await t.ready(1);
-    assert.equal(cmdline(t.pid), 'tsgun: master [shop]');
+    assert.equal(titleOf(t.pid), 'tsgun: master [shop]');
     const [worker] = await t.workerPids();
-    assert.equal(cmdline(worker!), 'tsgun: worker [shop]');
+    assert.equal(titleOf(worker!), 'tsgun: worker [shop]');
     assert.equal((await t.stop()).code, 0);
   } finally {
     t.kill();
@@ -207,9 +201,9 @@ test('a long -n NAME is not truncated in worker titles', async () => {
   const t = new Tsgun(['-n', name, '-b', '127.0.0.1:0', APP]);
   try {
     await t.ready(1);
-    assert.equal(cmdline(t.pid), `tsgun: master [${name}]`);
+    assert.equal(titleOf(t.pid), `tsgun: master [${name}]`);
     const [worker] = await t.workerPids();
-    assert.equal(cmdline(worker!), `tsgun: worker [${name}]`);
+    assert.equal(titleOf(worker!), `tsgun: worker [${name}]`);
   } finally {
     await t.stop();
     t.kill();

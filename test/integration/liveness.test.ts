@@ -12,12 +12,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, hit, settle, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, type LogLine } from '../helpers.js';
-import { processesWithEnv, readIfExists, waitFor } from '../procs.js';
+import { alive, appDir, bootedPids, childPidsSync, FIXTURES, hit, linesSince, type LogLine, processesWithEnv, readIfExists, request, runTsgun, scratchDir, settle, sleep, Tsgun, waitFor } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
 const APP = 'app:app';
@@ -43,13 +42,6 @@ function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-/** A scratch directory holding a copy of the liveness app. */
-function appDir(): string {
-  const dir = scratchDir('tsgun-liveness-');
-  copyFileSync(path.join(DIR, 'app.ts'), path.join(dir, 'app.ts'));
-  return dir;
-}
-
 /** Send requests to `/` until worker `pid` answers one (the others may answer first). */
 async function answeredBy(url: string, pid: number): Promise<void> {
   const seen = new Set<number>();
@@ -61,14 +53,6 @@ async function answeredBy(url: string, pid: number): Promise<void> {
   assert.fail(`worker ${pid} answered none of 200 requests (answered by ${[...seen].join(', ')})`);
 }
 
-
-function linesSince(t: Tsgun, after: number, re: RegExp): Timed[] {
-  return t.lines.slice(after).filter((l) => re.test(l.msg ?? l.raw)) as Timed[];
-}
-
-function bootedSince(t: Tsgun, after: number): number[] {
-  return linesSince(t, after, /^Booting worker with pid: \d+$/).map((l) => Number(/pid: (\d+)/.exec(l.msg!)![1]));
-}
 
 /**
  * Requests to `/` one after another (`clients` at a time, on fresh or keep-alive
@@ -184,7 +168,7 @@ describe('liveness', { concurrency: 2 }, () => {
       assert.deepEqual(after, [other, replacement].sort((a, b) => a - b), 'the other worker stays and one new worker joins it');
       await answeredBy(url, replacement);
       const result = await load.stop();
-      assert.deepEqual(bootedSince(t, mark), [replacement], 'one replacement booted');
+      assert.deepEqual(bootedPids(t, mark), [replacement], 'one replacement booted');
       assert.deepEqual(result.failures, [], `failed requests while a worker was stuck:\n${result.failures.join('\n')}\n--- log ---\n${t.stderr}`);
       const duringBlock = result.answers.filter((a) => a.at <= killed.time);
       assert.ok(duringBlock.length > 0, 'requests were answered while the worker was stuck');
@@ -233,7 +217,7 @@ describe('liveness', { concurrency: 2 }, () => {
   // ---- app load failure --------------------------------------------------------------
 
   test('an app with a syntax error stops a fresh tsgun with exit 4 and the syntax error, once', async () => {
-    const dir = appDir();
+    const dir = appDir(path.join(DIR, 'app.ts'));
     writeFileSync(path.join(dir, 'app.ts'), SYNTAX_ERROR);
     const { errorLine, lines, stderr } = await failsAtStart(['-w', '2', APP], 4, /^Error: app module .*\/app\.ts failed to load: /, dir);
     assert.match(errorLine, SYNTAX_MESSAGE);
@@ -246,7 +230,7 @@ describe('liveness', { concurrency: 2 }, () => {
   // ---- boot failures after the first start -------------------------------------------
 
   test('a syntax error before HUP keeps the old generation serving; a killed worker is then retried with backoff until the file is fixed', async () => {
-    const dir = appDir();
+    const dir = appDir(path.join(DIR, 'app.ts'));
     const appFile = path.join(dir, 'app.ts');
     const good = readFileSync(appFile);
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', APP], { cwd: dir });
@@ -289,7 +273,7 @@ describe('liveness', { concurrency: 2 }, () => {
         assert.match(r.msg!, SYNTAX_MESSAGE, 'each retry says why the boot failed');
         assert.equal(r.level, 'warn');
       }
-      assert.deepEqual(bootedSince(t, mark), [], 'no replacement became ready');
+      assert.deepEqual(bootedPids(t, mark), [], 'no replacement became ready');
       assert.deepEqual(linesSince(t, mark, /reload failed/), [], 'a restart is not a reload');
 
       // Fixed: the next attempt boots.
@@ -391,7 +375,7 @@ describe('liveness', { concurrency: 2 }, () => {
       assert.ok(replacementReady !== undefined, `the replacement ran post_worker_init (${readIfExists(readyLog)})`);
       assert.ok(over.time <= replacementReady && replacementReady <= retiring.time, `found over the limit at ${over.time}, replacement ready at ${replacementReady}, old worker retired at ${retiring.time}`);
       assert.equal(linesSince(t, mark, /^Worker \(pid:\d+\) uses /).length, 1, 'replaced once');
-      assert.deepEqual(bootedSince(t, mark), [replacement], 'one replacement');
+      assert.deepEqual(bootedPids(t, mark), [replacement], 'one replacement');
 
       const control = /^Control socket: (.*)$/.exec(t.grep(/^Control socket: /)[0]!.msg!)![1]!;
       const status = JSON.parse((await runTsgun(['status', '--json', '--control-socket', control])).stdout) as { restarts: Record<string, number> };

@@ -12,8 +12,7 @@ import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, FIXTURES, request, runTsgun, scratchDir, settle, sleep, Tsgun, workerPidsByTitle } from '../helpers.js';
-import { waitFor } from '../procs.js';
+import { alive, FIXTURES, request, runTsgun, scratchDir, settle, sleep, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
 const APP = 'app:app';

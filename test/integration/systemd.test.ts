@@ -15,8 +15,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, BIN, childPidsSync, exitedWithOutput, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, type LogLine } from '../helpers.js';
-import { waitFor } from '../procs.js';
+import { alive, appDir, BIN, bootedPids, childPidsSync, exitedWithOutput, FIXTURES, freePort, type LogLine, request, runTsgun, scratchDir, sleep, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'systemd');
 const APP_FILE = path.join(DIR, 'app.ts');
@@ -279,13 +278,6 @@ async function info(url: string, opts: { socketPath?: string } = {}): Promise<In
   return JSON.parse(reply.body) as Info;
 }
 
-/** A scratch directory holding the app, answering `VERSION PID`. */
-function appDir(version = 'v1'): string {
-  const dir = scratchDir('tsgun-sd-');
-  setVersion(dir, version);
-  return dir;
-}
-
 function setVersion(dir: string, version: string, suffix = ''): void {
   const source = readFileSync(APP_FILE, 'utf8');
   const rewritten = source.replace("const VERSION = 'v1';", `const VERSION = '${version}';`);
@@ -293,28 +285,9 @@ function setVersion(dir: string, version: string, suffix = ''): void {
   writeFileSync(path.join(dir, 'app.ts'), rewritten + suffix);
 }
 
-function bootedPids(lines: readonly LogLine[]): number[] {
-  return lines.filter((l) => /^Booting worker with pid: \d+/.test(l.msg ?? '')).map((l) => Number(/pid: (\d+)/.exec(l.msg!)![1]));
-}
-
 /** Epoch ms of a log line (pino's `time`). */
 function timeOf(line: LogLine): number {
   return (line as LogLine & { time: number }).time;
-}
-
-/**
- * The worker processes among `pid`'s children, by title. With NOTIFY_SOCKET set the master
- * also has a short-lived systemd-notify child now and then, and after USR2 the new master.
- */
-function workersOf(pid: number): number[] {
-  return childPidsSync(pid).filter((child) => {
-    try {
-      const title = readFileSync(`/proc/${child}/cmdline`, 'utf8').replace(/\0+/g, ' ');
-      return title.startsWith('tsgun: worker [') || /worker\/main\.js/.test(title);
-    } catch {
-      return false;
-    }
-  });
 }
 
 /** The `Uid:`, `Gid:`, `Groups:` and `Umask:` lines of /proc/PID/status. */
@@ -329,18 +302,6 @@ function procStatus(pid: number): { uid: number[]; gid: number[]; groups: number
 function environOf(pid: number): Record<string, string> {
   const entries = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
   return Object.fromEntries(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-}
-
-/** A free TCP port on 127.0.0.1 (bound to port 0, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** A free privileged port (600-999) on 127.0.0.1; only root can bind one. */
@@ -441,13 +402,13 @@ describe('systemd', { concurrency: 2 }, () => {
   });
 
   test('HUP: RELOADING=1 with MONOTONIC_USEC on CLOCK_MONOTONIC, then READY=1 when only the new code answers; a failed reload also ends in READY=1', { skip: NEEDS_NOTIFY }, async () => {
-    const dir = appDir('v1');
+    const dir = appDir(APP_FILE);
     const rx = await Receiver.start(path.join(dir, 'notify'));
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', APP], { cwd: dir, env: { ...NO_SYSTEMD, NOTIFY_SOCKET: rx.address } });
     try {
       const url = await t.ready(2);
       await rx.next('READY', '1');
-      const oldPids = bootedPids(t.lines);
+      const oldPids = bootedPids(t);
 
       setVersion(dir, 'v2');
       const from = rx.messages.length;
@@ -459,7 +420,7 @@ describe('systemd', { concurrency: 2 }, () => {
       const answers: Answer[] = [];
       for (let i = 0; i < 20; i++) answers.push(await hit(url));
       await t.waitForLine(/^Reload complete: generation 2 ready/, 30_000, mark);
-      const newPids = bootedPids(t.lines.slice(mark));
+      const newPids = bootedPids(t, mark);
       assert.equal(newPids.length, 2);
       for (const a of answers) {
         assert.equal(a.version, 'v2', `answered ${a.version} by ${a.pid} after READY=1`);
@@ -565,7 +526,7 @@ describe('systemd', { concurrency: 2 }, () => {
       await sleep(300);
       assert.deepEqual(rx.all('STOPPING', from), [], 'the old master sent no STOPPING=1');
       assert.ok(alive(successor));
-      const workers = workersOf(successor);
+      const workers = workerPidsByTitle(successor);
       for (let i = 0; i < 4; i++) assert.ok(workers.includes((await hit(url)).pid), 'the new master serves alone');
 
       // Stopping the new master is the service stopping.
@@ -629,7 +590,7 @@ describe('systemd', { concurrency: 2 }, () => {
       await rx.next('READY', '1');
       const seen = await info(url);
       assert.deepEqual([seen.env.NOTIFY_SOCKET, seen.env.WATCHDOG_USEC, seen.env.WATCHDOG_PID], ['none', 'none', 'none']);
-      const workers = workersOf(t.pid);
+      const workers = workerPidsByTitle(t.pid);
       assert.equal(workers.length, 2);
       for (const pid of workers) {
         const environ = environOf(pid);
@@ -685,7 +646,7 @@ describe('systemd', { concurrency: 2 }, () => {
       const first = await hit(url, { timeoutMs: 30_000 });
       const master = ssa.pid;
       assert.equal(first.version, 'v1');
-      assert.ok(workersOf(master).includes(first.pid), 'answered by a worker of the exec\'d tsgun');
+      assert.ok(workerPidsByTitle(master).includes(first.pid), 'answered by a worker of the exec\'d tsgun');
 
       const using = ssa.grep(/^Using \d+ socket\(s\) passed by systemd; bind is ignored$/);
       assert.equal(using.length, 1);
@@ -694,7 +655,7 @@ describe('systemd', { concurrency: 2 }, () => {
       assert.deepEqual(ssa.grep(/^Listening at: /).map((l) => l.msg), [`Listening at: ${url} (${master})`]);
       assert.equal(await connects(ignoredPort), false, 'the --bind TCP address is not bound');
       assert.equal(existsSync(ignoredSock), false, 'the --bind unix socket is not created');
-      for (const pid of workersOf(master)) {
+      for (const pid of workerPidsByTitle(master)) {
         const environ = environOf(pid);
         for (const name of SYSTEMD_VARS) assert.equal(environ[name], undefined, `worker ${pid} was started without ${name}`);
       }
@@ -716,7 +677,7 @@ describe('systemd', { concurrency: 2 }, () => {
 
       // TERM to the old master: the new one serves alone on the same port.
       assert.equal((await ssa.stop()).code, 0);
-      const workers = workersOf(successor);
+      const workers = workerPidsByTitle(successor);
       assert.equal(workers.length, 1);
       for (let i = 0; i < 6; i++) assert.ok(workers.includes((await hit(url)).pid), 'the new master\'s workers answer');
       assert.equal(existsSync(ignoredSock), false);
@@ -741,8 +702,8 @@ describe('systemd', { concurrency: 2 }, () => {
       assert.deepEqual(ssa.lines.slice(mark).filter((l) => /^Listening at: /.test(l.msg ?? '')).map((l) => l.msg), [], 'a reload binds nothing new');
       assert.equal(await connects(ignoredPort), false, `the --bind address 127.0.0.1:${ignoredPort} is still not bound after HUP`);
       // "Reload complete" comes once the old worker is told to drain; wait for it to be gone.
-      await waitFor(() => workersOf(ssa.pid).length === 1, 'the old worker to leave', 15_000);
-      const [worker] = workersOf(ssa.pid);
+      await waitFor(() => workerPidsByTitle(ssa.pid).length === 1, 'the old worker to leave', 15_000);
+      const [worker] = workerPidsByTitle(ssa.pid);
       assert.equal((await hit(url, { timeoutMs: 5000 })).pid, worker, 'the new generation answers on the systemd socket');
     } finally {
       await ssa.stop();
@@ -757,7 +718,7 @@ describe('systemd', { concurrency: 2 }, () => {
       await ssa.waitForLine(/^Listening on .* as 3\.$/);
       assert.ok(statSync(sock).isSocket());
       const first = await hit('http://localhost/', { socketPath: sock, timeoutMs: 30_000 });
-      assert.ok(workersOf(ssa.pid).includes(first.pid));
+      assert.ok(workerPidsByTitle(ssa.pid).includes(first.pid));
       assert.deepEqual(ssa.grep(/^Listening at: /).map((l) => l.msg), [`Listening at: unix:${sock} (${ssa.pid})`]);
       assert.equal(ssa.grep(/^Using 1 socket\(s\) passed by systemd; bind is ignored$/).length, 1);
       assert.equal(existsSync(path.join(scratch, 'ignored.sock')), false);
@@ -779,7 +740,7 @@ describe('systemd', { concurrency: 2 }, () => {
       assert.equal(url, `http://127.0.0.1:${port}`);
       const master = procStatus(t.pid);
       assert.deepEqual(master.uid, [0, 0, 0, 0], 'the master stays root');
-      const workers = workersOf(t.pid);
+      const workers = workerPidsByTitle(t.pid);
       assert.equal(workers.length, 2);
       for (const pid of workers) {
         const s = procStatus(pid);
@@ -799,7 +760,7 @@ describe('systemd', { concurrency: 2 }, () => {
     const t = new Tsgun(['-w', '1', '-u', 'nobody', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: NO_SYSTEMD });
     try {
       await t.ready(1);
-      const [worker] = workersOf(t.pid);
+      const [worker] = workerPidsByTitle(t.pid);
       const s = procStatus(worker!);
       assert.deepEqual(s.uid, [65534, 65534, 65534, 65534]);
       assert.deepEqual(s.gid, [65534, 65534, 65534, 65534], 'Gid: the user\'s primary group (docs/settings.md, group: "Default: the user\'s primary group")');
@@ -815,7 +776,7 @@ describe('systemd', { concurrency: 2 }, () => {
     const t = new Tsgun(['-w', '1', '-u', '12345', '-g', '12345', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: NO_SYSTEMD });
     try {
       const url = await t.ready(1);
-      const [worker] = workersOf(t.pid);
+      const [worker] = workerPidsByTitle(t.pid);
       const s = procStatus(worker!);
       assert.deepEqual([s.uid, s.gid, s.groups], [[12345, 12345, 12345, 12345], [12345, 12345, 12345, 12345], [12345]]);
       const seen = await info(url);
@@ -853,7 +814,7 @@ describe('systemd', { concurrency: 2 }, () => {
           const st = statSync(sock);
           assert.ok(st.isSocket());
           assert.equal((st.mode & 0o777).toString(8), mode.toString(8), `-m ${umask}`);
-          const [worker] = workersOf(t.pid);
+          const [worker] = workerPidsByTitle(t.pid);
           assert.equal(procStatus(worker!).umask, proc);
           assert.equal((await hit('http://localhost/', { socketPath: sock })).pid, worker);
         } finally {
