@@ -290,33 +290,10 @@ function timeOf(line: LogLine): number {
   return (line as LogLine & { time: number }).time;
 }
 
-/** The `Uid:`, `Gid:`, `Groups:` and `Umask:` lines of /proc/PID/status. */
-function procStatus(pid: number): { uid: number[]; gid: number[]; groups: number[]; umask: string } {
-  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '';
-  const ids = (name: string): number[] => field(name).split(/\s+/).filter(Boolean).map(Number);
-  return { uid: ids('Uid'), gid: ids('Gid'), groups: ids('Groups'), umask: field('Umask') };
-}
-
 /** The environment a process was started with, from /proc/PID/environ. */
 function environOf(pid: number): Record<string, string> {
   const entries = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
   return Object.fromEntries(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-}
-
-/** A free privileged port (600-999) on 127.0.0.1; only root can bind one. */
-async function freePrivilegedPort(): Promise<number> {
-  const start = 600 + Math.floor(Math.random() * 400);
-  for (let i = 0; i < 400; i++) {
-    const port = 600 + ((start - 600 + i) % 400);
-    const free = await new Promise<boolean>((resolve) => {
-      const server = net.createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-  throw new Error('no free port in 600-999');
 }
 
 /** Does a TCP connect to `port` succeed? */
@@ -731,112 +708,6 @@ describe('systemd', { concurrency: 2 }, () => {
   });
 
   // ---- privileges, umask, environment -------------------------------------------------------
-
-  test('as root, -u nobody -g nogroup: the master binds a port below 1024, workers run as 65534:65534 and serve', { skip: NEEDS_ROOT }, async () => {
-    const port = await freePrivilegedPort();
-    const t = new Tsgun(['-w', '2', '-u', 'nobody', '-g', 'nogroup', '-b', `127.0.0.1:${port}`, APP], { cwd: DIR, env: NO_SYSTEMD });
-    try {
-      const url = await t.ready(2);
-      assert.equal(url, `http://127.0.0.1:${port}`);
-      const master = procStatus(t.pid);
-      assert.deepEqual(master.uid, [0, 0, 0, 0], 'the master stays root');
-      const workers = workerPidsByTitle(t.pid);
-      assert.equal(workers.length, 2);
-      for (const pid of workers) {
-        const s = procStatus(pid);
-        assert.deepEqual(s.uid, [65534, 65534, 65534, 65534], `worker ${pid} Uid`);
-        assert.deepEqual(s.gid, [65534, 65534, 65534, 65534], `worker ${pid} Gid`);
-        assert.deepEqual(s.groups, [65534], `worker ${pid} keeps none of root's groups`);
-      }
-      const seen = await info(url);
-      assert.ok(workers.includes(seen.pid));
-      assert.deepEqual([seen.uid, seen.gid], [65534, 65534]);
-    } finally {
-      await t.stop();
-    }
-  });
-
-  test('as root, -u nobody alone: workers take nobody\'s primary group (65534), not root\'s group 0', { skip: NEEDS_ROOT }, async () => {
-    const t = new Tsgun(['-w', '1', '-u', 'nobody', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: NO_SYSTEMD });
-    try {
-      await t.ready(1);
-      const [worker] = workerPidsByTitle(t.pid);
-      const s = procStatus(worker!);
-      assert.deepEqual(s.uid, [65534, 65534, 65534, 65534]);
-      assert.deepEqual(s.gid, [65534, 65534, 65534, 65534], 'Gid: the user\'s primary group (docs/settings.md, group: "Default: the user\'s primary group")');
-      assert.ok(!s.groups.includes(0), `no supplementary root group (Groups: ${s.groups.join(' ')})`);
-    } finally {
-      await t.stop();
-    }
-  });
-
-  test('as root, -u 12345 -g 12345: numeric ids with no passwd or group entry (a container\'s arbitrary uid) are used as given', { skip: NEEDS_ROOT }, async () => {
-    const unknown = spawnSync('getent', ['passwd', '12345']).status !== 0 && spawnSync('getent', ['group', '12345']).status !== 0;
-    assert.ok(unknown, 'uid and gid 12345 have no entry on this machine');
-    const t = new Tsgun(['-w', '1', '-u', '12345', '-g', '12345', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: NO_SYSTEMD });
-    try {
-      const url = await t.ready(1);
-      const [worker] = workerPidsByTitle(t.pid);
-      const s = procStatus(worker!);
-      assert.deepEqual([s.uid, s.gid, s.groups], [[12345, 12345, 12345, 12345], [12345, 12345, 12345, 12345], [12345]]);
-      const seen = await info(url);
-      assert.deepEqual([seen.uid, seen.gid], [12345, 12345]);
-    } finally {
-      await t.stop();
-    }
-  });
-
-  test('a user or group that does not exist is an Error: line and exit 2, with nothing left running', { skip: NEEDS_ROOT }, async () => {
-    const sock = path.join(scratchDir('tsgun-sd-'), 'never.sock');
-    for (const args of [['-u', 'tsgun-no-such-user'], ['-g', 'tsgun-no-such-group']]) {
-      const r = await runTsgun([...args, '-b', `unix:${sock}`, APP], { cwd: DIR, env: NO_SYSTEMD });
-      assert.equal(r.code, 2, r.stderr);
-      const errors = r.stderr.split('\n').filter((l) => l.startsWith('Error:'));
-      assert.equal(errors.length, 1, r.stderr);
-      assert.match(errors[0]!, new RegExp(args[1]!));
-      assert.equal(childPidsSync(r.pid).length, 0);
-      assert.equal(existsSync(sock), false);
-    }
-  });
-
-  test('-m 007 gives the unix socket file srwxrwx---, -m 077 gives srwx------; workers get the umask too', async () => {
-    const scratch = scratchDir('tsgun-sd-');
-    const cases = [
-      { umask: '007', mode: 0o770, proc: '0007' },
-      { umask: '077', mode: 0o700, proc: '0077' },
-    ];
-    await Promise.all(
-      cases.map(async ({ umask, mode, proc }) => {
-        const sock = path.join(scratch, `umask-${umask}.sock`);
-        const t = new Tsgun(['-w', '1', '-m', umask, '-b', `unix:${sock}`, APP], { cwd: DIR, env: NO_SYSTEMD });
-        try {
-          await t.ready(1);
-          const st = statSync(sock);
-          assert.ok(st.isSocket());
-          assert.equal((st.mode & 0o777).toString(8), mode.toString(8), `-m ${umask}`);
-          const [worker] = workerPidsByTitle(t.pid);
-          assert.equal(procStatus(worker!).umask, proc);
-          assert.equal((await hit('http://localhost/', { socketPath: sock })).pid, worker);
-        } finally {
-          await t.stop();
-        }
-      }),
-    );
-  });
-
-  test('-e A=1 --env-file FILE: the app sees the file\'s values (comments skipped, quotes removed), and -e wins', async () => {
-    const scratch = scratchDir('tsgun-sd-');
-    const file = path.join(scratch, 'app.env');
-    writeFileSync(file, ['# a comment', 'A=from-file', 'B=2', 'C="a quoted value # not a comment"', ''].join('\n'));
-    const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '-e', 'A=1', '--env-file', file, APP], { cwd: DIR, env: { ...NO_SYSTEMD, A: '', B: '', C: '' } });
-    try {
-      const url = await t.ready(1);
-      const seen = await info(url);
-      assert.deepEqual([seen.env.A, seen.env.B, seen.env.C], ['1', '2', 'a quoted value # not a comment']);
-    } finally {
-      await t.stop();
-    }
-  });
 
   // ---- containers --------------------------------------------------------------------------
 
