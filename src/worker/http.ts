@@ -15,7 +15,7 @@ import { PeerList } from '../peers.js';
 import { ConnectionTable } from './connections.js';
 import type { StopOptions, TsgunWorker, WorkerContext } from './interface.js';
 import { clientOf, forwarded, kClient, kScheme, parseProxyHeader, presentClient } from './proxy.js';
-import { kSentStatus } from './requests.js';
+import { kSentStatus } from './sent-status.js';
 
 const EALREADY = constants.errno.EALREADY;
 
