@@ -12,7 +12,7 @@ import { InfoRequested } from './config/cli.js';
 import { environmentFor, updateEnvironment } from './config/environment.js';
 import { formatHelp } from './config/help.js';
 import { formatConfig, resolveConfig, type ResolvedConfig } from './config/resolve.js';
-import { describeError, ExitCode, isTsgunError, TsgunError } from './errors.js';
+import { describeError, ExitCode, isTsgunError, TsgunError, type CliResult } from './errors.js';
 import type { Privileges } from './ipc.js';
 import { createLogger } from './log.js';
 import { Arbiter } from './master/arbiter.js';
@@ -21,12 +21,6 @@ import { readTlsFiles } from './worker/tls.js';
 import { CONTROL_COMMANDS, runControl } from './control-client.js';
 
 export const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
-
-export interface CliResult {
-  code: number;
-  /** Text for stdout (help, version, --print-config, --check-config report). */
-  output?: string;
-}
 
 /**
  * Resolve `user` and `group` to ids, once, in the master: workers only switch to them.

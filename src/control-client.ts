@@ -10,8 +10,8 @@ import { loadConfigFile } from './config/files.js';
 import { findDefaultConfig } from './config/files.js';
 import { checkFileValues } from './config/resolve.js';
 import { HELP_WIDTH } from './config/help.js';
-import { ExitCode, TsgunError } from './errors.js';
-import type { ArbiterSnapshot } from './master/arbiter.js';
+import { ExitCode, TsgunError, type CliResult } from './errors.js';
+import type { ArbiterSnapshot } from './master/snapshot.js';
 import {
   checkedSocket,
   controlSocketPath,
@@ -22,7 +22,6 @@ import {
 } from './master/control.js';
 import { readPid } from './master/pidfile.js';
 import { isAlive } from './master/process-ops.js';
-import type { CliResult } from './cli.js';
 
 export const CONTROL_COMMANDS = ['status', 'reload', 'scale', 'stop'] as const;
 

@@ -13,6 +13,12 @@ export const ExitCode = {
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
+/** What a tsgun command hands `bin/tsgun`: the exit status, and text for stdout (help, version, reports). */
+export interface CliResult {
+  code: number;
+  output?: string;
+}
+
 interface ErrorKind {
   exit: ExitCode;
   doc: string;

@@ -5,13 +5,14 @@
  */
 import type { ConfigFileKeys, Settings } from './config/settings.js';
 import type { RunOptions, TsgunServer } from './run.js';
+import type { HookName, Hooks } from './hooks.js';
 
 /**
  * What a config file may write for a setting: its value, and the shorter forms the loader
  * also accepts (one string for a list, `'512MB'` for a size, `'022'` for a mask).
  */
 type ConfigInput<K extends ConfigFileKeys> =
-  | Settings[K]
+  | (K extends HookName ? Hooks[K] | null : Settings[K])
   | (Settings[K] extends string[] ? string : never)
   | (K extends 'max_worker_memory' | 'umask' ? string : never);
 

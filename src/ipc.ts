@@ -2,6 +2,7 @@
  * The master–worker contract: how a worker is started, the messages on its IPC channel,
  * and the exit codes it reserves.
  */
+import type { StdioOptions } from 'node:child_process';
 import type { Settings } from './config/settings.js';
 import type { HookName } from './hooks.js';
 
@@ -50,6 +51,30 @@ export interface WorkerBoot {
 }
 
 export const BOOT_ENV = 'TSGUN_WORKER';
+
+/** The stdio slots of a worker's pipes; the worker finds them in its `WorkerBoot`. */
+export interface WorkerFds {
+  sockets: number[];
+  watchdog: number | null;
+  tls: number | null;
+}
+
+/**
+ * A worker's stdio: the standard streams, the listening sockets from slot 3, the IPC channel,
+ * then the watchdog pipe and the TLS pipe when they are used.
+ */
+export function workerStdio(
+  socketFds: readonly number[],
+  watchdog: boolean,
+  tls: boolean,
+  output: 'inherit' | number = 'inherit',
+): { stdio: StdioOptions; fds: WorkerFds } {
+  const sockets = socketFds.map((_, i) => 3 + i);
+  let next = 3 + socketFds.length + 1;
+  const fds = { sockets, watchdog: watchdog ? next++ : null, tls: tls ? next++ : null };
+  const pipes = [...(watchdog ? ['pipe' as const] : []), ...(tls ? ['pipe' as const] : [])];
+  return { stdio: ['ignore', output, output, ...socketFds, 'ipc', ...pipes], fds };
+}
 
 export type WorkerMessage =
   | { t: 'ready' }

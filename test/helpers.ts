@@ -1,15 +1,16 @@
 /**
  * Integration test helpers: start `bin/tsgun` as a real process, read its log lines,
- * send real HTTP requests. Nothing here mocks a process or a socket.
+ * send real HTTP requests, read process facts from /proc, and hold a raw HTTP/1.1
+ * keep-alive connection byte by byte. Nothing here mocks a process or a socket.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from './procs.js';
 
 export const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 export const BIN = path.join(ROOT, 'bin', 'tsgun');
@@ -20,6 +21,8 @@ export interface LogLine {
   msg?: string;
   pid?: number;
   role?: string;
+  /** pino's timestamp, ms since the epoch. */
+  time?: number;
   raw: string;
 }
 
@@ -184,20 +187,29 @@ function tryKill(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** Direct children of `pid`, from /proc. */
-export function childPidsSync(pid: number): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(entry));
-    } catch {
-      // Exited while we looked.
-    }
+/** The state letter and parent pid of `pid`, from /proc/PID/stat; null once it is gone. */
+export function procStat(pid: number | string): { state: string; ppid: number } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name, in parentheses, may itself hold spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0]!, ppid: Number(fields[1]) };
+  } catch {
+    return null;
   }
-  return out.sort((a, b) => a - b);
+}
+
+/** Every pid in /proc but this process's own. */
+function allPids(): number[] {
+  return readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number).filter((pid) => pid !== process.pid);
+}
+
+/** Direct children of `pid` that are not zombies, from /proc. */
+export function childPidsSync(pid: number): number[] {
+  return allPids().filter((p) => {
+    const stat = procStat(p);
+    return stat?.ppid === pid && stat.state !== 'Z';
+  }).sort((a, b) => a - b);
 }
 
 export async function childPids(pid: number): Promise<number[]> {
@@ -206,12 +218,30 @@ export async function childPids(pid: number): Promise<number[]> {
 
 /** Is this pid a live (non-zombie) process? */
 export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
+  const stat = procStat(pid);
+  return stat !== null && stat.state !== 'Z';
+}
+
+/** The parent pid of `pid`. */
+export function ppid(pid: number): number {
+  const stat = procStat(pid);
+  if (!stat) throw new Error(`process ${pid} is gone`);
+  return stat.ppid;
+}
+
+/**
+ * Live processes whose environment holds `marker` (for example `TSGUN_TEST_MARK=abc`).
+ * Children inherit the environment, so this finds every descendant of a tsgun started
+ * with the marker, even after the master is gone and they were reparented.
+ */
+export function processesWithEnv(marker: string): number[] {
+  return allPids().filter((pid) => {
+    try {
+      return alive(pid) && readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(marker);
+    } catch {
+      return false; // Exited while we looked, or not ours to read.
+    }
+  });
 }
 
 export interface Reply {
@@ -303,5 +333,129 @@ export async function settle(pid: number, n: number, what: string, ms = 30_000):
     }, `${what}: ${n} worker(s)`, ms);
   } catch (err) {
     throw new Error(`${(err as Error).message}; workers now: [${last.join(', ')}], children: [${childPidsSync(pid).map((c) => `${c} ${titleOf(c)}`).join('; ')}]`);
+  }
+}
+
+/** The log lines from index `after` on whose message matches. */
+export function linesSince(t: Tsgun, after: number, re: RegExp): LogLine[] {
+  return t.lines.slice(after).filter((l) => re.test(l.msg ?? l.raw));
+}
+
+/** Pids of the workers that logged `Booting worker with pid: N`, from line `after` on. */
+export function bootedPids(t: Tsgun, after = 0): number[] {
+  return linesSince(t, after, /^Booting worker with pid: \d+$/).map((l) => Number(/pid: (\d+)/.exec(l.msg!)![1]));
+}
+
+/** A scratch directory holding a copy of a fixture: one file, or a directory's contents. */
+export function appDir(fixture: string): string {
+  const dir = scratchDir('tsgun-app-');
+  cpSync(fixture, statSync(fixture).isDirectory() ? dir : path.join(dir, path.basename(fixture)), { recursive: true });
+  return dir;
+}
+
+/** A free TCP port on 127.0.0.1: bound to port 0, then released (free when asked, not reserved). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+type Maybe<T> = T | undefined | null | false;
+
+/** Poll `check` (which may be async) every 20 ms until it returns a truthy value; throw after `ms`. */
+export async function waitFor<T>(check: () => Maybe<T> | Promise<Maybe<T>>, what: string, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The contents of a file, or '' while it does not exist. */
+export function readIfExists(file: string): string {
+  return existsSync(file) ? readFileSync(file, 'utf8') : '';
+}
+
+export interface RawReply {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * One keep-alive HTTP/1.1 connection. Responses must carry `content-length` (Express's
+ * `res.send` does). Records whether the socket saw an error and when the server closed it.
+ */
+export class RawHttp {
+  readonly socket: net.Socket;
+  private buf = '';
+  private waiting: (() => void) | null = null;
+  error: Error | null = null;
+  ended = false;
+  readonly closed: Promise<void>;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      this.buf += chunk;
+      this.waiting?.();
+    });
+    socket.on('error', (err) => {
+      this.error = err;
+      this.waiting?.();
+    });
+    socket.on('end', () => {
+      this.ended = true;
+      this.waiting?.();
+    });
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+  }
+
+  static connect(url: string): Promise<RawHttp> {
+    const u = new URL(url);
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: u.hostname, port: Number(u.port) });
+      socket.once('connect', () => resolve(new RawHttp(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  /** Send one request and wait for its whole response. */
+  async request(path: string): Promise<RawReply> {
+    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`);
+    for (;;) {
+      const reply = this.take();
+      if (reply) return reply;
+      if (this.error) throw this.error;
+      if (this.ended) throw new Error(`connection closed before the response to ${path} (got ${JSON.stringify(this.buf)})`);
+      await new Promise<void>((resolve) => (this.waiting = resolve));
+      this.waiting = null;
+    }
+  }
+
+  private take(): RawReply | null {
+    const end = this.buf.indexOf('\r\n\r\n');
+    if (end < 0) return null;
+    const [statusLine, ...lines] = this.buf.slice(0, end).split('\r\n');
+    const headers: Record<string, string> = {};
+    for (const line of lines) {
+      const colon = line.indexOf(':');
+      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    const length = Number(headers['content-length'] ?? NaN);
+    if (!Number.isInteger(length)) throw new Error(`response without content-length: ${statusLine}`);
+    // Bodies in these tests are ASCII, so string length is byte length.
+    if (this.buf.length < end + 4 + length) return null;
+    const body = this.buf.slice(end + 4, end + 4 + length);
+    this.buf = this.buf.slice(end + 4 + length);
+    return { status: Number(statusLine!.split(' ')[1]), headers, body };
   }
 }

@@ -3,10 +3,9 @@
  * options, the accepted config-file keys, environment variables, validation,
  * `--print-config` and the generated `docs/settings.md`. A default is written here once.
  */
-import type { Hooks } from '../hooks.js';
-import { checkPeerList } from '../worker/proxy.js';
+import { checkPeerList } from '../peers.js';
 import { parseBind } from './bind.js';
-import { bool, choice, hook, int, optionalString, seconds, size, string, strings, umask, ValueProblem, type ValueType } from './types.js';
+import { bool, choice, hook, type HookFunction, int, optionalString, seconds, size, string, strings, umask, ValueProblem, type ValueType } from './types.js';
 
 export const SECTIONS = ['Config', 'Server socket', 'Worker processes', 'Server mechanics', 'Logging', 'HTTP', 'Security', 'TLS', 'Server hooks'] as const;
 export type Section = (typeof SECTIONS)[number];
@@ -35,10 +34,14 @@ function setting<T>(s: Setting<T>): Setting<T> {
   return s;
 }
 
-function hookSetting<K extends keyof Hooks>(runsIn: 'master' | 'worker', signature: string, short: string): Setting<Hooks[K] | null> {
+/**
+ * A hook, typed loosely here so that the registry does not depend on the objects hooks receive
+ * (hooks.ts, which reads `Settings`); `TsgunConfig` (index.ts) gives each its signature.
+ */
+function hookSetting(runsIn: 'master' | 'worker', signature: string, short: string): Setting<HookFunction | null> {
   return {
     section: 'Server hooks',
-    type: hook<Hooks[K]>(),
+    type: hook<HookFunction>(),
     default: null,
     short,
     doc: `Runs in the ${runsIn}. Signature: \`${signature}\`. May be async (awaited) unless noted.`,
@@ -629,22 +632,22 @@ export const SETTINGS = {
   }),
 
   // Server hooks
-  on_starting: hookSetting<'on_starting'>('master', 'on_starting(server)', 'Called before the master binds its sockets.'),
-  on_reload: hookSetting<'on_reload'>('master', 'on_reload(server)', 'Called when a HUP reload begins.'),
-  when_ready: hookSetting<'when_ready'>('master', 'when_ready(server)', 'Called once the sockets are bound, before the first workers are spawned.'),
-  pre_fork: hookSetting<'pre_fork'>('master', 'pre_fork(server, worker)', 'Called just before a worker is spawned.'),
-  post_fork: hookSetting<'post_fork'>('worker', 'post_fork(server, worker)', 'Called in the new worker process before the app is loaded.'),
-  post_worker_init: hookSetting<'post_worker_init'>('worker', 'post_worker_init(worker)', 'Called in the worker after the app is loaded, before it reports ready.'),
-  worker_int: hookSetting<'worker_int'>('worker', 'worker_int(worker)', 'Called in the worker when it receives SIGINT or SIGQUIT.'),
-  worker_abort: hookSetting<'worker_abort'>('worker', 'worker_abort(worker)', 'Called in the worker when the master aborts it for a missed heartbeat.'),
-  pre_exec: hookSetting<'pre_exec'>('master', 'pre_exec(server)', 'Called just before a new master is started (USR2).'),
-  pre_request: hookSetting<'pre_request'>('worker', 'pre_request(worker, req)', 'Called in the worker before each request is handed to the app (synchronous).'),
-  post_request: hookSetting<'post_request'>('worker', 'post_request(worker, req, res, durationMs)', 'Called in the worker after each response (synchronous).'),
-  child_exit: hookSetting<'child_exit'>('master', 'child_exit(server, worker)', 'Called after a worker process has exited, for any reason.'),
-  worker_exit: hookSetting<'worker_exit'>('worker', 'worker_exit(server, worker)', 'Called in the worker as it exits, after its connections are closed and the app\'s own shutdown has run.'),
-  nworkers_changed: hookSetting<'nworkers_changed'>('master', 'nworkers_changed(server, newValue, oldValue)', 'Called when the target number of workers changes.'),
-  on_exit: hookSetting<'on_exit'>('master', 'on_exit(server)', 'Called just before the master exits.'),
-  ssl_context: hookSetting<'ssl_context'>('worker', 'ssl_context(worker, options) => options', 'Called in the worker with the TLS options; return them changed (for example SNICallback, minVersion).'),
+  on_starting: hookSetting('master', 'on_starting(server)', 'Called before the master binds its sockets.'),
+  on_reload: hookSetting('master', 'on_reload(server)', 'Called when a HUP reload begins.'),
+  when_ready: hookSetting('master', 'when_ready(server)', 'Called once the sockets are bound, before the first workers are spawned.'),
+  pre_fork: hookSetting('master', 'pre_fork(server, worker)', 'Called just before a worker is spawned.'),
+  post_fork: hookSetting('worker', 'post_fork(server, worker)', 'Called in the new worker process before the app is loaded.'),
+  post_worker_init: hookSetting('worker', 'post_worker_init(worker)', 'Called in the worker after the app is loaded, before it reports ready.'),
+  worker_int: hookSetting('worker', 'worker_int(worker)', 'Called in the worker when it receives SIGINT or SIGQUIT.'),
+  worker_abort: hookSetting('worker', 'worker_abort(worker)', 'Called in the worker when the master aborts it for a missed heartbeat.'),
+  pre_exec: hookSetting('master', 'pre_exec(server)', 'Called just before a new master is started (USR2).'),
+  pre_request: hookSetting('worker', 'pre_request(worker, req)', 'Called in the worker before each request is handed to the app (synchronous).'),
+  post_request: hookSetting('worker', 'post_request(worker, req, res, durationMs)', 'Called in the worker after each response (synchronous).'),
+  child_exit: hookSetting('master', 'child_exit(server, worker)', 'Called after a worker process has exited, for any reason.'),
+  worker_exit: hookSetting('worker', 'worker_exit(server, worker)', 'Called in the worker as it exits, after its connections are closed and the app\'s own shutdown has run.'),
+  nworkers_changed: hookSetting('master', 'nworkers_changed(server, newValue, oldValue)', 'Called when the target number of workers changes.'),
+  on_exit: hookSetting('master', 'on_exit(server)', 'Called just before the master exits.'),
+  ssl_context: hookSetting('worker', 'ssl_context(worker, options) => options', 'Called in the worker with the TLS options; return them changed (for example SNICallback, minVersion).'),
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;

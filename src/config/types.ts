@@ -154,8 +154,11 @@ export function size(): ValueType<number | null> {
   };
 }
 
+/** Any hook; hooks.ts has each one's signature. */
+export type HookFunction = (...args: never[]) => unknown;
+
 /** A function in a config file (hooks); cannot be given on the command line. */
-export function hook<F extends (...args: never[]) => unknown>(): ValueType<F | null> {
+export function hook<F extends HookFunction>(): ValueType<F | null> {
   const expected = 'a function';
   return {
     placeholder: '',

@@ -18,7 +18,7 @@ import type { Settings } from '../config/settings.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
 import { WORKER_HOOKS, type HookName, type Hooks, type ServerInfo, type WorkerInfo, type WorkerState } from '../hooks.js';
 import type { TlsMaterial } from '../worker/tls.js';
-import { BOOT_ENV, isWorkerMessage, WorkerExit, type MasterMessage, type Privileges, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../ipc.js';
+import { BOOT_ENV, isWorkerMessage, WorkerExit, workerStdio, type MasterMessage, type Privileges, type WorkerBoot, type WorkerFds, type WorkerMessage, type WorkerStats } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
 import { guardProcess, RateLimitedWarning } from './guard.js';
@@ -30,6 +30,7 @@ import { afterExit, defaultBatch, goalGeneration, HEALTHY_AFTER_MS, plan, type G
 import { isAlive, realProcessOps, type ProcessOps } from './process-ops.js';
 import { adoptActivated, bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, REUSE_PORT_SUPPORTED, type BoundSocket } from './sockets.js';
 import { activatedSockets, monotonicUsec, Notifier } from './systemd.js';
+import type { ArbiterSnapshot, CommandResult, RestartReason } from './snapshot.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../worker/main.js', import.meta.url));
 
@@ -58,53 +59,6 @@ const BALANCE_GATHER_MS = 150;
 
 export function emptyStats(): WorkerStats {
   return { requests: 0, connections: 0, upgraded: 0, inflight: 0, status: [0, 0, 0, 0, 0], buckets: [], durationSum: 0, appErrors: 0 };
-}
-
-/** Why workers were replaced, for metrics. */
-export type RestartReason =
-  | 'crash'
-  | 'app-error'
-  | 'timeout'
-  | 'boot-timeout'
-  | 'memory'
-  | 'max-requests'
-  | 'reload'
-  | 'scale'
-  | 'boot-failure';
-
-/** A worker as `tsgun status` and the metrics see it. */
-export interface WorkerSnapshot {
-  id: number;
-  pid: number;
-  generation: number;
-  state: WorkerState;
-  spawnedAt: number;
-  readyAt: number | null;
-  stats: WorkerStats;
-  cpu: number;
-  rss: number;
-}
-
-export interface ArbiterSnapshot {
-  pid: number;
-  app: string;
-  version: string;
-  startedAt: number;
-  generation: number;
-  target: number;
-  reloading: boolean;
-  cpu: number;
-  rss: number;
-  sockets: string[];
-  workers: WorkerSnapshot[];
-  /** Totals of workers that have exited, so counters stay monotonic. */
-  retired: WorkerStats;
-  restarts: Partial<Record<RestartReason, number>>;
-}
-
-export interface CommandResult {
-  ok: boolean;
-  message: string;
 }
 
 interface Worker {
@@ -482,7 +436,7 @@ export class Arbiter implements ControlTarget {
     if (p.wakeAt !== null) setTimeout(() => this.wake(), p.wakeAt - now).unref();
   }
 
-  private bootRecord(id: number, watchdog: boolean, tlsFd: number | null): WorkerBoot {
+  private bootRecord(id: number, fds: WorkerFds): WorkerBoot {
     const settings = Object.fromEntries(Object.entries(this.settings).map(([k, v]) => [k, typeof v === 'function' ? null : v])) as Settings;
     const hooks = WORKER_HOOKS.filter((h) => typeof this.settings[h] === 'function');
     return {
@@ -493,10 +447,10 @@ export class Arbiter implements ControlTarget {
       settings,
       configFile: this.configFile,
       hooks,
-      sockets: this.sockets.map((s, i) => ({ fd: 3 + i, label: s.label, ...(s.reusePort ? { reusePort: s.reusePort } : {}) })),
+      sockets: this.sockets.map((s, i) => ({ fd: fds.sockets[i]!, label: s.label, ...(s.reusePort ? { reusePort: s.reusePort } : {}) })),
       privileges: this.privileges,
-      watchdogFd: watchdog ? 3 + this.sockets.length + 1 : null,
-      tlsFd,
+      watchdogFd: fds.watchdog,
+      tlsFd: fds.tls,
     };
   }
 
@@ -518,20 +472,17 @@ export class Arbiter implements ControlTarget {
     await this.hook('pre_fork', this.server, pending);
     const watchdog = this.settings.timeout > 0 || this.settings.boot_timeout > 0;
     const tls = this.tls;
-    const tlsFd = tls ? 3 + this.sockets.length + 1 + (watchdog ? 1 : 0) : null;
     const output = this.workerOutput();
+    const { stdio, fds } = workerStdio(this.sockets.map((s) => s.fd), watchdog, tls !== null, output);
     // The title argument is not read: it reserves room for process.title, which Linux can only
     // write over the space of the original command line.
     const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY, `tsgun: worker [${this.procName}]`], {
-      stdio: [
-        'ignore', output, output, ...this.sockets.map((s) => s.fd), 'ipc',
-        ...(watchdog ? ['pipe' as const] : []), ...(tls ? ['pipe' as const] : []),
-      ],
-      env: { ...this.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, watchdog, tlsFd)) },
+      stdio,
+      env: { ...this.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, fds)) },
       cwd: this.settings.chdir ?? undefined,
     });
     if (typeof output === 'number') closeSync(output);
-    const tlsPipe = tlsFd !== null ? (child.stdio?.[tlsFd] as Socket | undefined) : undefined;
+    const tlsPipe = fds.tls !== null ? (child.stdio?.[fds.tls] as Socket | undefined) : undefined;
     tlsPipe?.on('error', () => {}).end(JSON.stringify(tls));
     const now = Date.now();
     const w: Worker = {
@@ -547,7 +498,7 @@ export class Arbiter implements ControlTarget {
       stats: emptyStats(),
       cpu: 0,
       rss: 0,
-      watchdog: watchdog ? ((child.stdio?.[3 + this.sockets.length + 1] as Socket | undefined) ?? null) : null,
+      watchdog: fds.watchdog !== null ? ((child.stdio?.[fds.watchdog] as Socket | undefined) ?? null) : null,
       exitCode: null,
       signal: null,
       outgoing: null,

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { TsgunError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ArbiterSnapshot, CommandResult } from './arbiter.js';
+import type { ArbiterSnapshot, CommandResult } from './snapshot.js';
 import { shedOverload } from './guard.js';
 
 export type ControlRequest = { cmd: 'status' } | { cmd: 'reload' } | { cmd: 'scale'; count: string } | { cmd: 'stop'; quick: boolean };

@@ -8,7 +8,7 @@ import { parseBind } from '../config/bind.js';
 import { TsgunError } from '../errors.js';
 import { DURATION_BUCKETS, type WorkerStats } from '../ipc.js';
 import type { Logger } from '../log.js';
-import type { ArbiterSnapshot } from './arbiter.js';
+import type { ArbiterSnapshot } from './snapshot.js';
 import { shedOverload } from './guard.js';
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];

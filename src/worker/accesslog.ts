@@ -9,7 +9,7 @@ import { Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import pino from 'pino';
 import { clientOf } from './proxy.js';
-import { sentStatus } from './requests.js';
+import { sentStatus } from './sent-status.js';
 
 export interface AccessEntry {
   req: IncomingMessage;

@@ -11,10 +11,11 @@ import net, { type Socket } from 'node:net';
 import { constants } from 'node:os';
 import { Server as TlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
 import type { Settings } from '../config/settings.js';
+import { PeerList } from '../peers.js';
 import { ConnectionTable } from './connections.js';
 import type { StopOptions, TsgunWorker, WorkerContext } from './interface.js';
-import { clientOf, forwarded, kClient, kScheme, parseProxyHeader, PeerList, presentClient } from './proxy.js';
-import { kSentStatus } from './requests.js';
+import { clientOf, forwarded, kClient, kScheme, parseProxyHeader, presentClient } from './proxy.js';
+import { kSentStatus } from './sent-status.js';
 
 const EALREADY = constants.errno.EALREADY;
 

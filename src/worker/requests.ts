@@ -10,17 +10,7 @@ import { DURATION_BUCKETS, type WorkerStats } from '../ipc.js';
 import type { Logger } from '../log.js';
 import type { AccessLog } from './accesslog.js';
 import type { WorkerContext } from './interface.js';
-
-/**
- * On a response that tsgun answered in the app's stead (its request's body framing failed
- * after the app got it): the status the client got, which `statusCode` does not say.
- */
-export const kSentStatus = Symbol.for('tsgun.sentStatus');
-
-/** The status the client got for this response. */
-export function sentStatus(res: ServerResponse): number {
-  return (res as ServerResponse & { [kSentStatus]?: number })[kSentStatus] ?? res.statusCode;
-}
+import { sentStatus } from './sent-status.js';
 
 export interface InstrumentOptions {
   self: WorkerSelf;

@@ -10,8 +10,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { FIXTURES, sleep, Tsgun, workerPidsByTitle } from '../helpers.js';
-import { RawHttp, waitFor } from '../procs.js';
+import { FIXTURES, RawHttp, sleep, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
 const CONNECTIONS = 12;

@@ -11,8 +11,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { FIXTURES, scratchDir, sleep, Tsgun } from '../helpers.js';
-import { waitFor } from '../procs.js';
+import { FIXTURES, scratchDir, sleep, Tsgun, waitFor } from '../helpers.js';
 import { fileLines, rawExchange } from './http-layer.shared.js';
 
 const CONNS_FIXTURES = path.join(FIXTURES, 'conns');

@@ -208,123 +208,116 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     const dir = scratchDir();
     const pidfile = path.join(dir, 'tsgun.pid');
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '-p', pidfile, '--stats-interval', '1', APP], { cwd: DIR });
-    try {
-      const url = await t.ready(2);
-      const workers = await settle(t.pid, 2, 'start');
-      const socket = await controlSocketOf(t);
-      assert.equal(socket, path.join(dir, `tsgun-${t.pid}.sock`), "the control socket is in the pidfile's directory");
-      assert.equal(statSync(socket).mode & 0o777, 0o600);
+    ctx.after(() => t.kill());
+    const url = await t.ready(2);
+    const workers = await settle(t.pid, 2, 'start');
+    const socket = await controlSocketOf(t);
+    assert.equal(socket, path.join(dir, `tsgun-${t.pid}.sock`), "the control socket is in the pidfile's directory");
+    assert.equal(statSync(socket).mode & 0o777, 0o600);
 
-      const K = 7;
-      for (let i = 0; i < K; i++) assert.equal((await hit(url)).status, 200);
-      // Counters come with heartbeats, at most a second behind (more on a busy machine).
-      await sleep(1200);
-      let json = await statusJson(['-p', pidfile]);
-      for (const deadline = Date.now() + 15_000; served(json) < K && Date.now() < deadline; await sleep(200)) json = await statusJson(['-p', pidfile]);
-      assert.equal(json.pid, t.pid);
-      assert.equal(json.app, APP);
-      assert.equal(json.generation, 1);
-      assert.equal(json.target, 2);
-      assert.equal(json.reloading, false);
-      assert.deepEqual(json.sockets, [url]);
-      assert.deepEqual(json.workers.map((w) => w.pid).sort((a, b) => a - b), workers, 'the workers are the children /proc lists');
-      assert.deepEqual(childPidsSync(t.pid), workers);
-      for (const w of json.workers) {
-        assert.equal(w.state, 'ready');
-        assert.equal(w.generation, 1);
-      }
-      assert.equal(served(json), K, `the requests served add up to ${K}: ${JSON.stringify(json.workers.map((w) => w.stats))}`);
-      assert.equal(json.retired.requests, 0);
-      assert.deepEqual(json.restarts, {});
-
-      // The table says the same; RSS needs a usage sample (every second here).
-      let table = parseTable(await ok(['status', '-p', pidfile]));
-      for (const deadline = Date.now() + 10_000; table.rows.some((r) => r.RSS === '-') && Date.now() < deadline; await sleep(300)) table = parseTable(await ok(['status', '-p', pidfile]));
-      ctx.diagnostic(`tsgun status:\n${await ok(['status', '-p', pidfile])}`);
-      assert.match(table.head, new RegExp(`^tsgun \\d+\\.\\d+\\.\\d+\\S* master ${t.pid} \\[${APP}\\]: up \\d+s, generation 1, 2/2 workers ready$`));
-      assert.equal(table.listening, `listening at ${url}`);
-      const [master, ...rows] = table.rows;
-      assert.deepEqual({ ...master, UPTIME: '', 'CPU%': '', RSS: '' }, { ROLE: 'master', PID: String(t.pid), GEN: '1', STATE: 'running', UPTIME: '', REQUESTS: String(K), CONNS: '-', UPGRADED: '-', 'CPU%': '', RSS: '' });
-      assert.deepEqual(rows.map((r) => Number(r.PID)).sort((a, b) => a - b), workers);
-      assert.equal(rows.reduce((n, r) => n + Number(r.REQUESTS), 0), K);
-      for (const r of [master!, ...rows]) {
-        assert.match(r.UPTIME!, /^\d+s$/);
-        assert.match(r['CPU%']!, /^\d+\.\d$/);
-        assert.match(r.RSS!, /^\d+\.\d MiB$/);
-        assert.ok(parseFloat(r.RSS!) > 10, `a node process uses more than 10 MiB (${r.RSS})`);
-      }
-      for (const r of rows) assert.deepEqual([r.ROLE, r.GEN, r.STATE, r.CONNS], ['worker', '1', 'ready', '0']);
-
-      assert.equal((await t.stop()).code, 0);
-      assert.ok(!existsSync(socket), 'the control socket is removed at exit');
-    } finally {
-      t.kill();
+    const K = 7;
+    for (let i = 0; i < K; i++) assert.equal((await hit(url)).status, 200);
+    // Counters come with heartbeats, at most a second behind (more on a busy machine): poll.
+    let json = await statusJson(['-p', pidfile]);
+    for (const deadline = Date.now() + 15_000; served(json) < K && Date.now() < deadline; await sleep(200)) json = await statusJson(['-p', pidfile]);
+    assert.equal(json.pid, t.pid);
+    assert.equal(json.app, APP);
+    assert.equal(json.generation, 1);
+    assert.equal(json.target, 2);
+    assert.equal(json.reloading, false);
+    assert.deepEqual(json.sockets, [url]);
+    assert.deepEqual(json.workers.map((w) => w.pid).sort((a, b) => a - b), workers, 'the workers are the children /proc lists');
+    assert.deepEqual(childPidsSync(t.pid), workers);
+    for (const w of json.workers) {
+      assert.equal(w.state, 'ready');
+      assert.equal(w.generation, 1);
     }
+    assert.equal(served(json), K, `the requests served add up to ${K}: ${JSON.stringify(json.workers.map((w) => w.stats))}`);
+    assert.equal(json.retired.requests, 0);
+    assert.deepEqual(json.restarts, {});
+
+    // The table says the same; RSS needs a usage sample (every second here).
+    let table = parseTable(await ok(['status', '-p', pidfile]));
+    for (const deadline = Date.now() + 10_000; table.rows.some((r) => r.RSS === '-') && Date.now() < deadline; await sleep(300)) table = parseTable(await ok(['status', '-p', pidfile]));
+    ctx.diagnostic(`tsgun status:\n${await ok(['status', '-p', pidfile])}`);
+    assert.match(table.head, new RegExp(`^tsgun \\d+\\.\\d+\\.\\d+\\S* master ${t.pid} \\[${APP}\\]: up \\d+s, generation 1, 2/2 workers ready$`));
+    assert.equal(table.listening, `listening at ${url}`);
+    const [master, ...rows] = table.rows;
+    assert.deepEqual({ ...master, UPTIME: '', 'CPU%': '', RSS: '' }, { ROLE: 'master', PID: String(t.pid), GEN: '1', STATE: 'running', UPTIME: '', REQUESTS: String(K), CONNS: '-', UPGRADED: '-', 'CPU%': '', RSS: '' });
+    assert.deepEqual(rows.map((r) => Number(r.PID)).sort((a, b) => a - b), workers);
+    assert.equal(rows.reduce((n, r) => n + Number(r.REQUESTS), 0), K);
+    for (const r of [master!, ...rows]) {
+      assert.match(r.UPTIME!, /^\d+s$/);
+      assert.match(r['CPU%']!, /^\d+\.\d$/);
+      assert.match(r.RSS!, /^\d+\.\d MiB$/);
+      assert.ok(parseFloat(r.RSS!) > 10, `a node process uses more than 10 MiB (${r.RSS})`);
+    }
+    for (const r of rows) assert.deepEqual([r.ROLE, r.GEN, r.STATE, r.CONNS], ['worker', '1', 'ready', '0']);
+
+    assert.equal((await t.stop()).code, 0);
+    assert.ok(!existsSync(socket), 'the control socket is removed at exit');
   });
 
-  test('tsgun scale N, +N and -N change the number of workers and wait for it; scale 0 is refused; reload reports the new generation or why it failed; stop waits for the master', async () => {
+  test('tsgun scale N, +N and -N change the number of workers and wait for it; scale 0 is refused; reload reports the new generation or why it failed; stop waits for the master', async (ctx) => {
     const dir = scratchDir('tsgun-control-');
     copyFileSync(path.join(DIR, 'app.ts'), path.join(dir, 'app.ts'));
     const pidfile = path.join(dir, 'tsgun.pid');
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '-p', pidfile, APP], { cwd: dir });
-    try {
-      const url = await t.ready(2);
-      const first = await settle(t.pid, 2, 'start');
-      const socket = await controlSocketOf(t);
-      const at = ['-p', pidfile];
+    ctx.after(() => t.kill());
+    const url = await t.ready(2);
+    const first = await settle(t.pid, 2, 'start');
+    const socket = await controlSocketOf(t);
+    const at = ['-p', pidfile];
 
-      assert.equal(await ok(['scale', '4', ...at]), 'scaled to 4 workers\n');
-      // The command returned once all four were ready: they are there now.
-      const four = workerPidsByTitle(t.pid);
-      assert.equal(four.length, 4, `four workers when scale returns: ${four}`);
-      assert.ok(first.every((p) => four.includes(p)), 'scaling up keeps the workers there were');
-      assert.equal((await statusJson(at)).workers.filter((w) => w.state === 'ready').length, 4);
+    assert.equal(await ok(['scale', '4', ...at]), 'scaled to 4 workers\n');
+    // The command returned once all four were ready: they are there now.
+    const four = workerPidsByTitle(t.pid);
+    assert.equal(four.length, 4, `four workers when scale returns: ${four}`);
+    assert.ok(first.every((p) => four.includes(p)), 'scaling up keeps the workers there were');
+    assert.equal((await statusJson(at)).workers.filter((w) => w.state === 'ready').length, 4);
 
-      assert.equal(await ok(['scale', '2', ...at]), 'scaled to 2 workers\n');
-      const two = workerPidsByTitle(t.pid);
-      assert.equal(two.length, 2, `two workers when scale returns: ${two}`);
-      assert.ok(two.every((p) => four.includes(p)), 'scaling down starts no worker');
-      assert.equal(t.grep(/^Retiring worker \(pid:\d+, generation 1\): scale down$/).length, 2);
+    assert.equal(await ok(['scale', '2', ...at]), 'scaled to 2 workers\n');
+    const two = workerPidsByTitle(t.pid);
+    assert.equal(two.length, 2, `two workers when scale returns: ${two}`);
+    assert.ok(two.every((p) => four.includes(p)), 'scaling down starts no worker');
+    assert.equal(t.grep(/^Retiring worker \(pid:\d+, generation 1\): scale down$/).length, 2);
 
-      assert.equal(await ok(['scale', '+1', '--control-socket', socket]), 'scaled to 3 workers\n');
-      assert.equal(workerPidsByTitle(t.pid).length, 3);
-      assert.equal(await ok(['scale', '-1', '--control-socket', socket]), 'scaled to 2 workers\n');
-      const before = await settle(t.pid, 2, 'after scale -1');
+    assert.equal(await ok(['scale', '+1', '--control-socket', socket]), 'scaled to 3 workers\n');
+    assert.equal(workerPidsByTitle(t.pid).length, 3);
+    assert.equal(await ok(['scale', '-1', '--control-socket', socket]), 'scaled to 2 workers\n');
+    const before = await settle(t.pid, 2, 'after scale -1');
 
-      await refused(['scale', '0', ...at], /^Error: cannot scale to 0 workers; the minimum is 1/);
-      await refused(['scale', '-5', ...at], /^Error: cannot scale to -3 workers; the minimum is 1/);
-      await refused(['scale', 'many', ...at], /^Error: "many" is not a worker count; use N, \+N or -N/);
-      assert.equal((await statusJson(at)).target, 2, 'a refused scale changes nothing');
+    await refused(['scale', '0', ...at], /^Error: cannot scale to 0 workers; the minimum is 1/);
+    await refused(['scale', '-5', ...at], /^Error: cannot scale to -3 workers; the minimum is 1/);
+    await refused(['scale', 'many', ...at], /^Error: "many" is not a worker count; use N, \+N or -N/);
+    assert.equal((await statusJson(at)).target, 2, 'a refused scale changes nothing');
 
-      // reload waits for the new generation.
-      const reloaded = await ok(['reload', ...at]);
-      assert.match(reloaded, /^reloaded: generation 2 ready with 2 workers in \d+\.\d\d s\n$/);
-      const after = await settle(t.pid, 2, 'after reload');
-      assert.deepEqual(after.filter((p) => before.includes(p)), [], 'every worker was replaced');
-      const s = await statusJson(at);
-      assert.equal(s.generation, 2);
-      assert.deepEqual(s.workers.map((w) => [w.generation, w.state]), [[2, 'ready'], [2, 'ready']]);
-      assert.ok(after.includes((await hit(url)).pid));
+    // reload waits for the new generation.
+    const reloaded = await ok(['reload', ...at]);
+    assert.match(reloaded, /^reloaded: generation 2 ready with 2 workers in \d+\.\d\d s\n$/);
+    const after = await settle(t.pid, 2, 'after reload');
+    assert.deepEqual(after.filter((p) => before.includes(p)), [], 'every worker was replaced');
+    const s = await statusJson(at);
+    assert.equal(s.generation, 2);
+    assert.deepEqual(s.workers.map((w) => [w.generation, w.state]), [[2, 'ready'], [2, 'ready']]);
+    assert.ok(after.includes((await hit(url)).pid));
 
-      // A reload that cannot boot the app fails with the reason; generation 2 keeps serving.
-      const good = readFileSync(path.join(dir, 'app.ts'));
-      writeFileSync(path.join(dir, 'app.ts'), "export const app = (req, res) => {\n  res.end('never';\n};\n");
-      const why = await refused(['reload', ...at], /^Error: reload failed: .*; generation 2 keeps serving\n$/);
-      assert.match(why, /Expected "\)" but found ";"/);
-      assert.deepEqual(await settle(t.pid, 2, 'after the failed reload'), after);
-      writeFileSync(path.join(dir, 'app.ts'), good);
+    // A reload that cannot boot the app fails with the reason; generation 2 keeps serving.
+    const good = readFileSync(path.join(dir, 'app.ts'));
+    writeFileSync(path.join(dir, 'app.ts'), "export const app = (req, res) => {\n  res.end('never';\n};\n");
+    const why = await refused(['reload', ...at], /^Error: reload failed: .*; generation 2 keeps serving\n$/);
+    assert.match(why, /Expected "\)" but found ";"/);
+    assert.deepEqual(await settle(t.pid, 2, 'after the failed reload'), after);
+    writeFileSync(path.join(dir, 'app.ts'), good);
 
-      // stop returns once the master has exited.
-      assert.equal(await ok(['stop', ...at]), `stopped (master pid ${t.pid})\n`);
-      assert.ok(!alive(t.pid), 'the master is gone when stop returns');
-      assert.deepEqual((await t.exited).code, 0);
-      for (const p of after) assert.ok(!alive(p), `worker ${p} is gone`);
-      assert.ok(!existsSync(pidfile), 'the pidfile is removed');
-      assert.ok(!existsSync(socket), 'the control socket is removed');
-      await refused(['status', ...at], /^Error: no tsgun master is running: pidfile .* is missing or empty/);
-    } finally {
-      t.kill();
-    }
+    // stop returns once the master has exited.
+    assert.equal(await ok(['stop', ...at]), `stopped (master pid ${t.pid})\n`);
+    assert.ok(!alive(t.pid), 'the master is gone when stop returns');
+    assert.deepEqual((await t.exited).code, 0);
+    for (const p of after) assert.ok(!alive(p), `worker ${p} is gone`);
+    assert.ok(!existsSync(pidfile), 'the pidfile is removed');
+    assert.ok(!existsSync(socket), 'the control socket is removed');
+    await refused(['status', ...at], /^Error: no tsgun master is running: pidfile .* is missing or empty/);
   });
 
   test('tsgun COMMAND --help prints the usage and options of that command, exit 0', async () => {
@@ -339,163 +332,144 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     }
   });
 
-  test('with neither pidfile nor --control-socket the socket is in $XDG_RUNTIME_DIR/tsgun (0700), mode 0600, and the commands find it; without a master they fail with Error:', async () => {
+  test('with neither pidfile nor --control-socket the socket is in $XDG_RUNTIME_DIR/tsgun (0700), mode 0600, and the commands find it; without a master they fail with Error:', async (ctx) => {
     const xdg = path.join(scratchDir(), 'run');
     const env = { XDG_RUNTIME_DIR: xdg };
     await refused(['status'], new RegExp(`^Error: no tsgun master is running \\(none found in ${xdg}/tsgun\\)`), env);
 
     const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env });
+    ctx.after(() => t.kill());
+    await t.ready(1);
+    const socket = await controlSocketOf(t);
+    assert.equal(socket, path.join(xdg, 'tsgun', `tsgun-${t.pid}.sock`));
+    const st = statSync(socket);
+    assert.ok(st.isSocket());
+    assert.equal(st.mode & 0o777, 0o600, `socket mode ${(st.mode & 0o777).toString(8)}`);
+    assert.equal(statSync(path.dirname(socket)).mode & 0o777, 0o700, `directory mode ${(statSync(path.dirname(socket)).mode & 0o777).toString(8)}`);
+
+    assert.equal((await statusJson([], env)).pid, t.pid, 'status finds the master without being told where');
+    // A socket left by a SIGKILLed master whose pid now belongs to another process (this test's) is not a master.
+    const stale = net.createServer().listen(path.join(xdg, 'tsgun', `tsgun-${process.pid}.sock`));
+    await once(stale, 'listening');
+    assert.equal((await statusJson([], env)).pid, t.pid, 'a stale socket with a reused pid is passed over');
+    stale.close();
+
+    // Two masters in the same place: the commands ask which one.
+    const second = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env });
     try {
-      await t.ready(1);
-      const socket = await controlSocketOf(t);
-      assert.equal(socket, path.join(xdg, 'tsgun', `tsgun-${t.pid}.sock`));
-      const st = statSync(socket);
-      assert.ok(st.isSocket());
-      assert.equal(st.mode & 0o777, 0o600, `socket mode ${(st.mode & 0o777).toString(8)}`);
-      assert.equal(statSync(path.dirname(socket)).mode & 0o777, 0o700, `directory mode ${(statSync(path.dirname(socket)).mode & 0o777).toString(8)}`);
-
-      assert.equal((await statusJson([], env)).pid, t.pid, 'status finds the master without being told where');
-      // A socket left by a SIGKILLed master whose pid now belongs to another process (this test's) is not a master.
-      const stale = net.createServer().listen(path.join(xdg, 'tsgun', `tsgun-${process.pid}.sock`));
-      await once(stale, 'listening');
-      assert.equal((await statusJson([], env)).pid, t.pid, 'a stale socket with a reused pid is passed over');
-      stale.close();
-
-      // Two masters in the same place: the commands ask which one.
-      const second = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env });
-      try {
-        await second.ready(1);
-        const several = await refused(['status'], /^Error: several tsgun masters are running \(pids \d+, \d+\); choose one with --pid PIDFILE or --control-socket /, env);
-        const named = /pids (\d+), (\d+)/.exec(several)!.slice(1).map(Number);
-        assert.deepEqual(named.sort((a, b) => a - b), [t.pid, second.pid].sort((a, b) => a - b), 'the error names both masters');
-        assert.equal((await statusJson(['--control-socket', await controlSocketOf(second)])).pid, second.pid);
-        assert.equal((await second.stop()).code, 0);
-      } finally {
-        second.kill();
-      }
-      assert.equal(await ok(['stop', '--quick'], env), `stopped (master pid ${t.pid})\n`);
-      assert.equal((await t.exited).code, 0);
-      assert.ok(!existsSync(socket));
-      await refused(['status'], /^Error: no tsgun master is running \(none found in /, env);
-      await refused(['stop'], /^Error: no tsgun master is running \(none found in /, env);
-      await refused(['status', '--control-socket', socket], /^Error: no tsgun master is running: control socket .* does not exist/);
+      await second.ready(1);
+      const several = await refused(['status'], /^Error: several tsgun masters are running \(pids \d+, \d+\); choose one with --pid PIDFILE or --control-socket /, env);
+      const named = /pids (\d+), (\d+)/.exec(several)!.slice(1).map(Number);
+      assert.deepEqual(named.sort((a, b) => a - b), [t.pid, second.pid].sort((a, b) => a - b), 'the error names both masters');
+      assert.equal((await statusJson(['--control-socket', await controlSocketOf(second)])).pid, second.pid);
+      assert.equal((await second.stop()).code, 0);
     } finally {
-      t.kill();
+      second.kill();
     }
+    assert.equal(await ok(['stop', '--quick'], env), `stopped (master pid ${t.pid})\n`);
+    assert.equal((await t.exited).code, 0);
+    assert.ok(!existsSync(socket));
+    await refused(['status'], /^Error: no tsgun master is running \(none found in /, env);
+    await refused(['stop'], /^Error: no tsgun master is running \(none found in /, env);
+    await refused(['status', '--control-socket', socket], /^Error: no tsgun master is running: control socket .* does not exist/);
   });
 
-  test('an existing default runtime directory that others can write to is made 0700, or refused, before the socket goes in', async () => {
+  test('an existing default runtime directory of ours that others can write to is made 0700 before the socket goes in', async (ctx) => {
     const xdg = scratchDir();
     const runtime = path.join(xdg, 'tsgun');
     mkdirSync(runtime, { mode: 0o777 });
     chmodSync(runtime, 0o777);
     const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: { XDG_RUNTIME_DIR: xdg } });
-    try {
-      const outcome = await Promise.race([t.ready(1).then(() => 'running' as const), t.exited.then(() => 'exited' as const)]);
-      if (outcome === 'exited') {
-        // Refusing is fine, with an Error: line that names the directory.
-        assert.match(t.stderr, new RegExp(`^Error: .*${runtime}`, 'm'));
-        return;
-      }
-      assert.equal(await controlSocketOf(t), path.join(runtime, `tsgun-${t.pid}.sock`));
-      assert.equal(statSync(runtime).mode & 0o777, 0o700, `the runtime directory is left ${(statSync(runtime).mode & 0o777).toString(8)}: others can remove or replace the socket`);
-    } finally {
-      t.kill();
-    }
+    ctx.after(() => t.kill());
+    await t.ready(1);
+    assert.equal(await controlSocketOf(t), path.join(runtime, `tsgun-${t.pid}.sock`));
+    assert.equal(statSync(runtime).mode & 0o777, 0o700, `the runtime directory is left ${(statSync(runtime).mode & 0o777).toString(8)}: others can remove or replace the socket`);
   });
 
   const nobodyCanRunNode = process.getuid?.() === 0 && spawnSync(process.execPath, ['-e', '0'], { uid: 65534, gid: 65534, cwd: '/' }).status === 0;
-  test("a control socket that belongs to another user is refused (the command runs as nobody)", { skip: nobodyCanRunNode ? false : 'needs root, and a node binary that the nobody user can run' }, async () => {
+  test("a control socket that belongs to another user is refused (the command runs as nobody)", { skip: nobodyCanRunNode ? false : 'needs root, and a node binary that the nobody user can run' }, async (ctx) => {
     const dir = scratchDir();
     // The scratch directory is 0700; nobody must be able to reach the socket to stat it.
     chmodSync(dir, 0o755);
     const socket = path.join(dir, 'control.sock');
     const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--control-socket', socket, APP], { cwd: DIR });
-    try {
-      await t.ready(1);
-      assert.equal(statSync(socket).mode & 0o777, 0o600);
-      const run = spawnSync(process.execPath, [BIN, 'status', '--control-socket', socket], { uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH } });
-      assert.equal(run.status, 1, run.stderr);
-      assert.equal(run.stdout, '');
-      assert.match(run.stderr, new RegExp(`^Error: control socket ${socket} belongs to user id 0; run tsgun as that user\\n$`));
-      assert.equal((await statusJson(['--control-socket', socket])).pid, t.pid, 'its owner can use it');
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
-    }
+    ctx.after(() => t.kill());
+    await t.ready(1);
+    assert.equal(statSync(socket).mode & 0o777, 0o600);
+    const run = spawnSync(process.execPath, [BIN, 'status', '--control-socket', socket], { uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH } });
+    assert.equal(run.status, 1, run.stderr);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, new RegExp(`^Error: control socket ${socket} belongs to user id 0; run tsgun as that user\\n$`));
+    assert.equal((await statusJson(['--control-socket', socket])).pid, t.pid, 'its owner can use it');
+    assert.equal((await t.stop()).code, 0);
   });
 
   test('/metrics is valid Prometheus text; requests are counted by status class, and survive a reload in the retired series', async (ctx) => {
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--stats-interval', '1', APP], { cwd: DIR });
-    try {
-      const url = await t.ready(2);
-      const workers = await settle(t.pid, 2, 'start');
-      const metricsUrl = /^Metrics at: (http:\/\/127\.0\.0\.1:\d+\/metrics)$/.exec((await t.waitForLine(/^Metrics at: /)).msg!)?.[1];
-      assert.ok(metricsUrl, 'the master logs where metrics are');
-      assert.equal((await request(metricsUrl.replace(/\/metrics$/, '/other'))).status, 404);
+    ctx.after(() => t.kill());
+    const url = await t.ready(2);
+    const workers = await settle(t.pid, 2, 'start');
+    const metricsUrl = /^Metrics at: (http:\/\/127\.0\.0\.1:\d+\/metrics)$/.exec((await t.waitForLine(/^Metrics at: /)).msg!)?.[1];
+    assert.ok(metricsUrl, 'the master logs where metrics are');
+    assert.equal((await request(metricsUrl.replace(/\/metrics$/, '/other'))).status, 404);
 
-      let { families } = await scrape(metricsUrl);
-      assert.equal(sum(samples(families, 'tsgun_requests_total')), 0);
-      assert.equal(value(families, 'tsgun_workers', { state: 'ready' }), 2);
-      assert.equal(value(families, 'tsgun_workers_target'), 2);
-      assert.equal(value(families, 'tsgun_generation'), 1);
-      for (const name of ['tsgun_requests_total', 'tsgun_request_duration_seconds', 'tsgun_requests_in_flight', 'tsgun_connections', 'tsgun_workers', 'tsgun_workers_target', 'tsgun_generation', 'tsgun_worker_restarts_total', 'tsgun_worker_resident_memory_bytes', 'tsgun_worker_cpu_percent', 'tsgun_master_resident_memory_bytes']) {
-        assert.ok(families.has(name), `${name} is exposed`);
-      }
-      assert.equal(families.get('tsgun_request_duration_seconds')!.type, 'histogram');
-      assert.equal(families.get('tsgun_requests_total')!.type, 'counter');
-
-      // 7 OK, 2 not found: K = 9.
-      for (let i = 0; i < 7; i++) assert.equal((await hit(url)).status, 200);
-      for (let i = 0; i < 2; i++) assert.equal((await hit(url, '/status?code=404')).status, 404);
-      const K = 9;
-      await sleep(1200);
-      let text = '';
-      for (const deadline = Date.now() + 15_000; ; await sleep(200)) {
-        ({ text, families } = await scrape(metricsUrl));
-        if (sum(samples(families, 'tsgun_requests_total')) >= K || Date.now() > deadline) break;
-      }
-      ctx.diagnostic(`/metrics after ${K} requests:\n${text}`);
-      assert.equal(sum(samples(families, 'tsgun_requests_total')), K);
-      assert.equal(sum(samples(families, 'tsgun_requests_total', { status: '2xx' })), 7);
-      assert.equal(sum(samples(families, 'tsgun_requests_total', { status: '4xx' })), 2);
-      assert.equal(value(families, 'tsgun_request_duration_seconds_count'), K);
-      assert.ok(value(families, 'tsgun_request_duration_seconds_sum') > 0);
-      const series = new Set(samples(families, 'tsgun_requests_total').map((s) => s.labels.worker));
-      assert.deepEqual([...series].sort(), ['1', '2', 'retired']);
-      assert.equal(sum(samples(families, 'tsgun_requests_total', { worker: 'retired' })), 0);
-      assert.equal(value(families, 'tsgun_requests_in_flight'), 0);
-      assert.deepEqual(samples(families, 'tsgun_worker_resident_memory_bytes').map((s) => Number(s.labels.pid)).sort((a, b) => a - b), workers);
-      for (const s of samples(families, 'tsgun_worker_resident_memory_bytes')) assert.ok(s.value > 10 * 1024 * 1024, `worker RSS sampled (${s.value})`);
-      assert.ok(value(families, 'tsgun_master_resident_memory_bytes') > 10 * 1024 * 1024);
-
-      // HUP: new workers, and the old ones' counts move to worker="retired".
-      const mark = t.lines.length;
-      t.signal('SIGHUP');
-      await t.waitForLine(/^Reload complete: generation 2 ready/, 60_000, mark);
-      const after = await settle(t.pid, 2, 'after the reload');
-      assert.deepEqual(after.filter((p) => workers.includes(p)), []);
-      ({ text, families } = await scrape(metricsUrl));
-      assert.equal(value(families, 'tsgun_generation'), 2);
-      assert.equal(value(families, 'tsgun_worker_restarts_total', { reason: 'reload' }), 2);
-      assert.equal(sum(samples(families, 'tsgun_worker_restarts_total')), 2, 'no restart for another reason');
-      assert.equal(sum(samples(families, 'tsgun_requests_total')), K, `the counts survive the reload:\n${text}`);
-      assert.equal(sum(samples(families, 'tsgun_requests_total', { worker: 'retired' })), K, 'in the retired series');
-      assert.equal(sum(samples(families, 'tsgun_requests_total', { worker: 'retired', status: '2xx' })), 7);
-      assert.equal(value(families, 'tsgun_request_duration_seconds_count'), K);
-      assert.deepEqual(new Set(samples(families, 'tsgun_requests_total').map((s) => s.labels.worker)), new Set(['3', '4', 'retired']));
-
-      // And they keep counting.
-      await hit(url);
-      await sleep(1200);
-      for (const deadline = Date.now() + 15_000; ; await sleep(200)) {
-        ({ families } = await scrape(metricsUrl));
-        if (sum(samples(families, 'tsgun_requests_total')) >= K + 1 || Date.now() > deadline) break;
-      }
-      assert.equal(sum(samples(families, 'tsgun_requests_total')), K + 1);
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
+    let { families } = await scrape(metricsUrl);
+    assert.equal(sum(samples(families, 'tsgun_requests_total')), 0);
+    assert.equal(value(families, 'tsgun_workers', { state: 'ready' }), 2);
+    assert.equal(value(families, 'tsgun_workers_target'), 2);
+    assert.equal(value(families, 'tsgun_generation'), 1);
+    for (const name of ['tsgun_requests_total', 'tsgun_request_duration_seconds', 'tsgun_requests_in_flight', 'tsgun_connections', 'tsgun_workers', 'tsgun_workers_target', 'tsgun_generation', 'tsgun_worker_restarts_total', 'tsgun_worker_resident_memory_bytes', 'tsgun_worker_cpu_percent', 'tsgun_master_resident_memory_bytes']) {
+      assert.ok(families.has(name), `${name} is exposed`);
     }
+    assert.equal(families.get('tsgun_request_duration_seconds')!.type, 'histogram');
+    assert.equal(families.get('tsgun_requests_total')!.type, 'counter');
+
+    // 7 OK, 2 not found: K = 9.
+    for (let i = 0; i < 7; i++) assert.equal((await hit(url)).status, 200);
+    for (let i = 0; i < 2; i++) assert.equal((await hit(url, '/status?code=404')).status, 404);
+    const K = 9;
+    let text = '';
+    for (const deadline = Date.now() + 15_000; ; await sleep(200)) {
+      ({ text, families } = await scrape(metricsUrl));
+      if (sum(samples(families, 'tsgun_requests_total')) >= K || Date.now() > deadline) break;
+    }
+    ctx.diagnostic(`/metrics after ${K} requests:\n${text}`);
+    assert.equal(sum(samples(families, 'tsgun_requests_total')), K);
+    assert.equal(sum(samples(families, 'tsgun_requests_total', { status: '2xx' })), 7);
+    assert.equal(sum(samples(families, 'tsgun_requests_total', { status: '4xx' })), 2);
+    assert.equal(value(families, 'tsgun_request_duration_seconds_count'), K);
+    assert.ok(value(families, 'tsgun_request_duration_seconds_sum') > 0);
+    const series = new Set(samples(families, 'tsgun_requests_total').map((s) => s.labels.worker));
+    assert.deepEqual([...series].sort(), ['1', '2', 'retired']);
+    assert.equal(sum(samples(families, 'tsgun_requests_total', { worker: 'retired' })), 0);
+    assert.equal(value(families, 'tsgun_requests_in_flight'), 0);
+    assert.deepEqual(samples(families, 'tsgun_worker_resident_memory_bytes').map((s) => Number(s.labels.pid)).sort((a, b) => a - b), workers);
+    for (const s of samples(families, 'tsgun_worker_resident_memory_bytes')) assert.ok(s.value > 10 * 1024 * 1024, `worker RSS sampled (${s.value})`);
+    assert.ok(value(families, 'tsgun_master_resident_memory_bytes') > 10 * 1024 * 1024);
+
+    // HUP: new workers, and the old ones' counts move to worker="retired".
+    const mark = t.lines.length;
+    t.signal('SIGHUP');
+    await t.waitForLine(/^Reload complete: generation 2 ready/, 60_000, mark);
+    const after = await settle(t.pid, 2, 'after the reload');
+    assert.deepEqual(after.filter((p) => workers.includes(p)), []);
+    ({ text, families } = await scrape(metricsUrl));
+    assert.equal(value(families, 'tsgun_generation'), 2);
+    assert.equal(value(families, 'tsgun_worker_restarts_total', { reason: 'reload' }), 2);
+    assert.equal(sum(samples(families, 'tsgun_worker_restarts_total')), 2, 'no restart for another reason');
+    assert.equal(sum(samples(families, 'tsgun_requests_total')), K, `the counts survive the reload:\n${text}`);
+    assert.equal(sum(samples(families, 'tsgun_requests_total', { worker: 'retired' })), K, 'in the retired series');
+    assert.equal(sum(samples(families, 'tsgun_requests_total', { worker: 'retired', status: '2xx' })), 7);
+    assert.equal(value(families, 'tsgun_request_duration_seconds_count'), K);
+    assert.deepEqual(new Set(samples(families, 'tsgun_requests_total').map((s) => s.labels.worker)), new Set(['3', '4', 'retired']));
+
+    // And they keep counting.
+    await hit(url);
+    for (const deadline = Date.now() + 15_000; ; await sleep(200)) {
+      ({ families } = await scrape(metricsUrl));
+      if (sum(samples(families, 'tsgun_requests_total')) >= K + 1 || Date.now() > deadline) break;
+    }
+    assert.equal(sum(samples(families, 'tsgun_requests_total')), K + 1);
+    assert.equal((await t.stop()).code, 0);
   });
 });

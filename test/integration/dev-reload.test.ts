@@ -17,11 +17,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { cpSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { alive, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, workerPidsByTitle, type LogLine } from '../helpers.js';
-import { processesWithEnv, waitFor } from '../procs.js';
+import { alive, appDir, FIXTURES, linesSince, type LogLine, processesWithEnv, request, runTsgun, scratchDir, sleep, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
 
 const FIXTURE_DIR = path.join(FIXTURES, 'dev-reload');
 const NEW_CODE_WITHIN_MS = 25_000;
@@ -29,13 +28,6 @@ const NEW_CODE_WITHIN_MS = 25_000;
 const QUIET_MS = 1_500;
 
 // ---- the scratch app -------------------------------------------------------------------
-
-/** A scratch copy of the fixture app, answering `hello one PID`. */
-function appDir(): string {
-  const dir = scratchDir('tsgun-dev-reload-');
-  cpSync(FIXTURE_DIR, dir, { recursive: true });
-  return dir;
-}
 
 /** Replace `from` with `to` in a file, written in place (as most editors save). */
 function edit(file: string, from: string, to: string): void {
@@ -76,10 +68,6 @@ function timeOf(line: LogLine): number {
   const time = (line as LogLine & { time?: unknown }).time;
   assert.equal(typeof time, 'number', `log line has a time: ${line.raw}`);
   return time as number;
-}
-
-function linesSince(t: Tsgun, after: number, re: RegExp): LogLine[] {
-  return t.lines.slice(after).filter((l) => re.test(l.msg ?? l.raw));
 }
 
 /** Wait until the master has exactly `n` workers, unchanged for 300 ms; returns them. */
@@ -215,7 +203,7 @@ function report(ctx: TestContext, what: string, timing: Timing): void {
 
 describe('--reload: edits are served by a new generation', { concurrency: 2 }, () => {
   test('-w 2: an edit to the app module, then to a module it imports, is served without a failed request', async (ctx) => {
-    const dir = appDir();
+    const dir = appDir(FIXTURE_DIR);
     const t = start(dir, ['-w', '2']);
     try {
       const url = await serving(t, 2);
@@ -234,7 +222,7 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
 
   for (const workers of [1, 3]) {
     test(`-w ${workers}: edits to the app and to an imported module (one saved by rename) are served`, async (ctx) => {
-      const dir = appDir();
+      const dir = appDir(FIXTURE_DIR);
       const t = start(dir, ['-w', String(workers)]);
       try {
         const url = await serving(t, workers);
@@ -252,7 +240,7 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
   }
 
   test('a syntax error keeps the old generation serving and says where; the fix is served', async (ctx) => {
-    const dir = appDir();
+    const dir = appDir(FIXTURE_DIR);
     const t = start(dir, ['-w', '2']);
     try {
       const url = await serving(t, 2);
@@ -295,7 +283,7 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
   });
 
   test('a throw at import in an imported module keeps the old generation serving', async () => {
-    const dir = appDir();
+    const dir = appDir(FIXTURE_DIR);
     const t = start(dir, ['-w', '2']);
     try {
       const url = await serving(t, 2);
@@ -324,7 +312,7 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
   });
 
   test('saves during a reload are coalesced and the last one is served', async (ctx) => {
-    const dir = appDir();
+    const dir = appDir(FIXTURE_DIR);
     const t = start(dir, ['-w', '2']);
     try {
       const url = await serving(t, 2);
@@ -363,7 +351,7 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
   });
 
   test('an edit under node_modules/, and editor swap and backup files, restart nothing', async (ctx) => {
-    const dir = appDir();
+    const dir = appDir(FIXTURE_DIR);
     const dep = path.join(dir, 'node_modules', 'dep');
     mkdirSync(dep, { recursive: true });
     writeFileSync(path.join(dep, 'index.js'), 'module.exports = 1;\n');
@@ -401,7 +389,7 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
   // TypeScript one sits outside the watched dir. Either way only --reload-extra-file sees it.
   for (const kind of ['yaml', 'ts'] as const) {
     test(`--reload-extra-file: a change to a ${kind === 'yaml' ? 'YAML' : 'TypeScript'} config reloads settings (workers: 1 -> 2)`, async () => {
-      const dir = appDir();
+      const dir = appDir(FIXTURE_DIR);
       let conf = path.join(dir, 'dev.conf.yaml');
       if (kind === 'ts') {
         conf = path.join(scratchDir('tsgun-dev-reload-conf-'), 'dev.conf.ts');
@@ -431,7 +419,7 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
   }
 
   test('a config change to an unwatchable reload_dirs leaves the files still watched', async () => {
-    const dir = appDir();
+    const dir = appDir(FIXTURE_DIR);
     const conf = path.join(dir, 'dev.conf.yaml');
     const t = start(dir, ['-c', conf, '--reload-extra-file', conf]);
     try {
@@ -455,7 +443,7 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
 
 describe('--reload: start and stop', { concurrency: 2 }, () => {
   test('--reload-dir /nonexistent: one Error: line, exit 2, nothing left running or on disk', async () => {
-    const dir = appDir();
+    const dir = appDir(FIXTURE_DIR);
     const mark = randomUUID();
     const before = readdirSync(dir).sort();
     const r = await runTsgun(
@@ -473,7 +461,7 @@ describe('--reload: start and stop', { concurrency: 2 }, () => {
   });
 
   test('TERM with --reload: the master and its workers exit 0 promptly', async (ctx) => {
-    const dir = appDir();
+    const dir = appDir(FIXTURE_DIR);
     const mark = randomUUID();
     const t = start(dir, ['-w', '2'], { TSGUN_TEST_MARK: mark });
     try {
@@ -499,7 +487,7 @@ describe('--reload: start and stop', { concurrency: 2 }, () => {
   });
 
   test('TERM while the reload started by an edit boots the new generation: exit 0, nothing left', async () => {
-    const dir = appDir();
+    const dir = appDir(FIXTURE_DIR);
     const mark = randomUUID();
     const t = start(dir, ['-w', '2'], { TSGUN_TEST_MARK: mark });
     try {

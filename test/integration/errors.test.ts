@@ -9,8 +9,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
-import { childPidsSync, runTsgun, scratchDir } from '../helpers.js';
-import { processesWithEnv } from '../procs.js';
+import { childPidsSync, processesWithEnv, runTsgun, scratchDir } from '../helpers.js';
 
 interface Expectation {
   status: number;

@@ -12,8 +12,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { alive, hit, FIXTURES, request, scratchDir, sleep, Tsgun, type Reply } from '../helpers.js';
-import { readIfExists, waitFor } from '../procs.js';
+import { alive, FIXTURES, hit, readIfExists, type Reply, request, scratchDir, sleep, Tsgun, waitFor } from '../helpers.js';
 
 const APP = 'faults/app:app';
 const SLOW = 20;

@@ -13,8 +13,7 @@ import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { FIXTURES, scratchDir, Tsgun } from '../helpers.js';
-import { readIfExists, waitFor } from '../procs.js';
+import { FIXTURES, readIfExists, scratchDir, Tsgun, waitFor } from '../helpers.js';
 
 export const HTTP_FIXTURES = path.join(FIXTURES, 'http');
 

@@ -12,12 +12,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, hit, settle, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, type LogLine } from '../helpers.js';
-import { processesWithEnv, readIfExists, waitFor } from '../procs.js';
+import { alive, appDir, bootedPids, childPidsSync, FIXTURES, hit, linesSince, type LogLine, processesWithEnv, readIfExists, request, runTsgun, scratchDir, settle, sleep, Tsgun, waitFor } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
 const APP = 'app:app';
@@ -43,13 +42,6 @@ function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-/** A scratch directory holding a copy of the liveness app. */
-function appDir(): string {
-  const dir = scratchDir('tsgun-liveness-');
-  copyFileSync(path.join(DIR, 'app.ts'), path.join(dir, 'app.ts'));
-  return dir;
-}
-
 /** Send requests to `/` until worker `pid` answers one (the others may answer first). */
 async function answeredBy(url: string, pid: number): Promise<void> {
   const seen = new Set<number>();
@@ -61,14 +53,6 @@ async function answeredBy(url: string, pid: number): Promise<void> {
   assert.fail(`worker ${pid} answered none of 200 requests (answered by ${[...seen].join(', ')})`);
 }
 
-
-function linesSince(t: Tsgun, after: number, re: RegExp): Timed[] {
-  return t.lines.slice(after).filter((l) => re.test(l.msg ?? l.raw)) as Timed[];
-}
-
-function bootedSince(t: Tsgun, after: number): number[] {
-  return linesSince(t, after, /^Booting worker with pid: \d+$/).map((l) => Number(/pid: (\d+)/.exec(l.msg!)![1]));
-}
 
 /**
  * Requests to `/` one after another (`clients` at a time, on fresh or keep-alive
@@ -158,82 +142,79 @@ describe('liveness', { concurrency: 2 }, () => {
     const abortFile = path.join(dir, 'abort.json');
     const spinMark = path.join(dir, 'spin');
     const t = new Tsgun(['-c', HOOKS_CONF, '-w', '2', '-t', '2', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: { ABORT_FILE: abortFile, SPIN_MARK: spinMark } });
-    try {
-      const url = await t.ready(2);
-      const before = await settle(t.pid, 2, 'start');
-      const mark = t.lines.length;
+    ctx.after(() => t.kill());
+    const url = await t.ready(2);
+    const before = await settle(t.pid, 2, 'start');
+    const mark = t.lines.length;
 
-      const sentAt = Date.now();
-      const spin = request(url, { path: '/spin', timeoutMs: 120_000 }).then(
-        (r) => `answered ${r.status} ${r.body}`,
-        (err: Error) => `failed: ${err.message}`,
-      );
-      // The app writes `PID TIME` just before it spins.
-      const [stuck, spunAt] = (await waitFor(() => readIfExists(spinMark).trim(), 'the /spin request to reach a worker', 30_000)).split(' ').map(Number) as [number, number];
-      assert.ok(before.includes(stuck), `a worker spins (${stuck} in ${before})`);
-      const other = before.find((p) => p !== stuck)!;
+    const sentAt = Date.now();
+    const spin = request(url, { path: '/spin', timeoutMs: 120_000 }).then(
+      (r) => `answered ${r.status} ${r.body}`,
+      (err: Error) => `failed: ${err.message}`,
+    );
+    // The app writes `PID TIME` just before it spins.
+    const [stuck, spunAt] = (await waitFor(() => readIfExists(spinMark).trim(), 'the /spin request to reach a worker', 30_000)).split(' ').map(Number) as [number, number];
+    assert.ok(before.includes(stuck), `a worker spins (${stuck} in ${before})`);
+    const other = before.find((p) => p !== stuck)!;
 
-      // A stuck worker accepts nothing: every request goes to the other one, until the replacement is up.
-      const load = backgroundLoad(t, url);
-      const timeout = (await t.waitForLine(/^WORKER TIMEOUT/, 60_000, mark)) as Timed;
-      const killed = (await t.waitForLine(new RegExp(`^Worker \\(pid:${stuck}\\) was sent SIGKILL$`), 30_000, mark)) as Timed;
-      await waitFor(() => !alive(stuck), `stuck worker ${stuck} to be gone`, 10_000);
-      const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 60_000, mark);
-      const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
-      const after = await settle(t.pid, 2, 'after the replacement', 60_000);
-      assert.deepEqual(after, [other, replacement].sort((a, b) => a - b), 'the other worker stays and one new worker joins it');
-      await answeredBy(url, replacement);
-      const result = await load.stop();
-      assert.deepEqual(bootedSince(t, mark), [replacement], 'one replacement booted');
-      assert.deepEqual(result.failures, [], `failed requests while a worker was stuck:\n${result.failures.join('\n')}\n--- log ---\n${t.stderr}`);
-      const duringBlock = result.answers.filter((a) => a.at <= killed.time);
-      assert.ok(duringBlock.length > 0, 'requests were answered while the worker was stuck');
-      assert.deepEqual([...new Set(duringBlock.map((a) => a.pid))], [other], 'only the other worker answered while one was stuck');
-      for (const a of result.answers) assert.ok(a.pid === other || a.pid === replacement, `answered by ${a.pid}`);
-      assert.match(await spin, /^failed: /, 'the stuck request gets no answer: its connection is reset');
+    // A stuck worker accepts nothing: every request goes to the other one, until the replacement is up.
+    const load = backgroundLoad(t, url);
+    const timeout = (await t.waitForLine(/^WORKER TIMEOUT/, 60_000, mark)) as Timed;
+    const killed = (await t.waitForLine(new RegExp(`^Worker \\(pid:${stuck}\\) was sent SIGKILL$`), 30_000, mark)) as Timed;
+    await waitFor(() => !alive(stuck), `stuck worker ${stuck} to be gone`, 10_000);
+    const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 60_000, mark);
+    const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
+    const after = await settle(t.pid, 2, 'after the replacement', 60_000);
+    assert.deepEqual(after, [other, replacement].sort((a, b) => a - b), 'the other worker stays and one new worker joins it');
+    await answeredBy(url, replacement);
+    const result = await load.stop();
+    assert.deepEqual(bootedPids(t, mark), [replacement], 'one replacement booted');
+    assert.deepEqual(result.failures, [], `failed requests while a worker was stuck:\n${result.failures.join('\n')}\n--- log ---\n${t.stderr}`);
+    const duringBlock = result.answers.filter((a) => a.at <= killed.time);
+    assert.ok(duringBlock.length > 0, 'requests were answered while the worker was stuck');
+    assert.deepEqual([...new Set(duringBlock.map((a) => a.pid))], [other], 'only the other worker answered while one was stuck');
+    for (const a of result.answers) assert.ok(a.pid === other || a.pid === replacement, `answered by ${a.pid}`);
+    assert.match(await spin, /^failed: /, 'the stuck request gets no answer: its connection is reset');
 
-      // The log line: who, how long.
-      const m = new RegExp(`^WORKER TIMEOUT \\(pid:${stuck}\\): no heartbeat for (\\d+\\.\\d) s \\(timeout 2 s\\); (blocked at:\\n|no stack available$)`).exec(timeout.msg!);
-      assert.ok(m, `the WORKER TIMEOUT line names the worker and the timeout: ${timeout.msg}`);
-      assert.ok(Number(m[1]) >= 2, `silent for at least the timeout (${m[1]} s)`);
-      assert.equal(timeout.level, 'error');
-      assert.equal(linesSince(t, mark, /^WORKER TIMEOUT/).length, 1, 'one timeout');
+    // The log line: who, how long.
+    const m = new RegExp(`^WORKER TIMEOUT \\(pid:${stuck}\\): no heartbeat for (\\d+\\.\\d) s \\(timeout 2 s\\); (blocked at:\\n|no stack available$)`).exec(timeout.msg!);
+    assert.ok(m, `the WORKER TIMEOUT line names the worker and the timeout: ${timeout.msg}`);
+    assert.ok(Number(m[1]) >= 2, `silent for at least the timeout (${m[1]} s)`);
+    assert.equal(timeout.level, 'error');
+    assert.equal(linesSince(t, mark, /^WORKER TIMEOUT/).length, 1, 'one timeout');
 
-      // Timing, from the log's own clock: logged within timeout + 1.5 s of the request, killed at
-      // once. The master logs the line after waiting (up to 1 s) for the stack: when it gave up
-      // (the bug below), that wait is not the detection's.
-      const stackMissing = m[2] !== 'blocked at:\n';
-      const noticed = timeout.time - sentAt - (stackMissing ? STACK_WAIT_MS : 0);
-      ctx.diagnostic(`WORKER TIMEOUT ${timeout.time - sentAt} ms after the request (spin from +${spunAt - sentAt} ms), SIGKILL ${killed.time - timeout.time} ms later${stackMissing ? '; no stack' : ''}`);
-      assert.ok(noticed <= 3500, `WORKER TIMEOUT logged ${timeout.time - sentAt} ms after the request was sent (spin started at +${spunAt - sentAt} ms); expected <= 3500 ms`);
-      // Its last heartbeat may have come up to a beat interval (500 ms) before the spin, and later on a busy machine.
-      assert.ok(timeout.time >= spunAt + 1000, `not before the worker was silent long enough (${timeout.time - spunAt} ms after it started spinning)`);
-      assert.ok(killed.time - timeout.time <= 1000, `killed ${killed.time - timeout.time} ms after the WORKER TIMEOUT line`);
+    // Timing, from the log's own clock: logged within timeout + 1.5 s of the request, killed at
+    // once. The master logs the line after waiting (up to 1 s) for the stack: when it gave up
+    // (the bug below), that wait is not the detection's.
+    const stackMissing = m[2] !== 'blocked at:\n';
+    const noticed = timeout.time - sentAt - (stackMissing ? STACK_WAIT_MS : 0);
+    ctx.diagnostic(`WORKER TIMEOUT ${timeout.time - sentAt} ms after the request (spin from +${spunAt - sentAt} ms), SIGKILL ${killed.time - timeout.time} ms later${stackMissing ? '; no stack' : ''}`);
+    assert.ok(noticed <= 3500, `WORKER TIMEOUT logged ${timeout.time - sentAt} ms after the request was sent (spin started at +${spunAt - sentAt} ms); expected <= 3500 ms`);
+    // Its last heartbeat may have come up to a beat interval (500 ms) before the spin, and later on a busy machine.
+    assert.ok(timeout.time >= spunAt + 1000, `not before the worker was silent long enough (${timeout.time - spunAt} ms after it started spinning)`);
+    assert.ok(killed.time - timeout.time <= 1000, `killed ${killed.time - timeout.time} ms after the WORKER TIMEOUT line`);
 
-      // Where it was stuck, and worker_abort run in it. On a busy machine the watchdog can take
-      // longer than the master waits for it: see the many-scripts test below.
-      await ctx.test('the line shows the busy loop, and worker_abort ran in the paused worker', {}, () => {
-        assert.ok(!stackMissing, `no stack in the WORKER TIMEOUT line: ${timeout.msg}\n--- log ---\n${t.stderr}\n--- worker_abort wrote ---\n${readIfExists(abortFile)}`);
-        const frames = timeout.msg!.split('\n').slice(1);
-        assert.match(frames[0]!, new RegExp(`^ {4}at spinForever \\(${escape(`file://${path.join(DIR, 'app.ts')}`)}:\\d+:\\d+\\)$`), `the top frame is the busy loop:\n${timeout.msg}`);
-        assert.ok(frames.some((f) => /^ {4}at app \(.*\/liveness\/app\.ts:\d+:\d+\)$/.test(f)), `the app's handler is on the stack:\n${timeout.msg}`);
-        const abort = JSON.parse(readIfExists(abortFile) || 'null') as { pid: number; processPid: number; time: number; stack: string } | null;
-        assert.ok(abort, `worker_abort wrote ${abortFile}`);
-        assert.equal(abort.pid, stuck);
-        assert.equal(abort.processPid, stuck);
-        assert.match(abort.stack, /\n\s+at spinForever \(.*app\.ts:\d+:\d+\)/, `worker_abort ran inside the busy loop:\n${abort.stack}`);
-        assert.ok(abort.time >= spunAt && abort.time <= timeout.time, 'worker_abort ran between the block and the WORKER TIMEOUT line');
-      });
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
-    }
+    // Where it was stuck, and worker_abort run in it. On a busy machine the watchdog can take
+    // longer than the master waits for it: see the many-scripts test below.
+    await ctx.test('the line shows the busy loop, and worker_abort ran in the paused worker', {}, () => {
+      assert.ok(!stackMissing, `no stack in the WORKER TIMEOUT line: ${timeout.msg}\n--- log ---\n${t.stderr}\n--- worker_abort wrote ---\n${readIfExists(abortFile)}`);
+      const frames = timeout.msg!.split('\n').slice(1);
+      assert.match(frames[0]!, new RegExp(`^ {4}at spinForever \\(${escape(`file://${path.join(DIR, 'app.ts')}`)}:\\d+:\\d+\\)$`), `the top frame is the busy loop:\n${timeout.msg}`);
+      assert.ok(frames.some((f) => /^ {4}at app \(.*\/liveness\/app\.ts:\d+:\d+\)$/.test(f)), `the app's handler is on the stack:\n${timeout.msg}`);
+      const abort = JSON.parse(readIfExists(abortFile) || 'null') as { pid: number; processPid: number; time: number; stack: string } | null;
+      assert.ok(abort, `worker_abort wrote ${abortFile}`);
+      assert.equal(abort.pid, stuck);
+      assert.equal(abort.processPid, stuck);
+      assert.match(abort.stack, /\n\s+at spinForever \(.*app\.ts:\d+:\d+\)/, `worker_abort ran inside the busy loop:\n${abort.stack}`);
+      assert.ok(abort.time >= spunAt && abort.time <= timeout.time, 'worker_abort ran between the block and the WORKER TIMEOUT line');
+    });
+    assert.equal((await t.stop()).code, 0);
   });
 
   // ---- app load failure --------------------------------------------------------------
 
   test('an app with a syntax error stops a fresh tsgun with exit 4 and the syntax error, once', async () => {
-    const dir = appDir();
+    const dir = appDir(path.join(DIR, 'app.ts'));
     writeFileSync(path.join(dir, 'app.ts'), SYNTAX_ERROR);
     const { errorLine, lines, stderr } = await failsAtStart(['-w', '2', APP], 4, /^Error: app module .*\/app\.ts failed to load: /, dir);
     assert.match(errorLine, SYNTAX_MESSAGE);
@@ -245,164 +226,155 @@ describe('liveness', { concurrency: 2 }, () => {
 
   // ---- boot failures after the first start -------------------------------------------
 
-  test('a syntax error before HUP keeps the old generation serving; a killed worker is then retried with backoff until the file is fixed', async () => {
-    const dir = appDir();
+  test('a syntax error before HUP keeps the old generation serving; a killed worker is then retried with backoff until the file is fixed', async (ctx) => {
+    const dir = appDir(path.join(DIR, 'app.ts'));
     const appFile = path.join(dir, 'app.ts');
     const good = readFileSync(appFile);
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', APP], { cwd: dir });
-    try {
-      const url = await t.ready(2);
-      const before = await settle(t.pid, 2, 'start');
+    ctx.after(() => t.kill());
+    const url = await t.ready(2);
+    const before = await settle(t.pid, 2, 'start');
 
-      // HUP with a broken app: the new generation cannot boot; generation 1 keeps serving.
-      writeFileSync(appFile, SYNTAX_ERROR);
-      let mark = t.lines.length;
-      t.signal('SIGHUP');
-      const failed = await t.waitForLine(/reload failed/, 60_000, mark);
-      assert.match(failed.msg!, /^Error: reload failed: .*; generation 1 keeps serving$/);
-      assert.match(failed.msg!, SYNTAX_MESSAGE);
-      assert.equal(failed.level, 'error');
-      assert.deepEqual(linesSince(t, mark, /^Reload complete/), []);
-      assert.deepEqual(await settle(t.pid, 2, 'after the failed reload'), before, 'the same workers, and only they');
-      for (let i = 0; i < 4; i++) assert.ok(before.includes(await hit(url)));
+    // HUP with a broken app: the new generation cannot boot; generation 1 keeps serving.
+    writeFileSync(appFile, SYNTAX_ERROR);
+    let mark = t.lines.length;
+    t.signal('SIGHUP');
+    const failed = await t.waitForLine(/reload failed/, 60_000, mark);
+    assert.match(failed.msg!, /^Error: reload failed: .*; generation 1 keeps serving$/);
+    assert.match(failed.msg!, SYNTAX_MESSAGE);
+    assert.equal(failed.level, 'error');
+    assert.deepEqual(linesSince(t, mark, /^Reload complete/), []);
+    assert.deepEqual(await settle(t.pid, 2, 'after the failed reload'), before, 'the same workers, and only they');
+    for (let i = 0; i < 4; i++) assert.ok(before.includes(await hit(url)));
 
-      // Kill one old worker that has served (so its own death is no crash loop: docs/reload.md):
-      // its replacement loads the broken file too, and is retried with backoff.
-      const [victim, survivor] = before as [number, number];
-      for (let i = 0; i < 200 && (await hit(url)) !== victim; i++);
-      await sleep(1500); // a heartbeat brings the master the victim's request count
-      const load = backgroundLoad(t, url);
-      mark = t.lines.length;
-      process.kill(victim, 'SIGKILL');
-      const restarts = await t.until(() => {
-        const found = linesSince(t, mark, /^Restarting the worker in [\d.]+ s \(attempt \d+, boot failed: /);
-        return found.length >= 3 ? found : null;
-      }, 'three boot failures retried with backoff', 120_000);
-      const attempts = linesSince(t, mark, /^Restarting the worker in /).map((l) => {
-        const m = /^Restarting the worker in ([\d.]+) s \(attempt (\d+)(, boot failed: (.*))?\)$/.exec(l.msg!);
-        assert.ok(m, `a restart line: ${l.msg}`);
-        return { delay: Number(m[1]), attempt: Number(m[2]), bootFailed: m[4] ?? null, level: l.level };
-      });
-      assert.ok(attempts.some((a) => a.attempt === 2 && a.bootFailed !== null), `attempt 2 was a boot failure:\n${attempts.map((a) => JSON.stringify(a)).join('\n')}`);
-      for (let i = 1; i < attempts.length; i++) {
-        assert.equal(attempts[i]!.attempt, attempts[i - 1]!.attempt + 1, 'attempts are numbered one by one');
-        assert.equal(attempts[i]!.delay, Math.min(30, attempts[i - 1]!.delay * 2), 'each delay doubles the last');
-      }
-      for (const r of restarts) {
-        assert.match(r.msg!, SYNTAX_MESSAGE, 'each retry says why the boot failed');
-        assert.equal(r.level, 'warn');
-      }
-      assert.deepEqual(bootedSince(t, mark), [], 'no replacement became ready');
-      assert.deepEqual(linesSince(t, mark, /reload failed/), [], 'a restart is not a reload');
-
-      // Fixed: the next attempt boots.
-      writeFileSync(appFile, good);
-      const fixedAt = t.lines.length;
-      const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 90_000, fixedAt);
-      const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
-      const after = await settle(t.pid, 2, 'after the fix', 60_000);
-      assert.deepEqual(after, [survivor, replacement].sort((a, b) => a - b));
-      await answeredBy(url, replacement);
-      const result = await load.stop();
-      assert.deepEqual(result.failures, [], `failed requests:\n${result.failures.join('\n')}\n--- log ---\n${t.stderr}`);
-      const beforeFix = result.answers.filter((a) => a.at < (booted as Timed).time);
-      assert.ok(beforeFix.length > 0, 'requests were answered while the replacement could not boot');
-      assert.deepEqual([...new Set(beforeFix.map((a) => a.pid))], [survivor], 'the surviving worker answered them all');
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
+    // Kill one old worker that has served (so its own death is no crash loop: docs/reload.md):
+    // its replacement loads the broken file too, and is retried with backoff.
+    const [victim, survivor] = before as [number, number];
+    for (let i = 0; i < 200 && (await hit(url)) !== victim; i++);
+    await sleep(1500); // a heartbeat brings the master the victim's request count
+    const load = backgroundLoad(t, url);
+    mark = t.lines.length;
+    process.kill(victim, 'SIGKILL');
+    const restarts = await t.until(() => {
+      const found = linesSince(t, mark, /^Restarting the worker in [\d.]+ s \(attempt \d+, boot failed: /);
+      return found.length >= 3 ? found : null;
+    }, 'three boot failures retried with backoff', 120_000);
+    const attempts = linesSince(t, mark, /^Restarting the worker in /).map((l) => {
+      const m = /^Restarting the worker in ([\d.]+) s \(attempt (\d+)(, boot failed: (.*))?\)$/.exec(l.msg!);
+      assert.ok(m, `a restart line: ${l.msg}`);
+      return { delay: Number(m[1]), attempt: Number(m[2]), bootFailed: m[4] ?? null, level: l.level };
+    });
+    assert.ok(attempts.some((a) => a.attempt === 2 && a.bootFailed !== null), `attempt 2 was a boot failure:\n${attempts.map((a) => JSON.stringify(a)).join('\n')}`);
+    for (let i = 1; i < attempts.length; i++) {
+      assert.equal(attempts[i]!.attempt, attempts[i - 1]!.attempt + 1, 'attempts are numbered one by one');
+      assert.equal(attempts[i]!.delay, Math.min(30, attempts[i - 1]!.delay * 2), 'each delay doubles the last');
     }
+    for (const r of restarts) {
+      assert.match(r.msg!, SYNTAX_MESSAGE, 'each retry says why the boot failed');
+      assert.equal(r.level, 'warn');
+    }
+    assert.deepEqual(bootedPids(t, mark), [], 'no replacement became ready');
+    assert.deepEqual(linesSince(t, mark, /reload failed/), [], 'a restart is not a reload');
+
+    // Fixed: the next attempt boots.
+    writeFileSync(appFile, good);
+    const fixedAt = t.lines.length;
+    const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 90_000, fixedAt);
+    const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
+    const after = await settle(t.pid, 2, 'after the fix', 60_000);
+    assert.deepEqual(after, [survivor, replacement].sort((a, b) => a - b));
+    await answeredBy(url, replacement);
+    const result = await load.stop();
+    assert.deepEqual(result.failures, [], `failed requests:\n${result.failures.join('\n')}\n--- log ---\n${t.stderr}`);
+    const beforeFix = result.answers.filter((a) => a.at < (booted as Timed).time);
+    assert.ok(beforeFix.length > 0, 'requests were answered while the replacement could not boot');
+    assert.deepEqual([...new Set(beforeFix.map((a) => a.pid))], [survivor], 'the surviving worker answered them all');
+    assert.equal((await t.stop()).code, 0);
   });
 
-  test('after the first start, a worker that does not boot within --boot-timeout is killed and retried with backoff; tsgun keeps serving', async () => {
+  test('after the first start, a worker that does not boot within --boot-timeout is killed and retried with backoff; tsgun keeps serving', async (ctx) => {
     const flag = path.join(scratchDir(), 'slow');
     // A boot_timeout that a busy machine's normal boot stays well within; the slow boot takes a minute.
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--boot-timeout', '8', 'slow-boot-timer:app'], { cwd: DIR, env: { SLOW_BOOT_FLAG: flag, SLOW_BOOT_MS: '60000' } });
-    try {
-      const url = await t.ready(2);
-      const [victim, survivor] = (await settle(t.pid, 2, 'start')) as [number, number];
-      const load = backgroundLoad(t, url);
-      writeFileSync(flag, '');
-      const mark = t.lines.length;
-      process.kill(victim, 'SIGKILL');
-      const retries = await t.until(() => {
-        const found = linesSince(t, mark, /^Restarting the worker in [\d.]+ s \(attempt \d+, boot failed: a worker did not boot within boot_timeout \(8 s\)/);
-        return found.length >= 2 ? found : null;
-      }, 'two boot timeouts retried with backoff', 120_000);
-      const delays = retries.map((l) => Number(/in ([\d.]+) s/.exec(l.msg!)![1]));
-      assert.equal(delays[1], delays[0]! * 2, `the delay doubles (${delays})`);
-      const timedOut = linesSince(t, mark, /^Worker \(pid:\d+\) did not boot within boot_timeout \(8 s\)/);
-      assert.ok(timedOut.length >= 2, 'each slow worker was killed for its boot timeout');
-      for (const l of timedOut) assert.ok(!alive(Number(/pid:(\d+)/.exec(l.msg!)![1])), `${l.msg} is gone`);
+    ctx.after(() => t.kill());
+    const url = await t.ready(2);
+    const [victim, survivor] = (await settle(t.pid, 2, 'start')) as [number, number];
+    const load = backgroundLoad(t, url);
+    writeFileSync(flag, '');
+    const mark = t.lines.length;
+    process.kill(victim, 'SIGKILL');
+    const retries = await t.until(() => {
+      const found = linesSince(t, mark, /^Restarting the worker in [\d.]+ s \(attempt \d+, boot failed: a worker did not boot within boot_timeout \(8 s\)/);
+      return found.length >= 2 ? found : null;
+    }, 'two boot timeouts retried with backoff', 120_000);
+    const delays = retries.map((l) => Number(/in ([\d.]+) s/.exec(l.msg!)![1]));
+    assert.equal(delays[1], delays[0]! * 2, `the delay doubles (${delays})`);
+    const timedOut = linesSince(t, mark, /^Worker \(pid:\d+\) did not boot within boot_timeout \(8 s\)/);
+    assert.ok(timedOut.length >= 2, 'each slow worker was killed for its boot timeout');
+    for (const l of timedOut) assert.ok(!alive(Number(/pid:(\d+)/.exec(l.msg!)![1])), `${l.msg} is gone`);
 
-      // Fast again: the next attempt boots.
-      rmSync(flag);
-      const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 90_000, mark);
-      const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
-      assert.deepEqual(await settle(t.pid, 2, 'after the fix', 60_000), [survivor, replacement].sort((a, b) => a - b));
-      await answeredBy(url, replacement);
-      const result = await load.stop();
-      assert.deepEqual(result.failures, [], `failed requests:\n${result.failures.join('\n')}`);
-      assert.deepEqual([...new Set(result.answers.filter((a) => a.at < (booted as Timed).time).map((a) => a.pid))], [survivor], 'the survivor served alone meanwhile');
-      assert.equal(t.proc.exitCode, null, 'tsgun did not exit');
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
-    }
+    // Fast again: the next attempt boots.
+    rmSync(flag);
+    const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 90_000, mark);
+    const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
+    assert.deepEqual(await settle(t.pid, 2, 'after the fix', 60_000), [survivor, replacement].sort((a, b) => a - b));
+    await answeredBy(url, replacement);
+    const result = await load.stop();
+    assert.deepEqual(result.failures, [], `failed requests:\n${result.failures.join('\n')}`);
+    assert.deepEqual([...new Set(result.answers.filter((a) => a.at < (booted as Timed).time).map((a) => a.pid))], [survivor], 'the survivor served alone meanwhile');
+    assert.equal(t.proc.exitCode, null, 'tsgun did not exit');
+    assert.equal((await t.stop()).code, 0);
   });
 
   // ---- max_worker_memory -------------------------------------------------------------
 
-  test('a worker over --max-worker-memory is replaced, the new one ready before the old one retires, without a failed request', async () => {
+  test('a worker over --max-worker-memory is replaced, the new one ready before the old one retires, without a failed request', async (ctx) => {
     const readyLog = path.join(scratchDir(), 'ready.log');
     const t = new Tsgun(['-c', HOOKS_CONF, '-w', '2', '-b', '127.0.0.1:0', '--max-worker-memory', '200MB', '--stats-interval', '1', APP], { cwd: DIR, env: { READY_LOG: readyLog } });
-    try {
-      const url = await t.ready(2);
-      const before = await settle(t.pid, 2, 'start');
-      // Two keep-alive clients and one that opens a connection per request.
-      const keepAlive = backgroundLoad(t, url, 2, true);
-      const fresh = backgroundLoad(t, url, 1, false);
-      await sleep(500);
-      const mark = t.lines.length;
-      const hog = await request(url, { path: '/hog?mb=150', timeoutMs: 60_000 });
-      assert.equal(hog.status, 200, hog.body);
-      const hogPid = Number(/^held 150 (\d+)$/.exec(hog.body)?.[1]);
-      assert.ok(before.includes(hogPid), `a worker holds 150 MiB (${hog.body})`);
+    ctx.after(() => t.kill());
+    const url = await t.ready(2);
+    const before = await settle(t.pid, 2, 'start');
+    // Two keep-alive clients and one that opens a connection per request.
+    const keepAlive = backgroundLoad(t, url, 2, true);
+    const fresh = backgroundLoad(t, url, 1, false);
+    await sleep(500);
+    const mark = t.lines.length;
+    const hog = await request(url, { path: '/hog?mb=150', timeoutMs: 60_000 });
+    assert.equal(hog.status, 200, hog.body);
+    const hogPid = Number(/^held 150 (\d+)$/.exec(hog.body)?.[1]);
+    assert.ok(before.includes(hogPid), `a worker holds 150 MiB (${hog.body})`);
 
-      // 200MB is 200e6 bytes.
-      const over = (await t.waitForLine(new RegExp(`^Worker \\(pid:${hogPid}\\) uses [\\d.]+ MiB, over max_worker_memory \\(190\\.7 MiB\\); replacing it$`), 30_000, mark)) as Timed;
-      assert.equal(over.level, 'warn');
-      assert.ok(Number(/uses ([\d.]+) MiB/.exec(over.msg!)![1]) > 190.7);
-      const retiring = (await t.waitForLine(new RegExp(`^Retiring worker \\(pid:${hogPid}, generation 1\\): memory$`), 60_000, mark)) as Timed;
-      const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 30_000, mark);
-      const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
-      await waitFor(() => !alive(hogPid), `worker ${hogPid} to exit`, 30_000);
-      const after = await settle(t.pid, 2, 'after the replacement', 30_000);
-      assert.deepEqual(after, before.map((p) => (p === hogPid ? replacement : p)).sort((a, b) => a - b));
-      await answeredBy(url, replacement);
-      const results = [await keepAlive.stop(), await fresh.stop()];
-      const failures = results.flatMap((r) => r.failures);
-      assert.deepEqual(failures, [], `failed requests:\n${failures.join('\n')}\n--- log ---\n${t.stderr}`);
-      const answers = results.flatMap((r) => r.answers);
-      assert.ok(answers.some((a) => a.pid === hogPid && a.at > over.time), 'the hog worker kept serving after it was found over the limit');
-      assert.ok(answers.some((a) => a.pid === replacement), 'the replacement served the load');
+    // 200MB is 200e6 bytes.
+    const over = (await t.waitForLine(new RegExp(`^Worker \\(pid:${hogPid}\\) uses [\\d.]+ MiB, over max_worker_memory \\(190\\.7 MiB\\); replacing it$`), 30_000, mark)) as Timed;
+    assert.equal(over.level, 'warn');
+    assert.ok(Number(/uses ([\d.]+) MiB/.exec(over.msg!)![1]) > 190.7);
+    const retiring = (await t.waitForLine(new RegExp(`^Retiring worker \\(pid:${hogPid}, generation 1\\): memory$`), 60_000, mark)) as Timed;
+    const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 30_000, mark);
+    const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
+    await waitFor(() => !alive(hogPid), `worker ${hogPid} to exit`, 30_000);
+    const after = await settle(t.pid, 2, 'after the replacement', 30_000);
+    assert.deepEqual(after, before.map((p) => (p === hogPid ? replacement : p)).sort((a, b) => a - b));
+    await answeredBy(url, replacement);
+    const results = [await keepAlive.stop(), await fresh.stop()];
+    const failures = results.flatMap((r) => r.failures);
+    assert.deepEqual(failures, [], `failed requests:\n${failures.join('\n')}\n--- log ---\n${t.stderr}`);
+    const answers = results.flatMap((r) => r.answers);
+    assert.ok(answers.some((a) => a.pid === hogPid && a.at > over.time), 'the hog worker kept serving after it was found over the limit');
+    assert.ok(answers.some((a) => a.pid === replacement), 'the replacement served the load');
 
-      // Spawn before retire: post_worker_init, which runs just before a worker reports
-      // ready, ran in the replacement after the master found the hog and before it retired it.
-      const readyAt = new Map(readIfExists(readyLog).trim().split('\n').map((l) => l.split(' ').map(Number) as [number, number]));
-      const replacementReady = readyAt.get(replacement);
-      assert.ok(replacementReady !== undefined, `the replacement ran post_worker_init (${readIfExists(readyLog)})`);
-      assert.ok(over.time <= replacementReady && replacementReady <= retiring.time, `found over the limit at ${over.time}, replacement ready at ${replacementReady}, old worker retired at ${retiring.time}`);
-      assert.equal(linesSince(t, mark, /^Worker \(pid:\d+\) uses /).length, 1, 'replaced once');
-      assert.deepEqual(bootedSince(t, mark), [replacement], 'one replacement');
+    // Spawn before retire: post_worker_init, which runs just before a worker reports
+    // ready, ran in the replacement after the master found the hog and before it retired it.
+    const readyAt = new Map(readIfExists(readyLog).trim().split('\n').map((l) => l.split(' ').map(Number) as [number, number]));
+    const replacementReady = readyAt.get(replacement);
+    assert.ok(replacementReady !== undefined, `the replacement ran post_worker_init (${readIfExists(readyLog)})`);
+    assert.ok(over.time <= replacementReady && replacementReady <= retiring.time, `found over the limit at ${over.time}, replacement ready at ${replacementReady}, old worker retired at ${retiring.time}`);
+    assert.equal(linesSince(t, mark, /^Worker \(pid:\d+\) uses /).length, 1, 'replaced once');
+    assert.deepEqual(bootedPids(t, mark), [replacement], 'one replacement');
 
-      const control = /^Control socket: (.*)$/.exec(t.grep(/^Control socket: /)[0]!.msg!)![1]!;
-      const status = JSON.parse((await runTsgun(['status', '--json', '--control-socket', control])).stdout) as { restarts: Record<string, number> };
-      assert.deepEqual(status.restarts, { memory: 1 }, 'counted as a memory restart');
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
-    }
+    const control = /^Control socket: (.*)$/.exec(t.grep(/^Control socket: /)[0]!.msg!)![1]!;
+    const status = JSON.parse((await runTsgun(['status', '--json', '--control-socket', control])).stdout) as { restarts: Record<string, number> };
+    assert.deepEqual(status.restarts, { memory: 1 }, 'counted as a memory restart');
+    assert.equal((await t.stop()).code, 0);
   });
 
   // ---- boot_timeout ------------------------------------------------------------------
@@ -435,63 +407,57 @@ describe('liveness', { concurrency: 2 }, () => {
 
   // ---- the master dies ---------------------------------------------------------------
 
-  test('idle workers of a SIGKILLed master are gone within 1.5 s; the control commands then say no master runs', async () => {
+  test('idle workers of a SIGKILLed master are gone within 1.5 s; the control commands then say no master runs', async (ctx) => {
     const dir = scratchDir();
     const pidfile = path.join(dir, 'tsgun.pid');
     const control = path.join(dir, 'control.sock');
     const t = new Tsgun(['-w', '3', '-b', '127.0.0.1:0', '-p', pidfile, '--control-socket', control, APP], { cwd: DIR });
-    try {
-      const url = await t.ready(3);
-      const workers = await settle(t.pid, 3, 'start');
-      for (let i = 0; i < 3; i++) assert.ok(workers.includes(await hit(url)));
-      await sleep(300);
+    ctx.after(() => t.kill());
+    const url = await t.ready(3);
+    const workers = await settle(t.pid, 3, 'start');
+    for (let i = 0; i < 3; i++) assert.ok(workers.includes(await hit(url)));
+    await sleep(300);
 
-      const killedAt = Date.now();
-      process.kill(t.pid, 'SIGKILL');
-      let goneAt = 0;
-      await waitFor(() => workers.every((p) => !alive(p)) && (goneAt = Date.now()), 'the workers to exit', 15_000);
-      assert.ok(goneAt - killedAt <= 1500, `workers gone ${goneAt - killedAt} ms after the master was killed`);
-      assert.equal((await t.exited).signal, 'SIGKILL');
+    const killedAt = Date.now();
+    process.kill(t.pid, 'SIGKILL');
+    let goneAt = 0;
+    await waitFor(() => workers.every((p) => !alive(p)) && (goneAt = Date.now()), 'the workers to exit', 15_000);
+    assert.ok(goneAt - killedAt <= 1500, `workers gone ${goneAt - killedAt} ms after the master was killed`);
+    assert.equal((await t.exited).signal, 'SIGKILL');
 
-      // The pidfile and the socket file outlive a SIGKILL; the commands see through them.
-      assert.ok(existsSync(pidfile) && existsSync(control));
-      const stalePid = await runTsgun(['status', '-p', pidfile]);
-      assert.equal(stalePid.code, 1, stalePid.stderr);
-      assert.match(stalePid.stderr, new RegExp(`^Error: no tsgun master is running: pidfile ${pidfile} names pid ${t.pid}, which is not running\\n$`));
-      const staleSocket = await runTsgun(['status', '--control-socket', control]);
-      assert.equal(staleSocket.code, 1, staleSocket.stderr);
-      assert.match(staleSocket.stderr, /^Error: cannot reach the master at .*control\.sock: nobody is accepting on it \(stale socket; the master is gone\)\n$/);
-    } finally {
-      t.kill();
-    }
+    // The pidfile and the socket file outlive a SIGKILL; the commands see through them.
+    assert.ok(existsSync(pidfile) && existsSync(control));
+    const stalePid = await runTsgun(['status', '-p', pidfile]);
+    assert.equal(stalePid.code, 1, stalePid.stderr);
+    assert.match(stalePid.stderr, new RegExp(`^Error: no tsgun master is running: pidfile ${pidfile} names pid ${t.pid}, which is not running\\n$`));
+    const staleSocket = await runTsgun(['status', '--control-socket', control]);
+    assert.equal(staleSocket.code, 1, staleSocket.stderr);
+    assert.match(staleSocket.stderr, /^Error: cannot reach the master at .*control\.sock: nobody is accepting on it \(stale socket; the master is gone\)\n$/);
   });
   // ---- timeout in a large app --------------------------------------------------------
 
-  test('a stuck worker of an app with 100,000 scripts loaded is killed and replaced, with its stack when the watchdog gets it in time', async () => {
+  test('a stuck worker of an app with 100,000 scripts loaded is killed and replaced, with its stack when the watchdog gets it in time', async (ctx) => {
     const dir = scratchDir('tsgun-liveness-');
     const abortFile = path.join(dir, 'abort.json');
     const spinMark = path.join(dir, 'spin');
     const t = new Tsgun(['-c', HOOKS_CONF, '-w', '1', '-t', '2', '-b', '127.0.0.1:0', 'many-scripts:app'], { cwd: DIR, env: { ABORT_FILE: abortFile, SPIN_MARK: spinMark } });
-    try {
-      const url = await t.ready(1);
-      const mark = t.lines.length;
-      void request(url, { path: '/spin', timeoutMs: 120_000 }).catch(() => {});
-      const stuck = Number((await waitFor(() => readIfExists(spinMark).trim(), 'the /spin request to reach the worker', 30_000)).split(' ')[0]);
-      const timeout = await t.waitForLine(/^WORKER TIMEOUT/, 60_000, mark);
-      // Enabling the debugger in an app this size can take longer than the master waits on a
-      // loaded machine; then the line says so, and the worker is killed all the same.
-      assert.match(timeout.msg!, new RegExp(`^WORKER TIMEOUT \\(pid:${stuck}\\): no heartbeat for [\\d.]+ s \\(timeout 2 s\\); (blocked at:\\n {4}at spinForever \\(|no stack available$)`));
-      if (/blocked at:/.test(timeout.msg!)) assert.ok(readIfExists(abortFile).includes(`"pid":${stuck}`), 'worker_abort ran');
-      await t.waitForLine(new RegExp(`^Worker \\(pid:${stuck}\\) was sent SIGKILL`), 30_000, mark);
-      let answered = false;
-      for (const deadline = Date.now() + 60_000; !answered && Date.now() < deadline; await sleep(200)) {
-        answered = (await request(url, { timeoutMs: 5000 }).catch(() => null))?.status === 200;
-      }
-      assert.ok(answered, 'a replacement answers');
-      assert.equal(alive(stuck), false);
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
+    ctx.after(() => t.kill());
+    const url = await t.ready(1);
+    const mark = t.lines.length;
+    void request(url, { path: '/spin', timeoutMs: 120_000 }).catch(() => {});
+    const stuck = Number((await waitFor(() => readIfExists(spinMark).trim(), 'the /spin request to reach the worker', 30_000)).split(' ')[0]);
+    const timeout = await t.waitForLine(/^WORKER TIMEOUT/, 60_000, mark);
+    // Enabling the debugger in an app this size can take longer than the master waits on a
+    // loaded machine; then the line says so, and the worker is killed all the same.
+    assert.match(timeout.msg!, new RegExp(`^WORKER TIMEOUT \\(pid:${stuck}\\): no heartbeat for [\\d.]+ s \\(timeout 2 s\\); (blocked at:\\n {4}at spinForever \\(|no stack available$)`));
+    if (/blocked at:/.test(timeout.msg!)) assert.ok(readIfExists(abortFile).includes(`"pid":${stuck}`), 'worker_abort ran');
+    await t.waitForLine(new RegExp(`^Worker \\(pid:${stuck}\\) was sent SIGKILL`), 30_000, mark);
+    let answered = false;
+    for (const deadline = Date.now() + 60_000; !answered && Date.now() < deadline; await sleep(200)) {
+      answered = (await request(url, { timeoutMs: 5000 }).catch(() => null))?.status === 200;
     }
+    assert.ok(answered, 'a replacement answers');
+    assert.equal(alive(stuck), false);
+    assert.equal((await t.stop()).code, 0);
   });
 });

@@ -12,8 +12,7 @@ import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, FIXTURES, request, runTsgun, scratchDir, settle, sleep, Tsgun, workerPidsByTitle } from '../helpers.js';
-import { waitFor } from '../procs.js';
+import { alive, FIXTURES, request, runTsgun, scratchDir, settle, sleep, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
 const APP = 'app:app';
@@ -30,7 +29,7 @@ function lastPid(): number {
 }
 
 describe('the pidfile', () => {
-  test("pre-made symlinks at the temporary file's names for the next pids leave their target untouched", async () => {
+  test("pre-made symlinks at the temporary file's names for the next pids leave their target untouched", async (ctx) => {
     const dir = scratchDir();
     chmodSync(dir, 0o1777);
     const target = path.join(dir, 'precious');
@@ -40,19 +39,16 @@ describe('the pidfile', () => {
     const from = lastPid();
     for (let pid = from + 1; pid <= from + 3000; pid++) symlinkSync(target, `${pidfile}.${pid}.tmp`);
     const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '-p', pidfile, APP], { cwd: DIR });
-    try {
-      await t.ready(1);
-      assert.ok(t.pid <= from + 3000, `the master's pid ${t.pid} is past the links made for ${from + 1}..${from + 3000}`);
-      assert.equal(readFileSync(target, 'utf8'), 'precious\n', 'the link target was written through');
-      assert.ok(lstatSync(pidfile).isFile(), 'the pidfile is a regular file, not a link');
-      assert.equal(readFileSync(pidfile, 'utf8'), `${t.pid}\n`);
-      assert.equal((await t.stop()).code, 0);
-      assert.ok(!existsSync(pidfile), 'the pidfile is removed at exit');
-      const temporary = readdirSync(dir).filter((n) => n.endsWith('.tmp') && !lstatSync(path.join(dir, n)).isSymbolicLink());
-      assert.deepEqual(temporary, [], 'no temporary file is left');
-    } finally {
-      t.kill();
-    }
+    ctx.after(() => t.kill());
+    await t.ready(1);
+    assert.ok(t.pid <= from + 3000, `the master's pid ${t.pid} is past the links made for ${from + 1}..${from + 3000}`);
+    assert.equal(readFileSync(target, 'utf8'), 'precious\n', 'the link target was written through');
+    assert.ok(lstatSync(pidfile).isFile(), 'the pidfile is a regular file, not a link');
+    assert.equal(readFileSync(pidfile, 'utf8'), `${t.pid}\n`);
+    assert.equal((await t.stop()).code, 0);
+    assert.ok(!existsSync(pidfile), 'the pidfile is removed at exit');
+    const temporary = readdirSync(dir).filter((n) => n.endsWith('.tmp') && !lstatSync(path.join(dir, n)).isSymbolicLink());
+    assert.deepEqual(temporary, [], 'no temporary file is left');
   });
 
   test('a pidfile that is a symlink is refused with one Error: line, exit 2, and nothing left running', async () => {
@@ -155,29 +151,26 @@ describe('the control socket', () => {
 });
 
 describe('the master survives its own bookkeeping', () => {
-  test('an error no master task caught (a throwing timer, a rejected promise) is logged with its stack; supervision goes on', async () => {
+  test('an error no master task caught (a throwing timer, a rejected promise) is logged with its stack; supervision goes on', async (ctx) => {
     const config = path.join(FIXTURES, 'master-safety', 'stray-errors.conf.ts');
     const t = new Tsgun(['-c', config, '-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR });
-    try {
-      const url = await t.ready(1);
-      const thrown = await t.waitForLine(/^uncaught exception in the master: .*thrown from a timer/);
-      const rejected = await t.waitForLine(/^unhandled rejection in the master: .*rejected in a promise/);
-      for (const line of [thrown, rejected]) {
-        assert.equal(line.level, 'error');
-        assert.match(String((line as { err?: { stack?: string } }).err?.stack), /stray-errors\.conf\.ts/, 'the stack is logged');
-      }
-      const [worker] = await settle(t.pid, 1, 'start');
-      process.kill(worker!, 'SIGKILL');
-      await t.until(() => {
-        const now = workerPidsByTitle(t.pid);
-        return now.length === 1 && now[0] !== worker ? now : null;
-      }, 'the killed worker replaced');
-      await t.until(() => t.grep(/^Booting worker with pid/).length >= 2, 'the replacement ready');
-      assert.equal((await request(url)).status, 200);
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
+    ctx.after(() => t.kill());
+    const url = await t.ready(1);
+    const thrown = await t.waitForLine(/^uncaught exception in the master: .*thrown from a timer/);
+    const rejected = await t.waitForLine(/^unhandled rejection in the master: .*rejected in a promise/);
+    for (const line of [thrown, rejected]) {
+      assert.equal(line.level, 'error');
+      assert.match(String((line as { err?: { stack?: string } }).err?.stack), /stray-errors\.conf\.ts/, 'the stack is logged');
     }
+    const [worker] = await settle(t.pid, 1, 'start');
+    process.kill(worker!, 'SIGKILL');
+    await t.until(() => {
+      const now = workerPidsByTitle(t.pid);
+      return now.length === 1 && now[0] !== worker ? now : null;
+    }, 'the killed worker replaced');
+    await t.until(() => t.grep(/^Booting worker with pid/).length >= 2, 'the replacement ready');
+    assert.equal((await request(url)).status, 200);
+    assert.equal((await t.stop()).code, 0);
   });
 
   test('with 256 descriptors and 400 connections held on its metrics port, the master keeps supervising and serving', async () => {
@@ -243,37 +236,34 @@ function tlsGet(url: string): Promise<{ status: number; body: string; fingerprin
 
 describe('TLS keys are read by the master', () => {
   const name = 'with --user nobody and a key file only root can read, workers serve TLS; a HUP picks up a renewed certificate';
-  test(name, { skip: nobodyCanReadApp ? false : 'needs root, and an app the nobody user can read' }, async () => {
+  test(name, { skip: nobodyCanReadApp ? false : 'needs root, and an app the nobody user can read' }, async (ctx) => {
     const dir = scratchDir();
     chmodSync(dir, 0o755);
     makeCertificate(dir);
     const first = readFileSync(path.join(dir, 'cert.pem'));
     const files = ['--certfile', path.join(dir, 'cert.pem'), '--keyfile', path.join(dir, 'key.pem')];
     const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--user', 'nobody', ...files, APP], { cwd: DIR });
-    try {
-      const url = await t.ready(1);
-      assert.match(url, /^https:/);
-      const [worker] = await settle(t.pid, 1, 'start');
-      assert.match(readFileSync(`/proc/${worker}/status`, 'utf8'), new RegExp(`^Uid:\\s+${NOBODY}\\s`, 'm'), 'the worker runs as nobody');
-      assert.ok(!readFileSync(`/proc/${worker}/environ`).includes('PRIVATE KEY'), "the key is not in the worker's environment");
-      const before = await tlsGet(url);
-      assert.equal(before.status, 200);
-      makeCertificate(dir);
-      assert.notDeepEqual(readFileSync(path.join(dir, 'cert.pem')), first);
-      t.signal('SIGHUP');
-      await t.until(() => {
-        const now = workerPidsByTitle(t.pid);
-        return now.length === 1 && now[0] !== worker ? now : null;
-      }, 'the reloaded worker');
-      await t.until(() => t.grep(/^Booting worker with pid/).length >= 2, 'the reloaded worker ready');
-      let after = await tlsGet(url);
-      for (let i = 0; i < 20 && after.fingerprint === before.fingerprint; i++) after = await tlsGet(url);
-      assert.equal(after.status, 200);
-      assert.notEqual(after.fingerprint, before.fingerprint, 'the renewed certificate is served');
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
-    }
+    ctx.after(() => t.kill());
+    const url = await t.ready(1);
+    assert.match(url, /^https:/);
+    const [worker] = await settle(t.pid, 1, 'start');
+    assert.match(readFileSync(`/proc/${worker}/status`, 'utf8'), new RegExp(`^Uid:\\s+${NOBODY}\\s`, 'm'), 'the worker runs as nobody');
+    assert.ok(!readFileSync(`/proc/${worker}/environ`).includes('PRIVATE KEY'), "the key is not in the worker's environment");
+    const before = await tlsGet(url);
+    assert.equal(before.status, 200);
+    makeCertificate(dir);
+    assert.notDeepEqual(readFileSync(path.join(dir, 'cert.pem')), first);
+    t.signal('SIGHUP');
+    await t.until(() => {
+      const now = workerPidsByTitle(t.pid);
+      return now.length === 1 && now[0] !== worker ? now : null;
+    }, 'the reloaded worker');
+    await t.until(() => t.grep(/^Booting worker with pid/).length >= 2, 'the reloaded worker ready');
+    let after = await tlsGet(url);
+    for (let i = 0; i < 20 && after.fingerprint === before.fingerprint; i++) after = await tlsGet(url);
+    assert.equal(after.status, 200);
+    assert.notEqual(after.fingerprint, before.fingerprint, 'the renewed certificate is served');
+    assert.equal((await t.stop()).code, 0);
   });
 
   test('a key file the master cannot read is one Error: line at start, exit 2', async () => {

@@ -9,8 +9,7 @@ import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { FIXTURES, ROOT, scratchDir, sleep, Tsgun } from '../helpers.js';
-import { readIfExists } from '../procs.js';
+import { FIXTURES, freePort, readIfExists, ROOT, scratchDir, sleep, Tsgun } from '../helpers.js';
 
 /** Debian puts nginx in /usr/sbin, which is not on every user's PATH. */
 export const NGINX = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/usr/local/nginx/sbin']
@@ -57,18 +56,6 @@ export function docNginx(doc: (typeof DOCS)[number], sock: string, port: number)
   const block = fence(doc, 'nginx', HEADINGS[doc]);
   if (!block.includes('unix:/run/tsgun/tsgun.sock') || !/^\s*listen [^;]+;$/m.test(block)) throw new Error(`unexpected nginx block in ${doc}`);
   return block.replace('unix:/run/tsgun/tsgun.sock', `unix:${sock}`).replace(/^(\s*)listen [^;]+;$/m, `$1listen 127.0.0.1:${port};`);
-}
-
-/** A free TCP port on 127.0.0.1 (free when asked; nginx binds it a moment later). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 export interface Nginx {

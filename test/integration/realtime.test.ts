@@ -11,7 +11,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import WebSocket from 'ws';
-import { childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun } from '../helpers.js';
+import { childPidsSync, FIXTURES, freePort, request, runTsgun, scratchDir, sleep, Tsgun } from '../helpers.js';
 import { makePki, tlsArgs } from './http-layer.shared.js';
 
 const DIR = path.join(FIXTURES, 'realtime');
@@ -292,14 +292,6 @@ test('an exported plain http.Server with certfile set stops tsgun with one Error
   assert.equal(errors.length, 1, run.stderr);
   assert.match(errors[0]!, /brings its own plain http\.Server but certfile\/keyfile are set/);
 });
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 test('an app that calls app.listen(PORT) is served on tsgun\'s bind by 2 workers, and nothing listens on PORT', async (t) => {
   const port = await freePort();

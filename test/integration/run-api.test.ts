@@ -9,8 +9,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { alive, exitedWithOutput, FIXTURES, hit, scratchDir, settle, workerPidsByTitle } from '../helpers.js';
-import { processesWithEnv, waitFor } from '../procs.js';
+import { alive, exitedWithOutput, FIXTURES, hit, processesWithEnv, scratchDir, settle, waitFor, workerPidsByTitle } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'runapi');
 const DRIVER = path.join(DIR, 'driver.mjs');

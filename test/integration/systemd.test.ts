@@ -15,8 +15,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, BIN, childPidsSync, exitedWithOutput, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, type LogLine } from '../helpers.js';
-import { waitFor } from '../procs.js';
+import { alive, appDir, BIN, bootedPids, childPidsSync, exitedWithOutput, FIXTURES, freePort, type LogLine, request, runTsgun, scratchDir, sleep, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'systemd');
 const APP_FILE = path.join(DIR, 'app.ts');
@@ -279,13 +278,6 @@ async function info(url: string, opts: { socketPath?: string } = {}): Promise<In
   return JSON.parse(reply.body) as Info;
 }
 
-/** A scratch directory holding the app, answering `VERSION PID`. */
-function appDir(version = 'v1'): string {
-  const dir = scratchDir('tsgun-sd-');
-  setVersion(dir, version);
-  return dir;
-}
-
 function setVersion(dir: string, version: string, suffix = ''): void {
   const source = readFileSync(APP_FILE, 'utf8');
   const rewritten = source.replace("const VERSION = 'v1';", `const VERSION = '${version}';`);
@@ -293,69 +285,15 @@ function setVersion(dir: string, version: string, suffix = ''): void {
   writeFileSync(path.join(dir, 'app.ts'), rewritten + suffix);
 }
 
-function bootedPids(lines: readonly LogLine[]): number[] {
-  return lines.filter((l) => /^Booting worker with pid: \d+/.test(l.msg ?? '')).map((l) => Number(/pid: (\d+)/.exec(l.msg!)![1]));
-}
-
 /** Epoch ms of a log line (pino's `time`). */
 function timeOf(line: LogLine): number {
   return (line as LogLine & { time: number }).time;
-}
-
-/**
- * The worker processes among `pid`'s children, by title. With NOTIFY_SOCKET set the master
- * also has a short-lived systemd-notify child now and then, and after USR2 the new master.
- */
-function workersOf(pid: number): number[] {
-  return childPidsSync(pid).filter((child) => {
-    try {
-      const title = readFileSync(`/proc/${child}/cmdline`, 'utf8').replace(/\0+/g, ' ');
-      return title.startsWith('tsgun: worker [') || /worker\/main\.js/.test(title);
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** The `Uid:`, `Gid:`, `Groups:` and `Umask:` lines of /proc/PID/status. */
-function procStatus(pid: number): { uid: number[]; gid: number[]; groups: number[]; umask: string } {
-  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '';
-  const ids = (name: string): number[] => field(name).split(/\s+/).filter(Boolean).map(Number);
-  return { uid: ids('Uid'), gid: ids('Gid'), groups: ids('Groups'), umask: field('Umask') };
 }
 
 /** The environment a process was started with, from /proc/PID/environ. */
 function environOf(pid: number): Record<string, string> {
   const entries = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
   return Object.fromEntries(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-}
-
-/** A free TCP port on 127.0.0.1 (bound to port 0, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** A free privileged port (600-999) on 127.0.0.1; only root can bind one. */
-async function freePrivilegedPort(): Promise<number> {
-  const start = 600 + Math.floor(Math.random() * 400);
-  for (let i = 0; i < 400; i++) {
-    const port = 600 + ((start - 600 + i) % 400);
-    const free = await new Promise<boolean>((resolve) => {
-      const server = net.createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-  throw new Error('no free port in 600-999');
 }
 
 /** Does a TCP connect to `port` succeed? */
@@ -379,158 +317,149 @@ function randomName(): string {
 describe('systemd', { concurrency: 2 }, () => {
   // ---- notify: READY, RELOADING, STOPPING, MAINPID, WATCHDOG ---------------------------
 
-  test('READY=1 is sent once all 3 workers serve: HTTP was answered before it and is never refused after it', { skip: NEEDS_NOTIFY }, async () => {
+  test('READY=1 is sent once all 3 workers serve: HTTP was answered before it and is never refused after it', { skip: NEEDS_NOTIFY }, async (ctx) => {
     const scratch = scratchDir('tsgun-sd-');
     const rx = await Receiver.start(path.join(scratch, 'notify'));
     // The worker that loads the app last takes 1.5 s longer: a READY sent for the first
     // worker, or for all but one, would come over a second too early.
     const env = { ...NO_SYSTEMD, NOTIFY_SOCKET: rx.address, STAGGER_DIR: scratch, STAGGER_SLOW_SLOT: '3', STAGGER_MS: '1500' };
     const t = new Tsgun(['-w', '3', '-b', '127.0.0.1:0', 'app:staggered()'], { cwd: DIR, env });
-    try {
-      const [url] = await t.listening(1);
-      // Poll from the moment the socket is bound. Connecting to a socket that no worker
-      // listens on yet is refused; record when each attempt started and how it ended.
-      const attempts: Array<{ start: number; ok: boolean; error?: string }> = [];
-      let polling = true;
-      const poller = (async () => {
-        while (polling) {
-          const start = Date.now();
-          try {
-            const reply = await request(url!, { timeoutMs: 10_000 });
-            attempts.push({ start, ok: reply.status === 200 });
-          } catch (err) {
-            attempts.push({ start, ok: false, error: (err as NodeJS.ErrnoException).code ?? (err as Error).message });
-            await sleep(5);
-          }
+    ctx.after(() => t.stop());
+    ctx.after(() => rx.stop());
+    const [url] = await t.listening(1);
+    // Poll from the moment the socket is bound. Connecting to a socket that no worker
+    // listens on yet is refused; record when each attempt started and how it ended.
+    const attempts: Array<{ start: number; ok: boolean; error?: string }> = [];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        const start = Date.now();
+        try {
+          const reply = await request(url!, { timeoutMs: 10_000 });
+          attempts.push({ start, ok: reply.status === 200 });
+        } catch (err) {
+          attempts.push({ start, ok: false, error: (err as NodeJS.ErrnoException).code ?? (err as Error).message });
+          await sleep(5);
         }
-      })();
-      const ready = await rx.next('READY', '1');
-      await sleep(300);
-      polling = false;
-      await poller;
-      await t.ready(3);
-      const readyMs = ready.wall * 1000;
+      }
+    })();
+    const ready = await rx.next('READY', '1');
+    await sleep(300);
+    polling = false;
+    await poller;
+    await t.ready(3);
+    const readyMs = ready.wall * 1000;
 
-      assert.equal(ready.fields.STATUS, '3 workers, generation 1');
-      assert.equal(ready.fields.MAINPID, undefined, 'the first master does not send MAINPID');
-      assert.equal(rx.all('READY').length, 1, 'one READY=1');
+    assert.equal(ready.fields.STATUS, '3 workers, generation 1');
+    assert.equal(ready.fields.MAINPID, undefined, 'the first master does not send MAINPID');
+    assert.equal(rx.all('READY').length, 1, 'one READY=1');
 
-      // Every worker had reported ready (it logs `Booting worker` right after) before
-      // READY=1; the slack covers only the worker's own log write racing the datagram.
-      const booted = t.grep(/^Booting worker with pid: /);
-      assert.equal(booted.length, 3);
-      const times = booted.map(timeOf).sort((a, b) => a - b);
-      assert.ok(times[2]! - times[0]! >= 1000, `the slow worker booted over a second after the first (${times.map((x) => x - times[0]!)})`);
-      const SLACK_MS = 250;
-      for (const line of booted) assert.ok(timeOf(line) <= readyMs + SLACK_MS, `${line.msg} at ${timeOf(line)}, READY=1 at ${readyMs.toFixed(0)}`);
-      const readyLine = t.grep(/^Ready: 3 workers serving$/);
-      assert.equal(readyLine.length, 1);
-      assert.ok(timeOf(readyLine[0]!) <= readyMs, 'the master logs Ready before it notifies');
+    // Every worker had reported ready (it logs `Booting worker` right after) before
+    // READY=1; the slack covers only the worker's own log write racing the datagram.
+    const booted = t.grep(/^Booting worker with pid: /);
+    assert.equal(booted.length, 3);
+    const times = booted.map(timeOf).sort((a, b) => a - b);
+    assert.ok(times[2]! - times[0]! >= 1000, `the slow worker booted over a second after the first (${times.map((x) => x - times[0]!)})`);
+    const SLACK_MS = 250;
+    for (const line of booted) assert.ok(timeOf(line) <= readyMs + SLACK_MS, `${line.msg} at ${timeOf(line)}, READY=1 at ${readyMs.toFixed(0)}`);
+    const readyLine = t.grep(/^Ready: 3 workers serving$/);
+    assert.equal(readyLine.length, 1);
+    assert.ok(timeOf(readyLine[0]!) <= readyMs, 'the master logs Ready before it notifies');
 
-      // HTTP: answered well before READY=1 (the fast workers), and never refused after it.
-      const firstOk = attempts.find((a) => a.ok);
-      assert.ok(firstOk, `some request succeeded: ${JSON.stringify(attempts.slice(-5))}`);
-      assert.ok(firstOk.start < readyMs, `HTTP answered (request started ${firstOk.start}) before READY=1 (${readyMs.toFixed(0)})`);
-      const refusedAfter = attempts.filter((a) => !a.ok && a.start >= readyMs);
-      assert.deepEqual(refusedAfter, [], 'no request started after READY=1 failed');
-      assert.ok(attempts.some((a) => a.ok && a.start >= readyMs), 'requests were made after READY=1');
-    } finally {
-      await t.stop();
-      rx.stop();
-    }
+    // HTTP: answered well before READY=1 (the fast workers), and never refused after it.
+    const firstOk = attempts.find((a) => a.ok);
+    assert.ok(firstOk, `some request succeeded: ${JSON.stringify(attempts.slice(-5))}`);
+    assert.ok(firstOk.start < readyMs, `HTTP answered (request started ${firstOk.start}) before READY=1 (${readyMs.toFixed(0)})`);
+    const refusedAfter = attempts.filter((a) => !a.ok && a.start >= readyMs);
+    assert.deepEqual(refusedAfter, [], 'no request started after READY=1 failed');
+    assert.ok(attempts.some((a) => a.ok && a.start >= readyMs), 'requests were made after READY=1');
   });
 
-  test('HUP: RELOADING=1 with MONOTONIC_USEC on CLOCK_MONOTONIC, then READY=1 when only the new code answers; a failed reload also ends in READY=1', { skip: NEEDS_NOTIFY }, async () => {
-    const dir = appDir('v1');
+  test('HUP: RELOADING=1 with MONOTONIC_USEC on CLOCK_MONOTONIC, then READY=1 when only the new code answers; a failed reload also ends in READY=1', { skip: NEEDS_NOTIFY }, async (ctx) => {
+    const dir = appDir(APP_FILE);
     const rx = await Receiver.start(path.join(dir, 'notify'));
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', APP], { cwd: dir, env: { ...NO_SYSTEMD, NOTIFY_SOCKET: rx.address } });
-    try {
-      const url = await t.ready(2);
-      await rx.next('READY', '1');
-      const oldPids = bootedPids(t.lines);
+    ctx.after(() => t.stop());
+    ctx.after(() => rx.stop());
+    const url = await t.ready(2);
+    await rx.next('READY', '1');
+    const oldPids = bootedPids(t);
 
-      setVersion(dir, 'v2');
-      const from = rx.messages.length;
-      const mark = t.lines.length;
-      t.signal('SIGHUP');
-      const reloading = await rx.next('RELOADING', '1', from);
-      const ready = await rx.next('READY', '1', reloading.index + 1, 45_000);
-      // Straight after READY=1, as `systemctl reload` returns: only new workers answer.
-      const answers: Answer[] = [];
-      for (let i = 0; i < 20; i++) answers.push(await hit(url));
-      await t.waitForLine(/^Reload complete: generation 2 ready/, 30_000, mark);
-      const newPids = bootedPids(t.lines.slice(mark));
-      assert.equal(newPids.length, 2);
-      for (const a of answers) {
-        assert.equal(a.version, 'v2', `answered ${a.version} by ${a.pid} after READY=1`);
-        assert.ok(newPids.includes(a.pid) && !oldPids.includes(a.pid), `pid ${a.pid} is a new worker (${newPids}), not an old one (${oldPids})`);
-      }
+    setVersion(dir, 'v2');
+    const from = rx.messages.length;
+    const mark = t.lines.length;
+    t.signal('SIGHUP');
+    const reloading = await rx.next('RELOADING', '1', from);
+    const ready = await rx.next('READY', '1', reloading.index + 1, 45_000);
+    // Straight after READY=1, as `systemctl reload` returns: only new workers answer.
+    const answers: Answer[] = [];
+    for (let i = 0; i < 20; i++) answers.push(await hit(url));
+    await t.waitForLine(/^Reload complete: generation 2 ready/, 30_000, mark);
+    const newPids = bootedPids(t, mark);
+    assert.equal(newPids.length, 2);
+    for (const a of answers) {
+      assert.equal(a.version, 'v2', `answered ${a.version} by ${a.pid} after READY=1`);
+      assert.ok(newPids.includes(a.pid) && !oldPids.includes(a.pid), `pid ${a.pid} is a new worker (${newPids}), not an old one (${oldPids})`);
+    }
 
-      assert.equal(reloading.fields.STATUS, 'reloading: generation 2');
-      assert.equal(ready.fields.STATUS, '2 workers, generation 2');
-      assert.deepEqual(rx.messages.slice(from, ready.index).filter((m) => m !== reloading && m.fields.WATCHDOG === undefined), [], 'nothing else between RELOADING=1 and READY=1');
-      for (const line of t.lines.slice(mark).filter((l) => /^Booting worker/.test(l.msg ?? ''))) {
-        assert.ok(reloading.wall * 1000 <= timeOf(line), 'RELOADING=1 comes before the new generation boots');
-      }
+    assert.equal(reloading.fields.STATUS, 'reloading: generation 2');
+    assert.equal(ready.fields.STATUS, '2 workers, generation 2');
+    assert.deepEqual(rx.messages.slice(from, ready.index).filter((m) => m !== reloading && m.fields.WATCHDOG === undefined), [], 'nothing else between RELOADING=1 and READY=1');
+    for (const line of t.lines.slice(mark).filter((l) => /^Booting worker/.test(l.msg ?? ''))) {
+      assert.ok(reloading.wall * 1000 <= timeOf(line), 'RELOADING=1 comes before the new generation boots');
+    }
 
-      // MONOTONIC_USEC is CLOCK_MONOTONIC in microseconds (python's time.monotonic() is the
-      // same clock), read just before the message was sent.
-      assert.match(reloading.fields.MONOTONIC_USEC ?? '', /^\d+$/);
-      const sentAt = Number(reloading.fields.MONOTONIC_USEC) / 1e6;
-      assert.ok(sentAt <= reloading.t + 0.001, `MONOTONIC_USEC ${sentAt} s is not after receipt at ${reloading.t} s`);
-      assert.ok(reloading.t - sentAt < 3, `MONOTONIC_USEC ${sentAt} s is within 3 s of receipt at ${reloading.t} s`);
+    // MONOTONIC_USEC is CLOCK_MONOTONIC in microseconds (python's time.monotonic() is the
+    // same clock), read just before the message was sent.
+    assert.match(reloading.fields.MONOTONIC_USEC ?? '', /^\d+$/);
+    const sentAt = Number(reloading.fields.MONOTONIC_USEC) / 1e6;
+    assert.ok(sentAt <= reloading.t + 0.001, `MONOTONIC_USEC ${sentAt} s is not after receipt at ${reloading.t} s`);
+    assert.ok(reloading.t - sentAt < 3, `MONOTONIC_USEC ${sentAt} s is within 3 s of receipt at ${reloading.t} s`);
 
-      // A reload whose app throws on import: READY=1 still ends the reload (systemd would
-      // otherwise wait out its timeout), its STATUS says so, and the v2 workers keep serving.
-      setVersion(dir, 'v3', "\nthrow new Error('broken on purpose');\n");
-      const from2 = rx.messages.length;
-      t.signal('SIGHUP');
-      const reloading2 = await rx.next('RELOADING', '1', from2);
-      const failed = await rx.next('READY', '1', reloading2.index + 1, 45_000);
-      assert.equal(reloading2.fields.STATUS, 'reloading: generation 3');
-      assert.equal(failed.fields.STATUS, 'reload failed; 2 workers, generation 2');
-      for (let i = 0; i < 6; i++) {
-        const a = await hit(url);
-        assert.equal(a.version, 'v2');
-        assert.ok(newPids.includes(a.pid));
-      }
-    } finally {
-      await t.stop();
-      rx.stop();
+    // A reload whose app throws on import: READY=1 still ends the reload (systemd would
+    // otherwise wait out its timeout), its STATUS says so, and the v2 workers keep serving.
+    setVersion(dir, 'v3', "\nthrow new Error('broken on purpose');\n");
+    const from2 = rx.messages.length;
+    t.signal('SIGHUP');
+    const reloading2 = await rx.next('RELOADING', '1', from2);
+    const failed = await rx.next('READY', '1', reloading2.index + 1, 45_000);
+    assert.equal(reloading2.fields.STATUS, 'reloading: generation 3');
+    assert.equal(failed.fields.STATUS, 'reload failed; 2 workers, generation 2');
+    for (let i = 0; i < 6; i++) {
+      const a = await hit(url);
+      assert.equal(a.version, 'v2');
+      assert.ok(newPids.includes(a.pid));
     }
   });
 
-  test('TERM: STOPPING=1 arrives at once, while a request is still in flight, and before the master exits', { skip: NEEDS_NOTIFY }, async () => {
+  test('TERM: STOPPING=1 arrives at once, while a request is still in flight, and before the master exits', { skip: NEEDS_NOTIFY }, async (ctx) => {
     const scratch = scratchDir('tsgun-sd-');
     const rx = await Receiver.start(path.join(scratch, 'notify'));
     const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: { ...NO_SYSTEMD, NOTIFY_SOCKET: rx.address } });
-    try {
-      const url = await t.ready(1);
-      await rx.next('READY', '1');
-      const slow = request(url, { path: '/slow?ms=2000' }).then((reply) => ({ reply, at: Date.now() }));
-      await sleep(300);
-      const termAt = Date.now();
-      t.signal('SIGTERM');
-      const stopping = await rx.next('STOPPING', '1');
-      const { reply, at: repliedAt } = await slow;
-      const { code } = await t.exited;
-      const exitedAt = Date.now();
+    ctx.after(() => t.stop());
+    ctx.after(() => rx.stop());
+    const url = await t.ready(1);
+    await rx.next('READY', '1');
+    const slow = request(url, { path: '/slow?ms=2000' }).then((reply) => ({ reply, at: Date.now() }));
+    await sleep(300);
+    const termAt = Date.now();
+    t.signal('SIGTERM');
+    const stopping = await rx.next('STOPPING', '1');
+    const { reply, at: repliedAt } = await slow;
+    const { code } = await t.exited;
+    const exitedAt = Date.now();
 
-      assert.equal(code, 0);
-      assert.equal(reply.status, 200, 'the in-flight request finished');
-      assert.equal(stopping.fields.STATUS, 'stopping');
-      assert.ok(stopping.wall * 1000 >= termAt - 5, 'STOPPING=1 is not sent before TERM');
-      assert.ok(stopping.wall * 1000 < repliedAt, `STOPPING=1 (${(stopping.wall * 1000).toFixed(0)}) arrived while the request was in flight (answered ${repliedAt})`);
-      const shutdown = t.grep(/^Shutting down: Master$/);
-      assert.equal(shutdown.length, 1);
-      assert.ok(stopping.wall * 1000 <= timeOf(shutdown[0]!), 'STOPPING=1 arrived before the master shut down');
-      assert.ok(stopping.wall * 1000 <= exitedAt);
-      assert.equal(rx.all('STOPPING').length, 1, 'one STOPPING=1');
-      assert.deepEqual(rx.all('READY', stopping.index), [], 'no READY=1 after STOPPING=1');
-    } finally {
-      await t.stop();
-      rx.stop();
-    }
+    assert.equal(code, 0);
+    assert.equal(reply.status, 200, 'the in-flight request finished');
+    assert.equal(stopping.fields.STATUS, 'stopping');
+    assert.ok(stopping.wall * 1000 >= termAt - 5, 'STOPPING=1 is not sent before TERM');
+    assert.ok(stopping.wall * 1000 < repliedAt, `STOPPING=1 (${(stopping.wall * 1000).toFixed(0)}) arrived while the request was in flight (answered ${repliedAt})`);
+    const shutdown = t.grep(/^Shutting down: Master$/);
+    assert.equal(shutdown.length, 1);
+    assert.ok(stopping.wall * 1000 <= timeOf(shutdown[0]!), 'STOPPING=1 arrived before the master shut down');
+    assert.ok(stopping.wall * 1000 <= exitedAt);
+    assert.equal(rx.all('STOPPING').length, 1, 'one STOPPING=1');
+    assert.deepEqual(rx.all('READY', stopping.index), [], 'no READY=1 after STOPPING=1');
   });
 
   test('USR2: the new master sends MAINPID=<its pid> with READY=1; TERM to the old one then sends no STOPPING=1', { skip: NEEDS_NOTIFY }, async () => {
@@ -565,7 +494,7 @@ describe('systemd', { concurrency: 2 }, () => {
       await sleep(300);
       assert.deepEqual(rx.all('STOPPING', from), [], 'the old master sent no STOPPING=1');
       assert.ok(alive(successor));
-      const workers = workersOf(successor);
+      const workers = workerPidsByTitle(successor);
       for (let i = 0; i < 4; i++) assert.ok(workers.includes((await hit(url)).pid), 'the new master serves alone');
 
       // Stopping the new master is the service stopping.
@@ -579,90 +508,78 @@ describe('systemd', { concurrency: 2 }, () => {
     }
   });
 
-  test('WATCHDOG_USEC=1000000: WATCHDOG=1 about every 0.5 s, never a full second apart', { skip: NEEDS_NOTIFY }, async () => {
+  test('WATCHDOG_USEC=1000000: WATCHDOG=1 about every 0.5 s, never a full second apart', { skip: NEEDS_NOTIFY }, async (ctx) => {
     const scratch = scratchDir('tsgun-sd-');
     const rx = await Receiver.start(path.join(scratch, 'notify'));
     const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: { ...NO_SYSTEMD, NOTIFY_SOCKET: rx.address, WATCHDOG_USEC: '1000000' } });
-    try {
-      await t.waitForLine(/^systemd watchdog: pinging every 0\.50 s$/);
-      const start = await rx.next('WATCHDOG', '1');
-      const window = 3;
-      await waitFor(() => rx.messages.at(-1)!.t >= start.t + window + 0.3, `${window} s of watchdog pings`, 15_000);
-      const pings = rx.all('WATCHDOG', start.index).filter((m) => m.t <= start.t + window);
-      // 0, 0.5, ... 3.0 s: 7 pings on time; a loaded machine may delay one or two.
-      assert.ok(pings.length >= 5 && pings.length <= 8, `${pings.length} WATCHDOG=1 in ${window} s (expected about 7)`);
-      const gaps = pings.slice(1).map((p, i) => p.t - pings[i]!.t);
-      assert.ok(Math.max(...gaps) < 1, `no gap reaches WATCHDOG_USEC: ${gaps.map((g) => g.toFixed(2))}`);
-      for (const p of pings) assert.equal(p.msg, 'WATCHDOG=1');
-    } finally {
-      await t.stop();
-      rx.stop();
-    }
+    ctx.after(() => t.stop());
+    ctx.after(() => rx.stop());
+    await t.waitForLine(/^systemd watchdog: pinging every 0\.50 s$/);
+    const start = await rx.next('WATCHDOG', '1');
+    const window = 3;
+    await waitFor(() => rx.messages.at(-1)!.t >= start.t + window + 0.3, `${window} s of watchdog pings`, 15_000);
+    const pings = rx.all('WATCHDOG', start.index).filter((m) => m.t <= start.t + window);
+    // 0, 0.5, ... 3.0 s: 7 pings on time; a loaded machine may delay one or two.
+    assert.ok(pings.length >= 5 && pings.length <= 8, `${pings.length} WATCHDOG=1 in ${window} s (expected about 7)`);
+    const gaps = pings.slice(1).map((p, i) => p.t - pings[i]!.t);
+    assert.ok(Math.max(...gaps) < 1, `no gap reaches WATCHDOG_USEC: ${gaps.map((g) => g.toFixed(2))}`);
+    for (const p of pings) assert.equal(p.msg, 'WATCHDOG=1');
   });
 
-  test('an abstract NOTIFY_SOCKET (@name) gets READY=1, and STOPPING=1 on INT', { skip: NEEDS_NOTIFY }, async () => {
+  test('an abstract NOTIFY_SOCKET (@name) gets READY=1, and STOPPING=1 on INT', { skip: NEEDS_NOTIFY }, async (ctx) => {
     const rx = await Receiver.start(`@tsgun-test-${randomName()}`);
     const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: { ...NO_SYSTEMD, NOTIFY_SOCKET: rx.address } });
-    try {
-      const url = await t.ready(1);
-      const ready = await rx.next('READY', '1');
-      assert.equal(ready.fields.STATUS, '1 workers, generation 1');
-      assert.equal((await hit(url)).version, 'v1');
-      t.signal('SIGINT');
-      await rx.next('STOPPING', '1');
-      assert.equal((await t.exited).code, 0);
-      assert.deepEqual(t.grep(/systemd-notify|NOTIFY_SOCKET/), [], 'no warning about the notifier');
-    } finally {
-      await t.stop();
-      rx.stop();
-    }
+    ctx.after(() => t.stop());
+    ctx.after(() => rx.stop());
+    const url = await t.ready(1);
+    const ready = await rx.next('READY', '1');
+    assert.equal(ready.fields.STATUS, '1 workers, generation 1');
+    assert.equal((await hit(url)).version, 'v1');
+    t.signal('SIGINT');
+    await rx.next('STOPPING', '1');
+    assert.equal((await t.exited).code, 0);
+    assert.deepEqual(t.grep(/systemd-notify|NOTIFY_SOCKET/), [], 'no warning about the notifier');
   });
 
-  test('workers and the app do not see NOTIFY_SOCKET or WATCHDOG_*; a WATCHDOG_PID naming another process gets no pings', { skip: NEEDS_NOTIFY }, async () => {
+  test('workers and the app do not see NOTIFY_SOCKET or WATCHDOG_*; a WATCHDOG_PID naming another process gets no pings', { skip: NEEDS_NOTIFY }, async (ctx) => {
     const scratch = scratchDir('tsgun-sd-');
     const rx = await Receiver.start(path.join(scratch, 'notify'));
     // WATCHDOG_PID=1: systemd's watchdog is meant for some other process, not tsgun.
     const env = { ...NO_SYSTEMD, NOTIFY_SOCKET: rx.address, WATCHDOG_USEC: '400000', WATCHDOG_PID: '1' };
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', APP], { cwd: DIR, env });
-    try {
-      const url = await t.ready(2);
-      await rx.next('READY', '1');
-      const seen = await info(url);
-      assert.deepEqual([seen.env.NOTIFY_SOCKET, seen.env.WATCHDOG_USEC, seen.env.WATCHDOG_PID], ['none', 'none', 'none']);
-      const workers = workersOf(t.pid);
-      assert.equal(workers.length, 2);
-      for (const pid of workers) {
-        const environ = environOf(pid);
-        for (const name of SYSTEMD_VARS) assert.equal(environ[name], undefined, `worker ${pid} was started without ${name}`);
-      }
-      await sleep(1000);
-      assert.deepEqual(rx.all('WATCHDOG'), [], 'no WATCHDOG=1 for a watchdog meant for pid 1');
-      assert.deepEqual(t.grep(/^systemd watchdog/), []);
-    } finally {
-      await t.stop();
-      rx.stop();
+    ctx.after(() => t.stop());
+    ctx.after(() => rx.stop());
+    const url = await t.ready(2);
+    await rx.next('READY', '1');
+    const seen = await info(url);
+    assert.deepEqual([seen.env.NOTIFY_SOCKET, seen.env.WATCHDOG_USEC, seen.env.WATCHDOG_PID], ['none', 'none', 'none']);
+    const workers = workerPidsByTitle(t.pid);
+    assert.equal(workers.length, 2);
+    for (const pid of workers) {
+      const environ = environOf(pid);
+      for (const name of SYSTEMD_VARS) assert.equal(environ[name], undefined, `worker ${pid} was started without ${name}`);
     }
+    await sleep(1000);
+    assert.deepEqual(rx.all('WATCHDOG'), [], 'no WATCHDOG=1 for a watchdog meant for pid 1');
+    assert.deepEqual(t.grep(/^systemd watchdog/), []);
   });
 
-  test('NOTIFY_SOCKET set but no systemd-notify on PATH: one warning, and tsgun serves and stops as usual', async () => {
+  test('NOTIFY_SOCKET set but no systemd-notify on PATH: one warning, and tsgun serves and stops as usual', async (ctx) => {
     const scratch = scratchDir('tsgun-sd-');
     const rx = await Receiver.start(path.join(scratch, 'notify'));
     // An empty directory as PATH: workers start from process.execPath, so only the notifier misses it.
     const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: { ...NO_SYSTEMD, NOTIFY_SOCKET: rx.address, PATH: scratch } });
-    try {
-      const url = await t.ready(1);
-      await t.waitForLine(/^Ready: 1 workers serving$/);
-      assert.equal((await hit(url)).version, 'v1');
-      const { code } = await t.stop();
-      assert.equal(code, 0);
-      const warnings = t.grep(/systemd-notify/);
-      assert.equal(warnings.length, 1, 'warned once, not for every message');
-      assert.match(warnings[0]!.msg!, /^NOTIFY_SOCKET is set but systemd-notify cannot run \(ENOENT\)/);
-      assert.deepEqual(rx.messages, []);
-    } finally {
-      await t.stop();
-      rx.stop();
-    }
+    ctx.after(() => t.stop());
+    ctx.after(() => rx.stop());
+    const url = await t.ready(1);
+    await t.waitForLine(/^Ready: 1 workers serving$/);
+    assert.equal((await hit(url)).version, 'v1');
+    const { code } = await t.stop();
+    assert.equal(code, 0);
+    const warnings = t.grep(/systemd-notify/);
+    assert.equal(warnings.length, 1, 'warned once, not for every message');
+    assert.match(warnings[0]!.msg!, /^NOTIFY_SOCKET is set but systemd-notify cannot run \(ENOENT\)/);
+    assert.deepEqual(rx.messages, []);
   });
 
   // ---- socket activation -----------------------------------------------------------------
@@ -685,7 +602,7 @@ describe('systemd', { concurrency: 2 }, () => {
       const first = await hit(url, { timeoutMs: 30_000 });
       const master = ssa.pid;
       assert.equal(first.version, 'v1');
-      assert.ok(workersOf(master).includes(first.pid), 'answered by a worker of the exec\'d tsgun');
+      assert.ok(workerPidsByTitle(master).includes(first.pid), 'answered by a worker of the exec\'d tsgun');
 
       const using = ssa.grep(/^Using \d+ socket\(s\) passed by systemd; bind is ignored$/);
       assert.equal(using.length, 1);
@@ -694,7 +611,7 @@ describe('systemd', { concurrency: 2 }, () => {
       assert.deepEqual(ssa.grep(/^Listening at: /).map((l) => l.msg), [`Listening at: ${url} (${master})`]);
       assert.equal(await connects(ignoredPort), false, 'the --bind TCP address is not bound');
       assert.equal(existsSync(ignoredSock), false, 'the --bind unix socket is not created');
-      for (const pid of workersOf(master)) {
+      for (const pid of workerPidsByTitle(master)) {
         const environ = environOf(pid);
         for (const name of SYSTEMD_VARS) assert.equal(environ[name], undefined, `worker ${pid} was started without ${name}`);
       }
@@ -716,7 +633,7 @@ describe('systemd', { concurrency: 2 }, () => {
 
       // TERM to the old master: the new one serves alone on the same port.
       assert.equal((await ssa.stop()).code, 0);
-      const workers = workersOf(successor);
+      const workers = workerPidsByTitle(successor);
       assert.equal(workers.length, 1);
       for (let i = 0; i < 6; i++) assert.ok(workers.includes((await hit(url)).pid), 'the new master\'s workers answer');
       assert.equal(existsSync(ignoredSock), false);
@@ -726,156 +643,44 @@ describe('systemd', { concurrency: 2 }, () => {
     }
   });
 
-  test('systemd-socket-activate, then HUP: the new generation still serves the passed socket, and bind is still ignored', { skip: NEEDS_ACTIVATE }, async () => {
+  test('systemd-socket-activate, then HUP: the new generation still serves the passed socket, and bind is still ignored', { skip: NEEDS_ACTIVATE }, async (ctx) => {
     const port = await freePort();
     const ignoredPort = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const ssa = new Launched(SOCKET_ACTIVATE, ['-l', `127.0.0.1:${port}`, '--fdname=web', '-E', 'PATH', BIN, '-w', '1', '-b', `127.0.0.1:${ignoredPort}`, APP], { cwd: DIR });
-    try {
-      await ssa.waitForLine(/^Listening on .* as 3\.$/);
-      await hit(url, { timeoutMs: 30_000 });
-      await ssa.waitForLine(/^Ready: 1 workers serving$/);
-      const mark = ssa.lines.length;
-      ssa.proc.kill('SIGHUP');
-      await ssa.waitForLine(/^Reload complete: generation 2 ready/, 30_000, mark);
-      assert.deepEqual(ssa.lines.slice(mark).filter((l) => /^Listening at: /.test(l.msg ?? '')).map((l) => l.msg), [], 'a reload binds nothing new');
-      assert.equal(await connects(ignoredPort), false, `the --bind address 127.0.0.1:${ignoredPort} is still not bound after HUP`);
-      // "Reload complete" comes once the old worker is told to drain; wait for it to be gone.
-      await waitFor(() => workersOf(ssa.pid).length === 1, 'the old worker to leave', 15_000);
-      const [worker] = workersOf(ssa.pid);
-      assert.equal((await hit(url, { timeoutMs: 5000 })).pid, worker, 'the new generation answers on the systemd socket');
-    } finally {
-      await ssa.stop();
-    }
+    ctx.after(() => ssa.stop());
+    await ssa.waitForLine(/^Listening on .* as 3\.$/);
+    await hit(url, { timeoutMs: 30_000 });
+    await ssa.waitForLine(/^Ready: 1 workers serving$/);
+    const mark = ssa.lines.length;
+    ssa.proc.kill('SIGHUP');
+    await ssa.waitForLine(/^Reload complete: generation 2 ready/, 30_000, mark);
+    assert.deepEqual(ssa.lines.slice(mark).filter((l) => /^Listening at: /.test(l.msg ?? '')).map((l) => l.msg), [], 'a reload binds nothing new');
+    assert.equal(await connects(ignoredPort), false, `the --bind address 127.0.0.1:${ignoredPort} is still not bound after HUP`);
+    // "Reload complete" comes once the old worker is told to drain; wait for it to be gone.
+    await waitFor(() => workerPidsByTitle(ssa.pid).length === 1, 'the old worker to leave', 15_000);
+    const [worker] = workerPidsByTitle(ssa.pid);
+    assert.equal((await hit(url, { timeoutMs: 5000 })).pid, worker, 'the new generation answers on the systemd socket');
   });
 
-  test('systemd-socket-activate on a unix socket: served there, and the socket file is left in place at exit', { skip: NEEDS_ACTIVATE }, async () => {
+  test('systemd-socket-activate on a unix socket: served there, and the socket file is left in place at exit', { skip: NEEDS_ACTIVATE }, async (ctx) => {
     const scratch = scratchDir('tsgun-sd-');
     const sock = path.join(scratch, 'web.sock');
     const ssa = new Launched(SOCKET_ACTIVATE, ['-l', sock, '--fdname=web', '-E', 'PATH', BIN, '-w', '1', '-b', `unix:${path.join(scratch, 'ignored.sock')}`, APP], { cwd: DIR });
-    try {
-      await ssa.waitForLine(/^Listening on .* as 3\.$/);
-      assert.ok(statSync(sock).isSocket());
-      const first = await hit('http://localhost/', { socketPath: sock, timeoutMs: 30_000 });
-      assert.ok(workersOf(ssa.pid).includes(first.pid));
-      assert.deepEqual(ssa.grep(/^Listening at: /).map((l) => l.msg), [`Listening at: unix:${sock} (${ssa.pid})`]);
-      assert.equal(ssa.grep(/^Using 1 socket\(s\) passed by systemd; bind is ignored$/).length, 1);
-      assert.equal(existsSync(path.join(scratch, 'ignored.sock')), false);
-      assert.equal((await ssa.stop()).code, 0);
-      assert.equal(ssa.grep(/^Shutting down: Master$/).length, 1);
-      assert.ok(existsSync(sock) && statSync(sock).isSocket(), 'the socket file is systemd\'s: tsgun does not remove it');
-    } finally {
-      await ssa.stop();
-    }
+    ctx.after(() => ssa.stop());
+    await ssa.waitForLine(/^Listening on .* as 3\.$/);
+    assert.ok(statSync(sock).isSocket());
+    const first = await hit('http://localhost/', { socketPath: sock, timeoutMs: 30_000 });
+    assert.ok(workerPidsByTitle(ssa.pid).includes(first.pid));
+    assert.deepEqual(ssa.grep(/^Listening at: /).map((l) => l.msg), [`Listening at: unix:${sock} (${ssa.pid})`]);
+    assert.equal(ssa.grep(/^Using 1 socket\(s\) passed by systemd; bind is ignored$/).length, 1);
+    assert.equal(existsSync(path.join(scratch, 'ignored.sock')), false);
+    assert.equal((await ssa.stop()).code, 0);
+    assert.equal(ssa.grep(/^Shutting down: Master$/).length, 1);
+    assert.ok(existsSync(sock) && statSync(sock).isSocket(), 'the socket file is systemd\'s: tsgun does not remove it');
   });
 
   // ---- privileges, umask, environment -------------------------------------------------------
-
-  test('as root, -u nobody -g nogroup: the master binds a port below 1024, workers run as 65534:65534 and serve', { skip: NEEDS_ROOT }, async () => {
-    const port = await freePrivilegedPort();
-    const t = new Tsgun(['-w', '2', '-u', 'nobody', '-g', 'nogroup', '-b', `127.0.0.1:${port}`, APP], { cwd: DIR, env: NO_SYSTEMD });
-    try {
-      const url = await t.ready(2);
-      assert.equal(url, `http://127.0.0.1:${port}`);
-      const master = procStatus(t.pid);
-      assert.deepEqual(master.uid, [0, 0, 0, 0], 'the master stays root');
-      const workers = workersOf(t.pid);
-      assert.equal(workers.length, 2);
-      for (const pid of workers) {
-        const s = procStatus(pid);
-        assert.deepEqual(s.uid, [65534, 65534, 65534, 65534], `worker ${pid} Uid`);
-        assert.deepEqual(s.gid, [65534, 65534, 65534, 65534], `worker ${pid} Gid`);
-        assert.deepEqual(s.groups, [65534], `worker ${pid} keeps none of root's groups`);
-      }
-      const seen = await info(url);
-      assert.ok(workers.includes(seen.pid));
-      assert.deepEqual([seen.uid, seen.gid], [65534, 65534]);
-    } finally {
-      await t.stop();
-    }
-  });
-
-  test('as root, -u nobody alone: workers take nobody\'s primary group (65534), not root\'s group 0', { skip: NEEDS_ROOT }, async () => {
-    const t = new Tsgun(['-w', '1', '-u', 'nobody', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: NO_SYSTEMD });
-    try {
-      await t.ready(1);
-      const [worker] = workersOf(t.pid);
-      const s = procStatus(worker!);
-      assert.deepEqual(s.uid, [65534, 65534, 65534, 65534]);
-      assert.deepEqual(s.gid, [65534, 65534, 65534, 65534], 'Gid: the user\'s primary group (docs/settings.md, group: "Default: the user\'s primary group")');
-      assert.ok(!s.groups.includes(0), `no supplementary root group (Groups: ${s.groups.join(' ')})`);
-    } finally {
-      await t.stop();
-    }
-  });
-
-  test('as root, -u 12345 -g 12345: numeric ids with no passwd or group entry (a container\'s arbitrary uid) are used as given', { skip: NEEDS_ROOT }, async () => {
-    const unknown = spawnSync('getent', ['passwd', '12345']).status !== 0 && spawnSync('getent', ['group', '12345']).status !== 0;
-    assert.ok(unknown, 'uid and gid 12345 have no entry on this machine');
-    const t = new Tsgun(['-w', '1', '-u', '12345', '-g', '12345', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: NO_SYSTEMD });
-    try {
-      const url = await t.ready(1);
-      const [worker] = workersOf(t.pid);
-      const s = procStatus(worker!);
-      assert.deepEqual([s.uid, s.gid, s.groups], [[12345, 12345, 12345, 12345], [12345, 12345, 12345, 12345], [12345]]);
-      const seen = await info(url);
-      assert.deepEqual([seen.uid, seen.gid], [12345, 12345]);
-    } finally {
-      await t.stop();
-    }
-  });
-
-  test('a user or group that does not exist is an Error: line and exit 2, with nothing left running', { skip: NEEDS_ROOT }, async () => {
-    const sock = path.join(scratchDir('tsgun-sd-'), 'never.sock');
-    for (const args of [['-u', 'tsgun-no-such-user'], ['-g', 'tsgun-no-such-group']]) {
-      const r = await runTsgun([...args, '-b', `unix:${sock}`, APP], { cwd: DIR, env: NO_SYSTEMD });
-      assert.equal(r.code, 2, r.stderr);
-      const errors = r.stderr.split('\n').filter((l) => l.startsWith('Error:'));
-      assert.equal(errors.length, 1, r.stderr);
-      assert.match(errors[0]!, new RegExp(args[1]!));
-      assert.equal(childPidsSync(r.pid).length, 0);
-      assert.equal(existsSync(sock), false);
-    }
-  });
-
-  test('-m 007 gives the unix socket file srwxrwx---, -m 077 gives srwx------; workers get the umask too', async () => {
-    const scratch = scratchDir('tsgun-sd-');
-    const cases = [
-      { umask: '007', mode: 0o770, proc: '0007' },
-      { umask: '077', mode: 0o700, proc: '0077' },
-    ];
-    await Promise.all(
-      cases.map(async ({ umask, mode, proc }) => {
-        const sock = path.join(scratch, `umask-${umask}.sock`);
-        const t = new Tsgun(['-w', '1', '-m', umask, '-b', `unix:${sock}`, APP], { cwd: DIR, env: NO_SYSTEMD });
-        try {
-          await t.ready(1);
-          const st = statSync(sock);
-          assert.ok(st.isSocket());
-          assert.equal((st.mode & 0o777).toString(8), mode.toString(8), `-m ${umask}`);
-          const [worker] = workersOf(t.pid);
-          assert.equal(procStatus(worker!).umask, proc);
-          assert.equal((await hit('http://localhost/', { socketPath: sock })).pid, worker);
-        } finally {
-          await t.stop();
-        }
-      }),
-    );
-  });
-
-  test('-e A=1 --env-file FILE: the app sees the file\'s values (comments skipped, quotes removed), and -e wins', async () => {
-    const scratch = scratchDir('tsgun-sd-');
-    const file = path.join(scratch, 'app.env');
-    writeFileSync(file, ['# a comment', 'A=from-file', 'B=2', 'C="a quoted value # not a comment"', ''].join('\n'));
-    const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '-e', 'A=1', '--env-file', file, APP], { cwd: DIR, env: { ...NO_SYSTEMD, A: '', B: '', C: '' } });
-    try {
-      const url = await t.ready(1);
-      const seen = await info(url);
-      assert.deepEqual([seen.env.A, seen.env.B, seen.env.C], ['1', '2', 'a quoted value # not a comment']);
-    } finally {
-      await t.stop();
-    }
-  });
 
   // ---- containers --------------------------------------------------------------------------
 
@@ -899,22 +704,19 @@ describe('systemd', { concurrency: 2 }, () => {
       return;
     }
     const u = new Launched('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, BIN, '-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR });
-    try {
-      const warning = await u.waitForLine(/^tsgun is PID 1: /);
-      assert.equal(warning.pid, 1);
-      assert.match(warning.msg!, /docker run --init|tini/);
-      const listening = await u.waitForLine(/^Listening at: /);
-      const url = /^Listening at: (\S+)/.exec(listening.msg!)![1]!;
-      await u.waitForLine(/^Booting worker with pid: /);
-      assert.equal((await hit(url)).version, 'v1');
-      const [tsgun] = childPidsSync(u.pid);
-      assert.ok(tsgun, 'unshare runs tsgun as its child');
-      process.kill(tsgun, 'SIGTERM');
-      const { code } = await u.exited;
-      assert.equal(code, 0, 'tsgun as PID 1 handles TERM itself and exits 0');
-      assert.equal(u.grep(/^Shutting down: Master$/).length, 1);
-    } finally {
-      await u.stop();
-    }
+    ctx.after(() => u.stop());
+    const warning = await u.waitForLine(/^tsgun is PID 1: /);
+    assert.equal(warning.pid, 1);
+    assert.match(warning.msg!, /docker run --init|tini/);
+    const listening = await u.waitForLine(/^Listening at: /);
+    const url = /^Listening at: (\S+)/.exec(listening.msg!)![1]!;
+    await u.waitForLine(/^Booting worker with pid: /);
+    assert.equal((await hit(url)).version, 'v1');
+    const [tsgun] = childPidsSync(u.pid);
+    assert.ok(tsgun, 'unshare runs tsgun as its child');
+    process.kill(tsgun, 'SIGTERM');
+    const { code } = await u.exited;
+    assert.equal(code, 0, 'tsgun as PID 1 handles TERM itself and exits 0');
+    assert.equal(u.grep(/^Shutting down: Master$/).length, 1);
   });
 });

@@ -13,21 +13,13 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, childPidsSync, FIXTURES, request, scratchDir, settle, sleep, titleOf, Tsgun, type LogLine } from '../helpers.js';
-import { readIfExists, waitFor } from '../procs.js';
+import { alive, appDir, bootedPids, childPidsSync, FIXTURES, freePort, linesSince, readIfExists, request, settle, sleep, titleOf, Tsgun, waitFor } from '../helpers.js';
 
 const APP = 'app:app';
 const APP_FIXTURE = path.join(FIXTURES, 'reload', 'app.ts');
 const THROWING_APP = path.join(FIXTURES, 'broken', 'import-throws.ts');
 
 // ---- the scratch app -------------------------------------------------------------------
-
-/** A scratch directory holding the reload app, answering `v1 PID`. */
-function appDir(): string {
-  const dir = scratchDir('tsgun-reload-');
-  setVersion(dir, 'v1');
-  return dir;
-}
 
 /** Rewrite the scratch app so that it answers `VERSION PID`. */
 function setVersion(dir: string, version: string): void {
@@ -53,19 +45,10 @@ async function hit(url: string, opts: { socketPath?: string } = {}): Promise<Ans
 
 // ---- processes and log lines -----------------------------------------------------------
 
-/** The log lines from index `after` on whose message matches. */
-function linesSince(t: Tsgun, after: number, re: RegExp): LogLine[] {
-  return t.lines.slice(after).filter((l) => re.test(l.msg ?? l.raw));
-}
-
 /** Wait for the reload started after line `after` to finish; returns its generation. */
 async function reloadComplete(t: Tsgun, after: number): Promise<number> {
   const line = await t.waitForLine(/^Reload complete: generation \d+ ready/, 30_000, after);
   return Number(/generation (\d+)/.exec(line.msg!)![1]);
-}
-
-function bootedPids(t: Tsgun): number[] {
-  return t.grep(/^Booting worker with pid: \d+/).map((l) => Number(/pid: (\d+)/.exec(l.msg!)![1]));
 }
 
 function tryKill(pid: number, sig: NodeJS.Signals): void {
@@ -98,18 +81,6 @@ async function stopDetached(pid: number): Promise<void> {
     }
   }
   successors.delete(pid);
-}
-
-/** A free TCP port on 127.0.0.1 (bound to port 0, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Does a TCP connect to `port` succeed? */
@@ -194,7 +165,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   // ---- HUP -------------------------------------------------------------------------------
 
   test('HUP replaces every worker and serves the new app code', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', APP], { cwd: dir });
     try {
       const url = await t.ready(2);
@@ -225,7 +196,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   });
 
   test('HUP with a broken YAML config keeps the old workers serving and names the file', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const conf = path.join(dir, 'tsgun.yaml');
     writeFileSync(conf, 'workers: 2\nbind:\n  - 127.0.0.1:0\n');
     const t = new Tsgun(['-c', conf, APP], { cwd: dir });
@@ -271,7 +242,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   });
 
   test('HUP with a throwing .ts config or a throwing app keeps the old generation; fixing the app and HUP again succeeds', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const conf = path.join(dir, 'tsgun.conf.ts');
     const good = "export default { workers: 2, bind: ['127.0.0.1:0'] };\n";
     writeFileSync(conf, good);
@@ -326,7 +297,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   });
 
   test('with a .ts config file the master\'s children are exactly its workers', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const conf = path.join(dir, 'tsgun.conf.ts');
     writeFileSync(conf, "export default { workers: 2, bind: ['127.0.0.1:0'] };\n");
     const t = new Tsgun(['-c', conf, APP], { cwd: dir });
@@ -344,7 +315,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   // ---- TTIN / TTOU / WINCH ---------------------------------------------------------------
 
   test('TTIN and TTOU change the worker count, never below 1; the count survives HUP unless the config changes workers', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const conf = path.join(dir, 'tsgun.yaml');
     writeFileSync(conf, 'workers: 2\nbind:\n  - 127.0.0.1:0\n');
     const t = new Tsgun(['-c', conf, APP], { cwd: dir });
@@ -392,7 +363,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   });
 
   test('WINCH stops every worker but keeps the master and its socket; TTIN answers a queued request, HUP restores the count', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', APP], { cwd: dir });
     try {
       const url = await t.ready(2);
@@ -434,7 +405,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   // ---- USR1 ------------------------------------------------------------------------------
 
   test('USR1 after the access log was renamed makes new requests go to a new file at the old path', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const access = path.join(dir, 'access.log');
     const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--access-logfile', access, '--access-logformat', '%(p)s %(r)s', APP], { cwd: dir });
     try {
@@ -467,7 +438,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   // ---- USR2 ------------------------------------------------------------------------------
 
   test('USR2 starts a new master on the same sockets; TERM to the old one leaves the new one serving alone', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const pidfile = path.join(dir, 'tsgun.pid');
     const sock = path.join(dir, 'tsgun.sock');
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '-b', `unix:${sock}`, '-p', pidfile, APP], { cwd: dir });
@@ -542,7 +513,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   // ---- max_requests ----------------------------------------------------------------------
 
   test('--max-requests 50 replaces workers under keep-alive load without failing a request', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--max-requests', '50', '--max-requests-jitter', '5', APP], { cwd: dir });
     try {
       const url = await t.ready(2);
@@ -581,7 +552,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   // ---- HUP under load --------------------------------------------------------------------
 
   test('three HUPs under continuous keep-alive load fail no request and leave only the newest generation', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', APP], { cwd: dir });
     try {
       const url = await t.ready(2);
@@ -640,7 +611,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   // ---- bind change on HUP ----------------------------------------------------------------
 
   test('HUP after a bind is added to the config listens there too, and stops listening once it is removed', async () => {
-    const dir = appDir();
+    const dir = appDir(APP_FIXTURE);
     const conf = path.join(dir, 'tsgun.yaml');
     writeFileSync(conf, 'workers: 1\nbind:\n  - 127.0.0.1:0\n');
     const t = new Tsgun(['-c', conf, APP], { cwd: dir });

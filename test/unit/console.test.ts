@@ -9,7 +9,7 @@ import { flagsOf } from '../../src/config/help.js';
 import { getSetting, SECTIONS, SETTING_NAMES } from '../../src/config/settings.js';
 import { formatStatus } from '../../src/control-client.js';
 import { prettyLine, wantsColour } from '../../src/log.js';
-import type { ArbiterSnapshot } from '../../src/master/arbiter.js';
+import type { ArbiterSnapshot } from '../../src/master/snapshot.js';
 
 test('--help: every line within 100 columns; every section with flags has a heading, and its flags follow it', () => {
   const help = formatHelp();

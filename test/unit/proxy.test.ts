@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { isIP } from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { checkPeerList, forwarded, type ForwardedInfo, hostAddress, PeerList } from '../../src/worker/proxy.js';
+import { checkPeerList, PeerList } from '../../src/peers.js';
+import { forwarded, type ForwardedInfo, hostAddress } from '../../src/worker/proxy.js';
 
 describe('PeerList (forwarded_allow_ips, proxy_allow_ips)', () => {
   it('matches addresses, CIDR ranges and IPv4-mapped IPv6 peers', () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { getSetting, SETTING_NAMES, defaultSettings } from '../../src/config/settings.js';
+import { defineConfig } from '../../src/index.js';
 import { bool, choice, hook, int, optionalString, seconds, size, string, strings, ValueProblem, type ValueType } from '../../src/config/types.js';
 
 /** Assert that `fn` throws a ValueProblem whose message matches. */
@@ -172,4 +173,18 @@ test('defaultSettings returns fresh arrays', () => {
   const a = defaultSettings();
   a.bind.push('0.0.0.0:1');
   assert.deepEqual(defaultSettings().bind, ['127.0.0.1:8000']);
+});
+
+test('defineConfig gives each hook its signature (checked by the typecheck of this file)', () => {
+  const config = defineConfig({
+    workers: 2,
+    on_starting: (server) => server.log.info(`master ${server.pid}`),
+    post_request: (worker, req, _res, ms) => worker.log.debug(`${req.url} ${ms}`),
+    pre_fork: null,
+  });
+  // @ts-expect-error a hook with the wrong signature is refused
+  defineConfig({ pre_request: (worker: number) => worker });
+  // @ts-expect-error a hook is a function, not a string
+  defineConfig({ on_exit: 'exit' });
+  assert.equal(typeof config.on_starting, 'function');
 });
