@@ -113,6 +113,12 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolvedConfig
   if (cmdArgs) layers.push(['env TSGUN_CMD_ARGS', cmdArgs.values]);
   layers.push(['command line', cli.values]);
 
+  const { settings, sources } = layered(layers, configFile);
+  return { settings, sources, configFile, app: cli.app ?? cmdArgs?.app ?? null };
+}
+
+/** The defaults with each layer on top, lowest first, and where each value came from. */
+function layered(layers: Array<[string, Partial<Record<SettingName, unknown>>]>, configFile: string | null): Pick<ResolvedConfig, 'settings' | 'sources'> {
   const settings = defaultSettings() as Record<SettingName, unknown>;
   const sources = Object.fromEntries(SETTING_NAMES.map((n) => [n, 'default'])) as Record<SettingName, string>;
   for (const [source, values] of layers) {
@@ -122,7 +128,7 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolvedConfig
     }
   }
   settings.config = configFile;
-  return { settings: settings as Settings, sources, configFile, app: cli.app ?? cmdArgs?.app ?? null };
+  return { settings: settings as Settings, sources };
 }
 
 /**
@@ -148,16 +154,8 @@ export async function resolveOptions(options: Record<string, unknown>, cwd: stri
   const layers: Array<[string, Partial<Record<SettingName, unknown>>]> = [];
   if (configFile) layers.push([`file ${configFile}`, checkFileValues(await loadConfigFile(configFile), configFile)]);
   layers.push(['run() options', checkFileValues(keys, 'run()', 'run() options')]);
-  const settings = defaultSettings() as Record<SettingName, unknown>;
-  const sources = Object.fromEntries(SETTING_NAMES.map((n) => [n, 'default'])) as Record<SettingName, string>;
-  for (const [source, values] of layers) {
-    for (const [name, value] of Object.entries(values) as Array<[SettingName, unknown]>) {
-      settings[name] = value;
-      sources[name] = source;
-    }
-  }
-  settings.config = configFile;
-  return { settings: settings as Settings, sources, configFile, app };
+  const { settings, sources } = layered(layers, configFile);
+  return { settings, sources, configFile, app };
 }
 
 /** The `--print-config` report: every setting, its value and its source. */
