@@ -270,6 +270,22 @@ export function request(url: string, opts: { method?: string; headers?: Record<s
   });
 }
 
+/** What an app's `/info` route says about the worker that served the request (test/fixtures/systemd/app.ts). */
+export interface Info {
+  version?: string;
+  pid: number;
+  uid: number;
+  gid: number;
+  env: Record<string, string>;
+}
+
+/** GET `/info` (over a unix socket with `socketPath`): the serving worker's pid, ids and environment. */
+export async function info(url: string, opts: { socketPath?: string } = {}): Promise<Info> {
+  const reply = await request(url, { ...opts, path: '/info' });
+  assert.equal(reply.status, 200, reply.body);
+  return JSON.parse(reply.body) as Info;
+}
+
 /** One request on a fresh connection to `/` of an app that answers `ok PID`: the pid that served it. */
 export async function hit(url: string): Promise<number> {
   const reply = await request(url);

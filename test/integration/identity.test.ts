@@ -8,26 +8,13 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { childPidsSync, FIXTURES, request, runTsgun, scratchDir, Tsgun, workerPidsByTitle } from '../helpers.js';
+import { childPidsSync, FIXTURES, info, runTsgun, scratchDir, Tsgun, workerPidsByTitle } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'systemd');
 const APP = 'app:app';
 const NO_SYSTEMD = { NOTIFY_SOCKET: '', WATCHDOG_USEC: '', WATCHDOG_PID: '', LISTEN_FDS: '', LISTEN_PID: '', LISTEN_FDNAMES: '' };
 const NEEDS_ROOT = process.getuid?.() === 0 ? false : 'needs root (run the suite as root to check user/group switching)';
 
-/** What the app at `/info` says about the worker that served the request. */
-interface Info {
-  pid: number;
-  uid: number;
-  gid: number;
-  env: Record<string, string>;
-}
-
-async function info(url: string, opts: { socketPath?: string } = {}): Promise<Info> {
-  const reply = await request(url, { ...opts, path: '/info' });
-  assert.equal(reply.status, 200, reply.body);
-  return JSON.parse(reply.body) as Info;
-}
 
 /** The `Uid:`, `Gid:`, `Groups:` and `Umask:` lines of /proc/PID/status. */
 function procStatus(pid: number): { uid: number[]; gid: number[]; groups: number[]; umask: string } {

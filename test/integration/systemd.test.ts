@@ -15,7 +15,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, appDir, BIN, bootedPids, childPidsSync, exitedWithOutput, FIXTURES, freePort, type LogLine, request, runTsgun, scratchDir, sleep, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
+import { alive, appDir, BIN, bootedPids, childPidsSync, exitedWithOutput, FIXTURES, freePort, info, type LogLine, request, runTsgun, scratchDir, sleep, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'systemd');
 const APP_FILE = path.join(DIR, 'app.ts');
@@ -262,20 +262,6 @@ async function hit(url: string, opts: { socketPath?: string; timeoutMs?: number 
   const m = /^(\S+) (\d+)$/.exec(reply.body);
   assert.ok(m, `unexpected body ${JSON.stringify(reply.body)}`);
   return { version: m[1]!, pid: Number(m[2]) };
-}
-
-interface Info {
-  version: string;
-  pid: number;
-  uid: number;
-  gid: number;
-  env: Record<string, string>;
-}
-
-async function info(url: string, opts: { socketPath?: string } = {}): Promise<Info> {
-  const reply = await request(url, { ...opts, path: '/info' });
-  assert.equal(reply.status, 200, reply.body);
-  return JSON.parse(reply.body) as Info;
 }
 
 function setVersion(dir: string, version: string, suffix = ''): void {
