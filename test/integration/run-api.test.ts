@@ -115,6 +115,18 @@ test('run() takes the contract\'s signals: HUP reloads, TERM stops gracefully wi
   assert.deepEqual(processesWithEnv(program.marker), []);
 });
 
+/** run() with these options throws a TsgunError with this code and message, and the program ends with `exitCode`, leaving no worker. */
+async function expectRejected(t: TestContext, options: ConstructorParameters<typeof Program>[1], code: string, exitCode: number, message: RegExp): Promise<void> {
+  const program = new Program(t, options);
+  const { error } = await program.next('error');
+  assert.equal(error!.typed, true, 'a TsgunError');
+  assert.equal(error!.code, code, error!.message);
+  assert.equal(error!.exitCode, exitCode);
+  assert.match(error!.message, message);
+  assert.deepEqual(await program.exited, { code: exitCode, signal: null }, 'the program ended by itself');
+  assert.deepEqual(processesWithEnv(program.marker), [], 'no worker is left');
+}
+
 test('run() throws TsgunErrors with their codes and exit statuses; nothing is left running', async (t) => {
   const cases: Array<[Record<string, unknown>, string, number, RegExp]> = [
     [{ app: 'app:app', chdir: DIR, workerz: 2 }, 'TSGUN_ERR_CONFIG_KEY', 2, /unknown setting "workerz"; did you mean "workers"\?/],
@@ -124,16 +136,7 @@ test('run() throws TsgunErrors with their codes and exit statuses; nothing is le
     [{ app: 'app:nope', chdir: DIR, bind: ['127.0.0.1:0'] }, 'TSGUN_ERR_APP_LOAD', 4, /nope/],
     [{ app: 'throws:app', chdir: DIR, bind: ['127.0.0.1:0'], workers: 2 }, 'TSGUN_ERR_APP_LOAD', 4, /this app throws at import/],
   ];
-  for (const [options, code, exitCode, message] of cases) {
-    const program = new Program(t, options);
-    const { error } = await program.next('error');
-    assert.equal(error!.typed, true, 'a TsgunError');
-    assert.equal(error!.code, code, error!.message);
-    assert.equal(error!.exitCode, exitCode);
-    assert.match(error!.message, message);
-    assert.deepEqual(await program.exited, { code: exitCode, signal: null }, 'the program ended by itself');
-    assert.deepEqual(processesWithEnv(program.marker), [], 'no worker is left');
-  }
+  for (const [options, code, exitCode, message] of cases) await expectRejected(t, options, code, exitCode, message);
 });
 
 test('run() rejects a worker hook given as a function (workers cannot receive it) and a bind it cannot make', async (t) => {
@@ -151,14 +154,5 @@ test('run() rejects a worker hook given as a function (workers cannot receive it
       new RegExp(`127\\.0\\.0\\.1:${port}`),
     ],
   ];
-  for (const [options, code, exitCode, message] of cases) {
-    const program = new Program(t, options);
-    const { error } = await program.next('error');
-    assert.equal(error!.typed, true, 'a TsgunError');
-    assert.equal(error!.code, code, error!.message);
-    assert.equal(error!.exitCode, exitCode);
-    assert.match(error!.message, message);
-    assert.deepEqual(await program.exited, { code: exitCode, signal: null }, 'the program ended by itself');
-    assert.deepEqual(processesWithEnv(program.marker), [], 'no worker is left');
-  }
+  for (const [options, code, exitCode, message] of cases) await expectRejected(t, options, code, exitCode, message);
 });
