@@ -26,7 +26,9 @@ class Pty {
   readonly exited: Promise<number | null>;
 
   constructor(args: readonly string[], env: NodeJS.ProcessEnv = {}) {
-    const command = [process.execPath, BIN, ...args].map(quote).join(' ');
+    // `exec`: script runs the command through $SHELL -c; dash (Debian's /bin/sh, used when SHELL
+    // is unset) would stay as tsgun's parent, take the Ctrl+C itself and exit 130.
+    const command = `exec ${[process.execPath, BIN, ...args].map(quote).join(' ')}`;
     const base: NodeJS.ProcessEnv = { ...process.env, TSGUN_CMD_ARGS: '', PORT: '', WEB_CONCURRENCY: '' };
     delete base.NO_COLOR;
     delete base.FORCE_COLOR;
