@@ -9,7 +9,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { closeSync, openSync, renameSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveModule, parseAppSpec } from '../config/appspec.js';
@@ -27,8 +27,9 @@ import { Pidfile } from './pidfile.js';
 import { sampleUsage } from './usage.js';
 import { Reloader } from './reloader.js';
 import { afterExit, defaultBatch, goalGeneration, HEALTHY_AFTER_MS, plan, type GenerationStatus, type PoolPlan, type RecycleReason, type SlotBackoff, type StopReason } from './pool.js';
-import { isAlive, realProcessOps, type ProcessOps } from './process-ops.js';
-import { adoptActivated, bindAll, closeAll, describeInherited, inheritedSockets, INHERITED_ENV, REUSE_PORT_SUPPORTED, type BoundSocket } from './sockets.js';
+import { realProcessOps, type ProcessOps } from './process-ops.js';
+import { parentPid, PARENT_ENV, Reexec } from './reexec.js';
+import { adoptActivated, bindAll, closeAll, inheritedSockets, INHERITED_ENV, REUSE_PORT_SUPPORTED, type BoundSocket } from './sockets.js';
 import { activatedSockets, monotonicUsec, Notifier } from './systemd.js';
 import type { ArbiterSnapshot, CommandResult, RestartReason } from './snapshot.js';
 
@@ -37,9 +38,6 @@ const WORKER_ENTRY = fileURLToPath(new URL('../worker/main.js', import.meta.url)
 /** Signals the master obeys. */
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
 type MasterSignal = (typeof SIGNALS)[number];
-
-/** Set in a master started by USR2: the pid of the master that started it. */
-const PARENT_ENV = 'TSGUN_PARENT_PID';
 
 /** How long a quick stop waits for workers before killing them. */
 const QUICK_STOP_MS = 2000;
@@ -172,9 +170,7 @@ export class Arbiter implements ControlTarget {
   private everReady = false;
   private reload: Reload | null = null;
   private reloadQueued = false;
-  /** The USR2 child master, while it runs. */
-  private successor: ChildProcess | null = null;
-  private readonly parentPid: number | null;
+  private readonly reexec: Reexec;
   private stopping: StopMode | null = null;
   private failure: TsgunError | null = null;
   private scheduled = false;
@@ -207,8 +203,7 @@ export class Arbiter implements ControlTarget {
     this.logs = opts.logs;
     this.ops = opts.ops ?? realProcessOps;
     this.numWorkers = this.settings.workers;
-    const parent = Number(process.env[PARENT_ENV]);
-    this.parentPid = Number.isInteger(parent) && parent > 0 ? parent : null;
+    this.reexec = new Reexec({ ops: this.ops, log: () => this.log, argv: opts.argv, cwd: opts.cwd, parent: parentPid(process.env) });
     const arbiter = this;
     this.server = {
       pid: process.pid,
@@ -285,7 +280,7 @@ export class Arbiter implements ControlTarget {
       await this.watchFiles();
     } catch (err) {
       this.metrics?.close();
-      closeAll(this.sockets, { unlink: this.parentPid === null });
+      closeAll(this.sockets, { unlink: this.reexec.parent === null });
       closeAll(inherited.filter((s) => !this.sockets.includes(s)), { unlink: false });
       this.control?.close();
       this.pidfile?.unlink();
@@ -411,7 +406,7 @@ export class Arbiter implements ControlTarget {
     this.readyNotified = true;
     this.log.info(`Ready: ${ready} workers serving`);
     this.opts.onReady?.();
-    void this.notifier?.notify({ ...(this.parentPid !== null ? { MAINPID: process.pid } : {}), READY: 1, STATUS: this.statusLine() });
+    void this.notifier?.notify({ ...(this.reexec.parent !== null ? { MAINPID: process.pid } : {}), READY: 1, STATUS: this.statusLine() });
   }
 
   // ---- workers -------------------------------------------------------------------------
@@ -1021,64 +1016,13 @@ export class Arbiter implements ControlTarget {
   // ---- upgrade (USR2) ------------------------------------------------------------------
 
   private async upgrade(): Promise<void> {
-    const argv = this.opts.argv;
-    if (!argv) {
-      this.log.warn('USR2 ignored: tsgun was started by run() in a program, which has no command line to start again');
-      return;
-    }
-    if (this.successor) {
-      this.log.warn(`USR2 ignored: an upgrade is already in progress (new master pid ${this.successor.pid})`);
-      return;
-    }
-    if (this.parentPid !== null && isAlive(this.parentPid)) {
-      this.log.warn(`USR2 ignored: the previous master (pid ${this.parentPid}) is still running; stop it first`);
+    const refused = this.reexec.refusal();
+    if (refused) {
+      this.log.warn(refused);
       return;
     }
     await this.hook('pre_exec', this.server);
-    if (this.pidfile) {
-      try {
-        renameSync(this.pidfile.path, `${this.pidfile.path}.oldbin`);
-        this.pidfile = new Pidfile(`${this.pidfile.path}.oldbin`);
-      } catch (err) {
-        this.log.error(`Error: cannot rename pidfile for the upgrade: ${(err as Error).message}`);
-      }
-    }
-    const command = [process.execPath, ...process.execArgv, process.argv[1]!, ...argv];
-    const env: NodeJS.ProcessEnv = { ...process.env, [PARENT_ENV]: String(process.pid) };
-    if (this.notifier) env.NOTIFY_SOCKET = this.notifier.socket;
-    if (this.watchdogUsec) env.WATCHDOG_USEC = String(this.watchdogUsec);
-    const fromSystemd = this.sockets.length > 0 && this.sockets.every((s) => s.systemd !== undefined);
-    if (fromSystemd) {
-      // Hand systemd's sockets on in systemd's own form. LISTEN_PID must be the new
-      // process's pid, known only after the fork: a shell sets it to its own $$ and execs.
-      env.LISTEN_FDS = String(this.sockets.length);
-      env.LISTEN_FDNAMES = this.sockets.map((s) => s.systemd).join(':');
-    } else {
-      env[INHERITED_ENV] = describeInherited(this.sockets, 3);
-    }
-    const [file, args] = fromSystemd ? ['/bin/sh', ['-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', 'sh', ...command]] : [command[0]!, command.slice(1)];
-    const child = this.ops.spawn(file, args, {
-      cwd: this.opts.cwd,
-      stdio: ['inherit', 'inherit', 'inherit', ...this.sockets.map((s) => s.fd)],
-      env,
-      detached: true,
-    });
-    child.unref();
-    this.successor = child;
-    this.log.info(`Upgrading: started a new master (pid ${child.pid}); send TERM to this one (pid ${process.pid}) when the new one serves`);
-    child.once('exit', (code, signal) => {
-      this.successor = null;
-      this.log.error(`The new master (pid ${child.pid}) exited ${signal ? `on ${signal}` : `with code ${code}`}; this master goes on serving`);
-      if (this.pidfile && this.pidfile.path.endsWith('.oldbin')) {
-        const original = this.pidfile.path.slice(0, -'.oldbin'.length);
-        try {
-          renameSync(this.pidfile.path, original);
-          this.pidfile = new Pidfile(original);
-        } catch {
-          // The pidfile was moved or removed by hand.
-        }
-      }
-    });
+    this.reexec.start({ sockets: this.sockets, notifySocket: this.notifier?.socket ?? null, watchdogUsec: this.watchdogUsec }, this.pidfile);
   }
 
   // ---- stopping ------------------------------------------------------------------------
@@ -1086,7 +1030,7 @@ export class Arbiter implements ControlTarget {
   private stop(mode: StopMode): void {
     if (this.stopping === 'quick' || this.stopping === mode) return;
     // After USR2 the service is the successor's: this master leaving is not the service stopping.
-    if (!this.stopping && !(this.successor !== null && isAlive(this.successor.pid!))) void this.notifier?.notify({ STOPPING: 1, STATUS: 'stopping' });
+    if (!this.stopping && !this.reexec.successorRunning()) void this.notifier?.notify({ STOPPING: 1, STATUS: 'stopping' });
     this.stopping = mode;
     if (this.housekeeping) clearInterval(this.housekeeping);
     for (const w of this.workers.values()) this.retire(w, 'shutdown', mode === 'graceful');
@@ -1098,8 +1042,7 @@ export class Arbiter implements ControlTarget {
 
   private closeSockets(): void {
     // Unix socket files are shared with a USR2 successor or predecessor: only the last master removes them.
-    const shared = (this.successor !== null && isAlive(this.successor.pid!)) || (this.parentPid !== null && isAlive(this.parentPid));
-    closeAll([...this.sockets, ...this.retiredSockets], { unlink: !shared });
+    closeAll([...this.sockets, ...this.retiredSockets], { unlink: !this.reexec.sharesSockets() });
     this.sockets = [];
     this.retiredSockets = [];
   }

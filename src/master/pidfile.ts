@@ -1,10 +1,12 @@
-/** The pidfile: written once the master starts, removed at exit if it still names us. */
+/**
+ * The pidfile: written once the master starts, removed at exit if it still names us. A USR2
+ * upgrade moves it aside to `PIDFILE.oldbin` for the new master, and back if that one exits.
+ */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, lstatSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, TsgunError } from '../errors.js';
 import { isAlive } from './process-ops.js';
-
 
 export function readPid(file: string): number | null {
   try {
@@ -18,13 +20,20 @@ export function readPid(file: string): number | null {
 const TEMP_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_WRONLY;
 
 export class Pidfile {
-  readonly path: string;
+  /** The configured path, where the file lives except during a USR2 upgrade. */
+  readonly configured: string;
+  private current: string;
 
   constructor(
     file: string,
     private readonly pid = process.pid,
   ) {
-    this.path = path.resolve(file);
+    this.configured = this.current = path.resolve(file);
+  }
+
+  /** Where the file is now: the configured path, or where rename() moved it. */
+  get path(): string {
+    return this.current;
   }
 
   /** Write our pid; refuse if the file names another live process, or is a link. */
@@ -61,6 +70,27 @@ export class Pidfile {
       if (tmp) unlinkQuietly(tmp);
       throw new TsgunError('TSGUN_ERR_PIDFILE', `cannot write pidfile ${this.path}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /**
+   * Move the file to `to`, content and all, in one rename(2): there is no moment without a
+   * pidfile. Only a regular file is moved, as create() only writes one: a link found at the
+   * path now was put there by someone else. rename(2) replaces a link at `to` without following it.
+   */
+  rename(to: string): void {
+    const target = path.resolve(to);
+    try {
+      if (!lstatSync(this.current).isFile()) throw new Error(`${this.current} is not a regular file`);
+      renameSync(this.current, target);
+    } catch (err) {
+      throw new TsgunError('TSGUN_ERR_PIDFILE', `cannot rename pidfile ${this.current} to ${target}: ${(err as Error).message}`, { cause: err });
+    }
+    this.current = target;
+  }
+
+  /** Move the file back to its configured path after rename() (the USR2 successor exited). */
+  restore(): void {
+    if (this.current !== this.configured) this.rename(this.configured);
   }
 
   /** Remove the file, unless it now names another master (a USR2 successor). */

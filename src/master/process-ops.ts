@@ -1,6 +1,6 @@
 /**
- * The arbiter's access to processes, behind a narrow seam so unit tests can drive the
- * arbiter's decisions without forking.
+ * The master's access to processes, behind a narrow seam so unit tests can drive its
+ * decisions without forking (test/unit/reexec.test.ts drives the USR2 upgrade through it).
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -9,6 +9,8 @@ export interface ProcessOps {
   spawn(command: string, args: readonly string[], options: SpawnOptions): ChildProcess;
   /** Send a signal; a process that is already gone is not an error. */
   kill(pid: number, signal: NodeJS.Signals): void;
+  /** Is this process running (see isAlive)? */
+  alive(pid: number): boolean;
 }
 
 export const realProcessOps: ProcessOps = {
@@ -20,6 +22,7 @@ export const realProcessOps: ProcessOps = {
       if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
     }
   },
+  alive: (pid) => isAlive(pid),
 };
 
 /**
