@@ -18,6 +18,7 @@ import type { Settings } from '../config/settings.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
 import { WORKER_HOOKS, type HookName, type Hooks, type ServerInfo, type WorkerInfo, type WorkerState } from '../hooks.js';
 import type { TlsMaterial } from '../worker/tls.js';
+import watchdogPipe from '../worker/watchdog-pipe.cjs';
 import { BOOT_ENV, isWorkerMessage, WorkerExit, workerStdio, type MasterMessage, type Privileges, type WorkerBoot, type WorkerFds, type WorkerMessage, type WorkerStats } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
@@ -43,13 +44,6 @@ type MasterSignal = (typeof SIGNALS)[number];
 const QUICK_STOP_MS = 2000;
 /** How long after graceful_timeout a draining worker, which closes its last connections then, is given to exit. */
 const KILL_GRACE_MS = 2000;
-/**
- * How long to wait for a stuck worker's stack before killing it anyway: for the watchdog to
- * answer at all, then for a capture it has begun (Debugger.enable takes seconds in a very
- * large app). The replacement is already booting meanwhile.
- */
-const STACK_WAIT_MS = 1500;
-const STACK_CAPTURE_MS = 5000;
 /** balance_connections: at most one shed order per worker in this long, so each acts on a fresh count. */
 const BALANCE_EVERY_MS = 500;
 /** balance_connections: how long the master gathers worker reports before comparing them. */
@@ -692,33 +686,7 @@ export class Arbiter implements ControlTarget {
       this.log.error({ stack: frames }, `${message}${where}`);
       this.ops.kill(w.pid, 'SIGKILL');
     };
-    const pipe = w.watchdog;
-    if (!pipe || pipe.destroyed) return kill([]);
-    let buffered = '';
-    let timer = setTimeout(() => finish([]), STACK_WAIT_MS);
-    const onData = (chunk: Buffer): void => {
-      buffered += chunk.toString('utf8');
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        let reply: { ack?: boolean; frames?: string[] } = {};
-        try {
-          reply = JSON.parse(line) as typeof reply;
-        } catch {
-          return finish([]);
-        }
-        if (!reply.ack) return finish(reply.frames ?? []);
-        clearTimeout(timer);
-        timer = setTimeout(() => finish([]), STACK_CAPTURE_MS);
-      }
-    };
-    const finish = (frames: string[]): void => {
-      clearTimeout(timer);
-      pipe.off('data', onData);
-      kill(frames);
-    };
-    pipe.on('data', onData);
-    pipe.write('stack\n');
+    watchdogPipe.requestStack(w.watchdog, kill);
   }
 
   /** Sample every worker's CPU and memory; replace any worker over `max_worker_memory`. */

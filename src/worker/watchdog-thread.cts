@@ -10,14 +10,14 @@
  * CommonJS, not ESM: a thread started on an ES module sets up the ESM loader first, which
  * costs every worker about 7 ms more CPU at boot (median of 21 starts, process.cpuUsage()).
  *
- * Protocol on the pipe: the master writes `stack\n`; the thread answers `{"ack":true}` at
- * once, then `{"frames": ["at fn (file:line:col)", ...]}` when it has them.
+ * The protocol on the pipe, and the master's end of it, are in watchdog-pipe.cts.
  */
 import fs = require('node:fs');
 import inspector = require('node:inspector');
 import net = require('node:net');
 import timers = require('node:timers/promises');
 import threads = require('node:worker_threads');
+import watchdogPipe = require('./watchdog-pipe.cjs');
 
 interface CallFrame {
   functionName: string;
@@ -161,22 +161,7 @@ function serveStacks(pipeFd: number): void {
   }, 100);
 
   const pipe = new net.Socket({ fd: pipeFd, readable: true, writable: true });
-  let buffered = '';
-  pipe.setEncoding('utf8');
-  pipe.on('data', (chunk: string) => {
-    buffered += chunk;
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const command = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      if (command !== 'stack') continue;
-      pipe.write('{"ack":true}\n');
-      answer().then(
-        (frames) => pipe.write(`${JSON.stringify({ frames })}\n`),
-        (err: unknown) => pipe.write(`${JSON.stringify({ frames: [], error: String(err) })}\n`),
-      );
-    }
-  });
+  watchdogPipe.serveStackRequests(pipe, answer);
   // The pipe closing means the master is gone; the thread's master check and the main thread act on that.
   pipe.on('error', () => {});
 }
