@@ -3,26 +3,9 @@
  * `defineConfig` for typed config files, the errors both throw, and the types of hooks
  * and of the worker interface.
  */
-import type { ConfigFileKeys, Settings } from './config/settings.js';
 import type { RunOptions, TsgunServer } from './run.js';
-import type { HookName, Hooks } from './hooks.js';
 
-/**
- * What a config file may write for a setting: its value, and the shorter forms the loader
- * also accepts (one string for a list, `'512MB'` for a size, `'022'` for a mask).
- */
-type ConfigInput<K extends ConfigFileKeys> =
-  | (K extends HookName ? Hooks[K] | null : Settings[K])
-  | (Settings[K] extends string[] ? string : never)
-  | (K extends 'max_worker_memory' | 'umask' ? string : never);
-
-/** A config file's object: any subset of the settings, by their snake_case names. */
-export type TsgunConfig = { [K in ConfigFileKeys]?: ConfigInput<K> };
-
-/** Identity function that gives a config file's object its type. */
-export function defineConfig(config: TsgunConfig): TsgunConfig {
-  return config;
-}
+export { defineConfig, type TsgunConfig } from './config/define.js';
 
 /**
  * Serve `app` with a master and its workers in this process; resolves once the first generation

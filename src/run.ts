@@ -6,10 +6,10 @@
  * are thrown as TsgunErrors, and the exit status the command would have is `closed`'s value.
  */
 import { parseAppSpec, resolveModule } from './config/appspec.js';
+import type { TsgunConfig } from './config/define.js';
 import { resolveOptions, type ResolvedConfig } from './config/resolve.js';
 import { applyEnvironment, VERSION } from './cli.js';
 import { ExitCode, isTsgunError, TsgunError } from './errors.js';
-import type { TsgunConfig } from './index.js';
 import { createLogger } from './log.js';
 import { Arbiter } from './master/arbiter.js';
 import { scaleTarget } from './master/control.js';

@@ -36,7 +36,7 @@ function setting<T>(s: Setting<T>): Setting<T> {
 
 /**
  * A hook, typed loosely here so that the registry does not depend on the objects hooks receive
- * (hooks.ts, which reads `Settings`); `TsgunConfig` (index.ts) gives each its signature.
+ * (hooks.ts, which reads `Settings`); `TsgunConfig` (define.ts) gives each its signature.
  */
 function hookSetting(runsIn: 'master' | 'worker', signature: string, short: string): Setting<HookFunction | null> {
   return {
