@@ -9,21 +9,24 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveModule, parseAppSpec } from '../config/appspec.js';
 import type { ResolvedConfig } from '../config/resolve.js';
 import type { Settings } from '../config/settings.js';
 import { describeError, isTsgunError, TsgunError } from '../errors.js';
-import { WORKER_HOOKS, type HookName, type Hooks, type ServerInfo, type WorkerInfo, type WorkerState } from '../hooks.js';
+import type { HookName, Hooks, ServerInfo, WorkerInfo, WorkerState } from '../hooks.js';
 import type { TlsMaterial } from '../worker/tls.js';
 import watchdogPipe from '../worker/watchdog-pipe.cjs';
-import { BOOT_ENV, isWorkerMessage, WorkerExit, workerStdio, type MasterMessage, type Privileges, type WorkerBoot, type WorkerFds, type WorkerMessage, type WorkerStats } from '../ipc.js';
+import { BOOT_ENV, isWorkerMessage, WorkerExit, workerStdio, type MasterMessage, type Privileges, type WorkerMessage, type WorkerStats } from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
+import { BALANCE_GATHER_MS, shedOrders } from './balance.js';
+import { bootRecord, workerEnv, workerOutput } from './boot.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
 import { guardProcess, RateLimitedWarning } from './guard.js';
 import type { MetricsServer } from './metrics.js';
+import { stuck } from './liveness.js';
 import { Pidfile } from './pidfile.js';
 import { sampleUsage } from './usage.js';
 import { Reloader } from './reloader.js';
@@ -31,6 +34,7 @@ import { afterExit, defaultBatch, goalGeneration, HEALTHY_AFTER_MS, plan, type G
 import { realProcessOps, type ProcessOps } from './process-ops.js';
 import { parentPid, PARENT_ENV, Reexec } from './reexec.js';
 import { adoptActivated, bindAll, closeAll, inheritedSockets, INHERITED_ENV, REUSE_PORT_SUPPORTED, type BoundSocket } from './sockets.js';
+import { emptyStats, foldStats, restartReason } from './stats.js';
 import { activatedSockets, monotonicUsec, Notifier } from './systemd.js';
 import type { ArbiterSnapshot, CommandResult, RestartReason } from './snapshot.js';
 
@@ -44,14 +48,6 @@ type MasterSignal = (typeof SIGNALS)[number];
 const QUICK_STOP_MS = 2000;
 /** How long after graceful_timeout a draining worker, which closes its last connections then, is given to exit. */
 const KILL_GRACE_MS = 2000;
-/** balance_connections: at most one shed order per worker in this long, so each acts on a fresh count. */
-const BALANCE_EVERY_MS = 500;
-/** balance_connections: how long the master gathers worker reports before comparing them. */
-const BALANCE_GATHER_MS = 150;
-
-export function emptyStats(): WorkerStats {
-  return { requests: 0, connections: 0, upgraded: 0, inflight: 0, status: [0, 0, 0, 0, 0], buckets: [], durationSum: 0, appErrors: 0 };
-}
 
 interface Worker {
   id: number;
@@ -113,18 +109,6 @@ export interface ArbiterOptions {
   ops?: ProcessOps;
   /** Called once, when the first generation is ready (when READY=1 goes to systemd). */
   onReady?: () => void;
-}
-
-/** What the master takes from its environment for itself: workers never see these. */
-const MASTER_ONLY_ENV = [
-  'NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', INHERITED_ENV, PARENT_ENV,
-];
-
-/** The workers' environment, from the resolved config's (the original environment plus env_file and raw_env). */
-function workerEnv(resolved: ResolvedConfig): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...(resolved.env ?? process.env) };
-  for (const key of MASTER_ONLY_ENV) delete env[key];
-  return env;
 }
 
 type StopMode = 'graceful' | 'quick';
@@ -425,49 +409,19 @@ export class Arbiter implements ControlTarget {
     if (p.wakeAt !== null) setTimeout(() => this.wake(), p.wakeAt - now).unref();
   }
 
-  private bootRecord(id: number, fds: WorkerFds): WorkerBoot {
-    const settings = Object.fromEntries(Object.entries(this.settings).map(([k, v]) => [k, typeof v === 'function' ? null : v])) as Settings;
-    const hooks = WORKER_HOOKS.filter((h) => typeof this.settings[h] === 'function');
-    return {
-      id,
-      generation: this.generation,
-      masterPid: process.pid,
-      app: this.opts.app,
-      settings,
-      configFile: this.configFile,
-      hooks,
-      sockets: this.sockets.map((s, i) => ({ fd: fds.sockets[i]!, label: s.label, ...(s.reusePort ? { reusePort: s.reusePort } : {}) })),
-      privileges: this.privileges,
-      watchdogFd: fds.watchdog,
-      tlsFd: fds.tls,
-    };
-  }
-
-  /** A worker's stdout and stderr: under capture_output the error log file, opened per worker to follow a rotated log. */
-  private workerOutput(): 'inherit' | number {
-    if (!this.settings.capture_output || this.settings.errorlog === '-') return 'inherit';
-    try {
-      return openSync(this.settings.errorlog, 'a');
-    } catch (err) {
-      const why = (err as NodeJS.ErrnoException).code ?? String(err);
-      this.log.warn(`capture_output: cannot open ${this.settings.errorlog} (${why}); the worker keeps the master's stdout and stderr`);
-      return 'inherit';
-    }
-  }
-
   private async spawnWorker(slot: number): Promise<void> {
     const id = ++this.lastId;
     const pending: WorkerInfo = { id, pid: 0, generation: this.generation, state: 'booting', spawnedAt: Date.now(), exitCode: null, signal: null };
     await this.hook('pre_fork', this.server, pending);
     const watchdog = this.settings.timeout > 0 || this.settings.boot_timeout > 0;
     const tls = this.tls;
-    const output = this.workerOutput();
+    const output = workerOutput(this.settings, this.log);
     const { stdio, fds } = workerStdio(this.sockets.map((s) => s.fd), watchdog, tls !== null, output);
     // The title argument is not read: it reserves room for process.title, which Linux can only
     // write over the space of the original command line.
     const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY, `tsgun: worker [${this.procName}]`], {
       stdio,
-      env: { ...this.env, [BOOT_ENV]: JSON.stringify(this.bootRecord(id, fds)) },
+      env: { ...this.env, [BOOT_ENV]: JSON.stringify(bootRecord({ id, generation: this.generation, app: this.opts.app, settings: this.settings, configFile: this.configFile, privileges: this.privileges, sockets: this.sockets, fds })) },
       cwd: this.settings.chdir ?? undefined,
     });
     if (typeof output === 'number') closeSync(output);
@@ -559,57 +513,21 @@ export class Arbiter implements ControlTarget {
     }
   }
 
-  /**
-   * balance_connections. Workers accept from one shared socket, and the kernel gives a burst
-   * of new connections to whichever worker wakes first; keep-alive clients then stay where
-   * they landed. A worker holding more than its share of the open connections (by over 10 %)
-   * is asked to close the surplus after their current responses; those clients reconnect,
-   * most likely to a less busy worker. Runs BALANCE_GATHER_MS after a worker report.
-   */
+  /** balance_connections (balance.ts): runs BALANCE_GATHER_MS after a worker report. */
   private balance(): void {
     this.balanceTimer = null;
     if (!this.settings.balance_connections || this.stopping) return;
-    // While workers are being replaced (reload, TTIN/TTOU, max-requests) the pool is about to
-    // change: a booting worker takes its share once ready, and an outgoing worker's clients
-    // reconnect when it drains. Moving connections now would only move them twice.
-    const serving = this.live();
-    if (serving.length < 2 || serving.some((w) => w.state === 'booting' || w.outgoing || w.generation !== this.generation)) return;
-    const total = serving.reduce((n, w) => n + w.stats.connections, 0);
-    const share = Math.ceil(total / serving.length);
     const now = Date.now();
-    for (const w of serving) {
-      const held = w.stats.connections;
-      if (held <= share * 1.1 || now - w.shedAt < BALANCE_EVERY_MS || !w.child.connected) continue;
-      // Connections close after a response: idle ones cannot be moved, so ask again only once
-      // the worker has served enough requests to have acted on the last request.
-      if (w.stats.requests - w.shedAtRequests < w.shedCount) continue;
-      const count = held - share;
+    for (const { worker: w, count, held, total } of shedOrders(this.live(), this.generation, now)) {
       [w.shedAt, w.shedAtRequests, w.shedCount] = [now, w.stats.requests, count];
       this.log.debug(`Worker (pid:${w.pid}) holds ${held} of ${total} connections; closing ${count} after their current response`);
       w.child.send({ t: 'shed', count } satisfies MasterMessage, () => {});
     }
   }
 
-  private foldStats(s: WorkerStats): void {
-    const r = this.retired;
-    r.requests += s.requests;
-    r.durationSum += s.durationSum;
-    r.appErrors += s.appErrors;
-    s.status.forEach((n, i) => (r.status[i] = (r.status[i] ?? 0) + n));
-    s.buckets.forEach((n, i) => (r.buckets[i] = (r.buckets[i] ?? 0) + n));
-  }
-
   private countRestart(w: Worker, expected: boolean): void {
-    const known: Partial<Record<StopReason, RestartReason>> = {
-      timeout: 'timeout',
-      'boot-timeout': 'boot-timeout',
-      memory: 'memory',
-      'max-requests': 'max-requests',
-      reload: 'reload',
-      'scale down': 'scale',
-      'app error': 'app-error',
-    };
-    const reason: RestartReason | undefined = expected ? known[w.outgoing ?? w.stopReason ?? 'shutdown'] : w.bootError || w.exitCode === WorkerExit.APP_LOAD_ERROR || w.exitCode === WorkerExit.BOOT_ERROR ? 'boot-failure' : 'crash';
+    const bootError = w.bootError !== null;
+    const reason = restartReason({ expected, why: w.outgoing ?? w.stopReason, bootError, exitCode: w.exitCode });
     if (reason) this.restarts[reason] = (this.restarts[reason] ?? 0) + 1;
   }
 
@@ -622,7 +540,7 @@ export class Arbiter implements ControlTarget {
       w.exitCode = code;
       w.signal = signal;
       this.workers.delete(w.pid);
-      this.foldStats(w.stats);
+      foldStats(this.retired, w.stats);
       const how = signal ? `was sent ${signal}` : `exited with code ${code}`;
       const bootTimeout = w.stopReason === 'boot-timeout';
       const expected = (w.stopReason !== null && !bootTimeout) || this.stopping !== null;
@@ -661,18 +579,12 @@ export class Arbiter implements ControlTarget {
     }
   }
 
-  /**
-   * Kill workers that are stuck: booting for longer than `boot_timeout`, or silent for
-   * longer than `timeout`. The log line says where the worker's JavaScript was blocked.
-   */
+  /** Kill workers that are stuck (liveness.ts); the log line says where the worker's JavaScript was blocked. */
   private murderStuck(): void {
     const now = Date.now();
     for (const w of this.workers.values()) {
-      if (w.state === 'booting' && this.settings.boot_timeout > 0 && now - w.spawnedAt > this.settings.boot_timeout * 1000) {
-        this.abort(w, 'boot-timeout', `Worker (pid:${w.pid}) did not boot within boot_timeout (${this.settings.boot_timeout} s)`);
-      } else if (w.state === 'ready' && this.settings.timeout > 0 && now - w.lastBeat > this.settings.timeout * 1000) {
-        this.abort(w, 'timeout', `WORKER TIMEOUT (pid:${w.pid}): no heartbeat for ${((now - w.lastBeat) / 1000).toFixed(1)} s (timeout ${this.settings.timeout} s)`);
-      }
+      const why = stuck(w, this.settings, now);
+      if (why) this.abort(w, why.reason, why.message);
     }
   }
 
