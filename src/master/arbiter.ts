@@ -1,7 +1,9 @@
 /**
  * The arbiter: owns the sockets and the pool of workers. Signal handlers and child events
  * only enqueue; one loop (`tick`) dispatches signals, reaps exited workers, kills stuck
- * ones and brings the pool to its target.
+ * ones and brings the pool to its target. It orchestrates; the decisions are made in the
+ * modules beside it (docs/master.md): pool.ts (what to start and retire), liveness.ts,
+ * balance.ts, stats.ts, boot.ts, reexec.ts (USR2).
  *
  * Every replacement (reload, TTOU, max-requests) goes through one mechanism: the worker is
  * marked outgoing, a replacement is spawned, and an outgoing worker is retired (drained)
