@@ -128,10 +128,10 @@ export class Reexec {
     const child = this.ops.spawn(file, args, options);
     child.unref();
     this.successor = child;
-    const ended = (how: string): void => {
+    const ended = (what: string): void => {
       if (this.successor !== child) return;
       this.successor = null;
-      this.log.error(`The new master (pid ${child.pid}) ${how}; this master goes on serving`);
+      this.log.error(`${what}; this master goes on serving`);
       try {
         pidfile?.restore();
       } catch {
@@ -140,9 +140,9 @@ export class Reexec {
     };
     // A spawn that fails (EAGAIN) emits 'error' and no 'exit'.
     child.on('error', (err) => {
-      if (!child.pid) ended(`could not be started (${err.message})`);
+      if (!child.pid) ended(`The new master could not be started (${err.message})`);
     });
-    child.once('exit', (code, signal) => ended(`exited ${signal ? `on ${signal}` : `with code ${code}`}`));
+    child.once('exit', (code, signal) => ended(`The new master (pid ${child.pid}) exited ${signal ? `on ${signal}` : `with code ${code}`}`));
     this.log.info(`Upgrading: started a new master (pid ${child.pid}); send TERM to this one (pid ${this.self().pid}) when the new one serves`);
   }
 
