@@ -7,10 +7,16 @@
 // getting busier or quieter during the run does not favour either side).
 //
 //   node bench/reload.mjs [--runs 3] [--rows 1,2,3,4,5,6,7,8,9,10] [--duration 12] [--out FILE] [--no-write]
+//   node bench/reload.mjs --rows 11,12,13,14 [--scale-workers 8,16] [--scale-duration 72]
 //
 // Rows 9 and 10 are WebSocket rows: WS_CLIENTS clients each send a message every 10 ms and
 // check its echo (bench/ws-load.mjs) while the server is sent HUP x4; they count the
 // messages sent, echoed and lost, the reconnects and the close codes the clients saw.
+//
+// Rows 11-14 (not run by default) are HUP x4 with many workers (--scale-workers A,B: 8 and
+// 16): 11 and 12 with the default reload_batch, 13 and 14 with --reload-batch 1. They report
+// the throughput ratio and each reload's duration (the master's "Reload complete" line), and
+// write to bench/results/reload-scale.md when run alone, so rows 1-10's results stay.
 //
 // Needs a built tsgun (`npx tsc -p tsconfig.build.json`; built here if dist/ is missing),
 // wrk (apt-get install wrk), PM2 (installed under bench/node_modules on first use) and,
@@ -33,23 +39,32 @@ const { values: opts } = parseArgs({
     duration: { type: 'string', default: '12' },
     warmup: { type: 'string', default: '3' },
     'max-requests': { type: 'string', default: 'auto' },
-    out: { type: 'string', default: path.join(BENCH, 'results', 'reload.md') },
+    'scale-workers': { type: 'string', default: '8,16' },
+    'scale-duration': { type: 'string', default: '72' },
+    out: { type: 'string' },
     'no-write': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (opts.help) {
-  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 14).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 20).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
   process.exit(0);
 }
 const RUNS = Number(opts.runs);
 const DURATION = Number(opts.duration);
 const WARMUP = Number(opts.warmup);
 const SELECTED = new Set(opts.rows.split(',').map(Number));
-if (!(RUNS >= 1) || !(DURATION >= 4) || !(WARMUP >= 0)) {
-  process.stderr.write('Error: --runs must be >= 1, --duration >= 4 (seconds), --warmup >= 0\n');
+// Rows 11-14: HUP x4 with SCALE_WORKERS[0] and [1] workers, over a SCALE_DURATION s phase
+// (long enough for four reloads of 16 workers on 2 shared cores; 12 s on a 16-core machine).
+const SCALE_WORKERS = opts['scale-workers'].split(',').map(Number);
+const SCALE_DURATION = Number(opts['scale-duration']);
+const SCALE_ROWS = [11, 12, 13, 14];
+if (!(RUNS >= 1) || !(DURATION >= 4) || !(WARMUP >= 0) || !(SCALE_DURATION >= 4) || SCALE_WORKERS.length !== 2 || !SCALE_WORKERS.every((w) => Number.isInteger(w) && w >= 1)) {
+  process.stderr.write('Error: --runs must be >= 1, --duration and --scale-duration >= 4 (seconds), --warmup >= 0, --scale-workers two counts A,B\n');
   process.exit(2);
 }
+// Rows 11-14 alone write their own file, so that running them leaves rows 1-10's results as they are.
+const OUT = opts.out ?? path.join(BENCH, 'results', [...SELECTED].every((id) => SCALE_ROWS.includes(id)) ? 'reload-scale.md' : 'reload.md');
 // Every phase's load (wrk -t1, bench/wrk-summary.lua): 32 keep-alive connections on GET /.
 const LOAD = { conns: 32, path: '/' };
 const WORKERS = 2;
@@ -178,10 +193,11 @@ class LoggedMaster {
 
 /** One tsgun master (plus, after USR2, its successor), started from bin/tsgun. */
 class Tsgun extends LoggedMaster {
-  constructor(name, extraArgs = [], app = 'bench/apps/json.mjs:default') {
+  constructor(name, extraArgs = [], app = 'bench/apps/json.mjs:default', workers = WORKERS) {
     super(name);
     this.pidfile = path.join(TMP, `${this.name}.pid`);
-    this.args = ['-w', String(WORKERS), '-b', '127.0.0.1:0', '-p', this.pidfile, ...extraArgs, app];
+    this.workers = workers;
+    this.args = ['-w', String(workers), '-b', '127.0.0.1:0', '-p', this.pidfile, ...extraArgs, app];
     this.pids = new Set();
   }
   command() {
@@ -192,7 +208,9 @@ class Tsgun extends LoggedMaster {
     this.pids.add(this.pid);
     this.exited = new Promise((resolve) => this.child.once('exit', (code, sig) => resolve({ code, sig })));
     this.port = Number((await this.waitLog('Listening at', (text) => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(text)))[1]);
-    await this.waitLog(`${WORKERS} workers booted`, () => this.log.count(/Booting worker with pid/) >= WORKERS);
+    await this.waitLog(`${this.workers} workers booted`, () => this.log.count(/Booting worker with pid/) >= this.workers);
+    // Many workers on few cores boot for a while: measure once all of them serve.
+    if (this.workers > WORKERS) await this.waitLog('Ready: line', (text) => /Ready: \d+ workers/.test(text));
     await waitServing(this.name, this.port);
     return this;
   }
@@ -218,13 +236,25 @@ class Tsgun extends LoggedMaster {
       const m = /Retiring worker \(pid:\d+, generation \d+\): ([^"]+)"/.exec(l);
       if (m) reasons[m[1]] = (reasons[m[1]] ?? 0) + 1;
     }
+    // "Reload complete: generation G ready (W workers, T s)": T counts from the HUP that
+    // started the reload (from the first one, when later HUPs superseded it).
+    const durations = lines.map((l) => /Reload complete: generation \d+ ready \(\d+ workers, ([\d.]+) s\)/.exec(l)).filter(Boolean).map((m) => Number(m[1]));
     return {
       booted: n(/Booting worker with pid/),
       retired: reasons,
       reloads: n(/Reload complete: generation \d+ ready/),
+      durations,
+      superseded: n(/is superseded by generation/),
       killed: n(/did not stop within|WORKER TIMEOUT/),
       errors: lines.filter((l) => /"level":"(error|fatal)"|"level":5\d|"level":6\d/.test(l)).length,
     };
+  }
+  /** After the phase: wait (up to `ms`) until the newest generation started since `from` is ready, so the steady state after is steady. */
+  async settle(from, ms = 180_000) {
+    const started = [...this.log.text(from).matchAll(/Reloading: starting generation (\d+)/g)].map((m) => Number(m[1]));
+    if (started.length === 0) return;
+    const newest = Math.max(...started);
+    await waitFor(`${this.name}: generation ${newest} ready`, () => new RegExp(`Reload complete: generation ${newest} ready|reload failed`).test(this.log.text(from)), ms, 200);
   }
 }
 
@@ -336,6 +366,8 @@ class BareManager extends LoggedMaster {
 const at = (s) => Math.round(s * 1000);
 /** n actions spread evenly over the phase: at (i + 0.5) * duration / n seconds. */
 const spread = (n) => Array.from({ length: n }, (_, i) => at(((i + 0.5) * DURATION) / n));
+/** n actions a quarter of the phase apart from 1 s in: the last one has as long to finish as the others. */
+const spreadFromStart = (n, seconds) => Array.from({ length: n }, (_, i) => at(1 + (i * (seconds - 1)) / n));
 
 /** Four HUPs spread over the phase (rows 1, 6 and 7). */
 const HUP_X4 = { action: 'kill -HUP x4', steps: (s) => spread(4).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]) };
@@ -459,7 +491,33 @@ const ROWS = [
     summary: (e) => `${e.booted} workers started, ${e.exited} exited`,
     short: ['workers started', (e) => `${e.booted}`],
   },
+  // Rows 11-14: HUP x4 with many workers sharing the machine's cores, default reload_batch
+  // (a quarter of the workers) and reload_batch 1 (one at a time, as before batches).
+  ...[
+    [11, SCALE_WORKERS[0], 0],
+    [12, SCALE_WORKERS[1], 0],
+    [13, SCALE_WORKERS[0], 1],
+    [14, SCALE_WORKERS[1], 1],
+  ].map(([id, workers, batch]) => scaleRow(id, workers, batch)),
 ];
+
+/** A row of HUP x4 under load with `workers` workers and `--reload-batch batch` (0: the default). */
+function scaleRow(id, workers, batch) {
+  const effective = batch || Math.max(1, Math.floor(workers / 4));
+  return {
+    id,
+    server: `tsgun -w ${workers}`,
+    kind: 'scale',
+    workers,
+    batch: batch ? `${batch}` : `${effective} (default)`,
+    duration: SCALE_DURATION,
+    action: `kill -HUP x4, reload_batch ${batch ? batch : `${effective} (default)`}`,
+    make: () => new Tsgun(`tsgun-w${workers}-hup-b${batch || 'default'}`, batch ? ['--reload-batch', String(batch)] : [], undefined, workers),
+    steps: (s) => spreadFromStart(4, SCALE_DURATION).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]),
+    summary: (e) => `${e.reloads} of 4 reloads complete within the phase (${e.superseded} superseded), ${e.booted} workers started; reload durations ${e.durations.map((d) => `${d} s`).join(', ') || 'none'}`,
+    short: ['reloads complete (of 4 sent)', (e) => `${e.reloads}`],
+  };
+}
 
 /** A WebSocket row: WS_CLIENTS echo clients through the row's steps; no wrk. */
 async function measureWsRow(row, runNo) {
@@ -500,10 +558,17 @@ async function measureRow(row, runNo) {
       commands.push(server.command());
       if (WARMUP > 0) await wrkPhase(server.port, WARMUP);
     }
-    log(`${tag}: ${row.server} — ${row.action}, ${DURATION} s`);
+    const seconds = row.duration ?? DURATION;
+    log(`${tag}: ${row.server} — ${row.action}, ${seconds} s`);
     const from = server.mark();
-    const loaded = await wrkPhase(server.port, DURATION, schedule(row.steps(server)));
+    const loaded = await wrkPhase(server.port, seconds, schedule(row.steps(server)));
     const ev = server.events(from);
+    if (row.kind === 'scale') {
+      // A reload still running at the end of the phase: let it finish (its duration counts
+      // among the durations, not among the reloads complete within the phase).
+      await server.settle(from);
+      ev.durations = server.events(from).durations;
+    }
     const note = row.summary(ev, loaded.events, server);
     const short = row.short[1](ev, loaded.events, server);
     const logPath = rel(server.log.path);
@@ -555,6 +620,25 @@ function wsTable(results, rows) {
   return out.join('\n');
 }
 
+/** Rows 11-14: ratio and reload durations; no absolute rate (the workers share the cores). */
+function scaleTable(results, rows) {
+  const out = [];
+  out.push(`| # | server | reload_batch | action | failed | failed per run | ratio (HUP phase ÷ steady) | ratio per run | reloads complete within the phase (of 4), per run | reload duration, median | reload duration, max | reload durations per run (s) |`);
+  out.push(`|---|---|---|---|---:|---|---:|---|---|---:|---:|---|`);
+  for (const row of rows.filter((r) => r.kind === 'scale')) {
+    const rs = results.filter((r) => r.row === row.id);
+    if (rs.length === 0) continue;
+    const ok = rs.filter((r) => !r.error);
+    const perRun = (f) => rs.map((r) => (r.error ? 'error' : f(r))).join(' / ');
+    const durations = ok.flatMap((r) => r.events.durations);
+    const s = (d) => (d == null ? '—' : `${d.toFixed(1)} s`);
+    out.push(
+      `| ${row.id} | ${row.server} | ${row.batch} | kill -HUP x4 in ${row.duration} s | ${ok.length ? fmtInt(median(ok.map((r) => r.loaded.failed))) : '—'} | ${perRun((r) => String(r.loaded.failed))} | ${ok.length ? pct(median(ok.map((r) => r.ratio))) : '—'} | ${perRun((r) => pct(r.ratio))} | ${perRun((r) => String(r.events.reloads))} | ${s(median(durations))} | ${s(durations.length ? Math.max(...durations) : null)} | ${perRun((r) => r.events.durations.join(', ') || 'none')} |`,
+    );
+  }
+  return out.join('\n');
+}
+
 function table(results, rows) {
   const out = [];
   out.push(`| # | server | action | requests | failed | failed per run | req/s | steady req/s | ratio | what happened, per run |`);
@@ -565,7 +649,7 @@ function table(results, rows) {
       out.push(`| ${row.id} | ${row.server} | ${row.action} | — | — | — | — | — | — | skipped: ${row.skipped} |`);
       continue;
     }
-    if (rs.length === 0 || row.kind === 'ws') continue;
+    if (rs.length === 0 || row.kind === 'ws' || row.kind === 'scale') continue;
     const failedPerRun = rs.map((r) => (r.error ? 'error' : String(r.loaded.failed))).join(' / ');
     const ok = rs.filter((r) => !r.error);
     if (ok.length === 0) {
@@ -648,7 +732,9 @@ async function main() {
   }
 
   const wsRows = rows.filter((r) => r.kind === 'ws');
-  const summary = (rows.some((r) => r.kind !== 'ws') ? table(results, rows) : '') + (wsRows.some((r) => results.some((x) => x.row === r.id) || r.skipped) ? `\n\nWebSocket rows: ${WS_CLIENTS} clients, each sending a numbered message every ${WS_INTERVAL_MS} ms and checking its echo (bench/ws-load.mjs); a client whose connection closes counts its unanswered messages as lost and reconnects at once.\n\n${wsTable(results, rows)}` : '');
+  const scaleRows = rows.filter((r) => r.kind === 'scale');
+  const scaleNote = `Rows ${scaleRows.map((r) => r.id).join(', ')}: ${SCALE_WORKERS.join(' and ')} workers on ${os.cpus().length} CPUs, sharing them with each other and wrk, so no absolute rate is reported here (the per-run table has the req/s). **ratio** = req/s during the ${SCALE_DURATION} s phase with four HUPs (sent ${describeSteps(scaleRows[0] ?? scaleRow(0, 1, 0)).replace(/HUP #\d /g, '')}) ÷ the same server's steady req/s (mean of before and after). **reload duration** = T in the master's \`Reload complete: generation G ready (W workers, T s)\` line: from the HUP that started the reload (the first one, when a later HUP superseded it) until \`workers\` workers of the newest generation are ready and no other is left; a reload still running when the phase ends is waited for, and its duration counted here but not among the reloads complete within the phase.`;
+  const summary = (rows.some((r) => r.kind !== 'ws' && r.kind !== 'scale') ? table(results, rows) : '') + (scaleRows.length ? `${rows.some((r) => r.kind !== 'scale') ? '\n\n' : ''}${scaleNote}\n\n${scaleTable(results, rows)}` : '') + (wsRows.some((r) => results.some((x) => x.row === r.id) || r.skipped) ? `\n\nWebSocket rows: ${WS_CLIENTS} clients, each sending a numbered message every ${WS_INTERVAL_MS} ms and checking its echo (bench/ws-load.mjs); a client whose connection closes counts its unanswered messages as lost and reconnects at once.\n\n${wsTable(results, rows)}` : '');
   const revAfter = gitRev();
   const distAfter = distStamp();
   const perRow = rows.map((row) => {
@@ -668,23 +754,23 @@ async function main() {
 
   const md = `# Reload benchmark
 
-Generated by \`node bench/reload.mjs --runs ${RUNS}${opts.rows !== '1,2,3,4,5,6,7,8,9,10' ? ` --rows ${opts.rows}` : ''}${DURATION !== 12 ? ` --duration ${DURATION}` : ''}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC.
+Generated by \`node bench/reload.mjs --runs ${RUNS}${opts.rows !== '1,2,3,4,5,6,7,8,9,10' ? ` --rows ${opts.rows}` : ''}${DURATION !== 12 ? ` --duration ${DURATION}` : ''}${scaleRows.length && opts['scale-workers'] !== '8,16' ? ` --scale-workers ${opts['scale-workers']}` : ''}${scaleRows.length && SCALE_DURATION !== 72 ? ` --scale-duration ${SCALE_DURATION}` : ''}${opts.out ? ` --out ${rel(OUT)}` : ''}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC.
 
 - Machine: ${machine}; load average before the run: ${loadBefore}
 - Versions: ${versions.join('; ')}
-- Load: \`${wrkCommand(LOAD, DURATION)}\` for every phase, after a ${WARMUP} s warm-up
-- ${WORKERS} workers everywhere; app: a 200-item JSON document serialized per request (bench/apps/)
+- Load: \`${wrkCommand(LOAD, DURATION)}\` for every phase${scaleRows.length ? ` (rows ${scaleRows.map((r) => r.id).join(', ')}: \`-d${SCALE_DURATION}s\` for the phase with HUPs)` : ''}, after a ${WARMUP} s warm-up
+- ${scaleRows.length === rows.length ? `${SCALE_WORKERS.join(' or ')} workers (see each row)` : `${WORKERS} workers everywhere${scaleRows.length ? ` but rows ${scaleRows.map((r) => r.id).join(', ')}` : ''}`}; app: a 200-item JSON document serialized per request (bench/apps/)
 - ${RUNS} run(s); rows alternate order between runs; medians shown
 
 ${summary}
 
 **failed** = wrk socket errors (connect + read + write + timeout) + non-2xx/3xx responses, during the
-${DURATION} s phase with reloads. **ratio** = req/s with reloads ÷ **steady req/s**, the mean of the
+phase with reloads. **ratio** = req/s with reloads ÷ **steady req/s**, the mean of the
 same server's steady state (same settings, no signals) measured just before and just after
 the phase with reloads, so that a machine getting busier or quieter during a row does not
 favour either side.
 
-Commands (PORT: a free port; PIDFILE: in a temp dir), and what is done during the ${DURATION} s wrk phase:
+Commands (PORT: a free port; PIDFILE: in a temp dir), and what is done during the wrk phase (${DURATION} s${scaleRows.length ? `; ${SCALE_DURATION} s for rows ${scaleRows.map((r) => r.id).join(', ')}` : ''}):
 ${perRow.join('\n')}
 
 ## Per run
@@ -696,10 +782,10 @@ ${details(results)}
 `;
   process.stdout.write(`\n${summary}\n\n${details(results)}\n`);
   if (!opts['no-write']) {
-    mkdirSync(path.dirname(opts.out), { recursive: true });
-    writeFileSync(opts.out, md);
-    writeFileSync(opts.out.replace(/\.md$/, '') + '.json', JSON.stringify({ started, machine, versions, results: results.map(({ loaded, steady, after, ...r }) => ({ ...r, loaded: loaded && { ...loaded, raw: undefined }, steady: steady && { ...steady, raw: undefined }, after: after && { ...after, raw: undefined } })) }, null, 2) + '\n');
-    log(`wrote ${rel(opts.out)}; server logs in ${rel(LOG_DIR)}`);
+    mkdirSync(path.dirname(OUT), { recursive: true });
+    writeFileSync(OUT, md);
+    writeFileSync(OUT.replace(/\.md$/, '') + '.json', JSON.stringify({ started, machine, versions, results: results.map(({ loaded, steady, after, ...r }) => ({ ...r, loaded: loaded && { ...loaded, raw: undefined }, steady: steady && { ...steady, raw: undefined }, after: after && { ...after, raw: undefined } })) }, null, 2) + '\n');
+    log(`wrote ${rel(OUT)}; server logs in ${rel(LOG_DIR)}`);
   }
 }
 

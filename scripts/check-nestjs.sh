@@ -5,13 +5,8 @@
 # injected service's answer from two workers and the Nest app closed on TERM). Needs the npm registry.
 # Usage: scripts/check-nestjs.sh [scratch-dir]   (default: a new directory under /tmp)
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-work=${1:-$(mktemp -d /tmp/tsgun-nestjs.XXXXXX)}
-mkdir -p "$work/pkg" "$work/app"
-log=$work/tsgun.log
-
-echo "== npm pack $repo"
-tarball=$(cd "$repo" && npm pack --silent --pack-destination "$work/pkg" | tail -1)
+source "$(dirname "$0")/lib.sh"
+scratch nestjs "${1:-}"
 cd "$work/app"
 [ -f package.json ] || { npm init -y >/dev/null; npm pkg set type=module; }
 echo "== npm install $tarball @nestjs/core @nestjs/common @nestjs/platform-express reflect-metadata rxjs"
@@ -30,27 +25,13 @@ else
   npm install --no-audit --no-fund --silent @swc/core
 fi
 
-echo "== tsgun -w 2 -b 127.0.0.1:0 'src/main:create()'"
-node_modules/.bin/tsgun -w 2 -b 127.0.0.1:0 --log-format pretty 'src/main:create()' >"$log" 2>&1 &
-pid=$!
-trap 'kill -KILL $pid 2>/dev/null || true' EXIT
-for _ in $(seq 120); do
-  grep -q 'Ready: 2 workers' "$log" && break
-  kill -0 $pid 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.5
-done
-url=$(grep -o 'Listening at: http://[0-9.:]*' "$log" | head -1 | cut -d' ' -f3)
-[ -n "$url" ] || { cat "$log"; echo "no Listening at: line"; exit 1; }
+tsgun_start 'src/main:create()'
 grep -q 'TypeScript compiled by SWC' "$log" && echo "ok   boot log: TypeScript compiled by SWC" || { echo "FAIL no SWC line"; fail=1; }
 cats=$(curl -s "$url/api/cats")
 grep -q '"name":"Tom"' <<<"$cats" && echo "ok   GET /api/cats -> $cats (the injected CatsService)" || { echo "FAIL GET /api/cats -> $cats"; fail=1; }
 added=$(curl -s -H 'content-type: application/json' -d '{"name":"Kit"}' "$url/api/cats")
 grep -q '"name":"Kit"' <<<"$added" && echo "ok   POST /api/cats -> $added" || { echo "FAIL POST /api/cats -> $added"; fail=1; }
-kill -TERM $pid
-code=0
-wait $pid || code=$?
-trap - EXIT
-[ "$code" = 0 ] && echo "ok   TERM -> exit 0" || { echo "FAIL TERM -> exit $code"; fail=1; }
+tsgun_stop
 closed=$(grep -c 'Nest app closed' "$log" || true)
 [ "$closed" = 2 ] && echo "ok   both workers ran the Nest app's close() (onApplicationShutdown)" || { echo "FAIL Nest app closed $closed times"; fail=1; }
 [ $fail = 0 ] || { cat "$log"; exit 1; }

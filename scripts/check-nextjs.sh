@@ -4,13 +4,8 @@
 # node_modules), `next build`, then `tsgun -w 2 'server:create()'`. Needs the npm registry.
 # Usage: scripts/check-nextjs.sh [scratch-dir]   (default: a new directory under /tmp)
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-work=${1:-$(mktemp -d /tmp/tsgun-nextjs.XXXXXX)}
-mkdir -p "$work/pkg" "$work/app"
-log=$work/tsgun.log
-
-echo "== npm pack $repo"
-tarball=$(cd "$repo" && npm pack --silent --pack-destination "$work/pkg" | tail -1)
+source "$(dirname "$0")/lib.sh"
+scratch nextjs "${1:-}"
 
 # The project is examples/nextjs, as a user would have it, with tsgun from the tarball.
 cp -r "$repo/examples/nextjs/." "$work/app/"
@@ -22,17 +17,7 @@ npm install --no-audit --no-fund --silent next react react-dom "$work/pkg/$tarba
 echo "== next build"
 npx next build >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; exit 1; }
 
-echo "== tsgun -w 2 -b 127.0.0.1:0 'server:create()'"
-node_modules/.bin/tsgun -w 2 -b 127.0.0.1:0 --log-format pretty 'server:create()' >"$log" 2>&1 &
-pid=$!
-trap 'kill -KILL $pid 2>/dev/null || true' EXIT
-for _ in $(seq 120); do
-  grep -q 'Ready: 2 workers' "$log" && break
-  kill -0 $pid 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.5
-done
-url=$(grep -o 'Listening at: http://[0-9.:]*' "$log" | head -1 | cut -d' ' -f3)
-[ -n "$url" ] || { cat "$log"; echo "no Listening at: line"; exit 1; }
+tsgun_start 'server:create()'
 
 fail=0
 page=$(curl -s -o "$work/page.html" -w '%{http_code}' "$url/")
@@ -42,10 +27,6 @@ pids=$(for _ in $(seq 20); do curl -s "$url/api/status"; echo; done | grep '"sta
 missing=$(curl -s -o /dev/null -w '%{http_code}' "$url/no-such-page")
 [ "$missing" = 404 ] && echo "ok   GET /no-such-page -> 404" || { echo "FAIL GET /no-such-page -> $missing"; fail=1; }
 
-kill -TERM $pid
-code=0
-wait $pid || code=$?
-[ "$code" = 0 ] && echo "ok   TERM -> exit 0" || { echo "FAIL TERM -> exit $code"; fail=1; }
-trap - EXIT
+tsgun_stop
 [ $fail = 0 ] || { cat "$log"; exit 1; }
 echo "next $(node -p "require('next/package.json').version") served by tsgun $(node -p "require('tsgun/package.json').version"): all checks passed ($work)"
