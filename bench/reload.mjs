@@ -7,16 +7,18 @@
 // getting busier or quieter during the run does not favour either side).
 //
 //   node bench/reload.mjs [--runs 3] [--rows 1,2,3,4,5,6,7,8,9,10] [--duration 12] [--out FILE] [--no-write]
-//   node bench/reload.mjs --rows 11,12,13,14 [--scale-workers 8,16] [--scale-duration 72]
+//   node bench/reload.mjs --rows 11,12,13,14 [--scale-workers 8,16] [--scale-duration 120] [--scale-overlap]
 //
 // Rows 9 and 10 are WebSocket rows: WS_CLIENTS clients each send a message every 10 ms and
 // check its echo (bench/ws-load.mjs) while the server is sent HUP x4; they count the
 // messages sent, echoed and lost, the reconnects and the close codes the clients saw.
 //
 // Rows 11-14 (not run by default) are HUP x4 with many workers (--scale-workers A,B: 8 and
-// 16): 11 and 12 with the default reload_batch, 13 and 14 with --reload-batch 1. They report
-// the throughput ratio and each reload's duration (the master's "Reload complete" line), and
-// write to bench/results/reload-scale.md when run alone, so rows 1-10's results stay.
+// 16): 11 and 12 with the default reload_batch, 13 and 14 with --reload-batch 1. Each HUP
+// waits for the previous reload to complete (--scale-overlap: sent on time, superseding it).
+// They report the throughput ratio and each reload's duration (the master's "Reload
+// complete" line), and write bench/results/reload-scale.md when run alone, so rows 1-10's
+// results stay.
 //
 // Needs a built tsgun (`npx tsc -p tsconfig.build.json`; built here if dist/ is missing),
 // wrk (apt-get install wrk), PM2 (installed under bench/node_modules on first use) and,
@@ -40,7 +42,8 @@ const { values: opts } = parseArgs({
     warmup: { type: 'string', default: '3' },
     'max-requests': { type: 'string', default: 'auto' },
     'scale-workers': { type: 'string', default: '8,16' },
-    'scale-duration': { type: 'string', default: '72' },
+    'scale-duration': { type: 'string', default: '120' },
+    'scale-overlap': { type: 'boolean', default: false },
     out: { type: 'string' },
     'no-write': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -55,9 +58,13 @@ const DURATION = Number(opts.duration);
 const WARMUP = Number(opts.warmup);
 const SELECTED = new Set(opts.rows.split(',').map(Number));
 // Rows 11-14: HUP x4 with SCALE_WORKERS[0] and [1] workers, over a SCALE_DURATION s phase
-// (long enough for four reloads of 16 workers on 2 shared cores; 12 s on a 16-core machine).
+// (long enough for four reloads of 16 workers with the default batch on 2 shared cores, where
+// one takes 25-35 s under load; 12 s on a 16-core machine). Without SCALE_OVERLAP a HUP waits
+// for the previous reload to complete, so that each duration is one reload's; with it, HUPs
+// go out on time and a later one supersedes a reload in progress (as in rows 1 and 7).
 const SCALE_WORKERS = opts['scale-workers'].split(',').map(Number);
 const SCALE_DURATION = Number(opts['scale-duration']);
+const SCALE_OVERLAP = opts['scale-overlap'];
 const SCALE_ROWS = [11, 12, 13, 14];
 if (!(RUNS >= 1) || !(DURATION >= 4) || !(WARMUP >= 0) || !(SCALE_DURATION >= 4) || SCALE_WORKERS.length !== 2 || !SCALE_WORKERS.every((w) => Number.isInteger(w) && w >= 1)) {
   process.stderr.write('Error: --runs must be >= 1, --duration and --scale-duration >= 4 (seconds), --warmup >= 0, --scale-workers two counts A,B\n');
@@ -131,7 +138,7 @@ async function wrkPhase(port, seconds, during = null) {
 
 /**
  * Timed actions during the measured phase: each `[atMs, label, fn]` runs at atMs after wrk
- * started (or as soon as the previous action finished, if that was later).
+ * started (or as soon as the previous action finished, if that was later); fn gets `{ t0 }`.
  */
 function schedule(steps) {
   return async (t0) => {
@@ -142,7 +149,7 @@ function schedule(steps) {
       const start = Date.now() - t0;
       let note = '';
       try {
-        note = (await fn()) ?? '';
+        note = (await fn({ t0 })) ?? '';
       } catch (err) {
         note = `FAILED: ${err.message}`;
       }
@@ -513,10 +520,28 @@ function scaleRow(id, workers, batch) {
     duration: SCALE_DURATION,
     action: `kill -HUP x4, reload_batch ${batch ? batch : `${effective} (default)`}`,
     make: () => new Tsgun(`tsgun-w${workers}-hup-b${batch || 'default'}`, batch ? ['--reload-batch', String(batch)] : [], undefined, workers),
-    steps: (s) => spreadFromStart(4, SCALE_DURATION).map((t, i) => [t, `HUP #${i + 1}`, () => s.hup()]),
-    summary: (e) => `${e.reloads} of 4 reloads complete within the phase (${e.superseded} superseded), ${e.booted} workers started; reload durations ${e.durations.map((d) => `${d} s`).join(', ') || 'none'}`,
-    short: ['reloads complete (of 4 sent)', (e) => `${e.reloads}`],
+    steps: (s) => spreadFromStart(4, SCALE_DURATION).map((t, i) => [t, `HUP #${i + 1}`, (c) => hupScale(s, c.t0)]),
+    summary: (e) => `${e.hups} HUPs sent, ${e.reloads} reloads complete within the phase (${e.superseded} superseded), ${e.booted} workers started; reload durations ${e.durations.map((d) => `${d} s`).join(', ') || 'none'}`,
+    short: ['reloads complete within the phase / HUPs sent', (e) => `${e.reloads}/${e.hups}`],
   };
+}
+
+/**
+ * One HUP of rows 11-14. Without SCALE_OVERLAP: not sent once the phase is over, and waits
+ * (until the phase ends at most) for the reload it started to complete.
+ */
+async function hupScale(server, t0) {
+  const end = t0 + SCALE_DURATION * 1000;
+  if (!SCALE_OVERLAP && Date.now() > end - 1000) return 'not sent: the phase is over';
+  const from = server.mark();
+  server.hup();
+  if (SCALE_OVERLAP) return 'sent';
+  while (Date.now() < end) {
+    const m = /Reload complete: generation \d+ ready \(\d+ workers, ([\d.]+) s\)|reload failed/.exec(server.log.text(from));
+    if (m) return m[1] ? `complete in ${m[1]} s` : 'reload failed';
+    await sleep(100);
+  }
+  return 'sent; still running at the end of the phase';
 }
 
 /** A WebSocket row: WS_CLIENTS echo clients through the row's steps; no wrk. */
@@ -568,6 +593,7 @@ async function measureRow(row, runNo) {
       // among the durations, not among the reloads complete within the phase).
       await server.settle(from);
       ev.durations = server.events(from).durations;
+      ev.hups = loaded.events.filter((x) => !/^not sent/.test(x.note)).length;
     }
     const note = row.summary(ev, loaded.events, server);
     const short = row.short[1](ev, loaded.events, server);
@@ -623,7 +649,7 @@ function wsTable(results, rows) {
 /** Rows 11-14: ratio and reload durations; no absolute rate (the workers share the cores). */
 function scaleTable(results, rows) {
   const out = [];
-  out.push(`| # | server | reload_batch | action | failed | failed per run | ratio (HUP phase ÷ steady) | ratio per run | reloads complete within the phase (of 4), per run | reload duration, median | reload duration, max | reload durations per run (s) |`);
+  out.push(`| # | server | reload_batch | action | failed | failed per run | ratio (HUP phase ÷ steady) | ratio per run | reloads complete within the phase / HUPs sent, per run | reload duration, median | reload duration, max | reload durations per run (s) |`);
   out.push(`|---|---|---|---|---:|---|---:|---|---|---:|---:|---|`);
   for (const row of rows.filter((r) => r.kind === 'scale')) {
     const rs = results.filter((r) => r.row === row.id);
@@ -633,7 +659,7 @@ function scaleTable(results, rows) {
     const durations = ok.flatMap((r) => r.events.durations);
     const s = (d) => (d == null ? '—' : `${d.toFixed(1)} s`);
     out.push(
-      `| ${row.id} | ${row.server} | ${row.batch} | kill -HUP x4 in ${row.duration} s | ${ok.length ? fmtInt(median(ok.map((r) => r.loaded.failed))) : '—'} | ${perRun((r) => String(r.loaded.failed))} | ${ok.length ? pct(median(ok.map((r) => r.ratio))) : '—'} | ${perRun((r) => pct(r.ratio))} | ${perRun((r) => String(r.events.reloads))} | ${s(median(durations))} | ${s(durations.length ? Math.max(...durations) : null)} | ${perRun((r) => r.events.durations.join(', ') || 'none')} |`,
+      `| ${row.id} | ${row.server} | ${row.batch} | kill -HUP x4 in ${row.duration} s | ${ok.length ? fmtInt(median(ok.map((r) => r.loaded.failed))) : '—'} | ${perRun((r) => String(r.loaded.failed))} | ${ok.length ? pct(median(ok.map((r) => r.ratio))) : '—'} | ${perRun((r) => pct(r.ratio))} | ${perRun((r) => `${r.events.reloads}/${r.events.hups}`)} | ${s(median(durations))} | ${s(durations.length ? Math.max(...durations) : null)} | ${perRun((r) => r.events.durations.join(', ') || 'none')} |`,
     );
   }
   return out.join('\n');
@@ -733,7 +759,7 @@ async function main() {
 
   const wsRows = rows.filter((r) => r.kind === 'ws');
   const scaleRows = rows.filter((r) => r.kind === 'scale');
-  const scaleNote = `Rows ${scaleRows.map((r) => r.id).join(', ')}: ${SCALE_WORKERS.join(' and ')} workers on ${os.cpus().length} CPUs, sharing them with each other and wrk, so no absolute rate is reported here (the per-run table has the req/s). **ratio** = req/s during the ${SCALE_DURATION} s phase with four HUPs (sent ${describeSteps(scaleRows[0] ?? scaleRow(0, 1, 0)).replace(/HUP #\d /g, '')}) ÷ the same server's steady req/s (mean of before and after). **reload duration** = T in the master's \`Reload complete: generation G ready (W workers, T s)\` line: from the HUP that started the reload (the first one, when a later HUP superseded it) until \`workers\` workers of the newest generation are ready and no other is left; a reload still running when the phase ends is waited for, and its duration counted here but not among the reloads complete within the phase.`;
+  const scaleNote = `Rows ${scaleRows.map((r) => r.id).join(', ')}: ${SCALE_WORKERS.join(' and ')} workers on ${os.cpus().length} CPUs, sharing them with each other and wrk, so no absolute rate is reported here (the per-run table has the req/s). **ratio** = req/s during the ${SCALE_DURATION} s phase with up to four HUPs (planned ${describeSteps(scaleRows[0] ?? scaleRow(0, 1, 0)).replace(/HUP #\d /g, '')}; ${SCALE_OVERLAP ? 'each sent on time, a later one superseding a reload in progress' : 'each sent only once the previous reload is complete, if that is later, and none in the last second of the phase'}) ÷ the same server's steady req/s (mean of before and after). **reload duration** = T in the master's \`Reload complete: generation G ready (W workers, T s)\` line: from the HUP that started the reload (the first one, when a later HUP superseded it) until \`workers\` workers of the newest generation are ready and no other is left; a reload still running when the phase ends is waited for, and its duration counted here but not among the reloads complete within the phase.`;
   const summary = (rows.some((r) => r.kind !== 'ws' && r.kind !== 'scale') ? table(results, rows) : '') + (scaleRows.length ? `${rows.some((r) => r.kind !== 'scale') ? '\n\n' : ''}${scaleNote}\n\n${scaleTable(results, rows)}` : '') + (wsRows.some((r) => results.some((x) => x.row === r.id) || r.skipped) ? `\n\nWebSocket rows: ${WS_CLIENTS} clients, each sending a numbered message every ${WS_INTERVAL_MS} ms and checking its echo (bench/ws-load.mjs); a client whose connection closes counts its unanswered messages as lost and reconnects at once.\n\n${wsTable(results, rows)}` : '');
   const revAfter = gitRev();
   const distAfter = distStamp();
@@ -754,7 +780,7 @@ async function main() {
 
   const md = `# Reload benchmark
 
-Generated by \`node bench/reload.mjs --runs ${RUNS}${opts.rows !== '1,2,3,4,5,6,7,8,9,10' ? ` --rows ${opts.rows}` : ''}${DURATION !== 12 ? ` --duration ${DURATION}` : ''}${scaleRows.length && opts['scale-workers'] !== '8,16' ? ` --scale-workers ${opts['scale-workers']}` : ''}${scaleRows.length && SCALE_DURATION !== 72 ? ` --scale-duration ${SCALE_DURATION}` : ''}${opts.out ? ` --out ${rel(OUT)}` : ''}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC.
+Generated by \`node bench/reload.mjs --runs ${RUNS}${opts.rows !== '1,2,3,4,5,6,7,8,9,10' ? ` --rows ${opts.rows}` : ''}${DURATION !== 12 ? ` --duration ${DURATION}` : ''}${scaleRows.length && opts['scale-workers'] !== '8,16' ? ` --scale-workers ${opts['scale-workers']}` : ''}${scaleRows.length && SCALE_DURATION !== 120 ? ` --scale-duration ${SCALE_DURATION}` : ''}${scaleRows.length && SCALE_OVERLAP ? ' --scale-overlap' : ''}${opts.out ? ` --out ${rel(OUT)}` : ''}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC.
 
 - Machine: ${machine}; load average before the run: ${loadBefore}
 - Versions: ${versions.join('; ')}
@@ -797,7 +823,8 @@ function describeSteps(row) {
     const n = opts['max-requests'] === 'auto' ? `N chosen from the steady state so that each worker is recycled about ${RECYCLES_WANTED} times` : `N = ${opts['max-requests']}`;
     return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from ${row.baseline}, measured just before and again just after (kept idle in between)`;
   }
-  return steps.map(([t, label]) => `${label} at ${(t / 1000).toFixed(1)} s`).join(', ') + (row.id === 3 ? ' (or once the new master\'s workers are up, if later)' : '');
+  const later = row.id === 3 ? ' (or once the new master\'s workers are up, if later)' : row.kind === 'scale' && !SCALE_OVERLAP ? ' (each or once the previous reload is complete, if later; none in the last second)' : '';
+  return steps.map(([t, label]) => `${label} at ${(t / 1000).toFixed(1)} s`).join(', ') + later;
 }
 
 await runMain(main);

@@ -28,7 +28,7 @@ const SYNTAX_MESSAGE = /app\.ts:2:\d+: ERROR: Expected "\)" but found ";"/;
 
 type Timed = LogLine & { time: number };
 
-/** How long the master waits for a stuck worker's stack (src/master/arbiter.ts). */
+/** How long the master waits for a stuck worker's stack (src/worker/watchdog-pipe.cts). */
 const STACK_WAIT_MS = 1500;
 /**
  * A known bug: the watchdog thread connects its inspector session and sends
