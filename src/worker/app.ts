@@ -5,6 +5,7 @@
 import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { Http2SecureServer } from 'node:http2';
 import https from 'node:https';
+import { register } from 'node:module';
 import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
@@ -41,11 +42,30 @@ export interface AppContext {
 let tsxRegistered: Promise<unknown> | null = null;
 
 /**
+ * tsx, with no esbuild process left running in the worker: its synchronous compiles (CommonJS,
+ * on this thread) each run a one-shot esbuild rather than a service on a worker thread of
+ * esbuild's own (ESBUILD_WORKER_THREADS, read once, when esbuild is first loaded, here and by
+ * the loader thread that tsx starts); the service of its asynchronous compiles (ES modules, on
+ * the loader thread) is stopped once loading pauses (esbuild-idle-hooks.ts).
+ */
+async function registerTsx(): Promise<void> {
+  const saved = process.env.ESBUILD_WORKER_THREADS;
+  process.env.ESBUILD_WORKER_THREADS = '0';
+  try {
+    await import('tsx');
+  } finally {
+    if (saved === undefined) delete process.env.ESBUILD_WORKER_THREADS;
+    else process.env.ESBUILD_WORKER_THREADS = saved;
+  }
+  register(new URL('./esbuild-idle-hooks.js', import.meta.url));
+}
+
+/**
  * Register tsx's loader once, so TypeScript modules (and what they import) load without a build;
  * and SWC's on top when `file`'s tsconfig.json asks for decorator metadata. Says which compiles `file`.
  */
 export async function registerTypeScript(file: string): Promise<string> {
-  tsxRegistered ??= import('tsx');
+  tsxRegistered ??= registerTsx();
   await tsxRegistered;
   const swc = registerDecoratorLoader(file);
   return swc ? `SWC (emitDecoratorMetadata in ${swc.tsconfig})` : 'tsx';
