@@ -311,7 +311,7 @@ function report({ rows, meta, skipped }) {
     for (const t of list) out.push(`| ${t.target} | ${t.measured} | ${t.pass ? 'pass' : '**fail**'} |`);
     out.push('');
   }
-  out.push('What a tsgun worker carries beyond a bare `node:http` process, part by part: `node bench/worker-parts.mjs` (see docs/workers.md, "What a worker costs").');
+  out.push('What a tsgun worker carries beyond a bare `node:http` process, part by part: `node bench/worker-parts.mjs` (docs/deploy.md, "Memory: what a master and a worker cost").');
   return out.join('\n');
 }
 

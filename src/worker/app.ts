@@ -4,8 +4,8 @@
  */
 import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { Http2SecureServer } from 'node:http2';
-import https from 'node:https';
-import { register } from 'node:module';
+import type https from 'node:https';
+import { createRequire, register } from 'node:module';
 import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
@@ -136,8 +136,21 @@ function isNestApp(v: unknown): v is NestApp {
   return isObject(v) && typeof v.getHttpAdapter === 'function' && typeof v.init === 'function' && typeof v.close === 'function';
 }
 
+/**
+ * https.Server, for instanceof: node:https (and node:tls under it, about 1 MB) is loaded only when
+ * a server is neither http.Server nor any other net.Server; one that is an https.Server was made
+ * by an app that has loaded node:https already.
+ */
+function HttpsServer(): typeof https.Server {
+  return (createRequire(import.meta.url)('node:https') as typeof https).Server;
+}
+
+function isHttpsServer(v: unknown): v is https.Server {
+  return v instanceof net.Server && !(v instanceof http.Server) && v instanceof HttpsServer();
+}
+
 function isHttpServer(v: unknown): v is http.Server | https.Server {
-  return v instanceof http.Server || v instanceof https.Server;
+  return v instanceof http.Server || isHttpsServer(v);
 }
 
 /** Where the app's server will be reachable: what its address() reports before the worker listens. */
@@ -274,10 +287,10 @@ export async function loadApp(
 /** The app's own server must speak what tsgun is set up for: TLS with certfile, HTTP/1.1 unless worker_class is http2. */
 function checkServerKind(theirs: http.Server | https.Server, own: AppServer, name: string): void {
   const fix = 'serve the app itself (export it, or call a factory) so that tsgun makes the server';
-  if (!(own instanceof http.Server) && !(own instanceof https.Server)) {
+  if (!isHttpServer(own)) {
     throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} brings its own HTTP/1.1 server, which worker_class http2 cannot serve; use worker_class http, or ${fix}`);
   }
-  if (own instanceof https.Server && !(theirs instanceof https.Server)) {
+  if (isHttpsServer(own) && !isHttpsServer(theirs)) {
     throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} brings its own plain http.Server but certfile/keyfile are set; make it with https.createServer(options, app), drop --certfile, or ${fix}`);
   }
 }
