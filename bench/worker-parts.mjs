@@ -1,7 +1,7 @@
 // What a tsgun worker carries beyond a bare node:http server, part by part: each step runs in a
 // fresh process (node --expose-gc) that starts a plain http server, then adds the step's part on
-// top of the steps before it (the order a worker loads them), and reports VmRSS and V8 heap used
-// after a full GC. Differences between rows are the parts' costs.
+// top of the steps before it (the order a worker loads them), and reports VmRSS, USS and V8 heap
+// used after a full GC. Differences between rows are the parts' costs.
 //
 //   npx tsc -p tsconfig.build.json && node bench/worker-parts.mjs [--runs 5]
 //
@@ -33,7 +33,9 @@ await new Promise((r) => setTimeout(r, 1500));
 globalThis.gc(); globalThis.gc();
 await new Promise((r) => setTimeout(r, 200));
 const m = process.memoryUsage();
-process.stdout.write(JSON.stringify({ rss: m.rss, heap: m.heapUsed }));
+const smaps = (await import('node:fs')).readFileSync('/proc/self/smaps_rollup', 'utf8');
+const kb = (f) => Number(smaps.split('\\n').find((l) => l.startsWith(f + ':')).split(/ +/)[1]) * 1024;
+process.stdout.write(JSON.stringify({ rss: m.rss, uss: kb('Private_Clean') + kb('Private_Dirty'), heap: m.heapUsed }));
 process.exit(0);
 `;
 
@@ -57,14 +59,14 @@ for (const [label, part] of STEPS) {
   if (!ipc) code += `\n${part}`;
   const samples = Array.from({ length: runs }, () => measure(code, ipc || rows.some((r) => r.ipc)));
   const rss = median(samples.map((s) => s.rss));
+  const uss = median(samples.map((s) => s.uss));
   const heap = median(samples.map((s) => s.heap));
-  rows.push({ label, rss, heap, ipc, dRss: prev ? rss - prev.rss : null, dHeap: prev ? heap - prev.heap : null });
-  prev = { rss, heap };
+  rows.push({ label, rss, uss, heap, ipc, dRss: prev ? rss - prev.rss : null, dUss: prev ? uss - prev.uss : null, dHeap: prev ? heap - prev.heap : null });
+  prev = { rss, uss, heap };
 }
 
-console.log(`Node ${process.version}, median of ${runs} processes per row; RSS and heap used after a full GC.\n`);
-console.log('| step | RSS MB | Δ RSS MB | heap used MB | Δ heap MB |');
-console.log('|---|---:|---:|---:|---:|');
-for (const r of rows) {
-  console.log(`| ${r.label} | ${MB(r.rss)} | ${r.dRss === null ? '' : MB(r.dRss)} | ${MB(r.heap)} | ${r.dHeap === null ? '' : MB(r.dHeap)} |`);
-}
+const d = (v) => (v === null ? '' : MB(v));
+console.log(`Node ${process.version}, median of ${runs} processes per row, after a full GC. USS: Private_Clean + Private_Dirty of /proc/self/smaps_rollup (RSS also counts pages of the node binary, shared by every node process).\n`);
+console.log('| step | RSS MB | Δ RSS | USS MB | Δ USS | heap used MB | Δ heap |');
+console.log('|---|---:|---:|---:|---:|---:|---:|');
+for (const r of rows) console.log(`| ${r.label} | ${MB(r.rss)} | ${d(r.dRss)} | ${MB(r.uss)} | ${d(r.dUss)} | ${MB(r.heap)} | ${d(r.dHeap)} |`);
