@@ -419,3 +419,36 @@ export async function snapshotTsgun() {
   tools.tsgunBuilt = statSync(path.join(ROOT, 'dist', 'cli.js')).mtime.toISOString().slice(0, 16).replace('T', ' ');
   return path.join(snap, 'bin', 'tsgun');
 }
+
+// ---- docs/benchmarks.md sections ----------------------------------------------------------------
+
+const markers = (name) => [`<!-- ${name}:start -->`, `<!-- ${name}:end -->`];
+
+/** The text between `<!-- NAME:start -->` and `<!-- NAME:end -->`, markers included; null if absent. */
+export function markedSection(text, name) {
+  const [start, end] = markers(name);
+  const i = text.indexOf(start);
+  const j = text.indexOf(end, i);
+  return i >= 0 && j > i ? text.slice(i, j + end.length) : null;
+}
+
+/** `text` with NAME's section holding `body` (appended, with its markers, if it has none). */
+export function replaceMarkedSection(text, name, body) {
+  const [start, end] = markers(name);
+  const section = `${start}\n${body.trim()}\n${end}`;
+  const old = markedSection(text, name);
+  return old ? text.replace(old, () => section) : `${text.trimEnd()}\n\n${section}\n`;
+}
+
+/**
+ * A page another script wrote a section of (bench/memory.mjs's memory table): a page
+ * generated anew keeps those sections of the page it replaces, at its end.
+ */
+export function keepMarkedSections(previous, next, names = ['memory']) {
+  let out = next;
+  for (const name of names) {
+    const kept = previous ? markedSection(previous, name) : null;
+    if (kept && !markedSection(out, name)) out = `${out.trimEnd()}\n\n${kept}\n`;
+  }
+  return out;
+}

@@ -4,7 +4,8 @@
  */
 import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { Http2SecureServer } from 'node:http2';
-import https from 'node:https';
+import type https from 'node:https';
+import { createRequire, register } from 'node:module';
 import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { lookupAttr, parseAppSpec, resolveModule } from '../config/appspec.js';
@@ -41,11 +42,30 @@ export interface AppContext {
 let tsxRegistered: Promise<unknown> | null = null;
 
 /**
+ * tsx, with no esbuild process left running in the worker: its synchronous compiles (CommonJS,
+ * on this thread) each run a one-shot esbuild rather than a service on a worker thread of
+ * esbuild's own (ESBUILD_WORKER_THREADS, read once, when esbuild is first loaded, here and by
+ * the loader thread that tsx starts); the service of its asynchronous compiles (ES modules, on
+ * the loader thread) is stopped once loading pauses (esbuild-idle-hooks.ts).
+ */
+async function registerTsx(): Promise<void> {
+  const saved = process.env.ESBUILD_WORKER_THREADS;
+  process.env.ESBUILD_WORKER_THREADS = '0';
+  try {
+    await import('tsx');
+  } finally {
+    if (saved === undefined) delete process.env.ESBUILD_WORKER_THREADS;
+    else process.env.ESBUILD_WORKER_THREADS = saved;
+  }
+  register(new URL('./esbuild-idle-hooks.js', import.meta.url));
+}
+
+/**
  * Register tsx's loader once, so TypeScript modules (and what they import) load without a build;
  * and SWC's on top when `file`'s tsconfig.json asks for decorator metadata. Says which compiles `file`.
  */
 export async function registerTypeScript(file: string): Promise<string> {
-  tsxRegistered ??= import('tsx');
+  tsxRegistered ??= registerTsx();
   await tsxRegistered;
   const swc = registerDecoratorLoader(file);
   return swc ? `SWC (emitDecoratorMetadata in ${swc.tsconfig})` : 'tsx';
@@ -116,8 +136,21 @@ function isNestApp(v: unknown): v is NestApp {
   return isObject(v) && typeof v.getHttpAdapter === 'function' && typeof v.init === 'function' && typeof v.close === 'function';
 }
 
+/**
+ * https.Server, for instanceof: node:https (and node:tls under it, about 1 MB) is loaded only when
+ * a server is neither http.Server nor any other net.Server; one that is an https.Server was made
+ * by an app that has loaded node:https already.
+ */
+function HttpsServer(): typeof https.Server {
+  return (createRequire(import.meta.url)('node:https') as typeof https).Server;
+}
+
+function isHttpsServer(v: unknown): v is https.Server {
+  return v instanceof net.Server && !(v instanceof http.Server) && v instanceof HttpsServer();
+}
+
 function isHttpServer(v: unknown): v is http.Server | https.Server {
-  return v instanceof http.Server || v instanceof https.Server;
+  return v instanceof http.Server || isHttpsServer(v);
 }
 
 /** Where the app's server will be reachable: what its address() reports before the worker listens. */
@@ -254,10 +287,10 @@ export async function loadApp(
 /** The app's own server must speak what tsgun is set up for: TLS with certfile, HTTP/1.1 unless worker_class is http2. */
 function checkServerKind(theirs: http.Server | https.Server, own: AppServer, name: string): void {
   const fix = 'serve the app itself (export it, or call a factory) so that tsgun makes the server';
-  if (!(own instanceof http.Server) && !(own instanceof https.Server)) {
+  if (!isHttpServer(own)) {
     throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} brings its own HTTP/1.1 server, which worker_class http2 cannot serve; use worker_class http, or ${fix}`);
   }
-  if (own instanceof https.Server && !(theirs instanceof https.Server)) {
+  if (isHttpsServer(own) && !isHttpsServer(theirs)) {
     throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} brings its own plain http.Server but certfile/keyfile are set; make it with https.createServer(options, app), drop --certfile, or ${fix}`);
   }
 }

@@ -9,7 +9,7 @@ import type http2 from 'node:http2';
 import type https from 'node:https';
 import net, { type Socket } from 'node:net';
 import { constants } from 'node:os';
-import { Server as TlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
+import type { Server as TlsServer, TLSSocket, TlsOptions } from 'node:tls';
 import type { Settings } from '../config/settings.js';
 import { PeerList } from '../peers.js';
 import { ConnectionTable } from './connections.js';
@@ -248,7 +248,8 @@ export class HttpWorker implements TsgunWorker {
     const s = this.s;
     const server = this.ctx.server ?? (await createServer(s, this.ctx.tls));
     // An app's own server is checked against the settings where it is loaded (an https.Server serves TLS even without certfile).
-    const tls = server instanceof TlsServer;
+    // A tls.Server (https, http2) has setSecureContext(); asked this way, node:tls loads only where TLS is served.
+    const tls = typeof (server as Partial<Pick<TlsServer, 'setSecureContext'>>).setSecureContext === 'function';
     if (!this.http2) applyServerOptions(server as http.Server, s);
     if (this.http2) {
       server.on('session', (session: http2.Http2Session) => {
