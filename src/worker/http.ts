@@ -449,6 +449,7 @@ export class HttpWorker implements TsgunWorker {
       this.checkDrained();
     });
     if (this.draining) this.closeWhenIdle(s);
+    else this.ctx.connected?.();
   }
 
   /**
