@@ -335,9 +335,9 @@ export const median = (xs) => {
 export const fmtInt = (n) => (n == null ? '—' : Math.round(n).toLocaleString('en-US'));
 export const pct = (r, d = 1) => (r == null ? '—' : `${(r * 100).toFixed(d)} %`);
 
-export function gitRev() {
-  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' });
-  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== '';
+export function gitRev(root = ROOT) {
+  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' });
+  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: root, encoding: 'utf8' }).stdout.trim() !== '';
   return r.status === 0 ? `${r.stdout.trim()}${dirty ? ' + uncommitted changes in src/ or bin/' : ''}` : 'unknown';
 }
 
@@ -405,18 +405,20 @@ export const WORKLOADS = [
  * A built tsgun, copied (bin/, dist/ and package.json) to node_modules/.cache/tsgun-bench/
  * at the start: every server of the run then runs the same code, even if dist/ is rebuilt
  * while the benchmark runs. Node resolves tsgun's dependencies from the copy up to the
- * repository's node_modules.
+ * repository's node_modules. `root`: another checkout to run (built), to compare its code
+ * under this checkout's benchmark.
  */
-export async function snapshotTsgun() {
-  await ensureTsgun();
+export async function snapshotTsgun(root = ROOT) {
+  if (root === ROOT) await ensureTsgun();
+  else if (!existsSync(path.join(root, 'dist', 'cli.js'))) throw new Error(`${root} has no dist/: build it first (npx tsc -p tsconfig.build.json)`);
   // Not while a build is writing dist/.
   await waitFor('no tsc build running', () => spawnSync('pgrep', ['-f', 'tsc -p tsconfig.build.json'], { encoding: 'utf8' }).stdout.trim() === '', 120_000, 500);
   // Under node_modules/.cache so that packages resolve from the repository's node_modules
   // (not bench/node_modules, whose older commander comes with PM2).
   const snap = path.join(ROOT, 'node_modules', '.cache', 'tsgun-bench');
   rmSync(snap, { recursive: true, force: true });
-  for (const part of ['bin', 'dist', 'package.json']) if (existsSync(path.join(ROOT, part))) cpSync(path.join(ROOT, part), path.join(snap, part), { recursive: true });
-  tools.tsgunBuilt = statSync(path.join(ROOT, 'dist', 'cli.js')).mtime.toISOString().slice(0, 16).replace('T', ' ');
+  for (const part of ['bin', 'dist', 'package.json']) if (existsSync(path.join(root, part))) cpSync(path.join(root, part), path.join(snap, part), { recursive: true });
+  tools.tsgunBuilt = statSync(path.join(root, 'dist', 'cli.js')).mtime.toISOString().slice(0, 16).replace('T', ' ');
   return path.join(snap, 'bin', 'tsgun');
 }
 

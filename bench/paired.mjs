@@ -7,21 +7,24 @@
 // reference (cluster; else the second server listed).
 //
 //   node bench/paired.mjs [--servers tsgun,cluster] [--workloads hello,json,...]
-//                         [--rounds 7] [--duration 5] [--warmup 1] [--no-write]
+//                         [--workers 1,2,4] [--rounds 7] [--duration 5] [--warmup 1]
+//                         [--out bench/results/paired.md] [--tsgun-root DIR] [--no-write]
 //
-// Servers: tsgun, tsgun-fetch, tsgun-nobal, cluster, node; and, one process each on the same
-// Hono app, tsgun-fetch-w1 (tsgun -w 1) and hono-node (@hono/node-server). Workloads
-// (bench/run.mjs's): hello, json, json-close, stream, post, c1000. Writes
-// bench/results/paired.md and paired.json unless --no-write. Needs a built tsgun (built here
-// if dist/ is missing) and wrk (apt-get). Every server started here is stopped at the end, on
-// error and on Ctrl-C.
+// Servers: tsgun, tsgun-fetch, tsgun-nobal, cluster (2 workers each, or each count of
+// --workers in turn), node; tsgun-w1 (tsgun -w 1, against node: what a tsgun worker adds to
+// a bare node:http process); and, one process each on the same Hono app, tsgun-fetch-w1
+// (tsgun -w 1) and hono-node (@hono/node-server). Workloads (bench/run.mjs's): hello, json,
+// json-close, stream, post, c1000. Prints the targets of the servers given with pass or fail,
+// from the same run. Writes --out (a .md, and a .json next to it) unless --no-write. Needs a
+// built tsgun (built here if dist/ is missing; --tsgun-root runs another built checkout's) and
+// wrk (apt-get). Every server started here is stopped at the end, on error and on Ctrl-C.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BENCH, ROOT, WORKLOADS, childrenOf, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pkgVersion, rel, runMain, setup, snapshotTsgun, spawnServer, stopGroup, tools, treeTicks, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
+import { ROOT, WORKLOADS, childrenOf, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pkgVersion, rel, runMain, setup, snapshotTsgun, spawnServer, stopGroup, tools, treeTicks, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -30,6 +33,9 @@ const { values: opts } = parseArgs({
     rounds: { type: 'string', default: '7' },
     duration: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
+    workers: { type: 'string', default: '' },
+    out: { type: 'string', default: path.join('bench', 'results', 'paired.md') },
+    'tsgun-root': { type: 'string', default: '' },
     'no-write': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -47,9 +53,14 @@ if (!(ROUNDS >= 1) || !(DURATION >= 1) || !(WARMUP >= 0)) {
   process.stderr.write('Error: --rounds must be >= 1, --duration >= 1 (seconds), --warmup >= 0\n');
   process.exit(2);
 }
+const COUNTS = opts.workers ? opts.workers.split(',').map(Number) : [null];
+if (COUNTS.some((n) => n !== null && !(Number.isInteger(n) && n >= 1))) {
+  process.stderr.write('Error: --workers takes worker counts, such as 1,2,4\n');
+  process.exit(2);
+}
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-const OUT_MD = path.join(BENCH, 'results', 'paired.md');
-const OUT_JSON = path.join(BENCH, 'results', 'paired.json');
+const OUT_MD = path.resolve(ROOT, opts.out);
+const OUT_JSON = OUT_MD.replace(/\.md$/, '') + '.json';
 
 // ---- workloads: bench/run.mjs's (not imported: importing run.mjs runs it) -------------------
 
@@ -133,17 +144,20 @@ class TsgunServer extends Server {
 }
 
 class ClusterServer extends Server {
+  get workers() {
+    return this.def.workers ?? 2;
+  }
   command() {
-    return 'PORT=$PORT WORKERS=2 node bench/apps/cluster.mjs';
+    return `PORT=$PORT WORKERS=${this.workers} node bench/apps/cluster.mjs`;
   }
   spawnArgs() {
-    return [process.execPath, ['bench/apps/cluster.mjs'], { PORT: String(this.port), WORKERS: '2' }];
+    return [process.execPath, ['bench/apps/cluster.mjs'], { PORT: String(this.port), WORKERS: String(this.workers) }];
   }
   async ready() {
-    // HTTP 200 proves one worker; wait for both to be forked too.
-    await waitFor(`${this.id}: 2 workers forked`, () => {
+    // HTTP 200 proves one worker; wait for all to be forked too.
+    await waitFor(`${this.id}: ${this.workers} workers forked`, () => {
       this.checkAlive();
-      return childrenOf(this.pid).length >= 2;
+      return childrenOf(this.pid).length >= this.workers;
     }, START_MS);
   }
 }
@@ -157,14 +171,16 @@ class SingleServer extends Server {
   }
 }
 
-// The same ids, apps and commands as bench/run.mjs.
+// The same ids, apps and commands as bench/run.mjs. `scales`: --workers sets its worker count.
 const SERVERS = [
-  { id: 'tsgun', label: 'tsgun -w 2, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default' },
-  { id: 'tsgun-fetch', label: 'tsgun -w 2, fetch (Hono)', kind: TsgunServer, app: 'bench/apps/hono.mjs:default' },
+  { id: 'tsgun', label: 'tsgun -w N, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default', scales: true },
+  { id: 'tsgun-fetch', label: 'tsgun -w N, fetch (Hono)', kind: TsgunServer, app: 'bench/apps/hono.mjs:default', scales: true },
   // What connection balancing costs or gains, next to the default.
-  { id: 'tsgun-nobal', label: 'tsgun -w 2 --no-balance-connections, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default', args: ['--no-balance-connections'] },
-  { id: 'cluster', label: 'node:cluster RR, 2 workers', kind: ClusterServer },
+  { id: 'tsgun-nobal', label: 'tsgun -w N --no-balance-connections, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default', args: ['--no-balance-connections'], scales: true },
+  { id: 'cluster', label: 'node:cluster RR, N workers', kind: ClusterServer, scales: true },
   { id: 'node', label: 'node:http, 1 process', kind: SingleServer, script: 'bench/apps/node-http.mjs' },
+  // What a tsgun worker adds to a bare node:http process on the same listener (compare with node).
+  { id: 'tsgun-w1', label: 'tsgun -w 1, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default', workers: 1 },
   // The fetch adapter against the public one, one process each, on the same Hono app.
   { id: 'tsgun-fetch-w1', label: 'tsgun -w 1, fetch (Hono)', kind: TsgunServer, app: 'bench/apps/hono.mjs:default', workers: 1 },
   { id: 'hono-node', label: '@hono/node-server, 1 process', kind: SingleServer, script: 'bench/apps/hono-node-server.mjs' },
@@ -207,7 +223,7 @@ async function round(servers, w, seconds, first = 0) {
   return out;
 }
 
-/** Per-round ratios of server `id` to the reference: req/s, p99, CPU per request. */
+/** Per-round ratios of server `id` to another (`ref`): req/s, p99, CPU per request. */
 function ratios(r, id, ref) {
   const a = r.servers[id];
   const b = r.servers[ref];
@@ -229,19 +245,91 @@ function summarize(rounds, servers, ref) {
       cpuPerReq: median(ok.map((x) => x.cpuPerReq)),
       errors: ok.reduce((n, x) => n + x.errors, 0),
     };
-    if (ref && s.id !== ref) {
-      const rs = rounds.map((r) => ratios(r, s.id, ref)).filter(Boolean);
-      const rps = rs.map((x) => x.rps).filter((x) => x != null);
-      per[s.id].ratio = {
-        rps: median(rps),
-        rpsMin: rps.length ? Math.min(...rps) : null,
-        rpsMax: rps.length ? Math.max(...rps) : null,
-        p99: median(rs.map((x) => x.p99)),
-        cpuPerReq: median(rs.map((x) => x.cpuPerReq)),
-      };
-    }
+    if (ref && s.id !== ref) per[s.id].ratio = pairRatio(rounds, s.id, ref);
   }
   return per;
+}
+
+/** The medians (and the req/s range) of the per-round ratios of `id` to `other`, over the rounds where both ran. */
+function pairRatio(rounds, id, other) {
+  const rs = rounds.map((r) => ratios(r, id, other)).filter(Boolean);
+  const rps = rs.map((x) => x.rps).filter((x) => x != null);
+  return {
+    rps: median(rps),
+    rpsMin: rps.length ? Math.min(...rps) : null,
+    rpsMax: rps.length ? Math.max(...rps) : null,
+    p99: median(rs.map((x) => x.p99)),
+    cpuPerReq: median(rs.map((x) => x.cpuPerReq)),
+  };
+}
+
+// ---- targets --------------------------------------------------------------------------------
+
+/** Workloads over keep-alive connections: the ones the ≥ 0.97 / CPU / p99 targets are for. */
+const KEEPALIVE = new Set(['hello', 'json', 'stream', 'post', 'c1000']);
+
+/**
+ * The targets (issues 21 and the Performance issue) that the servers and workloads of this run
+ * can judge, each with its figure and pass or fail: medians of per-round ratios, so one run
+ * says it. tsgun ÷ cluster: req/s ≥ 0.97, CPU/req ≤ 1.03 and p99 ≤ 1.10 on every keep-alive
+ * workload, req/s ≥ 1.3 with a new connection per request; tsgun -w 1 ÷ bare node:http:
+ * req/s ≥ 0.97 and CPU/req ≤ 1.03; the fetch shape ≥ 0.85 of the listener shape (json).
+ */
+function targets(results, ids) {
+  const rows = [];
+  const has = (...xs) => xs.every((x) => ids.includes(x));
+  const check = (pair, w, measure, figure, op, bound) => {
+    const pass = figure == null ? null : op === '≥' ? figure >= bound : figure <= bound;
+    rows.push({ pair, workload: w, measure, figure, target: `${op} ${bound.toFixed(2)}`, pass });
+  };
+  for (const { workload: w, rounds } of results) {
+    if (has('tsgun', 'cluster')) {
+      const r = pairRatio(rounds, 'tsgun', 'cluster');
+      if (KEEPALIVE.has(w.id)) {
+        check('tsgun ÷ cluster', w.id, 'req/s', r.rps, '≥', 0.97);
+        check('tsgun ÷ cluster', w.id, 'CPU/req', r.cpuPerReq, '≤', 1.03);
+        check('tsgun ÷ cluster', w.id, 'p99', r.p99, '≤', 1.1);
+      } else if (w.id === 'json-close') {
+        check('tsgun ÷ cluster', w.id, 'req/s', r.rps, '≥', 1.3);
+      }
+    }
+    if (has('tsgun-w1', 'node')) {
+      const r = pairRatio(rounds, 'tsgun-w1', 'node');
+      check('tsgun -w 1 ÷ node:http', w.id, 'req/s', r.rps, '≥', 0.97);
+      check('tsgun -w 1 ÷ node:http', w.id, 'CPU/req', r.cpuPerReq, '≤', 1.03);
+    }
+    if (w.id === 'json') {
+      if (has('tsgun-fetch', 'tsgun')) check('tsgun fetch ÷ listener', w.id, 'req/s', pairRatio(rounds, 'tsgun-fetch', 'tsgun').rps, '≥', 0.85);
+      if (has('tsgun-fetch-w1', 'tsgun-w1')) check('tsgun -w 1 fetch ÷ listener', w.id, 'req/s', pairRatio(rounds, 'tsgun-fetch-w1', 'tsgun-w1').rps, '≥', 0.85);
+    }
+  }
+  return rows;
+}
+
+const passText = (x) => (x === null ? '—' : x ? 'pass' : '**fail**');
+
+function targetsTable(rows) {
+  if (rows.length === 0) return '(no target applies to these servers and workloads)';
+  return [
+    '| pair | workload | measure | median of per-round ratios | target | result |',
+    '|---|---|---|---:|---|---|',
+    ...rows.map((t) => `| ${t.pair} | ${t.workload} | ${t.measure} | ${fmt(t.figure, 3)} | ${t.target} | ${passText(t.pass)} |`),
+  ].join('\n');
+}
+
+/** tsgun ÷ cluster at each worker count (--workers), one row per count and workload. */
+function byWorkersTable(runs) {
+  const out = [
+    '| workers | workload | tsgun req/s | cluster req/s | tsgun ÷ cluster req/s (median) | (min–max) | CPU/req ratio | p99 ratio |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const { workers, results } of runs) {
+    for (const { workload: w, rounds, summary } of results) {
+      const r = pairRatio(rounds, 'tsgun', 'cluster');
+      out.push(`| ${workers} | ${w.id} | ${fmtInt(summary.tsgun?.rps)} | ${fmtInt(summary.cluster?.rps)} | ${fmt(r.rps, 3)} | ${fmt(r.rpsMin, 2)}–${fmt(r.rpsMax, 2)} | ${fmt(r.cpuPerReq, 3)} | ${fmt(r.p99, 2)} |`);
+    }
+  }
+  return out.join('\n');
 }
 
 // ---- report ---------------------------------------------------------------------------------
@@ -281,26 +369,45 @@ function roundsTable({ rounds }, servers, ref) {
   return out.join('\n');
 }
 
-function report({ results, servers, ref, meta }) {
+function commandLine() {
   const cmd = ['node bench/paired.mjs'];
   if (opts.servers !== 'tsgun,cluster') cmd.push(`--servers ${opts.servers}`);
   if (opts.workloads !== 'hello,json,json-close,stream,post,c1000') cmd.push(`--workloads ${opts.workloads}`);
+  if (opts.workers) cmd.push(`--workers ${opts.workers}`);
   if (ROUNDS !== 7) cmd.push(`--rounds ${ROUNDS}`);
   if (DURATION !== 5) cmd.push(`--duration ${DURATION}`);
   if (WARMUP !== 1) cmd.push(`--warmup ${WARMUP}`);
+  if (opts.out !== path.join('bench', 'results', 'paired.md')) cmd.push(`--out ${opts.out}`);
+  if (opts['tsgun-root']) cmd.push(`--tsgun-root ${opts['tsgun-root']}`);
+  return cmd.join(' ');
+}
+
+const countTitle = (workers) => (workers == null ? '' : ` — ${workers} worker(s)`);
+
+function report({ runs, ref, meta }) {
+  const servers = runs[0].servers;
   const out = [
     '# Paired comparison',
     '',
-    `Generated by \`${cmd.join(' ')}\` on ${meta.started} UTC.`,
+    `Generated by \`${commandLine()}\` on ${meta.started} UTC.`,
     '',
     `- Machine: ${meta.machine}; open files (ulimit -n): ${meta.nofile}`,
     `- Load average before: ${meta.loadBefore}; after: ${meta.loadAfter}; CPU steal during the run: ${meta.steal == null ? '—' : `${(meta.steal * 100).toFixed(0)} %`}`,
     `- Versions: ${meta.versions.join('; ')}`,
-    `- Every server started once and kept for all rounds; per workload a ${WARMUP} s warm-up, then ${ROUNDS} round(s) of ${DURATION} s, all servers loaded at the same time (one wrk each)`,
+    `- Every server started once${runs.length > 1 ? ' per worker count' : ''} and kept for all rounds; per workload a ${WARMUP} s warm-up, then ${ROUNDS} round(s) of ${DURATION} s, all servers loaded at the same time (one wrk each)`,
     '',
-    summaryTable(results, servers, ref),
-    '',
-    `**req/s, p99, CPU µs/req**: medians over the rounds of each server's own figures. **errors**: wrk's socket errors (connect + read + write + timeout) + responses with status > 399, all rounds. **CPU µs/req**: utime + stime of the server's whole process tree (from /proc, over the round) ÷ the requests wrk counted.${ref ? ` **÷ ${ref}**: the median (and the range) of the per-round ratios to ${ref}, measured in the same round — the figures to compare; for p99 and CPU/req below 1 is better.` : ''}`,
+  ];
+  if (runs.length > 1 && servers.some((s) => s.id === 'tsgun') && servers.some((s) => s.id === 'cluster')) {
+    out.push('## Throughput by worker count', '', byWorkersTable(runs), '');
+  }
+  for (const { workers, results, servers: ss } of runs) {
+    out.push(`## Targets${countTitle(workers)}`, '', targetsTable(targets(results, ss.map((s) => s.id))), '');
+  }
+  for (const { workers, results, servers: ss } of runs) {
+    out.push(`## Summary${countTitle(workers)}`, '', summaryTable(results, ss, ref), '');
+  }
+  out.push(
+    `**req/s, p99, CPU µs/req**: medians over the rounds of each server's own figures. **errors**: wrk's socket errors (connect + read + write + timeout) + responses with status > 399, all rounds. **CPU µs/req**: utime + stime of the server's whole process tree (from /proc, over the round) ÷ the requests wrk counted.${ref ? ` **÷ ${ref}**: the median (and the range) of the per-round ratios to ${ref}, measured in the same round — the figures to compare; for p99 and CPU/req below 1 is better.` : ''} **Targets**: the same medians of per-round ratios, for the pairs the issue states targets for.`,
     '',
     'Reading the numbers: all servers and all wrks share the machine\'s CPUs, so absolute figures are lower than each server alone, and a server that needs less CPU per request can serve more of the shared load. The per-round ratio removes what the servers share (CPU steal, other work on the machine); it does not remove what they compete for.',
     '',
@@ -308,24 +415,62 @@ function report({ results, servers, ref, meta }) {
     '',
     'Servers (PORT: a free port chosen by the script):',
     '',
-    ...servers.map((s) => `- \`${s.id}\` (${s.def.label}): \`${s.command()}\``),
+    ...runs.flatMap(({ servers: ss }) => ss.map((s) => `- \`${s.id}\` (${s.def.label.replace('N', String(s.workers ?? 'N'))}): \`${s.command()}\``)),
     '',
     'Load (one wrk per server per round, all spawned together):',
     '',
-    ...results.map(({ workload: w }) => `- \`${w.id}\` (${w.title}): \`${wrkCommand(w, DURATION)}\``),
+    ...runs[0].results.map(({ workload: w }) => `- \`${w.id}\` (${w.title}): \`${wrkCommand(w, DURATION)}\``),
     '',
     '## Per round',
     '',
     '**load**: the 1-minute load average when the round started; **steal**, **idle**: shares of the machine\'s CPU time during the round (/proc/stat).',
     '',
-  ];
-  for (const res of results) {
-    out.push(`### ${res.workload.id}: ${res.workload.title}`, '', roundsTable(res, servers, ref), '');
+  );
+  for (const { workers, results, servers: ss } of runs) {
+    for (const res of results) out.push(`### ${res.workload.id}: ${res.workload.title}${countTitle(workers)}`, '', roundsTable(res, ss, ref), '');
   }
   return out.join('\n');
 }
 
 // ---- main -----------------------------------------------------------------------------------
+
+/** Start the servers, run every workload's rounds against them all at once, stop them. */
+async function measure(defs, workloads, ref) {
+  const servers = defs.map((d) => new d.kind(d));
+  log(`starting ${servers.map((s) => `${s.id}${s.workers ? ` (${s.workers} worker(s))` : ''}`).join(', ')}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  try {
+    for (const s of servers) {
+      await s.start();
+      log(`  ${s.id}: port ${s.port}, pid ${s.pid}`);
+    }
+    const results = [];
+    for (const w of workloads) {
+      if (interrupted) return null;
+      if (WARMUP > 0) {
+        const warm = await round(servers, w, WARMUP);
+        for (const [id, x] of Object.entries(warm.servers)) if (x.error) log(`warm-up ${w.id} ${id}: ${x.error}`);
+      }
+      const rounds = [];
+      for (let i = 0; i < ROUNDS; i++) {
+        if (interrupted) return null;
+        // Spawn order rotates, so that no server's wrk is always the first to connect.
+        const r = await round(servers, w, DURATION, i % servers.length);
+        if (interrupted) return null; // its wrks were killed: nothing to log
+        rounds.push(r);
+        const parts = servers.map((s) => {
+          const x = r.servers[s.id];
+          return x.error ? `${s.id} error: ${x.error}` : `${s.id} ${fmtInt(x.rps)} req/s p99 ${fmt(x.p99, 1)} ms ${fmt(x.cpuPerReq, 0)} µs/req${x.errors ? ` errors ${x.errors}` : ''}`;
+        });
+        const ratio = ref ? servers.filter((s) => s.id !== ref).map((s) => `${s.id}/${ref} ${fmt(ratios(r, s.id, ref)?.rps, 2)}`) : [];
+        log(`${w.id.padEnd(10)} ${i + 1}/${ROUNDS}  load ${r.load.toFixed(2)} steal ${Math.round((r.steal ?? 0) * 100)} %  ${parts.join(' | ')}${ratio.length ? `  => ${ratio.join(' ')}` : ''}`);
+      }
+      results.push({ workload: w, rounds, summary: summarize(rounds, servers, ref) });
+    }
+    return { servers, results };
+  } finally {
+    for (const s of servers) await s.stop();
+  }
+}
 
 async function main() {
   const want = opts.servers.split(',').filter(Boolean);
@@ -342,7 +487,8 @@ async function main() {
 
   setup({ logs: 'paired-logs.tmp', tmpPrefix: 'tsgun-paired-' });
   tools.wrk = await ensureWrk();
-  if (defs.some((d) => d.kind === TsgunServer)) tools.tsgun = await snapshotTsgun();
+  const tsgunRoot = opts['tsgun-root'] ? path.resolve(opts['tsgun-root']) : ROOT;
+  if (defs.some((d) => d.kind === TsgunServer)) tools.tsgun = await snapshotTsgun(tsgunRoot);
 
   const meta = {
     started: new Date().toISOString().slice(0, 16).replace('T', ' '),
@@ -351,59 +497,44 @@ async function main() {
     loadBefore: os.loadavg().map((x) => x.toFixed(2)).join(' '),
     versions: [
       `node ${process.version}`,
-      `tsgun ${pkgVersion(ROOT)} (git ${gitRev()}${tools.tsgunBuilt ? `; dist/ built ${tools.tsgunBuilt} UTC, run from a copy made at the start` : ''})`,
+      `tsgun ${pkgVersion(tsgunRoot)} (git ${gitRev(tsgunRoot)}${tsgunRoot !== ROOT ? `, from ${tsgunRoot}` : ''}${tools.tsgunBuilt ? `; dist/ built ${tools.tsgunBuilt} UTC, run from a copy made at the start` : ''})`,
       wrkVersion(),
       ...(defs.some((d) => d.app?.startsWith('bench/apps/hono') || d.id === 'hono-node') ? [`hono ${pkgVersion(path.join(ROOT, 'node_modules', 'hono'))}`] : []),
       ...(defs.some((d) => d.id === 'hono-node') ? [`@hono/node-server ${pkgVersion(path.join(ROOT, 'node_modules', '@hono', 'node-server'))}`] : []),
     ],
   };
 
-  const servers = defs.map((d) => new d.kind(d));
-  log(`starting ${servers.map((s) => s.id).join(', ')}; load average ${meta.loadBefore}`);
-  for (const s of servers) {
-    await s.start();
-    log(`  ${s.id}: port ${s.port}, pid ${s.pid}`);
-  }
-
-  const results = [];
+  const runs = [];
   const machine0 = cpuTimes();
-  for (const w of workloads) {
-    if (interrupted) return;
-    if (WARMUP > 0) {
-      const warm = await round(servers, w, WARMUP);
-      for (const [id, x] of Object.entries(warm.servers)) if (x.error) log(`warm-up ${w.id} ${id}: ${x.error}`);
-    }
-    const rounds = [];
-    for (let i = 0; i < ROUNDS; i++) {
-      if (interrupted) return;
-      // Spawn order rotates, so that no server's wrk is always the first to connect.
-      const r = await round(servers, w, DURATION, i % servers.length);
-      if (interrupted) return; // its wrks were killed: nothing to log
-      rounds.push(r);
-      const parts = servers.map((s) => {
-        const x = r.servers[s.id];
-        return x.error ? `${s.id} error: ${x.error}` : `${s.id} ${fmtInt(x.rps)} req/s p99 ${fmt(x.p99, 1)} ms ${fmt(x.cpuPerReq, 0)} µs/req${x.errors ? ` errors ${x.errors}` : ''}`;
-      });
-      const ratio = ref ? servers.filter((s) => s.id !== ref).map((s) => `${s.id}/${ref} ${fmt(ratios(r, s.id, ref)?.rps, 2)}`) : [];
-      log(`${w.id.padEnd(10)} ${i + 1}/${ROUNDS}  load ${r.load.toFixed(2)} steal ${Math.round((r.steal ?? 0) * 100)} %  ${parts.join(' | ')}${ratio.length ? `  => ${ratio.join(' ')}` : ''}`);
-    }
-    results.push({ workload: w, rounds, summary: summarize(rounds, servers, ref) });
+  for (const workers of COUNTS) {
+    const run = await measure(workers == null ? defs : defs.map((d) => (d.scales ? { ...d, workers } : d)), workloads, ref);
+    if (!run) return;
+    runs.push({ workers, ...run });
   }
   meta.steal = share(machine0, cpuTimes(), 'steal');
   meta.loadAfter = os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
-  process.stdout.write(`\n${summaryTable(results, servers, ref)}\n\n`);
+  for (const { workers, servers, results } of runs) {
+    process.stdout.write(`\n${workers == null ? '' : `${workers} worker(s)\n\n`}${summaryTable(results, servers, ref)}\n\n${targetsTable(targets(results, servers.map((s) => s.id)))}\n`);
+  }
+  if (runs.length > 1 && defs.some((d) => d.id === 'tsgun') && defs.some((d) => d.id === 'cluster')) process.stdout.write(`\n${byWorkersTable(runs)}\n`);
+  process.stdout.write('\n');
   if (!opts['no-write']) {
     mkdirSync(path.dirname(OUT_MD), { recursive: true });
-    writeFileSync(OUT_MD, report({ results, servers, ref, meta }));
+    writeFileSync(OUT_MD, report({ runs, ref, meta }));
     const json = {
       meta,
+      command: commandLine(),
       rounds: ROUNDS,
       duration: DURATION,
       warmup: WARMUP,
       reference: ref,
-      servers: servers.map((s) => ({ id: s.id, label: s.def.label, command: s.command() })),
-      workloads: results.map(({ workload: w, rounds, summary }) => ({ id: w.id, title: w.title, wrk: wrkCommand(w, DURATION), summary, rounds })),
+      runs: runs.map(({ workers, servers, results }) => ({
+        workers,
+        servers: servers.map((s) => ({ id: s.id, label: s.def.label, command: s.command() })),
+        targets: targets(results, servers.map((s) => s.id)),
+        workloads: results.map(({ workload: w, rounds, summary }) => ({ id: w.id, title: w.title, wrk: wrkCommand(w, DURATION), summary, rounds })),
+      })),
     };
     writeFileSync(OUT_JSON, JSON.stringify(json, null, 2) + '\n');
     log(`wrote ${rel(OUT_MD)} and ${rel(OUT_JSON)}; server logs in bench/results/paired-logs.tmp/`);

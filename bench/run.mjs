@@ -457,6 +457,25 @@ function machineInfo() {
   return { nproc, free, cpu: os.cpus()[0]?.model ?? 'unknown CPU', kernel: `${os.type()} ${os.release()}` };
 }
 
+/** Where report() leaves room for the marked sections of the file it replaces. */
+const MARKED_HERE = '<!-- marked sections -->';
+
+/**
+ * The report with the marked sections (`<!-- NAME:start -->` … `<!-- NAME:end -->`) of the
+ * file it replaces put back where report() left room: other benchmarks write them, and a
+ * regeneration of the rest must not drop them.
+ */
+function keepMarked(md, file) {
+  let old = '';
+  try {
+    old = readFileSync(file, 'utf8');
+  } catch {
+    // No file yet: nothing to keep.
+  }
+  const blocks = old.match(/<!-- ([\w-]+):start -->[\s\S]*?<!-- \1:end -->\n?/g) ?? [];
+  return md.replace(`${MARKED_HERE}\n`, blocks.map((b) => (b.endsWith('\n') ? b : `${b}\n`) + '\n').join(''));
+}
+
 function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   const A = (s, w) => agg.get(`${s}|${w}`);
   const has = (s, w) => A(s, w)?.rps != null;
@@ -483,7 +502,12 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   out.push('');
 
   // ---- targets
+  // Sections written by other benchmarks (bench/paired.mjs's targets as paired medians,
+  // bench/memory.mjs's tables) go here, kept from the file this run replaces.
+  out.push(MARKED_HERE);
   out.push('## Targets (from the Performance issue)');
+  out.push('');
+  out.push('From this run\'s figures, measured one server after another; the same targets as medians of paired rounds, which a noisy machine moves far less, are in the section above when bench/paired.mjs has written it.');
   out.push('');
   out.push('| target | measured | result |');
   out.push('|---|---|---|');
@@ -770,7 +794,7 @@ async function main() {
 
   meta.loadAfter = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const agg = aggregate(results);
-  const md = report({ agg, servers, workloads, startup, profiles, meta, skipped });
+  const md = keepMarked(report({ agg, servers, workloads, startup, profiles, meta, skipped }), opts.out);
   if (opts['no-write']) {
     process.stdout.write(md + '\n');
   } else {

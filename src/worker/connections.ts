@@ -56,6 +56,8 @@ interface Entry {
   readonly at: number;
   /** It has had at least one request. */
   served: boolean;
+  /** When it was last used, on the table's own clock (admit and each request tick it): the least recently used goes first. */
+  used: number;
   /** Still sending its PROXY protocol header. */
   opening: boolean;
 }
@@ -70,10 +72,18 @@ type HttpSocket = Socket & {
 };
 
 export class ConnectionTable {
-  /** Least recently used first: in order of accept, and moved to the end on each request. */
+  /**
+   * In order of accept. Which one was used least recently is in each entry (`used`), not in
+   * this order: moving an entry to the end on every request cost a Map delete and insert per
+   * request, and the order is read only when the table is full.
+   */
   private readonly entries = new Map<Socket, Entry>();
+  /** Ticks on every admit and request: `used` of the entries. */
+  private clock = 0;
   /** Entries not yet seen to have sent a byte, in order of accept. */
   private readonly fresh = new Set<Entry>();
+  /** Sweeps `fresh` while it holds entries; none runs while every connection has sent something. */
+  private sweeper: NodeJS.Timeout | null = null;
   private readonly warned = new Map<string, { at: number; count: number }>();
   /** How many connections the file descriptors allow (see measure). */
   private fdRoom = Infinity;
@@ -86,9 +96,7 @@ export class ConnectionTable {
     private readonly limit: number,
     private readonly firstByteMs: number,
     private readonly log: Logger,
-  ) {
-    if (firstByteMs > 0) setInterval(() => this.sweep(), Math.max(100, Math.min(1000, firstByteMs / 4))).unref();
-  }
+  ) {}
 
   get size(): number {
     return this.entries.size;
@@ -115,10 +123,13 @@ export class ConnectionTable {
       raw.destroy();
       return;
     }
-    const entry: Entry = { raw, http: tls ? null : raw, at: Date.now(), served: false, opening };
+    const entry: Entry = { raw, http: tls ? null : raw, at: Date.now(), served: false, used: ++this.clock, opening };
     (raw as HttpSocket)[kEntry] = entry;
     this.entries.set(raw, entry);
-    if (this.firstByteMs > 0) this.fresh.add(entry);
+    if (this.firstByteMs > 0) {
+      this.fresh.add(entry);
+      this.sweeper ??= setInterval(() => this.sweep(), Math.max(100, Math.min(1000, this.firstByteMs / 4))).unref();
+    }
     raw.once('close', () => {
       this.entries.delete(raw);
       this.fresh.delete(entry);
@@ -139,13 +150,12 @@ export class ConnectionTable {
     (socket as HttpSocket)[kEntry] = entry;
   }
 
-  /** A request arrived on this (HTTP/1.1) socket: it is the most recently used now. */
+  /** A request arrived on this (HTTP/1.1) socket: it is the most recently used now. Per request: two stores. */
   used(socket: Socket): void {
     const entry = (socket as HttpSocket)[kEntry];
     if (!entry) return;
     entry.served = true;
-    this.entries.delete(entry.raw);
-    this.entries.set(entry.raw, entry);
+    entry.used = ++this.clock;
   }
 
   /**
@@ -174,20 +184,27 @@ export class ConnectionTable {
     return s.parser != null && !s._httpMessage;
   }
 
+  /** Close the least recently used idle connection: one pass over the table, only when it is full. */
   private evictIdle(): boolean {
+    let oldest: Entry | null = null;
     for (const entry of this.entries.values()) {
-      if (!this.idle(entry)) continue;
-      this.log.debug(`Closing an idle connection from ${entry.raw.remoteAddress} to make room for a new one`);
-      this.entries.delete(entry.raw);
-      this.fresh.delete(entry);
-      entry.raw.destroy();
-      return true;
+      if ((oldest === null || entry.used < oldest.used) && this.idle(entry)) oldest = entry;
     }
-    return false;
+    if (!oldest) return false;
+    this.log.debug(`Closing an idle connection from ${oldest.raw.remoteAddress} to make room for a new one`);
+    this.entries.delete(oldest.raw);
+    this.fresh.delete(oldest);
+    oldest.raw.destroy();
+    return true;
   }
 
   /** Close connections that have sent nothing within firstByteMs of their accept. */
   private sweep(): void {
+    if (this.fresh.size === 0) {
+      clearInterval(this.sweeper!);
+      this.sweeper = null;
+      return;
+    }
     const before = Date.now() - this.firstByteMs;
     for (const entry of this.fresh) {
       if (entry.raw.bytesRead > 0) {

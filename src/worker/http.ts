@@ -450,6 +450,7 @@ export class HttpWorker implements TsgunWorker {
       this.checkDrained();
     });
     if (this.draining) this.closeWhenIdle(s);
+    else this.ctx.connected?.();
   }
 
   /**

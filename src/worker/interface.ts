@@ -36,6 +36,13 @@ export interface WorkerContext {
    * `listener`; its 'upgrade' listeners are the app's. Serve it on `sockets`, not its own port.
    */
   readonly server?: HttpServer | HttpsServer | Http2SecureServer;
+  /**
+   * Optional, for `balance_connections`: call it on every new HTTP connection, once it is
+   * counted by `connections()`, so that tsgun reports a burst of them to the master at once.
+   * Given to tsgun's own worker class only, when the setting is on; a worker class of the
+   * app's own has its connection count polled instead.
+   */
+  readonly connected?: () => void;
 }
 
 /** How a graceful stop goes. */

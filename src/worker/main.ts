@@ -59,8 +59,7 @@ const quota = settings.max_requests > 0 ? settings.max_requests + Math.floor(Mat
  */
 function startWatchdog(): void {
   pulse[0] = Date.now();
-  // The thread reads silence from this pulse: a blocked loop stops it, an idle one does not.
-  setInterval(() => (pulse[0] = Date.now()), PULSE_MS).unref();
+  // The thread reads silence from this pulse (tick()): a blocked loop stops it, an idle one does not.
   const warmAfterMs = (settings.timeout > 0 ? settings.timeout : 30) * 500;
   const bootWarmAfterMs = (settings.boot_timeout > 0 ? settings.boot_timeout : 30) * 500;
   const toStderr = settings.errorlog === '-';
@@ -147,12 +146,9 @@ function drainAndExit(why: string): void {
 }
 
 // A worker whose master is gone drains and exits: the IPC channel closes the moment the
-// master dies, however it died. The ppid check covers a channel that somehow stays open.
-// A worker too blocked to see either is ended by its watchdog thread.
+// master dies, however it died. The ppid check (in tick()) covers a channel that somehow
+// stays open. A worker too blocked to see either is ended by its watchdog thread.
 process.on('disconnect', () => drainAndExit('master gone'));
-setInterval(() => {
-  if (process.ppid !== boot.masterPid) drainAndExit('master gone');
-}, 500).unref();
 
 process.on('message', (m: MasterMessage) => {
   if (m?.t === 'shed' && !stopping) worker?.shed?.(m.count);
@@ -188,7 +184,7 @@ async function loadHooks(): Promise<void> {
   }
 }
 
-/** How often a worker compares its connection count with the last one (balance_connections). */
+/** How long after a new connection a worker compares its connection count with the one before it (balance_connections). */
 const CONNECTIONS_CHECK_MS = 100;
 
 /**
@@ -197,6 +193,31 @@ const CONNECTIONS_CHECK_MS = 100;
  */
 const pulse = new Float64Array(new SharedArrayBuffer(16));
 const PULSE_MS = 250;
+/** The heartbeat's period: four per `timeout`, at most a second. */
+const BEAT_MS = settings.timeout > 0 ? Math.min(1000, (settings.timeout * 1000) / 4) : 1000;
+/** How often the worker checks that its parent is still its master. */
+const PPID_MS = 500;
+
+/**
+ * One timer for everything a worker does periodically, so that an idle worker wakes up
+ * TICK_MS apart and no more often: the pulse, the ppid check and, once ready, the heartbeat
+ * (each on every nth tick, never later than its own period). Separate timers woke the loop
+ * 17 times a second (pulse 4, ppid 2, heartbeat 1, connection count 10).
+ */
+const TICK_MS = Math.min(PULSE_MS, BEAT_MS);
+const BEAT_TICKS = Math.max(1, Math.floor(BEAT_MS / TICK_MS));
+const PPID_TICKS = Math.max(1, Math.floor(PPID_MS / TICK_MS));
+let ticks = 0;
+/** The heartbeat starts once the worker is ready. */
+let beating = false;
+
+function tick(): void {
+  pulse[0] = Date.now();
+  ticks++;
+  if (ticks % PPID_TICKS === 0 && process.ppid !== boot!.masterPid) drainAndExit('master gone');
+  if (beating && ticks % BEAT_TICKS === 0) void beat();
+}
+const ticker = setInterval(tick, TICK_MS).unref();
 
 function beat(): Promise<void> {
   return send({ t: 'beat', stats: stats.snapshot(worker?.connections() ?? 0, worker?.upgraded?.() ?? 0) });
@@ -276,7 +297,8 @@ async function main(): Promise<void> {
   const detailed = settings.metrics_bind !== null;
   const wrapped = instrument(app.listener, stats, { self, log, hooks, accessLog, detailed, onQuota, quota, onError: requestFailed });
   const recorded = rejections(stats, { accessLog, detailed });
-  const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log, tls, server: app.server, ...recorded };
+  const watch = settings.balance_connections && WorkerClass === HttpWorker ? { connected } : {};
+  const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log, tls, server: app.server, ...recorded, ...watch };
   worker = new WorkerClass(context);
   await worker.start();
   await hooks.post_worker_init?.(self);
@@ -289,9 +311,10 @@ async function main(): Promise<void> {
   watchFaults();
   log.info(`Booting worker with pid: ${process.pid}`);
 
-  const every = settings.timeout > 0 ? Math.min(1000, (settings.timeout * 1000) / 4) : 1000;
-  setInterval(() => void beat(), every);
-  if (settings.balance_connections) watchConnections(worker);
+  beating = true;
+  // Ready, the heartbeat keeps the worker's loop alive, as its own timer did.
+  ticker.ref();
+  if (settings.balance_connections && WorkerClass !== HttpWorker) watchConnections(worker);
 }
 
 /** The certificate and key as the master read them, from the pipe it wrote them to. */
@@ -390,8 +413,22 @@ function watchFaults(): void {
 
 /**
  * For balance_connections: tell the master soon (not only with the next heartbeat) when a
- * burst of connections has arrived, so that it can even them out within a fraction of a second.
+ * burst of connections has arrived, so that it can even them out within a fraction of a
+ * second. tsgun's own worker class says when a connection arrives (`connected`): the count
+ * is compared CONNECTIONS_CHECK_MS later with the one before it, and nothing runs while no
+ * connection arrives. A worker class of the app's own is polled instead.
  */
+let burstFrom: number | null = null;
+
+function connected(): void {
+  if (burstFrom !== null || !worker) return;
+  burstFrom = worker.connections() - 1;
+  setTimeout(() => {
+    if (worker && worker.connections() > burstFrom! + 1) void beat();
+    burstFrom = null;
+  }, CONNECTIONS_CHECK_MS).unref();
+}
+
 function watchConnections(w: TsgunWorker): void {
   let reported = 0;
   setInterval(() => {

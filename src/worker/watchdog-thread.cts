@@ -99,13 +99,30 @@ function logError(msg: string): void {
   }
 }
 
-// The master gone (this process was reparented) and the main thread blocked: nothing else can end it.
-setInterval(() => {
-  if (process.ppid === masterPid || silentMs() < ORPHAN_BLOCKED_MS) return;
+/** The master gone (this process was reparented) and the main thread blocked: nothing else can end it. */
+function checkOrphaned(): void {
+  // Silence first: it is a memory read, the parent a system call.
+  if (silentMs() < ORPHAN_BLOCKED_MS || process.ppid === masterPid) return;
   const silent = (silentMs() / 1000).toFixed(1);
   logError(`The master (pid ${masterPid}) is gone and this worker's event loop has been blocked for ${silent} s; killing it`);
   process.kill(process.pid, 'SIGKILL');
-}, pulseMs);
+}
+
+/**
+ * With a watchdog pipe: enable the debugger once the main thread has been silent for half of
+ * `timeout` (while booting, of `boot_timeout`), and switch it off when it recovers.
+ */
+function warmDebugger(): void {
+  if (capturing) return;
+  const silent = silentMs();
+  // While booting, the main thread may block for as long as boot_timeout allows.
+  const warmAfter = pulse[1] === 1 ? warmAfterMs : bootWarmAfterMs;
+  if (silent > warmAfter && !enabled) void enable().catch(() => {});
+  else if (silent <= warmAfter && enabled) void disable();
+}
+
+// One timer for both checks, at the pulse's period: the thread wakes 4 times a second, not 14.
+setInterval(fd === null ? checkOrphaned : () => (checkOrphaned(), warmDebugger()), pulseMs);
 
 if (fd !== null) serveStacks(fd);
 
@@ -149,17 +166,8 @@ async function answer(): Promise<string[]> {
   return captureStack();
 }
 
-/** Answer the master's stack requests on the watchdog pipe, with the debugger enabled ahead of time. */
+/** Answer the master's stack requests on the watchdog pipe (the debugger is enabled ahead of time by warmDebugger()). */
 function serveStacks(pipeFd: number): void {
-  setInterval(() => {
-    if (capturing) return;
-    const silent = silentMs();
-    // While booting, the main thread may block for as long as boot_timeout allows.
-    const warmAfter = pulse[1] === 1 ? warmAfterMs : bootWarmAfterMs;
-    if (silent > warmAfter && !enabled) void enable().catch(() => {});
-    else if (silent <= warmAfter && enabled) void disable();
-  }, 100);
-
   const pipe = new net.Socket({ fd: pipeFd, readable: true, writable: true });
   watchdogPipe.serveStackRequests(pipe, answer);
   // The pipe closing means the master is gone; the thread's master check and the main thread act on that.

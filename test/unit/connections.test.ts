@@ -78,3 +78,36 @@ test('at the limit: the idle keep-alive connection makes room, the upgraded one 
   assert.match(await slow, /^HTTP\/1\.1 200/, 'the request in flight finished');
   assert.equal(await upgraded.send('and still'), 'and still');
 });
+
+test('at the limit, the least recently used idle connection makes room: a request makes a connection recent again', async () => {
+  const lru = new ConnectionTable(3, 0, pino({ level: 'silent' }));
+  const own = http.createServer((req, res) => {
+    lru.used(req.socket);
+    res.end('ok');
+  });
+  own.on('connection', (raw: net.Socket) => lru.admit(raw, false, false));
+  await new Promise<void>((resolve) => own.listen(0, '127.0.0.1', resolve));
+  after(() => own.close());
+  const port = (own.address() as AddressInfo).port;
+  const open = async (): Promise<net.Socket> => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.on('error', () => {});
+    after(() => s.destroy());
+    await new Promise((resolve) => s.once('connect', resolve));
+    return s;
+  };
+  const get = (s: net.Socket): Promise<string> =>
+    new Promise((resolve) => {
+      s.once('data', (d) => resolve(String(d)));
+      s.write(GET('/'));
+    });
+  const [a, b, c] = [await open(), await open(), await open()];
+  for (const s of [a, b, c]) assert.match(await get(s), /^HTTP\/1\.1 200/);
+  // a was accepted first, but used last: b is now the least recently used.
+  assert.match(await get(a), /^HTTP\/1\.1 200/);
+  const d = await open();
+  assert.match(await get(d), /^HTTP\/1\.1 200/, 'the fourth connection is served');
+  await new Promise((r) => setTimeout(r, 50));
+  // socket.closed: the stream has emitted 'close'.
+  assert.deepEqual([a.closed, b.closed, c.closed], [false, true, false], 'b made room, a and c are kept');
+});
