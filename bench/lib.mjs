@@ -442,15 +442,3 @@ export function replaceMarkedSection(text, name, body) {
   return old ? text.replace(old, () => section) : `${text.trimEnd()}\n\n${section}\n`;
 }
 
-/**
- * A page another script wrote a section of (bench/memory.mjs's memory table): a page
- * generated anew keeps those sections of the page it replaces, at its end.
- */
-export function keepMarkedSections(previous, next, names = ['memory']) {
-  let out = next;
-  for (const name of names) {
-    const kept = previous ? markedSection(previous, name) : null;
-    if (kept && !markedSection(out, name)) out = `${out.trimEnd()}\n\n${kept}\n`;
-  }
-  return out;
-}

@@ -14,12 +14,12 @@
 // Debian's gunicorn + python3-uvicorn (apt-get; skipped with a note when missing). Every
 // server started here is stopped at the end, on error and on Ctrl-C.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BENCH, ROOT, WORKLOADS, alive, childrenOf, cpuTicks, ensureBenchDeps, ensureGunicorn, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, keepMarkedSections, log, median, onCleanup, pct, pkgVersion, rel, run, runMain, setup, signal, sleep, snapshotTsgun, spawnServer, stopGroup, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
+import { BENCH, ROOT, WORKLOADS, alive, childrenOf, cpuTicks, ensureBenchDeps, ensureGunicorn, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pct, pkgVersion, rel, run, runMain, setup, signal, sleep, snapshotTsgun, spawnServer, stopGroup, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
 import { render as renderProfile, summarize as summarizeProfile } from './profile-summary.mjs';
 
 const { values: opts } = parseArgs({
@@ -799,7 +799,7 @@ async function main() {
     process.stdout.write(md + '\n');
   } else {
     mkdirSync(path.dirname(opts.out), { recursive: true });
-    writeFileSync(opts.out, keepMarkedSections(existsSync(opts.out) ? readFileSync(opts.out, 'utf8') : null, md));
+    writeFileSync(opts.out, md);
     mkdirSync(path.join(BENCH, 'results'), { recursive: true });
     const compactProfiles = profiles?.map(({ summary, ...p }) => ({
       ...p,
