@@ -17,7 +17,7 @@
 // docs/benchmarks.md (between its memory markers; bench/run.mjs keeps that section), unless
 // --no-write. Needs a built tsgun (built here if dist/ is missing), wrk (apt-get), and for
 // their rows PM2 (npm install --prefix bench) and Gunicorn + Uvicorn (apt-get).
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,35 +25,26 @@ import {
   BENCH,
   ROOT,
   WORKLOADS,
-  alive,
-  childrenOf,
   ensureBenchDeps,
   ensureGunicorn,
   ensureWrk,
-  freePort,
   gitRev,
-  httpStatus,
   interrupted,
   log,
   median,
-  onCleanup,
   pkgVersion,
   rel,
   replaceMarkedSection,
-  run,
   runMain,
   setup,
-  signal,
   sleep,
   snapshotTsgun,
-  spawnServer,
-  stopGroup,
   tools,
-  waitFor,
   wrk,
   wrkCommand,
   wrkVersion,
 } from './lib.mjs';
+import { serverKinds } from './servers.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -102,125 +93,14 @@ function sample(server) {
 
 const APP = 'bench/apps/suite.mjs:default';
 
-class Server {
-  constructor(def, round) {
-    this.def = def;
-    this.name = `r${round}-${def.id}`;
-  }
-  procs() {
-    const master = this.proc?.child.pid ?? null;
-    return { master, workers: master ? childrenOf(master) : [] };
-  }
-  async waitHttp() {
-    await waitFor(`${this.name}: HTTP 200`, async () => {
-      if (this.proc && this.proc.child.exitCode !== null) throw new Error(`${this.name} exited with ${this.proc.child.exitCode}: ${this.proc.text().trim().split('\n').slice(-3).join(' / ')}`);
-      return (await httpStatus(this.port)) === 200;
-    });
-  }
-  async stop() {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.forget?.();
-    if (this.proc) await stopGroup(this.proc.child.pid);
-  }
-}
-
-class TsgunServer extends Server {
-  command = () => `node bin/tsgun -w 2 -b 127.0.0.1:0 ${APP}`;
-  async start() {
-    this.proc = spawnServer(this.name, process.execPath, [tools.tsgun, '-w', '2', '-b', '127.0.0.1:0', APP]);
-    this.forget = onCleanup(() => this.stop());
-    const m = await waitFor(`${this.name}: Listening at`, () => {
-      if (this.proc.child.exitCode !== null) throw new Error(`tsgun exited with ${this.proc.child.exitCode}: ${this.proc.text()}`);
-      return /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(this.proc.text());
-    });
-    this.port = Number(m[1]);
-    await waitFor(`${this.name}: 2 workers`, () => (this.proc.text().match(/Booting worker with pid/g) ?? []).length >= 2);
-    await this.waitHttp();
-  }
-}
-
-class ClusterServer extends Server {
-  command = () => 'PORT=$PORT WORKERS=2 node bench/apps/cluster.mjs';
-  async start() {
-    this.port = await freePort();
-    this.proc = spawnServer(this.name, process.execPath, ['bench/apps/cluster.mjs'], { PORT: String(this.port), WORKERS: '2' });
-    this.forget = onCleanup(() => this.stop());
-    await this.waitHttp();
-    await waitFor(`${this.name}: 2 workers`, () => childrenOf(this.proc.child.pid).length >= 2);
-  }
-}
-
-class NodeServer extends Server {
-  command = () => 'PORT=$PORT node bench/apps/node-http.mjs';
-  procs() {
-    return { master: null, workers: this.proc ? [this.proc.child.pid] : [] };
-  }
-  async start() {
-    this.port = await freePort();
-    this.proc = spawnServer(this.name, process.execPath, ['bench/apps/node-http.mjs'], { PORT: String(this.port) });
-    this.forget = onCleanup(() => this.stop());
-    await this.waitHttp();
-  }
-}
-
-class GunicornServer extends Server {
-  args = () => ['-k', 'uvicorn.workers.UvicornWorker', '-w', '2', '-b', `127.0.0.1:${this.port}`, '--chdir', 'bench/apps', 'suite_app:app'];
-  command = () => `gunicorn ${this.args().join(' ').replace(String(this.port), '$PORT')}`;
-  async start() {
-    this.port = await freePort();
-    this.proc = spawnServer(this.name, tools.gunicorn.bin, this.args());
-    this.forget = onCleanup(() => this.stop());
-    await waitFor(`${this.name}: 2 workers`, () => {
-      if (this.proc.child.exitCode !== null) throw new Error(`gunicorn exited with ${this.proc.child.exitCode}: ${this.proc.text()}`);
-      return (this.proc.text().match(/Application startup complete/g) ?? []).length >= 2;
-    });
-    await this.waitHttp();
-  }
-}
-
-/** PM2 cluster mode with a private PM2_HOME: its daemon (God) is the master; `pm2 kill` at the end. */
-class Pm2Server extends Server {
-  command = () => 'PORT=$PORT pm2 start bench/apps/pm2-suite.cjs -i 2 --name suite';
-  async pm2(args, env = {}) {
-    const r = await run(tools.pm2.bin, args, { cwd: ROOT, env: { ...process.env, PM2_HOME: this.home, ...env } });
-    writeFileSync(path.join(LOG_DIR, `${this.name}.log`), `$ pm2 ${args.join(' ')} (exit ${r.code})\n${r.stdout}${r.stderr}\n`, { flag: 'a' });
-    if (r.code !== 0) throw new Error(`pm2 ${args.join(' ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').pop()}`);
-  }
-  procs() {
-    let master = null;
-    try {
-      master = Number(readFileSync(path.join(this.home, 'pm2.pid'), 'utf8').trim()) || null;
-    } catch {
-      // not started
-    }
-    return { master, workers: master ? childrenOf(master) : [] };
-  }
-  async start() {
-    this.port = await freePort();
-    this.home = mkdtempSync(path.join(TMP, 'pm2-'));
-    this.forget = onCleanup(() => this.stop());
-    await this.pm2(['start', 'bench/apps/pm2-suite.cjs', '-i', '2', '--name', 'suite'], { PORT: String(this.port) });
-    await this.waitHttp();
-    await waitFor(`${this.name}: 2 workers`, () => this.procs().workers.length >= 2);
-  }
-  async stop() {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.forget?.();
-    const { master, workers } = this.procs();
-    await this.pm2(['kill']).catch((err) => log(err.message));
-    for (const pid of [master, ...workers]) if (pid && alive(pid)) signal(pid, 'SIGKILL');
-    rmSync(this.home, { recursive: true, force: true });
-  }
-}
+const { TsgunServer, ClusterServer, SingleServer, GunicornServer, Pm2Server } = serverKinds({ tmp: TMP, logDir: LOG_DIR });
 
 const SERVERS = [
-  { id: 'tsgun', label: 'tsgun -w 2', kind: TsgunServer },
+  { id: 'tsgun', label: 'tsgun -w 2', kind: TsgunServer, workers: 2, app: APP },
   { id: 'cluster', label: 'node:cluster, 2 workers', kind: ClusterServer },
   { id: 'pm2', label: 'PM2 cluster, -i 2', kind: Pm2Server, needs: 'pm2' },
   { id: 'gunicorn', label: 'Gunicorn + UvicornWorker, -w 2', kind: GunicornServer, needs: 'gunicorn' },
-  { id: 'node', label: 'node:http, 1 process (no master)', kind: NodeServer },
+  { id: 'node', label: 'node:http, 1 process (no master)', kind: SingleServer, script: 'bench/apps/node-http.mjs' },
 ];
 
 // ---- measuring ----------------------------------------------------------------------------------
