@@ -44,8 +44,11 @@ export interface WorkerBoot {
   hooks: HookName[];
   sockets: SocketInfo[];
   privileges: Privileges | null;
-  /** The stdio slot of the watchdog pipe (see worker/watchdog-thread.cts), if liveness checks are on. */
-  watchdogFd: number | null;
+  /**
+   * The stdio slot of the watchdog pipe (see worker/watchdog-thread.cts): the master's stack
+   * requests, and, by closing, the news that the master is gone.
+   */
+  watchdogFd: number;
   /** With TLS: the stdio slot of a pipe on which the master writes the `TlsMaterial` as JSON, then closes it. */
   tlsFd: number | null;
 }
@@ -55,24 +58,23 @@ export const BOOT_ENV = 'TSGUN_WORKER';
 /** The stdio slots of a worker's pipes; the worker finds them in its `WorkerBoot`. */
 export interface WorkerFds {
   sockets: number[];
-  watchdog: number | null;
+  watchdog: number;
   tls: number | null;
 }
 
 /**
  * A worker's stdio: the standard streams, the listening sockets from slot 3, the IPC channel,
- * then the watchdog pipe and the TLS pipe when they are used.
+ * then the watchdog pipe, and the TLS pipe when it is used.
  */
 export function workerStdio(
   socketFds: readonly number[],
-  watchdog: boolean,
   tls: boolean,
   output: 'inherit' | number = 'inherit',
 ): { stdio: StdioOptions; fds: WorkerFds } {
   const sockets = socketFds.map((_, i) => 3 + i);
   let next = 3 + socketFds.length + 1;
-  const fds = { sockets, watchdog: watchdog ? next++ : null, tls: tls ? next++ : null };
-  const pipes = [...(watchdog ? ['pipe' as const] : []), ...(tls ? ['pipe' as const] : [])];
+  const fds = { sockets, watchdog: next++, tls: tls ? next++ : null };
+  const pipes = ['pipe' as const, ...(tls ? ['pipe' as const] : [])];
   return { stdio: ['ignore', output, output, ...socketFds, 'ipc', ...pipes], fds };
 }
 

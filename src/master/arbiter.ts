@@ -28,7 +28,7 @@ import { bootRecord, workerEnv, workerOutput } from './boot.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
 import { guardProcess, RateLimitedWarning } from './guard.js';
 import type { MetricsServer } from './metrics.js';
-import { stuck } from './liveness.js';
+import { late, stuck } from './liveness.js';
 import { Pidfile } from './pidfile.js';
 import { sampleUsage } from './usage.js';
 import { Reloader } from './reloader.js';
@@ -415,10 +415,9 @@ export class Arbiter implements ControlTarget {
     const id = ++this.lastId;
     const pending: WorkerInfo = { id, pid: 0, generation: this.generation, state: 'booting', spawnedAt: Date.now(), exitCode: null, signal: null };
     await this.hook('pre_fork', this.server, pending);
-    const watchdog = this.settings.timeout > 0 || this.settings.boot_timeout > 0;
     const tls = this.tls;
     const output = workerOutput(this.settings, this.log);
-    const { stdio, fds } = workerStdio(this.sockets.map((s) => s.fd), watchdog, tls !== null, output);
+    const { stdio, fds } = workerStdio(this.sockets.map((s) => s.fd), tls !== null, output);
     // The title argument is not read: it reserves room for process.title, which Linux can only
     // write over the space of the original command line.
     const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY, `tsgun: worker [${this.procName}]`], {
@@ -443,7 +442,7 @@ export class Arbiter implements ControlTarget {
       stats: emptyStats(),
       cpu: 0,
       rss: 0,
-      watchdog: fds.watchdog !== null ? ((child.stdio?.[fds.watchdog] as Socket | undefined) ?? null) : null,
+      watchdog: (child.stdio?.[fds.watchdog] as Socket | undefined) ?? null,
       exitCode: null,
       signal: null,
       outgoing: null,
@@ -581,12 +580,16 @@ export class Arbiter implements ControlTarget {
     }
   }
 
-  /** Kill workers that are stuck (liveness.ts); the log line says where the worker's JavaScript was blocked. */
+  /**
+   * Kill workers that are stuck (liveness.ts); the log line says where the worker's JavaScript was
+   * blocked. Late ones get their watchdog thread ready to take that stack.
+   */
   private murderStuck(): void {
     const now = Date.now();
     for (const w of this.workers.values()) {
       const why = stuck(w, this.settings, now);
       if (why) this.abort(w, why.reason, why.message);
+      else if (late(w, this.settings, now)) watchdogPipe.warmUp(w.watchdog);
     }
   }
 

@@ -27,3 +27,17 @@ export function stuck(
   }
   return null;
 }
+
+/**
+ * Is this worker half way to being stuck: booting for half of `boot_timeout`, or silent for half
+ * of `timeout`? Its watchdog thread then gets ready to take the stack (watchdog-thread.cts), so
+ * that a healthy worker's thread never wakes up to watch.
+ */
+export function late(
+  w: { state: WorkerState; spawnedAt: number; lastBeat: number },
+  limits: Pick<Settings, 'timeout' | 'boot_timeout'>,
+  now: number,
+): boolean {
+  if (w.state === 'booting') return limits.boot_timeout > 0 && now - w.spawnedAt > limits.boot_timeout * 500;
+  return w.state === 'ready' && limits.timeout > 0 && now - w.lastBeat > limits.timeout * 500;
+}

@@ -6,13 +6,17 @@
  * `{"ack":true}` at once, then `{"frames":["at fn (file:line:col)", ...]}` when it has them
  * (no frames, and an `error`, when it could not take them). The ack lets the master tell a
  * thread that is taking the stack (which can take seconds in a large app) from one that will
- * never answer.
+ * never answer. Before that, while a worker is late (half way to its timeout), the master writes
+ * `warm` every housekeeping round, unanswered: the thread gets its debugger ready if the worker's
+ * main thread is indeed silent. The pipe closing tells the thread that the master is gone. So a
+ * healthy worker's thread has nothing to do and never wakes up.
  *
  * CommonJS, as the thread that requires it.
  */
 import stringDecoder = require('node:string_decoder');
 
 const REQUEST = 'stack';
+const WARM = 'warm';
 
 /**
  * How long the master waits for a stuck worker's stack before killing it anyway: for the thread
@@ -45,12 +49,16 @@ function lines(onLine: (line: string) => void): (chunk: Buffer | string) => void
   };
 }
 
-/** The thread's end: acknowledge each request at once, then send the frames `answer` finds. */
-function serveStackRequests(pipe: Pipe, answer: () => Promise<string[]>): void {
+/**
+ * The thread's end: acknowledge each stack request at once, then send the frames `answer`
+ * finds; call `warm` (when given) on each warm request.
+ */
+function serveStackRequests(pipe: Pipe, answer: () => Promise<string[]>, warm?: () => void): void {
   const send = (reply: Reply): void => void pipe.write(`${JSON.stringify(reply)}\n`);
   pipe.on(
     'data',
     lines((line) => {
+      if (line === WARM) return warm?.();
       if (line !== REQUEST) return;
       send({ ack: true });
       answer().then(
@@ -92,5 +100,10 @@ function requestStack(pipe: Pipe | null, done: (frames: string[]) => void, timin
   pipe.write(`${REQUEST}\n`);
 }
 
-const watchdogPipe = { serveStackRequests, requestStack };
+/** The master's end: tell a late worker's thread to get ready to take the stack. */
+function warmUp(pipe: Pipe | null): void {
+  if (pipe && !pipe.destroyed) pipe.write(`${WARM}\n`);
+}
+
+const watchdogPipe = { serveStackRequests, requestStack, warmUp };
 export = watchdogPipe;

@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -30,14 +30,6 @@ type Timed = LogLine & { time: number };
 
 /** How long the master waits for a stuck worker's stack (src/worker/watchdog-pipe.cts). */
 const STACK_WAIT_MS = 1500;
-/**
- * A known bug: the watchdog thread connects its inspector session and sends
- * `Debugger.enable` only when the master asks for a stack. Enabling reports every script
- * loaded (0.03 to 0.25 ms each on a 2-core test machine, depending on its load), and the
- * master waits 1 s: with thousands of modules loaded, or on a busy machine, the line says
- * "no stack available" and worker_abort never runs.
- */
-
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -404,6 +396,31 @@ describe('liveness', { concurrency: 2 }, () => {
       assert.ok(shutdown.time - started.time < 9000, `stopped ${shutdown.time - started.time} ms after the start`);
     });
   }
+
+  test('an idle worker wakes no thread but its main one: the watchdog thread waits on its pipe', async (ctx) => {
+    const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR });
+    ctx.after(() => t.kill());
+    const url = await t.ready();
+    const [pid] = await settle(t.pid, 1, 'start');
+    await hit(url);
+    await sleep(500);
+    /** Context switches of each thread but the main one: a thread that sleeps on a timer wakes on each. */
+    const switches = (): Map<string, number> =>
+      new Map(
+        readdirSync(`/proc/${pid}/task`)
+          .filter((tid) => tid !== String(pid))
+          .map((tid) => {
+            const status = readIfExists(`/proc/${pid}/task/${tid}/status`);
+            const n = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+            return [tid, n('voluntary_ctxt_switches') + n('nonvoluntary_ctxt_switches')];
+          }),
+      );
+    const before = switches();
+    await sleep(4000);
+    const woke = [...switches()].filter(([tid, n]) => n - (before.get(tid) ?? 0) > 0).map(([tid, n]) => `${tid}: ${n - (before.get(tid) ?? 0)}`);
+    // A thread polling 4 times a second (as the watchdog thread did) wakes 16 times in 4 s.
+    assert.ok(woke.length <= 1 && !woke.some((w) => Number(w.split(': ')[1]) > 3), `threads that woke in 4 s idle: ${woke.join(', ')}`);
+  });
 
   // ---- the master dies ---------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 /** When the master judges a worker stuck (src/master/liveness.ts). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { stuck } from '../../src/master/liveness.js';
+import { late, stuck } from '../../src/master/liveness.js';
 
 const limits = { timeout: 30, boot_timeout: 60 };
 
@@ -21,4 +21,16 @@ test('a ready worker is stuck once silent past timeout, counted from its last he
 
 test('a draining worker is never stuck: it is leaving, under its own kill timer', () => {
   assert.equal(stuck({ pid: 12, state: 'draining', spawnedAt: 0, lastBeat: 0 }, limits, 10_000_000), null);
+});
+
+test('a worker is late half way to stuck: its watchdog thread is told to get ready, and not before', () => {
+  const booting = { state: 'booting' as const, spawnedAt: 0, lastBeat: 0 };
+  assert.equal(late(booting, limits, 30_000), false);
+  assert.equal(late(booting, limits, 30_001), true, 'half of boot_timeout (60 s)');
+  assert.equal(late(booting, { ...limits, boot_timeout: 0 }, 10_000_000), false);
+  const ready = { state: 'ready' as const, spawnedAt: 0, lastBeat: 100_000 };
+  assert.equal(late(ready, limits, 115_000), false);
+  assert.equal(late(ready, limits, 115_001), true, 'half of timeout (30 s) since the last heartbeat');
+  assert.equal(late(ready, { ...limits, timeout: 0 }, 10_000_000), false);
+  assert.equal(late({ ...ready, state: 'draining' }, limits, 10_000_000), false);
 });

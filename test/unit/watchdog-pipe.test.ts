@@ -74,3 +74,22 @@ test('no pipe (liveness checks off, or the worker closed it): no frames, at once
   watchdogPipe.requestStack(null, (f) => (frames = f));
   assert.deepEqual(frames, []);
 });
+
+test('warm requests reach the thread unanswered, between stack requests, however the stream splits them', async () => {
+  const { master, thread, toMaster, toThread } = pipePair();
+  let warmed = 0;
+  const replies: string[] = [];
+  toMaster.on('data', (c: Buffer) => replies.push(c.toString()));
+  watchdogPipe.serveStackRequests(thread, async () => ['at f (file:///a.js:1:1)'], () => warmed++);
+  watchdogPipe.warmUp(master);
+  toThread.write('wa');
+  toThread.write('rm\n');
+  await delay(10);
+  assert.equal(warmed, 2);
+  assert.deepEqual(replies, [], 'a warm request has no answer');
+  assert.deepEqual(await ask(master), ['at f (file:///a.js:1:1)']);
+  watchdogPipe.warmUp(null);
+  watchdogPipe.warmUp({ ...master, destroyed: true });
+  await delay(10);
+  assert.equal(warmed, 2, 'no pipe, or a closed one: nothing is written');
+});
