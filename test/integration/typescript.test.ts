@@ -9,7 +9,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { test } from 'node:test';
-import { childPidsSync, readIfExists, request, scratchDir, titleOf, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
+import { childPidsSync, readIfExists, request, scratchDir, settle, titleOf, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
 
 /** The esbuild binary that esbuild's JavaScript API runs on this machine. */
 function esbuildBinary(): string {
@@ -60,6 +60,34 @@ for (const [kind, app] of [
     }, 'all 3 workers to answer', 20_000);
   });
 }
+
+test('after a HUP with changed TypeScript, one worker of the new generation compiles it', async (t) => {
+  const dir = scratchDir('tsgun-compile-once-');
+  const esbuild = recordingEsbuild(dir);
+  const source = (greeting: string): string =>
+    `import type { IncomingMessage, ServerResponse } from 'node:http';\n` +
+    `const GREETING: string = '${greeting}';\n` +
+    `export const app = (_req: IncomingMessage, res: ServerResponse): void => void res.end(\`\${GREETING} \${process.pid}\`);\n`;
+  writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+  writeFileSync(path.join(dir, 'main.ts'), source('one'));
+  // The whole new generation may boot at once: each of its workers would compile main.ts.
+  const s = new Tsgun(['-w', '3', '--reload-batch', '3', '-b', '127.0.0.1:0', 'main:app'], { cwd: dir, env: { TMPDIR: dir, ESBUILD_BINARY_PATH: esbuild.binary } });
+  t.after(() => s.stop());
+  const url = await s.ready(3);
+  assert.equal(esbuild.runBy().length, 1, 'generation 1: one worker compiled');
+
+  writeFileSync(path.join(dir, 'ran-by'), '');
+  writeFileSync(path.join(dir, 'main.ts'), source('two'));
+  const mark = s.lines.length;
+  s.signal('SIGHUP');
+  await s.waitForLine(/^Reload complete: generation 2 ready \(3 workers/, 60_000, mark);
+  const workers = await settle(s.pid, 3, 'generation 2 alone');
+  const compilers = esbuild.runBy();
+  assert.equal(compilers.length, 1, `esbuild ran in one worker of generation 2: ${compilers.join(', ')} (workers ${workers.join(', ')})`);
+  assert.ok(workers.includes(compilers[0]!));
+  const reply = await request(url);
+  assert.match(reply.body, /^two \d+$/);
+});
 
 /** Every descendant of `pid`, with its command line. */
 function descendants(pid: number): Array<{ pid: number; command: string }> {
