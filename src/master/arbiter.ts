@@ -25,6 +25,7 @@ import { BOOT_ENV, isWorkerMessage, WorkerExit, workerStdio, type MasterMessage,
 import { createLogger, type LogTarget } from '../log.js';
 import { BALANCE_GATHER_MS, shedOrders } from './balance.js';
 import { bootRecord, workerEnv, workerOutput } from './boot.js';
+import { warmsCompileCache } from './compile-cache.js';
 import { ControlServer, controlSocketPath, type ControlTarget } from './control.js';
 import { guardProcess, RateLimitedWarning } from './guard.js';
 import type { MetricsServer } from './metrics.js';
@@ -140,7 +141,7 @@ export class Arbiter implements ControlTarget {
   private generation = 1;
   /** The newest generation requested. */
   private newest = 1;
-  private readonly generations = new Map<number, GenerationStatus>([[1, { booted: false, failed: false }]]);
+  private readonly generations = new Map<number, GenerationStatus>();
   private readonly configs = new Map<number, GenerationConfig>();
   private slots: ReadonlyMap<number, SlotBackoff> = new Map();
   private pool: PoolPlan | null = null;
@@ -183,6 +184,7 @@ export class Arbiter implements ControlTarget {
     this.logs = opts.logs;
     this.ops = opts.ops ?? realProcessOps;
     this.numWorkers = this.settings.workers;
+    this.generations.set(1, this.newGeneration());
     this.reexec = new Reexec({ ops: this.ops, log: () => this.log, argv: opts.argv, cwd: opts.cwd, parent: parentPid(process.env) });
     const arbiter = this;
     this.server = {
@@ -688,7 +690,7 @@ export class Arbiter implements ControlTarget {
     this.sockets = sockets;
     const superseded = this.reload?.generation;
     this.generation = ++this.newest;
-    this.generations.set(this.newest, { booted: false, failed: false });
+    this.generations.set(this.newest, this.newGeneration());
     this.configs.set(this.newest, this.currentConfig());
     this.reload = { generation: this.newest, startedAt: this.reload?.startedAt ?? Date.now() };
     // A new generation is new code: the old code's crash loop says nothing about it.
@@ -696,6 +698,11 @@ export class Arbiter implements ControlTarget {
     if (superseded) this.log.info(`Generation ${superseded} is superseded by generation ${this.generation}: the newest reload wins`);
     this.log.info(`Reloading: starting generation ${this.generation} (${this.numWorkers} workers)`);
     await this.hook('on_reload', this.server);
+  }
+
+  /** A generation started with the current settings: one worker boots first if it compiles into a shared cache. */
+  private newGeneration(): GenerationStatus {
+    return { booted: false, failed: false, warmsCache: warmsCompileCache(this.opts.app, this.settings, this.env) };
   }
 
   private currentConfig(): GenerationConfig {

@@ -9,6 +9,8 @@
  *   and the pool is topped up from the newest generation that did boot.
  * - Crash backoff belongs to a slot (0 .. target-1), and only a worker that failed to boot
  *   or died young without serving feeds it.
+ * - A generation whose workers compile TypeScript into a shared cache (compile-cache.ts) boots
+ *   one worker until one is ready; the others then start from what it compiled.
  */
 
 /** Why the master stops a worker. */
@@ -42,6 +44,8 @@ export interface PoolWorker {
 export interface GenerationStatus {
   booted: boolean;
   failed: boolean;
+  /** Its workers compile TypeScript into a cache on disk that the next worker reads: boot one first. */
+  warmsCache: boolean;
 }
 
 /** Per slot: young deaths in a row, and when its next worker may start. */
@@ -135,7 +139,11 @@ export function plan(input: PoolInput): PoolPlan {
   const readyAll = workers.filter((w) => w.state === 'ready').length;
   const bootingMembers = keep.filter((w) => w.state === 'booting').length;
   const pace = leaving.some((w) => w.generation !== goal) ? input.batch : 1;
-  const allowed = Math.max(pace, target - readyAll) - bootingMembers;
+  // One worker warms the compile cache while its generation has none ready: the rest would
+  // each compile the same files at the same time.
+  const goalStatus = generations.get(goal);
+  const warming = goalStatus?.warmsCache === true && !goalStatus.booted;
+  const allowed = (warming ? 1 : Math.max(pace, target - readyAll)) - bootingMembers;
   const missing = Math.min(target - keep.length, allowed);
   const held = new Set(keep.map((w) => w.slot));
   const start: PoolPlan['start'] = [];

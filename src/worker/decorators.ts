@@ -98,6 +98,15 @@ function findSwc(file: string, tsconfig: string): string {
   );
 }
 
+/**
+ * The tsconfig that makes SWC compile `file` (one that asks for decorator metadata), else null:
+ * tsx compiles it. The worker registers its loader from this; the master reads it before forking.
+ */
+export function swcConfig(file: string): DecoratorConfig | null {
+  const config = decoratorConfig(file);
+  return config?.emitDecoratorMetadata ? config : null;
+}
+
 let registered: DecoratorConfig | null = null;
 
 /**
@@ -106,8 +115,8 @@ let registered: DecoratorConfig | null = null;
  */
 export function registerDecoratorLoader(file: string): DecoratorConfig | null {
   if (registered) return registered;
-  const config = decoratorConfig(file);
-  if (!config?.emitDecoratorMetadata) return null;
+  const config = swcConfig(file);
+  if (!config) return null;
   const swc = findSwc(file, config.tsconfig);
   // Registered after tsx, so its hooks run first: SWC compiles, tsx's resolve still finds files.
   register(new URL('./swc-hooks.js', import.meta.url), { parentURL: pathToFileURL(file), data: { swc } });

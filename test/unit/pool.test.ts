@@ -12,18 +12,26 @@ class Sim {
   now = 0;
   newest = 1;
   workers: PoolWorker[] = [];
-  generations = new Map<number, GenerationStatus>([[1, { booted: false, failed: false }]]);
+  generations: Map<number, GenerationStatus>;
   slots = new Map<number, SlotBackoff>();
   retired: Array<{ id: number; generation: number; reason: StopReason }> = [];
   lastId = 0;
   last!: PoolPlan;
 
+  /**
+   * `warms`: the app is TypeScript compiled into tsx's shared cache (compile-cache.ts), so each
+   * generation boots one worker first; a HUP may say otherwise for its generation.
+   */
   constructor(
     public target: number,
     public batch = 1,
+    public warms = false,
+    /** 'booting': the first start's workers are left booting, for the test to drive. */
+    start: 'ready' | 'booting' = 'ready',
   ) {
+    this.generations = new Map([[1, { booted: false, failed: false, warmsCache: warms }]]);
     this.step();
-    this.readyAll();
+    if (start === 'ready') this.readyAll();
   }
 
   /** Plan and execute until the plan has nothing more to do, as the arbiter's loop does. */
@@ -46,10 +54,10 @@ class Sim {
   }
 
   /** A new generation; as the arbiter does, it clears the slots' backoff. */
-  hup(): void {
+  hup(warms = this.warms): void {
     this.slots = new Map();
     this.newest++;
-    this.generations.set(this.newest, { booted: false, failed: false });
+    this.generations.set(this.newest, { booted: false, failed: false, warmsCache: warms });
     this.step();
   }
 
@@ -260,10 +268,89 @@ test('WINCH retires everything; TTIN starts again', () => {
   assert.equal(sim.booting().length, 1);
 });
 
-type Op = { k: 'hup' } | { k: 'ready'; i: number } | { k: 'fail'; i: number } | { k: 'crash'; i: number } | { k: 'scale'; n: number } | { k: 'recycle'; i: number };
+test('a TypeScript app (warmsCache) boots one worker at first start, then the rest at once', () => {
+  const sim = new Sim(4, 1, true, 'booting');
+  assert.equal(sim.booting().length, 1, 'one worker compiles the app');
+  sim.step();
+  assert.equal(sim.booting().length, 1, 'asking again starts no other');
+  sim.ready(sim.booting()[0]!);
+  assert.equal(sim.booting().length, 3, 'once it is ready, the others boot together');
+  sim.readyAll();
+  assert.ok(sim.last.converged);
+});
+
+test('a JavaScript app boots every worker at once', () => {
+  const sim = new Sim(4, 1, false, 'booting');
+  assert.equal(sim.booting().length, 4);
+});
+
+test('a TypeScript app reloads with one new worker first, then `batch` at a time', () => {
+  const sim = new Sim(8, 4, true);
+  sim.hup();
+  assert.equal(sim.booting(2).length, 1, 'one worker of generation 2 warms the cache');
+  assert.equal(sim.readyCount(1), 8, 'generation 1 serves meanwhile');
+  sim.ready(sim.booting(2)[0]!);
+  assert.equal(sim.booting(2).length, 4, 'then the batch');
+  assert.ok(sim.readyCount() >= 8);
+  sim.readyAll();
+  assert.ok(sim.last.converged);
+  assert.deepEqual(sim.gens(), [2, 2, 2, 2, 2, 2, 2, 2]);
+});
+
+test('a HUP during a TypeScript reload: the newest generation warms its own cache first', () => {
+  const sim = new Sim(4, 2, true);
+  sim.hup();
+  sim.hup();
+  assert.deepEqual(sim.retired.map((r) => r.reason), ['superseded']);
+  assert.deepEqual(sim.booting().map((w) => w.generation), [3]);
+  sim.ready(sim.booting(3)[0]!);
+  assert.equal(sim.booting(3).length, 2);
+  sim.readyAll();
+  assert.ok(sim.last.converged);
+  assert.deepEqual(sim.gens(), [3, 3, 3, 3]);
+});
+
+test('a TypeScript reload whose first worker fails to boot ends as a JavaScript one does', () => {
+  const outcome = (warms: boolean) => {
+    const sim = new Sim(4, 2, warms);
+    sim.hup();
+    sim.die(sim.booting(2)[0]!);
+    return { goal: sim.last.goal, gens: sim.gens(), ready: sim.readyCount(), booting: sim.booting().length, failed: sim.generations.get(2)!.failed, wakeAt: sim.last.wakeAt };
+  };
+  const ts = outcome(true);
+  assert.deepEqual(ts, outcome(false));
+  assert.deepEqual(ts, { goal: 1, gens: [1, 1, 1, 1], ready: 4, booting: 0, failed: true, wakeAt: null });
+});
+
+test('a TypeScript generation that booted tops up and scales as any other', () => {
+  const sim = new Sim(2, 1, true);
+  sim.target = 5;
+  sim.step();
+  assert.equal(sim.booting().length, 3, 'TTIN after the cache is warm: no one-first');
+  sim.readyAll();
+  sim.die(sim.workers[0]!, true);
+  assert.equal(sim.booting().length, 1);
+});
+
+test('a TypeScript worker that crashes before ready: its slot backs off, and no other worker starts meanwhile', () => {
+  const sim = new Sim(3, 1, true, 'booting');
+  // A first-start crash that is no boot failure (the arbiter stops the master on a boot failure).
+  const w = sim.booting()[0]!;
+  sim.workers = sim.workers.filter((x) => x !== w);
+  sim.slots = afterExit(sim.slots, { slot: w.slot, expected: false, readyForMs: null, requests: 0 }, sim.now);
+  sim.step();
+  assert.equal(sim.booting().length, 0, 'the slot waits out its backoff');
+  assert.ok(sim.last.wakeAt !== null);
+  sim.wait(100);
+  assert.equal(sim.booting().length, 1, 'one worker again');
+  sim.ready(sim.booting()[0]!);
+  assert.equal(sim.booting().length, 2);
+});
+
+type Op = { k: 'hup'; warms: boolean } | { k: 'ready'; i: number } | { k: 'fail'; i: number } | { k: 'crash'; i: number } | { k: 'scale'; n: number } | { k: 'recycle'; i: number };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  fc.constant({ k: 'hup' as const }),
+  fc.record({ k: fc.constant('hup' as const), warms: fc.boolean() }),
   fc.record({ k: fc.constant('ready' as const), i: fc.nat(20) }),
   fc.record({ k: fc.constant('ready' as const), i: fc.nat(20) }),
   fc.record({ k: fc.constant('fail' as const), i: fc.nat(20) }),
@@ -274,16 +361,18 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 
 test('properties: ready workers never drop below min(ready before, target) by the plan; nobody retired twice; always converging', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 3 }), fc.array(op, { maxLength: 40 }), (target, batch, ops) => {
-      const sim = new Sim(target, batch);
+    fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 3 }), fc.boolean(), fc.array(op, { maxLength: 40 }), (target, batch, warms, ops) => {
+      const sim = new Sim(target, batch, warms);
       const planned = (): void => {
         const before = sim.readyCount();
         sim.step();
         assert.ok(sim.readyCount() >= Math.min(before, sim.target), 'a plan step never takes ready workers below the target');
+        const goal = sim.generations.get(sim.last.goal)!;
+        if (goal.warmsCache && !goal.booted) assert.ok(sim.booting(sim.last.goal).length <= 1, 'one worker warms the cache');
       };
       for (const o of ops) {
         const pick = (i: number, state: PoolWorker['state']): PoolWorker | undefined => sim.workers.filter((w) => w.state === state)[i % 7];
-        if (o.k === 'hup') sim.hup();
+        if (o.k === 'hup') sim.hup(o.warms);
         else if (o.k === 'scale') sim.target = o.n;
         else if (o.k === 'ready') {
           const w = pick(o.i, 'booting');
