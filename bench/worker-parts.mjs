@@ -21,7 +21,8 @@ const STEPS = [
   ['+ tsgun logger (log.js, one pino instance)', `const { createLogger } = await import('${dist('log.js')}'); createLogger({ loglevel: 'info', log_format: 'json', errorlog: '/dev/null' });`],
   ['+ settings, IPC, errors, app spec (config/*)', `await import('${dist('ipc.js')}'); await import('${dist('config/appspec.js')}'); await import('${dist('config/files.js')}');`],
   ['+ app loader, http worker, request stats, tls (worker/*)', `await import('${dist('worker/app.js')}'); await import('${dist('worker/http.js')}'); await import('${dist('worker/requests.js')}'); await import('${dist('worker/tls.js')}');`],
-  ['+ watchdog thread', `const { Worker } = await import('node:worker_threads'); new Worker(new URL('${dist('worker/watchdog-thread.cjs')}'), { workerData: { fd: null, pulse: new SharedArrayBuffer(16), pulseMs: 250, warmAfterMs: 15000, bootWarmAfterMs: 15000, masterPid: process.ppid, errorLog: { file: null, pretty: false, worker: 1 } } }).unref();`],
+  // The thread waits on its pipe to the master: here, one end of a loopback connection.
+  ['+ watchdog thread', `const { Worker } = await import('node:worker_threads'); const net = await import('node:net'); const end = await new Promise((ok) => { const l = net.createServer(() => {}).listen(0, '127.0.0.1', () => { const c = net.connect(l.address().port, '127.0.0.1', () => ok(c)); }); }); new Worker(new URL('${dist('worker/watchdog-thread.cjs')}'), { workerData: { fd: end._handle.fd, pulse: new SharedArrayBuffer(16), pulseMs: 250, warmAfterMs: 15000, bootWarmAfterMs: 15000, masterPid: process.ppid, errorLog: { file: null, pretty: false, worker: 1 } } }).unref();`],
   ['+ IPC channel (a child with an ipc pipe)', 'IPC'],
 ];
 
