@@ -305,8 +305,9 @@ export const wrkCommand = (w, seconds) =>
  * WRK_SUMMARY numbers, plus `failed` (socket errors + non-2xx/3xx), `rps`, what `during`
  * returned as `events`, and wrk's whole output as `out`.
  */
-export async function wrk(w, port, seconds, during = null) {
-  const child = spawn(tools.wrk, wrkArgs(w, port, seconds), { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function wrk(w, port, seconds, during = null, cpu = null) {
+  const args = wrkArgs(w, port, seconds);
+  const child = cpu == null ? spawn(tools.wrk, args, { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn('taskset', ['-c', String(cpu), tools.wrk, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const t0 = Date.now();
   const forget = onCleanup(() => child.kill('SIGKILL'));
   let out = '';

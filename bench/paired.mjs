@@ -8,7 +8,7 @@
 //
 //   node bench/paired.mjs [--servers tsgun,cluster] [--workloads hello,json,...]
 //                         [--workers 1,2,4] [--rounds 7] [--duration 5] [--warmup 1]
-//                         [--out bench/results/paired.md] [--tsgun-root DIR] [--no-write]
+//                         [--out bench/results/paired.md] [--tsgun-root DIR] [--pin] [--no-write]
 //
 // Servers: tsgun, tsgun-fetch, tsgun-nobal, cluster (2 workers each, or each count of
 // --workers in turn), node; tsgun-w1 (tsgun -w 1, against node: what a tsgun worker adds to
@@ -18,6 +18,13 @@
 // from the same run. Writes --out (a .md, and a .json next to it) unless --no-write. Needs a
 // built tsgun (built here if dist/ is missing; --tsgun-root runs another built checkout's) and
 // wrk (apt-get). Every server started here is stopped at the end, on error and on Ctrl-C.
+//
+// --pin: server i (every thread of its process tree) and the wrk of server i+1 share one CPU
+// (taskset), rotating by round, so that each server has one CPU beside one wrk, the same for
+// all, rather than wherever the scheduler puts them: on a 2-core machine unpinned rounds are
+// bimodal (a server's CPU per request near doubles in rounds where it shares a core with its
+// own wrk), and one virtual CPU can be slower than the other for a while. At most as many
+// servers as CPUs; each server then has one CPU, whatever its worker count.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -36,6 +43,7 @@ const { values: opts } = parseArgs({
     workers: { type: 'string', default: '' },
     out: { type: 'string', default: path.join('bench', 'results', 'paired.md') },
     'tsgun-root': { type: 'string', default: '' },
+    pin: { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -94,7 +102,8 @@ class Server {
   }
   async start() {
     this.port = await freePort();
-    this.proc = spawnServer(this.id, ...this.spawnArgs());
+    const [cmd, args, env] = this.spawnArgs();
+    this.proc = spawnServer(this.id, cmd, args, env);
     this.forget = onCleanup(() => this.stop());
     await this.ready();
     await waitFor(`${this.id}: HTTP 200`, async () => {
@@ -112,6 +121,10 @@ class Server {
   }
   ticks() {
     return treeTicks(this.pid);
+  }
+  /** --pin: every thread of every process of the server's tree onto one CPU. */
+  pin(cpu) {
+    for (const pid of Object.keys(treeTicks(this.pid))) spawnSync('taskset', ['-a', '-p', '-c', String(cpu), pid], { stdio: 'ignore' });
   }
   async stop() {
     if (this.stopped || !this.proc) return;
@@ -195,10 +208,19 @@ const SERVERS = [
  */
 async function round(servers, w, seconds, first = 0) {
   const order = [...servers.slice(first), ...servers.slice(0, first)];
+  if (opts.pin) {
+    // Server i and the wrk of server i+1 on CPU (i + first): each server has a CPU of its own
+    // beside one wrk, and the CPUs rotate by round, since one virtual CPU can be slower than
+    // another for a while (a busy neighbour on the host).
+    servers.forEach((s, i) => {
+      s.pin((i + first) % servers.length);
+      s.wrkCpu = (i + 1 + first) % servers.length;
+    });
+  }
   const load = os.loadavg()[0];
   const machine0 = cpuTimes();
   const ticks0 = new Map(servers.map((s) => [s, s.ticks()]));
-  const settled = await Promise.allSettled(order.map((s) => wrk(w, s.port, seconds)));
+  const settled = await Promise.allSettled(order.map((s) => wrk(w, s.port, seconds, null, s.wrkCpu)));
   const machine1 = cpuTimes();
   const out = { load, steal: share(machine0, machine1, 'steal'), idle: share(machine0, machine1, 'idle'), servers: {} };
   for (const [i, s] of order.entries()) {
@@ -250,9 +272,28 @@ function summarize(rounds, servers, ref) {
   return per;
 }
 
-/** The medians (and the req/s range) of the per-round ratios of `id` to `other`, over the rounds where both ran. */
+/**
+ * With --pin, the ratios of two consecutive rounds (the servers on swapped CPUs) as one: their
+ * geometric mean, in which what one CPU does to whichever server it holds cancels out. With two
+ * servers, rounds 1+2, 3+4, ...; a last odd round is left out.
+ */
+function pinnedPairs(rs) {
+  const out = [];
+  const g = (a, b) => (a != null && b != null ? Math.sqrt(a * b) : null);
+  for (let i = 0; i + 1 < rs.length; i += 2) {
+    const [a, b] = [rs[i], rs[i + 1]];
+    if (a && b) out.push({ rps: g(a.rps, b.rps), p99: g(a.p99, b.p99), cpuPerReq: g(a.cpuPerReq, b.cpuPerReq) });
+  }
+  return out;
+}
+
+/**
+ * The medians (and the req/s range) of the per-round ratios of `id` to `other`, over the rounds
+ * where both ran; with --pin and two servers, of the rotation pairs' ratios (pinnedPairs()).
+ */
 function pairRatio(rounds, id, other) {
-  const rs = rounds.map((r) => ratios(r, id, other)).filter(Boolean);
+  const each = rounds.map((r) => ratios(r, id, other));
+  const rs = opts.pin && rounds[0] && Object.keys(rounds[0].servers).length === 2 ? pinnedPairs(each) : each.filter(Boolean);
   const rps = rs.map((x) => x.rps).filter((x) => x != null);
   return {
     rps: median(rps),
@@ -377,6 +418,7 @@ function commandLine() {
   if (ROUNDS !== 7) cmd.push(`--rounds ${ROUNDS}`);
   if (DURATION !== 5) cmd.push(`--duration ${DURATION}`);
   if (WARMUP !== 1) cmd.push(`--warmup ${WARMUP}`);
+  if (opts.pin) cmd.push('--pin');
   if (opts.out !== path.join('bench', 'results', 'paired.md')) cmd.push(`--out ${opts.out}`);
   if (opts['tsgun-root']) cmd.push(`--tsgun-root ${opts['tsgun-root']}`);
   return cmd.join(' ');
@@ -394,7 +436,7 @@ function report({ runs, ref, meta }) {
     `- Machine: ${meta.machine}; open files (ulimit -n): ${meta.nofile}`,
     `- Load average before: ${meta.loadBefore}; after: ${meta.loadAfter}; CPU steal during the run: ${meta.steal == null ? '—' : `${(meta.steal * 100).toFixed(0)} %`}`,
     `- Versions: ${meta.versions.join('; ')}`,
-    `- Every server started once${runs.length > 1 ? ' per worker count' : ''} and kept for all rounds; per workload a ${WARMUP} s warm-up, then ${ROUNDS} round(s) of ${DURATION} s, all servers loaded at the same time (one wrk each)`,
+    `- Every server started once${runs.length > 1 ? ' per worker count' : ''} and kept for all rounds; per workload a ${WARMUP} s warm-up, then ${ROUNDS} round(s) of ${DURATION} s, all servers loaded at the same time (one wrk each)${opts.pin ? '; pinned (--pin): server i and the wrk of server i+1 on CPU i + round, rotating (taskset); with two servers the ratios are medians over pairs of rounds (the geometric mean of each pair, which cancels a CPU slower than the other)' : ''}`,
     '',
   ];
   if (runs.length > 1 && servers.some((s) => s.id === 'tsgun') && servers.some((s) => s.id === 'cluster')) {
@@ -437,6 +479,8 @@ function report({ runs, ref, meta }) {
 /** Start the servers, run every workload's rounds against them all at once, stop them. */
 async function measure(defs, workloads, ref) {
   const servers = defs.map((d) => new d.kind(d));
+  const cpus = os.availableParallelism?.() ?? os.cpus().length;
+  if (opts.pin && servers.length > cpus) throw new Error(`--pin: ${servers.length} servers need as many CPUs; this machine has ${cpus}`);
   log(`starting ${servers.map((s) => `${s.id}${s.workers ? ` (${s.workers} worker(s))` : ''}`).join(', ')}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   try {
     for (const s of servers) {
