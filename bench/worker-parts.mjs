@@ -22,7 +22,7 @@ const STEPS = [
   ['+ settings, IPC, errors, app spec (config/*)', `await import('${dist('ipc.js')}'); await import('${dist('config/appspec.js')}'); await import('${dist('config/files.js')}');`],
   ['+ app loader, http worker, request stats, tls (worker/*)', `await import('${dist('worker/app.js')}'); await import('${dist('worker/http.js')}'); await import('${dist('worker/requests.js')}'); await import('${dist('worker/tls.js')}');`],
   // The thread waits on its pipe to the master: here, one end of a loopback connection.
-  ['+ watchdog thread', `const { Worker } = await import('node:worker_threads'); const net = await import('node:net'); const end = await new Promise((ok) => { const l = net.createServer(() => {}).listen(0, '127.0.0.1', () => { const c = net.connect(l.address().port, '127.0.0.1', () => ok(c)); }); }); new Worker(new URL('${dist('worker/watchdog-thread.cjs')}'), { workerData: { fd: end._handle.fd, pulse: new SharedArrayBuffer(16), pulseMs: 250, warmAfterMs: 15000, bootWarmAfterMs: 15000, masterPid: process.ppid, errorLog: { file: null, pretty: false, worker: 1 } } }).unref();`],
+  ['+ watchdog thread', `const { Worker } = await import('node:worker_threads'); const net = await import('node:net'); const end = await new Promise((ok) => { const l = net.createServer(() => {}).listen(0, '127.0.0.1', () => { const c = net.connect(l.address().port, '127.0.0.1', () => ok(c)); }); }); new Worker(new URL('${dist('worker/watchdog-thread.cjs')}'), { workerData: { fd: end._handle.fd, pulse: new SharedArrayBuffer(16), pulseMs: 250, masterPid: process.ppid, errorLog: { file: null, pretty: false, worker: 1 } } }).unref();`],
   ['+ IPC channel (a child with an ipc pipe)', 'IPC'],
 ];
 

@@ -60,13 +60,11 @@ const quota = settings.max_requests > 0 ? settings.max_requests + Math.floor(Mat
 function startWatchdog(): void {
   pulse[0] = Date.now();
   // The thread reads silence from this pulse (tick()): a blocked loop stops it, an idle one does not.
-  const warmAfterMs = (settings.timeout > 0 ? settings.timeout : 30) * 500;
-  const bootWarmAfterMs = (settings.boot_timeout > 0 ? settings.boot_timeout : 30) * 500;
   const toStderr = settings.errorlog === '-';
   const pretty = settings.log_format === 'pretty' || (settings.log_format === 'auto' && toStderr && process.stderr.isTTY === true);
   const errorLog = { file: toStderr ? null : settings.errorlog, pretty, worker: boot!.id };
   const { watchdogFd: fd, masterPid } = boot!;
-  const workerData = { fd, pulse: pulse.buffer, pulseMs: PULSE_MS, warmAfterMs, bootWarmAfterMs, masterPid, errorLog };
+  const workerData = { fd, pulse: pulse.buffer, pulseMs: PULSE_MS, masterPid, errorLog };
   new Thread(new URL('./watchdog-thread.cjs', import.meta.url), { workerData }).unref();
   (globalThis as Record<symbol, unknown>)[Symbol.for('tsgun.abort')] = () => hooks.worker_abort?.(self);
 }
@@ -189,9 +187,9 @@ const CONNECTIONS_CHECK_MS = 100;
 
 /**
  * Shared with the watchdog thread: [0] when this thread's event loop last ran (every
- * PULSE_MS), [1] 1 once the worker is ready.
+ * PULSE_MS).
  */
-const pulse = new Float64Array(new SharedArrayBuffer(16));
+const pulse = new Float64Array(new SharedArrayBuffer(8));
 const PULSE_MS = 250;
 /** The heartbeat's period: four per `timeout`, at most a second. */
 const BEAT_MS = settings.timeout > 0 ? Math.min(1000, (settings.timeout * 1000) / 4) : 1000;
@@ -304,10 +302,8 @@ async function main(): Promise<void> {
   await hooks.post_worker_init?.(self);
   if (stopping) return;
   await send({ t: 'ready' });
-  // The boot may have kept the loop from pulsing for seconds: that silence is not the ready
-  // worker's, and judged by `timeout` it would make the thread enable the debugger at once.
+  // The boot may have kept the loop from pulsing for seconds: that silence is not the ready worker's.
   pulse[0] = Date.now();
-  pulse[1] = 1;
   watchFaults();
   log.info(`Booting worker with pid: ${process.pid}`);
 

@@ -37,14 +37,12 @@ interface WatchdogData {
   fd: number;
   pulse: SharedArrayBuffer;
   pulseMs: number;
-  warmAfterMs: number;
-  bootWarmAfterMs: number;
   masterPid: number;
   /** Where the worker's error log goes (null: stderr), for the one line this thread writes. */
   errorLog: { file: string | null; pretty: boolean; worker: number };
 }
-const { fd, pulse: shared, pulseMs, warmAfterMs, bootWarmAfterMs, masterPid, errorLog } = threads.workerData as WatchdogData;
-/** [0]: when the main thread's event loop last ran (ms since the epoch); [1]: 1 once the worker is ready. */
+const { fd, pulse: shared, pulseMs, masterPid, errorLog } = threads.workerData as WatchdogData;
+/** [0]: when the main thread's event loop last ran (ms since the epoch). */
 const pulse = new Float64Array(shared);
 /** How long the main thread has not run; a few missed pulses mean it is blocked. */
 const silentMs = (): number => Date.now() - pulse[0]!;
@@ -65,8 +63,8 @@ session.on('Debugger.scriptParsed', (m) => {
 /**
  * Debugger.enable announces every script the process has loaded, which takes from a few
  * hundred ms to seconds in a large app on a busy machine. So the debugger is enabled ahead
- * of time, once the main thread has been silent for half of `timeout`, and switched off again
- * if it recovers: a healthy worker pays nothing, and a process that exits with a session
+ * of time, once the master says the worker is late (half way to its timeout) and its main
+ * thread is indeed blocked, and switched off again if it recovers: a healthy worker pays nothing, and a process that exits with a session
  * attached prints "Waiting for the debugger to disconnect...".
  */
 let connected = false;
@@ -117,17 +115,15 @@ function checkOrphaned(): void {
 let recovery: NodeJS.Timeout | null = null;
 
 /**
- * The master says the worker is late: enable the debugger if the main thread has indeed been
- * silent for half of `timeout` (while booting, of `boot_timeout`: a slow boot may be waiting,
- * not blocked), and switch it off when it recovers.
+ * The master says the worker is late (liveness.ts, late()): enable the debugger if the main
+ * thread is blocked (a slow boot may be waiting on I/O instead, its pulse still beating), and
+ * switch it off when the main thread runs again.
  */
 function warmDebugger(): void {
-  // While booting, the main thread may block for as long as boot_timeout allows.
-  const warmAfter = (): number => (pulse[1] === 1 ? warmAfterMs : bootWarmAfterMs);
-  if (capturing || enabled || silentMs() <= warmAfter()) return;
+  if (capturing || enabled || !blocked()) return;
   void enable().catch(() => {});
   recovery ??= setInterval(() => {
-    if (capturing || silentMs() > warmAfter()) return;
+    if (capturing || blocked()) return;
     clearInterval(recovery!);
     recovery = null;
     if (enabled) void disable();
@@ -189,7 +185,6 @@ async function answer(): Promise<string[]> {
 function serveStacks(pipeFd: number): void {
   const pipe = new net.Socket({ fd: pipeFd, readable: true, writable: true });
   watchdogPipe.serveStackRequests(pipe, answer, warmDebugger);
-  pipe.on('end', masterGone);
   pipe.on('close', masterGone);
   pipe.on('error', () => {});
 }
