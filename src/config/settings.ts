@@ -187,7 +187,7 @@ export const SETTINGS = {
     default: 30,
     cli: ['-t', '--timeout'],
     short: 'Seconds a worker may go without a heartbeat before it is killed and replaced; 0 disables.',
-    doc: 'Workers send a heartbeat from their event loop. A worker whose event loop is blocked for longer than this is killed and replaced.',
+    doc: 'Workers send a heartbeat from their event loop. A worker whose event loop is blocked for longer than this is killed and replaced. Before it is killed, the master logs `WORKER TIMEOUT` with the JavaScript stack where it was blocked, its positions mapped through the scripts\' source maps: the lines of a TypeScript app\'s `.ts` files (compiled by tsx), or of the sources of a built app that ships `.map` files (or inline maps).',
   }),
   boot_timeout: setting({
     section: 'Worker processes',

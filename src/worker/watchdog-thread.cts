@@ -22,6 +22,7 @@ import inspector = require('node:inspector');
 import net = require('node:net');
 import timers = require('node:timers/promises');
 import threads = require('node:worker_threads');
+import sourceMaps = require('./source-map.cjs');
 import watchdogPipe = require('./watchdog-pipe.cjs');
 
 interface CallFrame {
@@ -32,6 +33,8 @@ interface CallFrame {
 }
 
 const sleep = timers.setTimeout;
+type ScriptMap = NonNullable<ReturnType<typeof sourceMaps.ScriptMap.of>>;
+type Position = NonNullable<ReturnType<ScriptMap['original']>>;
 interface WatchdogData {
   /** The watchdog pipe. */
   fd: number;
@@ -157,9 +160,40 @@ async function captureStack(): Promise<string[]> {
     // worker_abort runs here, on the main thread, while it is paused in its busy loop.
     await post('Debugger.evaluateOnCallFrame', { callFrameId: top.callFrameId, expression: 'globalThis[Symbol.for("tsgun.abort")]?.()', timeout: 1000 }).catch(() => {});
   }
-  return frames.map((f) => {
-    const url = scriptUrls.get(f.location.scriptId) || f.url || '<unknown>';
-    return `at ${f.functionName || '<anonymous>'} (${url}:${f.location.lineNumber + 1}:${f.location.columnNumber + 1})`;
+  return describe(frames);
+}
+
+/** How long a capture may spend reading source maps before it reports the positions V8 gave. */
+const MAP_BUDGET_MS = 1000;
+
+/**
+ * Each frame as `at fn (file:line:col)`, its position mapped through its script's source map
+ * where it has one (a TypeScript app compiled by tsx, a built app with .map files), read while
+ * the main thread is paused: the scripts of the frames only, each once.
+ */
+async function describe(frames: CallFrame[]): Promise<string[]> {
+  const located = frames.map((f) => ({ name: f.functionName || '<anonymous>', scriptId: f.location.scriptId, url: scriptUrls.get(f.location.scriptId) || f.url || '<unknown>', at: f.location }));
+  const maps = new Map<string, Promise<ScriptMap | null>>();
+  const mapOf = (scriptId: string, url: string): Promise<ScriptMap | null> => {
+    let map = maps.get(scriptId);
+    if (!map) {
+      map = post<{ scriptSource: string }>('Debugger.getScriptSource', { scriptId }).then((r) => sourceMaps.ScriptMap.of(url, r.scriptSource), () => null);
+      maps.set(scriptId, map);
+    }
+    return map;
+  };
+  const mapAll = Promise.all(
+    located.map(async (f): Promise<Position> => {
+      const map = f.url.startsWith('node:') || f.url === '<unknown>' ? null : await mapOf(f.scriptId, f.url);
+      return map?.original(f.at.lineNumber, f.at.columnNumber) ?? { url: f.url, lineNumber: f.at.lineNumber, columnNumber: f.at.columnNumber };
+    }),
+  );
+  const budget = new AbortController();
+  const positions = await Promise.race([mapAll, sleep(MAP_BUDGET_MS, null, { signal: budget.signal }).catch(() => null)]);
+  budget.abort();
+  return located.map((f, i) => {
+    const p = positions?.[i] ?? { url: f.url, lineNumber: f.at.lineNumber, columnNumber: f.at.columnNumber };
+    return `at ${f.name} (${p.url}:${p.lineNumber + 1}:${p.columnNumber + 1})`;
   });
 }
 

@@ -20,6 +20,7 @@ import { alive, appDir, bootedPids, childPidsSync, FIXTURES, hit, linesSince, ty
 
 const DIR = path.join(FIXTURES, 'liveness');
 const APP = 'app:app';
+const APP_TS = readFileSync(path.join(DIR, 'app.ts'), 'utf8');
 /** worker_abort and post_worker_init hooks that write files named by ABORT_FILE and READY_LOG. */
 const HOOKS_CONF = path.join(DIR, 'hooks.conf.ts');
 /** An app module with a syntax error, written over the scratch copy of the app. */
@@ -30,6 +31,13 @@ type Timed = LogLine & { time: number };
 
 /** How long the master waits for a stuck worker's stack (src/worker/watchdog-pipe.cts). */
 const STACK_WAIT_MS = 1500;
+/** Where `text` starts in a fixture's source, 1-based, as `line:column`. */
+function positionOf(source: string, text: string): string {
+  const lines = source.split('\n');
+  const line = lines.findIndex((l) => l.includes(text));
+  assert.ok(line >= 0, `${text} in the fixture`);
+  return `${line + 1}:${lines[line]!.indexOf(text) + 1}`;
+}
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -191,8 +199,13 @@ describe('liveness', { concurrency: 2 }, () => {
     await ctx.test('the line shows the busy loop, and worker_abort ran in the paused worker', {}, () => {
       assert.ok(!stackMissing, `no stack in the WORKER TIMEOUT line: ${timeout.msg}\n--- log ---\n${t.stderr}\n--- worker_abort wrote ---\n${readIfExists(abortFile)}`);
       const frames = timeout.msg!.split('\n').slice(1);
-      assert.match(frames[0]!, new RegExp(`^ {4}at spinForever \\(${escape(`file://${path.join(DIR, 'app.ts')}`)}:\\d+:\\d+\\)$`), `the top frame is the busy loop:\n${timeout.msg}`);
-      assert.ok(frames.some((f) => /^ {4}at app \(.*\/liveness\/app\.ts:\d+:\d+\)$/.test(f)), `the app's handler is on the stack:\n${timeout.msg}`);
+      // Lines of app.ts, not of tsx's compiled output (one line): positions go through the source map.
+      const appUrl = escape(`file://${path.join(DIR, 'app.ts')}`);
+      assert.match(frames[0]!, new RegExp(`^ {4}at spinForever \\(${appUrl}:${positionOf(APP_TS, 'while (true) {}').split(':')[0]}:\\d+\\)$`), `the top frame is the busy loop, at its line in app.ts:\n${timeout.msg}`);
+      assert.ok(
+        frames.some((f) => new RegExp(`^ {4}at app \\(${appUrl}:${positionOf(APP_TS, 'spinForever();')}\\)$`).test(f)),
+        `the app's handler is on the stack, at its call of spinForever in app.ts:\n${timeout.msg}`,
+      );
       const abort = JSON.parse(readIfExists(abortFile) || 'null') as { pid: number; processPid: number; time: number; stack: string } | null;
       assert.ok(abort, `worker_abort wrote ${abortFile}`);
       assert.equal(abort.pid, stuck);
