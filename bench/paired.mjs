@@ -13,7 +13,9 @@
 // Servers: tsgun, tsgun-fetch, tsgun-nobal, cluster (2 workers each, or each count of
 // --workers in turn), node; tsgun-w1 (tsgun -w 1, against node: what a tsgun worker adds to
 // a bare node:http process); and, one process each on the same Hono app, tsgun-fetch-w1
-// (tsgun -w 1) and hono-node (@hono/node-server). Workloads (bench/run.mjs's): hello, json,
+// (tsgun -w 1) and hono-node (@hono/node-server); node-front and node-loaded (node:http fed
+// by a net.Server front as a tsgun worker is, then with a worker's modules loaded: where tsgun
+// -w 1's cost beyond node goes, bench/apps/node-front.mjs). Workloads (bench/run.mjs's): hello, json,
 // json-close, stream, post, c1000. Prints the targets of the servers given with pass or fail,
 // from the same run. Writes --out (a .md, and a .json next to it) unless --no-write. Needs a
 // built tsgun (built here if dist/ is missing; --tsgun-root runs another built checkout's) and
@@ -177,10 +179,11 @@ class ClusterServer extends Server {
 
 class SingleServer extends Server {
   command() {
-    return `PORT=$PORT node ${this.def.script}`;
+    const env = Object.entries(this.def.env ?? {}).map(([k, v]) => `${k}=${v} `).join('');
+    return `PORT=$PORT ${env}node ${this.def.script}`;
   }
   spawnArgs() {
-    return [process.execPath, [this.def.script], { PORT: String(this.port) }];
+    return [process.execPath, [this.def.script], { PORT: String(this.port), ...this.def.env }];
   }
 }
 
@@ -197,6 +200,10 @@ const SERVERS = [
   // The fetch adapter against the public one, one process each, on the same Hono app.
   { id: 'tsgun-fetch-w1', label: 'tsgun -w 1, fetch (Hono)', kind: TsgunServer, app: 'bench/apps/hono.mjs:default', workers: 1 },
   { id: 'hono-node', label: '@hono/node-server, 1 process', kind: SingleServer, script: 'bench/apps/hono-node-server.mjs' },
+  // Where tsgun -w 1's cost beyond node goes: node:http fed by a front as a worker is (against
+  // node), then with a worker's modules loaded too (against node, or tsgun-w1 against it).
+  { id: 'node-front', label: 'node:http behind a net.Server front, 1 process', kind: SingleServer, script: 'bench/apps/node-front.mjs' },
+  { id: 'node-loaded', label: 'node-front with tsgun\'s worker modules and pino loaded, 1 process', kind: SingleServer, script: 'bench/apps/node-front.mjs', env: { NODE_LOADED: '1' } },
 ];
 
 // ---- measurement ----------------------------------------------------------------------------
