@@ -3,8 +3,9 @@
 // server options. With NODE_LOADED=1 it also loads what a tsgun worker loads (its worker modules
 // and pino) without using it; with pino or dist, one of the two; with emitters, nothing, but it
 // sends objects of five other shapes through EventEmitter and Writable once at start. Against
-// node-http.mjs in bench/paired.mjs (servers node-front, node-loaded), it splits what `tsgun -w 1` costs beyond a bare process into the front, the
-// loaded code, and tsgun's own per-request work.
+// node-http.mjs in bench/paired.mjs (servers node-front, node-loaded), it splits what
+// `tsgun -w 1` costs beyond a bare process into the front, the loaded code, and tsgun's own
+// per-request work.
 //   PORT=8000 [NODE_LOADED=1] node bench/apps/node-front.mjs
 import http from 'node:http';
 import net from 'node:net';
