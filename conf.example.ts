@@ -115,6 +115,7 @@ export default defineConfig({
   },
   // Worker side (each worker imports this file for it): after every response.
   post_request(worker, req, res, durationMs) {
-    if (durationMs > 1000) worker.log.warn(`slow request: ${req.method} ${req.url} -> ${res.statusCode} in ${Math.round(durationMs)} ms`);
+    if (durationMs > 1000)
+      worker.log.warn(`slow request: ${req.method} ${req.url} -> ${res.statusCode} in ${Math.round(durationMs)} ms`);
   },
 });

@@ -34,7 +34,13 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 12).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+  process.stdout.write(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(1, 12)
+      .map((l) => l.replace(/^\/\/ ?/, ''))
+      .join('\n') + '\n',
+  );
   process.exit(0);
 }
 const RUNS = Number(opts.runs);
@@ -62,7 +68,11 @@ const servers = [];
 function startTsgun(name, extra) {
   return new Promise((resolve, reject) => {
     const args = [TSGUN, '-b', '127.0.0.1:0', '-w', String(WORKERS), ...extra, APP];
-    const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, TSGUN_CMD_ARGS: '', PORT: '', WEB_CONCURRENCY: '' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: { ...process.env, TSGUN_CMD_ARGS: '', PORT: '', WEB_CONCURRENCY: '' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     const server = { name, proc, url: null, stderr: '' };
     servers.push(server);
     let booted = 0;
@@ -113,14 +123,19 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 
 function wrk(url, seconds) {
   return new Promise((resolve, reject) => {
-    execFile(WRK, ['-t1', '-c32', `-d${seconds}s`, '-s', WRK_LUA, `${url}/`], { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`wrk failed: ${err.message}\n${stderr}`));
-      const line = /WRK_SUMMARY (\{.*\})/.exec(stdout);
-      if (!line) return reject(new Error(`no WRK_SUMMARY line in wrk's output:\n${stdout}`));
-      const s = JSON.parse(line[1]);
-      const errors = s.connect + s.read + s.write + s.status + s.timeout;
-      resolve({ rps: s.requests / (s.duration_us / 1e6), requests: s.requests, errors, p99ms: s.p99_us / 1000 });
-    });
+    execFile(
+      WRK,
+      ['-t1', '-c32', `-d${seconds}s`, '-s', WRK_LUA, `${url}/`],
+      { maxBuffer: 1 << 20 },
+      (err, stdout, stderr) => {
+        if (err) return reject(new Error(`wrk failed: ${err.message}\n${stderr}`));
+        const line = /WRK_SUMMARY (\{.*\})/.exec(stdout);
+        if (!line) return reject(new Error(`no WRK_SUMMARY line in wrk's output:\n${stdout}`));
+        const s = JSON.parse(line[1]);
+        const errors = s.connect + s.read + s.write + s.status + s.timeout;
+        resolve({ rps: s.requests / (s.duration_us / 1e6), requests: s.requests, errors, p99ms: s.p99_us / 1000 });
+      },
+    );
   });
 }
 
@@ -128,8 +143,13 @@ function wrk(url, seconds) {
 
 async function main() {
   const format = opts.format ? ['--access-logformat', opts.format] : [];
-  log(`starting tsgun twice (-w ${WORKERS}, ${APP}): access log off, and on to ${ACCESS_LOG}${opts.format ? ` (format ${opts.format})` : ''}`);
-  const [off, on] = await Promise.all([startTsgun('off', []), startTsgun('on', ['--access-logfile', ACCESS_LOG, ...format])]);
+  log(
+    `starting tsgun twice (-w ${WORKERS}, ${APP}): access log off, and on to ${ACCESS_LOG}${opts.format ? ` (format ${opts.format})` : ''}`,
+  );
+  const [off, on] = await Promise.all([
+    startTsgun('off', []),
+    startTsgun('on', ['--access-logfile', ACCESS_LOG, ...format]),
+  ]);
   // Warm-up (JIT, connection setup); its requests are in the access log too.
   await wrk(off.url, 1);
   const warmRequests = (await wrk(on.url, 1)).requests;
@@ -140,7 +160,9 @@ async function main() {
     for (const s of order) {
       const r = await wrk(s.url, DURATION);
       results[s.name].push(r);
-      log(`run ${i + 1}/${RUNS} ${s.name.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99ms.toFixed(1)} ms  errors ${r.errors}`);
+      log(
+        `run ${i + 1}/${RUNS} ${s.name.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99ms.toFixed(1)} ms  errors ${r.errors}`,
+      );
     }
   }
   await stopAll();
@@ -151,7 +173,10 @@ async function main() {
   const served = results.on.reduce((n, r) => n + r.requests, 0);
   const [mOff, mOn] = [median(results.off.map((r) => r.rps)), median(results.on.map((r) => r.rps))];
   const errors = [...results.off, ...results.on].reduce((n, r) => n + r.errors, 0);
-  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   const out = [
     `access log benchmark: tsgun -w ${WORKERS} ${APP}, wrk -t1 -c32 -d${DURATION}s, ${RUNS} runs each, alternating`,
     `machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, load average ${load}`,

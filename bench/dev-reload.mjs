@@ -20,7 +20,16 @@
 // Needs a built tsgun (`npx tsc -p tsconfig.build.json`; built here if dist/ is missing).
 // Prints a Markdown report (with `uptime`) to stdout and stops every process it started.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,7 +52,13 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 20).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+  process.stdout.write(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(1, 20)
+      .map((l) => l.replace(/^\/\/ ?/, ''))
+      .join('\n') + '\n',
+  );
   process.exit(0);
 }
 const EDITS = Number(opts.edits);
@@ -51,7 +66,9 @@ const WORKERS = opts.workers.split(',').map(Number);
 const IDLE_S = Number(opts.idle);
 const WATCH_DIR = path.resolve(opts['watch-dir']);
 if (!(EDITS >= 0) || !WORKERS.every((w) => Number.isInteger(w) && w >= 1) || !(IDLE_S >= 1)) {
-  process.stderr.write('Error: --edits must be >= 0 (0: idle cost only), --workers a list of counts >= 1, --idle >= 1 (seconds)\n');
+  process.stderr.write(
+    'Error: --edits must be >= 0 (0: idle cost only), --workers a list of counts >= 1, --idle >= 1 (seconds)\n',
+  );
   process.exit(2);
 }
 const POLL_MS = 10;
@@ -149,7 +166,9 @@ function inotifyWatches(pid) {
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
       if (readlinkSync(`/proc/${pid}/fd/${fd}`) !== 'anon_inode:inotify') continue;
-      n += readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').split('\n').filter((l) => l.startsWith('inotify wd:')).length;
+      n += readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('inotify wd:')).length;
     } catch {
       // Closed while we looked.
     }
@@ -264,7 +283,12 @@ async function saveToServe(workers) {
       const detected = lineAfter(server, mark, /^Detected change in /);
       const complete = await waitFor('Reload complete', () => lineAfter(server, mark, /^Reload complete: /));
       // The next edit starts from a quiet state: old workers gone, nothing booting.
-      await waitFor('old workers to exit', () => oldWorkers.every((pid) => !childPids(server.pid).includes(pid)), 60_000, 50);
+      await waitFor(
+        'old workers to exit',
+        () => oldWorkers.every((pid) => !childPids(server.pid).includes(pid)),
+        60_000,
+        50,
+      );
       rows.push({
         edit: i,
         writeToServedMs: Math.round(toServe),
@@ -274,7 +298,9 @@ async function saveToServe(workers) {
         requests,
         failed,
       });
-      log(`-w ${workers} edit ${i}: served after ${Math.round(toServe)} ms (${rows.at(-1).detectedToServedMs} ms after "Detected change"), ${failed} failed of ${requests}`);
+      log(
+        `-w ${workers} edit ${i}: served after ${Math.round(toServe)} ms (${rows.at(-1).detectedToServedMs} ms after "Detected change"), ${failed} failed of ${requests}`,
+      );
       await sleep(1000);
     }
   } finally {
@@ -371,25 +397,67 @@ const uptimeAfter = execFileSync('uptime', { encoding: 'utf8' }).trim();
 
 const out = [];
 out.push('# tsgun --reload: save-to-serve and idle cost', '');
-out.push(`- machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; Node ${process.version}; ${os.platform()} ${os.release()}`);
-out.push(`- command: \`node bench/dev-reload.mjs --edits ${EDITS} --workers ${WORKERS.join(',')} --idle ${IDLE_S} --watch-dir ${WATCH_DIR}\``);
-out.push(`- uptime at start: \`${uptimeBefore}\``, `- uptime before the idle runs: \`${uptimeMid}\``, `- uptime at end: \`${uptimeAfter}\``, '');
+out.push(
+  `- machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; Node ${process.version}; ${os.platform()} ${os.release()}`,
+);
+out.push(
+  `- command: \`node bench/dev-reload.mjs --edits ${EDITS} --workers ${WORKERS.join(',')} --idle ${IDLE_S} --watch-dir ${WATCH_DIR}\``,
+);
+out.push(
+  `- uptime at start: \`${uptimeBefore}\``,
+  `- uptime before the idle runs: \`${uptimeMid}\``,
+  `- uptime at end: \`${uptimeAfter}\``,
+  '',
+);
 if (EDITS > 0) {
-  out.push('## Save to serve', '', `TypeScript app (\`app.ts\`, through tsx), \`tsgun --reload -w N -b 127.0.0.1:0 app\`; ${EDITS} edits each; poll every ${POLL_MS} ms from the write.`, '');
-  out.push('| workers | write -> first new response | "Detected change" -> first new response | write -> "Detected change" | reload complete (log) | failed requests |', '|---|---|---|---|---|---|');
+  out.push(
+    '## Save to serve',
+    '',
+    `TypeScript app (\`app.ts\`, through tsx), \`tsgun --reload -w N -b 127.0.0.1:0 app\`; ${EDITS} edits each; poll every ${POLL_MS} ms from the write.`,
+    '',
+  );
+  out.push(
+    '| workers | write -> first new response | "Detected change" -> first new response | write -> "Detected change" | reload complete (log) | failed requests |',
+    '|---|---|---|---|---|---|',
+  );
   for (const w of WORKERS) {
     const rows = edits[w];
     const took = rows.map((r) => r.reloadTookS * 1000);
-    out.push(`| ${w} | ${summary(rows.map((r) => r.writeToServedMs))} | ${summary(rows.map((r) => r.detectedToServedMs))} | ${summary(rows.map((r) => r.writeToDetectedMs))} | ${summary(took)} | ${rows.reduce((n, r) => n + r.failed, 0)} of ${rows.reduce((n, r) => n + r.requests, 0)} |`);
+    out.push(
+      `| ${w} | ${summary(rows.map((r) => r.writeToServedMs))} | ${summary(rows.map((r) => r.detectedToServedMs))} | ${summary(rows.map((r) => r.writeToDetectedMs))} | ${summary(took)} | ${rows.reduce((n, r) => n + r.failed, 0)} of ${rows.reduce((n, r) => n + r.requests, 0)} |`,
+    );
   }
 }
-out.push('', '## Idle master', '', `\`-w 1\`, left alone ${IDLE_S} s after Ready (+3 s), sampled every second; CPU = (utime+stime) of the master / wall time, % of one core (1 tick = ${1000 / CLK_TCK} ms). A file saved in the watched tree by someone else starts a reload; the seconds from 1 s before its \`Detected change\` line to 10 s after are left out of the second column.`, '');
-out.push('| mode | master CPU, whole window | master CPU, seconds away from reloads | master RSS | inotify watches | start to Ready | reloads while idle |', '|---|---|---|---|---|---|---|');
+out.push(
+  '',
+  '## Idle master',
+  '',
+  `\`-w 1\`, left alone ${IDLE_S} s after Ready (+3 s), sampled every second; CPU = (utime+stime) of the master / wall time, % of one core (1 tick = ${1000 / CLK_TCK} ms). A file saved in the watched tree by someone else starts a reload; the seconds from 1 s before its \`Detected change\` line to 10 s after are left out of the second column.`,
+  '',
+);
+out.push(
+  '| mode | master CPU, whole window | master CPU, seconds away from reloads | master RSS | inotify watches | start to Ready | reloads while idle |',
+  '|---|---|---|---|---|---|---|',
+);
 for (const r of idleRows) {
   const mode = r.reload ? `\`--reload --reload-dir ${WATCH_DIR}\`` : 'no --reload';
-  const quiet = r.quietCpuPercent === null ? 'n/a' : `${r.quietCpuPercent.toFixed(3)} % (${r.quietTicks} ticks in ${r.quietSeconds.toFixed(1)} s)`;
-  out.push(`| ${mode} | ${r.cpuPercent.toFixed(3)} % (${r.ticks} ticks in ${r.seconds.toFixed(1)} s) | ${quiet} | ${r.rssMiB.toFixed(1)} MiB | ${r.inotifyWatches} | ${r.startupS.toFixed(2)} s | ${r.reloadsDuringIdle.length} |`);
+  const quiet =
+    r.quietCpuPercent === null
+      ? 'n/a'
+      : `${r.quietCpuPercent.toFixed(3)} % (${r.quietTicks} ticks in ${r.quietSeconds.toFixed(1)} s)`;
+  out.push(
+    `| ${mode} | ${r.cpuPercent.toFixed(3)} % (${r.ticks} ticks in ${r.seconds.toFixed(1)} s) | ${quiet} | ${r.rssMiB.toFixed(1)} MiB | ${r.inotifyWatches} | ${r.startupS.toFixed(2)} s | ${r.reloadsDuringIdle.length} |`,
+  );
 }
-out.push('', '<details><summary>raw</summary>', '', '```json', JSON.stringify({ edits, idle: idleRows }, null, 1), '```', '</details>', '');
+out.push(
+  '',
+  '<details><summary>raw</summary>',
+  '',
+  '```json',
+  JSON.stringify({ edits, idle: idleRows }, null, 1),
+  '```',
+  '</details>',
+  '',
+);
 process.stdout.write(`${out.join('\n')}\n`);
 process.exit(0);

@@ -3,7 +3,18 @@
 // cleaning up at exit. Importing this module does nothing by itself: `setup()` creates the
 // run's directories and arms the Ctrl-C handlers.
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -22,7 +33,11 @@ export const log = (msg) => process.stderr.write(`[bench ${new Date().toISOStrin
 export function run(cmd, args, options = {}) {
   return new Promise((resolve) => {
     execFile(cmd, args, { maxBuffer: 64 << 20, ...options }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) });
+      resolve({
+        code: err ? (typeof err.code === 'number' ? err.code : 1) : 0,
+        stdout: String(stdout),
+        stderr: String(stderr),
+      });
     });
   });
 }
@@ -184,7 +199,12 @@ export async function runMain(main) {
 export function spawnServer(name, cmd, args, env = {}) {
   const logPath = path.join(logDir, `${name}.log`);
   const fd = openSync(logPath, 'a');
-  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd], detached: true });
+  const child = spawn(cmd, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', fd, fd],
+    detached: true,
+  });
   closeSync(fd);
   groups.add(child.pid);
   return { child, logPath, text: () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '') };
@@ -209,7 +229,11 @@ export async function ensureWrk() {
   return wrk;
 }
 
-export const wrkVersion = () => spawnSync(tools.wrk, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].replace(/ Copyright.*/, '').trim();
+export const wrkVersion = () =>
+  spawnSync(tools.wrk, ['--version'], { encoding: 'utf8' })
+    .stdout.split('\n')[0]
+    .replace(/ Copyright.*/, '')
+    .trim();
 
 /** bin/tsgun, with dist/ built first if it is missing. */
 export async function ensureTsgun() {
@@ -240,8 +264,12 @@ export async function ensureBenchDeps() {
     if (r.code !== 0) why = `npm install --prefix bench failed: ${r.stderr.trim().split('\n').pop()}`;
   }
   return {
-    pm2: existsSync(pm2Bin) ? { bin: pm2Bin, version: pkgVersion(path.join(BENCH, 'node_modules', 'pm2')) } : { bin: null, why: why ?? 'pm2 is not installed under bench/node_modules' },
-    srvx: existsSync(srvxDir) ? { version: pkgVersion(srvxDir) } : { version: null, why: why ?? 'srvx is not installed under bench/node_modules' },
+    pm2: existsSync(pm2Bin)
+      ? { bin: pm2Bin, version: pkgVersion(path.join(BENCH, 'node_modules', 'pm2')) }
+      : { bin: null, why: why ?? 'pm2 is not installed under bench/node_modules' },
+    srvx: existsSync(srvxDir)
+      ? { version: pkgVersion(srvxDir) }
+      : { version: null, why: why ?? 'srvx is not installed under bench/node_modules' },
   };
 }
 
@@ -255,7 +283,11 @@ export async function ensureGunicorn() {
       const python = shebang.startsWith('#!') ? shebang.slice(2).trim().split(/\s+/) : ['python3'];
       const probe = spawnSync(
         python[0],
-        [...python.slice(1), '-c', 'import gunicorn, uvicorn, uvicorn.workers, importlib.util as u; print(gunicorn.__version__, uvicorn.__version__, "uvloop" if u.find_spec("uvloop") else "asyncio", "httptools" if u.find_spec("httptools") else "h11")'],
+        [
+          ...python.slice(1),
+          '-c',
+          'import gunicorn, uvicorn, uvicorn.workers, importlib.util as u; print(gunicorn.__version__, uvicorn.__version__, "uvloop" if u.find_spec("uvloop") else "asyncio", "httptools" if u.find_spec("httptools") else "h11")',
+        ],
         { encoding: 'utf8' },
       );
       if (probe.status !== 0) continue;
@@ -266,13 +298,19 @@ export async function ensureGunicorn() {
   };
   let found = find();
   if (!found && (await aptInstall(['gunicorn', 'python3-uvicorn']))) found = find();
-  return found ?? { bin: null, why: 'gunicorn with the uvicorn worker is not available (apt-get install -y gunicorn python3-uvicorn failed or was not possible)' };
+  return (
+    found ?? {
+      bin: null,
+      why: 'gunicorn with the uvicorn worker is not available (apt-get install -y gunicorn python3-uvicorn failed or was not possible)',
+    }
+  );
 }
 
 /** Uvicorn's WebSocket support (the `websockets` library) for gunicorn's interpreter: its version, or null. */
 export async function ensureUvicornWebsockets(gunicorn) {
   const [python, ...pre] = gunicorn.python.split(' ');
-  const probe = () => spawnSync(python, [...pre, '-c', 'import websockets; print(websockets.__version__)'], { encoding: 'utf8' });
+  const probe = () =>
+    spawnSync(python, [...pre, '-c', 'import websockets; print(websockets.__version__)'], { encoding: 'utf8' });
   let r = probe();
   if (r.status !== 0 && (await aptInstall(['python3-websockets']))) r = probe();
   return r.status === 0 ? r.stdout.trim() : null;
@@ -307,7 +345,10 @@ export const wrkCommand = (w, seconds) =>
  */
 export async function wrk(w, port, seconds, during = null, cpu = null) {
   const args = wrkArgs(w, port, seconds);
-  const child = cpu == null ? spawn(tools.wrk, args, { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn('taskset', ['-c', String(cpu), tools.wrk, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child =
+    cpu == null
+      ? spawn(tools.wrk, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('taskset', ['-c', String(cpu), tools.wrk, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const t0 = Date.now();
   const forget = onCleanup(() => child.kill('SIGKILL'));
   let out = '';
@@ -318,7 +359,8 @@ export async function wrk(w, port, seconds, during = null, cpu = null) {
   const [code, events] = await Promise.all([exited, driving]);
   forget();
   const line = out.split('\n').find((l) => l.startsWith('WRK_SUMMARY '));
-  if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code}): ${out.trim().split('\n').slice(-3).join(' / ')}`);
+  if (code !== 0 || !line)
+    throw new Error(`wrk failed (exit ${code}): ${out.trim().split('\n').slice(-3).join(' / ')}`);
   const s = JSON.parse(line.slice('WRK_SUMMARY '.length));
   const failed = s.connect + s.read + s.write + s.timeout + s.status;
   return { ...s, failed, rps: s.requests / (s.duration_us / 1e6), events, out };
@@ -338,7 +380,9 @@ export const pct = (r, d = 1) => (r == null ? '—' : `${(r * 100).toFixed(d)} %
 
 export function gitRev(root = ROOT) {
   const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' });
-  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: root, encoding: 'utf8' }).stdout.trim() !== '';
+  const dirty =
+    spawnSync('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: root, encoding: 'utf8' }).stdout.trim() !==
+    '';
   return r.status === 0 ? `${r.stdout.trim()}${dirty ? ' + uncommitted changes in src/ or bin/' : ''}` : 'unknown';
 }
 
@@ -394,7 +438,13 @@ export const WRK_POST = path.join(BENCH, 'wrk-post.lua');
 export const WORKLOADS = [
   { id: 'hello', title: 'hello (tiny text)', path: '/', conns: 32 },
   { id: 'json', title: 'json (200 items)', path: '/json', conns: 32 },
-  { id: 'json-close', title: 'json, new connection per request', path: '/json', conns: 32, headers: ['Connection: close'] },
+  {
+    id: 'json-close',
+    title: 'json, new connection per request',
+    path: '/json',
+    conns: 32,
+    headers: ['Connection: close'],
+  },
   { id: 'stream', title: '1 MiB streamed (64 KiB chunks)', path: '/stream', conns: 32 },
   { id: 'post', title: 'POST 64 KiB body, echoed', path: '/echo', conns: 32, script: WRK_POST },
   { id: 'c1000', title: 'hello, 1,000 keep-alive connections', path: '/', conns: 1000 },
@@ -411,15 +461,25 @@ export const WORKLOADS = [
  */
 export async function snapshotTsgun(root = ROOT) {
   if (root === ROOT) await ensureTsgun();
-  else if (!existsSync(path.join(root, 'dist', 'cli.js'))) throw new Error(`${root} has no dist/: build it first (npx tsc -p tsconfig.build.json)`);
+  else if (!existsSync(path.join(root, 'dist', 'cli.js')))
+    throw new Error(`${root} has no dist/: build it first (npx tsc -p tsconfig.build.json)`);
   // Not while a build is writing dist/.
-  await waitFor('no tsc build running', () => spawnSync('pgrep', ['-f', 'tsc -p tsconfig.build.json'], { encoding: 'utf8' }).stdout.trim() === '', 120_000, 500);
+  await waitFor(
+    'no tsc build running',
+    () => spawnSync('pgrep', ['-f', 'tsc -p tsconfig.build.json'], { encoding: 'utf8' }).stdout.trim() === '',
+    120_000,
+    500,
+  );
   // Under node_modules/.cache so that packages resolve from the repository's node_modules
   // (not bench/node_modules, whose older commander comes with PM2).
   const snap = path.join(ROOT, 'node_modules', '.cache', 'tsgun-bench');
   rmSync(snap, { recursive: true, force: true });
-  for (const part of ['bin', 'dist', 'package.json']) if (existsSync(path.join(root, part))) cpSync(path.join(root, part), path.join(snap, part), { recursive: true });
-  tools.tsgunBuilt = statSync(path.join(root, 'dist', 'cli.js')).mtime.toISOString().slice(0, 16).replace('T', ' ');
+  for (const part of ['bin', 'dist', 'package.json'])
+    if (existsSync(path.join(root, part))) cpSync(path.join(root, part), path.join(snap, part), { recursive: true });
+  tools.tsgunBuilt = statSync(path.join(root, 'dist', 'cli.js'))
+    .mtime.toISOString()
+    .slice(0, 16)
+    .replace('T', ' ');
   return path.join(snap, 'bin', 'tsgun');
 }
 
@@ -442,4 +502,3 @@ export function replaceMarkedSection(text, name, body) {
   const old = markedSection(text, name);
   return old ? text.replace(old, () => section) : `${text.trimEnd()}\n\n${section}\n`;
 }
-

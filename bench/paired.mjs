@@ -33,7 +33,33 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ROOT, WORKLOADS, childrenOf, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pkgVersion, rel, runMain, setup, snapshotTsgun, spawnServer, stopGroup, tools, treeTicks, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
+import {
+  ROOT,
+  WORKLOADS,
+  childrenOf,
+  ensureWrk,
+  fmtInt,
+  freePort,
+  gitRev,
+  httpStatus,
+  interrupted,
+  log,
+  median,
+  onCleanup,
+  pkgVersion,
+  rel,
+  runMain,
+  setup,
+  snapshotTsgun,
+  spawnServer,
+  stopGroup,
+  tools,
+  treeTicks,
+  waitFor,
+  wrk,
+  wrkCommand,
+  wrkVersion,
+} from './lib.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -51,8 +77,13 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1);
-  const header = lines.slice(0, lines.findIndex((l) => !l.startsWith('//')));
+  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8')
+    .split('\n')
+    .slice(1);
+  const header = lines.slice(
+    0,
+    lines.findIndex((l) => !l.startsWith('//')),
+  );
   process.stdout.write(header.map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
   process.exit(0);
 }
@@ -80,7 +111,8 @@ const OUT_JSON = OUT_MD.replace(/\.md$/, '') + '.json';
  * CPU ms a tree spent between two treeTicks() samples: every process alive at the end, from 0
  * if it started in between. Processes reaped in between are lost (the servers keep theirs).
  */
-const treeCpuMs = (before, after) => (Object.entries(after).reduce((s, [pid, t]) => s + t - (before[pid] ?? 0), 0) * 1000) / CLK_TCK;
+const treeCpuMs = (before, after) =>
+  (Object.entries(after).reduce((s, [pid, t]) => s + t - (before[pid] ?? 0), 0) * 1000) / CLK_TCK;
 
 /** The machine's aggregate CPU counters (/proc/stat's "cpu" line), for the steal share of a round. */
 function cpuTimes() {
@@ -108,13 +140,20 @@ class Server {
     this.proc = spawnServer(this.id, cmd, args, env);
     this.forget = onCleanup(() => this.stop());
     await this.ready();
-    await waitFor(`${this.id}: HTTP 200`, async () => {
-      this.checkAlive();
-      return (await httpStatus(this.port, 1000)) === 200;
-    }, START_MS);
+    await waitFor(
+      `${this.id}: HTTP 200`,
+      async () => {
+        this.checkAlive();
+        return (await httpStatus(this.port, 1000)) === 200;
+      },
+      START_MS,
+    );
   }
   checkAlive() {
-    if (this.proc.child.exitCode !== null) throw new Error(`${this.id} exited with ${this.proc.child.exitCode}: ${this.proc.text().trim().split('\n').slice(-3).join(' / ')}`);
+    if (this.proc.child.exitCode !== null)
+      throw new Error(
+        `${this.id} exited with ${this.proc.child.exitCode}: ${this.proc.text().trim().split('\n').slice(-3).join(' / ')}`,
+      );
   }
   async ready() {}
   /** The pid whose process tree counts: the process we spawned. */
@@ -126,7 +165,8 @@ class Server {
   }
   /** --pin: every thread of every process of the server's tree onto one CPU. */
   pin(cpu) {
-    for (const pid of Object.keys(treeTicks(this.pid))) spawnSync('taskset', ['-a', '-p', '-c', String(cpu), pid], { stdio: 'ignore' });
+    for (const pid of Object.keys(treeTicks(this.pid)))
+      spawnSync('taskset', ['-a', '-p', '-c', String(cpu), pid], { stdio: 'ignore' });
   }
   async stop() {
     if (this.stopped || !this.proc) return;
@@ -150,11 +190,19 @@ class TsgunServer extends Server {
     return [process.execPath, [tools.tsgun, ...this.args()]];
   }
   async ready() {
-    await waitFor(`${this.id}: Listening at`, () => {
-      this.checkAlive();
-      return this.proc.text().includes(`Listening at: http://127.0.0.1:${this.port}`);
-    }, START_MS);
-    await waitFor(`${this.id}: ${this.workers} worker(s) booted`, () => (this.proc.text().match(/Booting worker with pid/g) ?? []).length >= this.workers, START_MS);
+    await waitFor(
+      `${this.id}: Listening at`,
+      () => {
+        this.checkAlive();
+        return this.proc.text().includes(`Listening at: http://127.0.0.1:${this.port}`);
+      },
+      START_MS,
+    );
+    await waitFor(
+      `${this.id}: ${this.workers} worker(s) booted`,
+      () => (this.proc.text().match(/Booting worker with pid/g) ?? []).length >= this.workers,
+      START_MS,
+    );
   }
 }
 
@@ -170,16 +218,22 @@ class ClusterServer extends Server {
   }
   async ready() {
     // HTTP 200 proves one worker; wait for all to be forked too.
-    await waitFor(`${this.id}: ${this.workers} workers forked`, () => {
-      this.checkAlive();
-      return childrenOf(this.pid).length >= this.workers;
-    }, START_MS);
+    await waitFor(
+      `${this.id}: ${this.workers} workers forked`,
+      () => {
+        this.checkAlive();
+        return childrenOf(this.pid).length >= this.workers;
+      },
+      START_MS,
+    );
   }
 }
 
 class SingleServer extends Server {
   command() {
-    const env = Object.entries(this.def.env ?? {}).map(([k, v]) => `${k}=${v} `).join('');
+    const env = Object.entries(this.def.env ?? {})
+      .map(([k, v]) => `${k}=${v} `)
+      .join('');
     return `PORT=$PORT ${env}node ${this.def.script}`;
   }
   spawnArgs() {
@@ -190,20 +244,55 @@ class SingleServer extends Server {
 // The same ids, apps and commands as bench/run.mjs. `scales`: --workers sets its worker count.
 const SERVERS = [
   { id: 'tsgun', label: 'tsgun -w N, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default', scales: true },
-  { id: 'tsgun-fetch', label: 'tsgun -w N, fetch (Hono)', kind: TsgunServer, app: 'bench/apps/hono.mjs:default', scales: true },
+  {
+    id: 'tsgun-fetch',
+    label: 'tsgun -w N, fetch (Hono)',
+    kind: TsgunServer,
+    app: 'bench/apps/hono.mjs:default',
+    scales: true,
+  },
   // What connection balancing costs or gains, next to the default.
-  { id: 'tsgun-nobal', label: 'tsgun -w N --no-balance-connections, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default', args: ['--no-balance-connections'], scales: true },
+  {
+    id: 'tsgun-nobal',
+    label: 'tsgun -w N --no-balance-connections, listener',
+    kind: TsgunServer,
+    app: 'bench/apps/suite.mjs:default',
+    args: ['--no-balance-connections'],
+    scales: true,
+  },
   { id: 'cluster', label: 'node:cluster RR, N workers', kind: ClusterServer, scales: true },
   { id: 'node', label: 'node:http, 1 process', kind: SingleServer, script: 'bench/apps/node-http.mjs' },
   // What a tsgun worker adds to a bare node:http process on the same listener (compare with node).
   { id: 'tsgun-w1', label: 'tsgun -w 1, listener', kind: TsgunServer, app: 'bench/apps/suite.mjs:default', workers: 1 },
   // The fetch adapter against the public one, one process each, on the same Hono app.
-  { id: 'tsgun-fetch-w1', label: 'tsgun -w 1, fetch (Hono)', kind: TsgunServer, app: 'bench/apps/hono.mjs:default', workers: 1 },
-  { id: 'hono-node', label: '@hono/node-server, 1 process', kind: SingleServer, script: 'bench/apps/hono-node-server.mjs' },
+  {
+    id: 'tsgun-fetch-w1',
+    label: 'tsgun -w 1, fetch (Hono)',
+    kind: TsgunServer,
+    app: 'bench/apps/hono.mjs:default',
+    workers: 1,
+  },
+  {
+    id: 'hono-node',
+    label: '@hono/node-server, 1 process',
+    kind: SingleServer,
+    script: 'bench/apps/hono-node-server.mjs',
+  },
   // Where tsgun -w 1's cost beyond node goes: node:http fed by a front as a worker is (against
   // node), then with a worker's modules loaded too (against node, or tsgun-w1 against it).
-  { id: 'node-front', label: 'node:http behind a net.Server front, 1 process', kind: SingleServer, script: 'bench/apps/node-front.mjs' },
-  { id: 'node-loaded', label: 'node-front with tsgun\'s worker modules and pino loaded, 1 process', kind: SingleServer, script: 'bench/apps/node-front.mjs', env: { NODE_LOADED: '1' } },
+  {
+    id: 'node-front',
+    label: 'node:http behind a net.Server front, 1 process',
+    kind: SingleServer,
+    script: 'bench/apps/node-front.mjs',
+  },
+  {
+    id: 'node-loaded',
+    label: "node-front with tsgun's worker modules and pino loaded, 1 process",
+    kind: SingleServer,
+    script: 'bench/apps/node-front.mjs',
+    env: { NODE_LOADED: '1' },
+  },
 ];
 
 // ---- measurement ----------------------------------------------------------------------------
@@ -300,7 +389,8 @@ function pinnedPairs(rs) {
  */
 function pairRatio(rounds, id, other) {
   const each = rounds.map((r) => ratios(r, id, other));
-  const rs = opts.pin && rounds[0] && Object.keys(rounds[0].servers).length === 2 ? pinnedPairs(each) : each.filter(Boolean);
+  const rs =
+    opts.pin && rounds[0] && Object.keys(rounds[0].servers).length === 2 ? pinnedPairs(each) : each.filter(Boolean);
   const rps = rs.map((x) => x.rps).filter((x) => x != null);
   return {
     rps: median(rps),
@@ -347,8 +437,17 @@ function targets(results, ids) {
       check('tsgun -w 1 ÷ node:http', w.id, 'CPU/req', r.cpuPerReq, '≤', 1.03);
     }
     if (w.id === 'json') {
-      if (has('tsgun-fetch', 'tsgun')) check('tsgun fetch ÷ listener', w.id, 'req/s', pairRatio(rounds, 'tsgun-fetch', 'tsgun').rps, '≥', 0.85);
-      if (has('tsgun-fetch-w1', 'tsgun-w1')) check('tsgun -w 1 fetch ÷ listener', w.id, 'req/s', pairRatio(rounds, 'tsgun-fetch-w1', 'tsgun-w1').rps, '≥', 0.85);
+      if (has('tsgun-fetch', 'tsgun'))
+        check('tsgun fetch ÷ listener', w.id, 'req/s', pairRatio(rounds, 'tsgun-fetch', 'tsgun').rps, '≥', 0.85);
+      if (has('tsgun-fetch-w1', 'tsgun-w1'))
+        check(
+          'tsgun -w 1 fetch ÷ listener',
+          w.id,
+          'req/s',
+          pairRatio(rounds, 'tsgun-fetch-w1', 'tsgun-w1').rps,
+          '≥',
+          0.85,
+        );
     }
   }
   return rows;
@@ -361,7 +460,9 @@ function targetsTable(rows) {
   return [
     '| pair | workload | measure | median of per-round ratios | target | result |',
     '|---|---|---|---:|---|---|',
-    ...rows.map((t) => `| ${t.pair} | ${t.workload} | ${t.measure} | ${fmt(t.figure, 3)} | ${t.target} | ${passText(t.pass)} |`),
+    ...rows.map(
+      (t) => `| ${t.pair} | ${t.workload} | ${t.measure} | ${fmt(t.figure, 3)} | ${t.target} | ${passText(t.pass)} |`,
+    ),
   ].join('\n');
 }
 
@@ -374,7 +475,9 @@ function byWorkersTable(runs) {
   for (const { workers, results } of runs) {
     for (const { workload: w, rounds, summary } of results) {
       const r = pairRatio(rounds, 'tsgun', 'cluster');
-      out.push(`| ${workers} | ${w.id} | ${fmtInt(summary.tsgun?.rps)} | ${fmtInt(summary.cluster?.rps)} | ${fmt(r.rps, 3)} | ${fmt(r.rpsMin, 2)}–${fmt(r.rpsMax, 2)} | ${fmt(r.cpuPerReq, 3)} | ${fmt(r.p99, 2)} |`);
+      out.push(
+        `| ${workers} | ${w.id} | ${fmtInt(summary.tsgun?.rps)} | ${fmtInt(summary.cluster?.rps)} | ${fmt(r.rps, 3)} | ${fmt(r.rpsMin, 2)}–${fmt(r.rpsMax, 2)} | ${fmt(r.cpuPerReq, 3)} | ${fmt(r.p99, 2)} |`,
+      );
     }
   }
   return out.join('\n');
@@ -395,7 +498,9 @@ function summaryTable(results, servers, ref) {
       const x = summary[s.id];
       const r = x.ratio;
       const failed = x.failedRounds ? ` (${x.failedRounds} round(s) failed)` : '';
-      out.push(`| ${w.id} | ${s.id} | ${fmtInt(x.rps)} | ${fmt(x.p99, 1)} | ${fmt(x.cpuPerReq, 0)} | ${fmtInt(x.errors)}${failed} | ${r ? fmt(r.rps, 2) : s.id === ref ? '(ref)' : '—'} | ${r ? `${fmt(r.rpsMin, 2)}–${fmt(r.rpsMax, 2)}` : ''} | ${r ? fmt(r.p99, 2) : ''} | ${r ? fmt(r.cpuPerReq, 2) : ''} |`);
+      out.push(
+        `| ${w.id} | ${s.id} | ${fmtInt(x.rps)} | ${fmt(x.p99, 1)} | ${fmt(x.cpuPerReq, 0)} | ${fmtInt(x.errors)}${failed} | ${r ? fmt(r.rps, 2) : s.id === ref ? '(ref)' : '—'} | ${r ? `${fmt(r.rpsMin, 2)}–${fmt(r.rpsMax, 2)}` : ''} | ${r ? fmt(r.p99, 2) : ''} | ${r ? fmt(r.cpuPerReq, 2) : ''} |`,
+      );
     }
   }
   return out.join('\n');
@@ -450,7 +555,17 @@ function report({ runs, ref, meta }) {
     out.push('## Throughput by worker count', '', byWorkersTable(runs), '');
   }
   for (const { workers, results, servers: ss } of runs) {
-    out.push(`## Targets${countTitle(workers)}`, '', targetsTable(targets(results, ss.map((s) => s.id))), '');
+    out.push(
+      `## Targets${countTitle(workers)}`,
+      '',
+      targetsTable(
+        targets(
+          results,
+          ss.map((s) => s.id),
+        ),
+      ),
+      '',
+    );
   }
   for (const { workers, results, servers: ss } of runs) {
     out.push(`## Summary${countTitle(workers)}`, '', summaryTable(results, ss, ref), '');
@@ -458,13 +573,15 @@ function report({ runs, ref, meta }) {
   out.push(
     `**req/s, p99, CPU µs/req**: medians over the rounds of each server's own figures. **errors**: wrk's socket errors (connect + read + write + timeout) + responses with status > 399, all rounds. **CPU µs/req**: utime + stime of the server's whole process tree (from /proc, over the round) ÷ the requests wrk counted.${ref ? ` **÷ ${ref}**: the median (and the range) of the per-round ratios to ${ref}, measured in the same round — the figures to compare; for p99 and CPU/req below 1 is better.` : ''} **Targets**: the same medians of per-round ratios, for the pairs the issue states targets for.`,
     '',
-    'Reading the numbers: all servers and all wrks share the machine\'s CPUs, so absolute figures are lower than each server alone, and a server that needs less CPU per request can serve more of the shared load. The per-round ratio removes what the servers share (CPU steal, other work on the machine); it does not remove what they compete for.',
+    "Reading the numbers: all servers and all wrks share the machine's CPUs, so absolute figures are lower than each server alone, and a server that needs less CPU per request can serve more of the shared load. The per-round ratio removes what the servers share (CPU steal, other work on the machine); it does not remove what they compete for.",
     '',
     '## Commands',
     '',
     'Servers (PORT: a free port chosen by the script):',
     '',
-    ...runs.flatMap(({ servers: ss }) => ss.map((s) => `- \`${s.id}\` (${s.def.label.replace('N', String(s.workers ?? 'N'))}): \`${s.command()}\``)),
+    ...runs.flatMap(({ servers: ss }) =>
+      ss.map((s) => `- \`${s.id}\` (${s.def.label.replace('N', String(s.workers ?? 'N'))}): \`${s.command()}\``),
+    ),
     '',
     'Load (one wrk per server per round, all spawned together):',
     '',
@@ -472,11 +589,17 @@ function report({ runs, ref, meta }) {
     '',
     '## Per round',
     '',
-    '**load**: the 1-minute load average when the round started; **steal**, **idle**: shares of the machine\'s CPU time during the round (/proc/stat).',
+    "**load**: the 1-minute load average when the round started; **steal**, **idle**: shares of the machine's CPU time during the round (/proc/stat).",
     '',
   );
   for (const { workers, results, servers: ss } of runs) {
-    for (const res of results) out.push(`### ${res.workload.id}: ${res.workload.title}${countTitle(workers)}`, '', roundsTable(res, ss, ref), '');
+    for (const res of results)
+      out.push(
+        `### ${res.workload.id}: ${res.workload.title}${countTitle(workers)}`,
+        '',
+        roundsTable(res, ss, ref),
+        '',
+      );
   }
   return out.join('\n');
 }
@@ -487,8 +610,14 @@ function report({ runs, ref, meta }) {
 async function measure(defs, workloads, ref) {
   const servers = defs.map((d) => new d.kind(d));
   const cpus = os.availableParallelism?.() ?? os.cpus().length;
-  if (opts.pin && servers.length > cpus) throw new Error(`--pin: ${servers.length} servers need as many CPUs; this machine has ${cpus}`);
-  log(`starting ${servers.map((s) => `${s.id}${s.workers ? ` (${s.workers} worker(s))` : ''}`).join(', ')}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  if (opts.pin && servers.length > cpus)
+    throw new Error(`--pin: ${servers.length} servers need as many CPUs; this machine has ${cpus}`);
+  log(
+    `starting ${servers.map((s) => `${s.id}${s.workers ? ` (${s.workers} worker(s))` : ''}`).join(', ')}; load average ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
   try {
     for (const s of servers) {
       await s.start();
@@ -510,10 +639,16 @@ async function measure(defs, workloads, ref) {
         rounds.push(r);
         const parts = servers.map((s) => {
           const x = r.servers[s.id];
-          return x.error ? `${s.id} error: ${x.error}` : `${s.id} ${fmtInt(x.rps)} req/s p99 ${fmt(x.p99, 1)} ms ${fmt(x.cpuPerReq, 0)} µs/req${x.errors ? ` errors ${x.errors}` : ''}`;
+          return x.error
+            ? `${s.id} error: ${x.error}`
+            : `${s.id} ${fmtInt(x.rps)} req/s p99 ${fmt(x.p99, 1)} ms ${fmt(x.cpuPerReq, 0)} µs/req${x.errors ? ` errors ${x.errors}` : ''}`;
         });
-        const ratio = ref ? servers.filter((s) => s.id !== ref).map((s) => `${s.id}/${ref} ${fmt(ratios(r, s.id, ref)?.rps, 2)}`) : [];
-        log(`${w.id.padEnd(10)} ${i + 1}/${ROUNDS}  load ${r.load.toFixed(2)} steal ${Math.round((r.steal ?? 0) * 100)} %  ${parts.join(' | ')}${ratio.length ? `  => ${ratio.join(' ')}` : ''}`);
+        const ratio = ref
+          ? servers.filter((s) => s.id !== ref).map((s) => `${s.id}/${ref} ${fmt(ratios(r, s.id, ref)?.rps, 2)}`)
+          : [];
+        log(
+          `${w.id.padEnd(10)} ${i + 1}/${ROUNDS}  load ${r.load.toFixed(2)} steal ${Math.round((r.steal ?? 0) * 100)} %  ${parts.join(' | ')}${ratio.length ? `  => ${ratio.join(' ')}` : ''}`,
+        );
       }
       results.push({ workload: w, rounds, summary: summarize(rounds, servers, ref) });
     }
@@ -529,7 +664,9 @@ async function main() {
   const wantW = opts.workloads.split(',').filter(Boolean);
   const unknownWorkloads = wantW.filter((id) => !WORKLOADS.some((w) => w.id === id));
   if (unknownServers.length || unknownWorkloads.length || want.length === 0 || wantW.length === 0) {
-    throw new Error(`unknown or missing --servers/--workloads: ${[...unknownServers, ...unknownWorkloads].join(', ') || '(empty)'}; servers: ${SERVERS.map((s) => s.id).join(', ')}; workloads: ${WORKLOADS.map((w) => w.id).join(', ')}`);
+    throw new Error(
+      `unknown or missing --servers/--workloads: ${[...unknownServers, ...unknownWorkloads].join(', ') || '(empty)'}; servers: ${SERVERS.map((s) => s.id).join(', ')}; workloads: ${WORKLOADS.map((w) => w.id).join(', ')}`,
+    );
   }
   // In the order given: the first is the one compared, the reference is cluster or the second.
   const defs = [...new Set(want)].map((id) => SERVERS.find((s) => s.id === id));
@@ -545,30 +682,52 @@ async function main() {
     started: new Date().toISOString().slice(0, 16).replace('T', ' '),
     machine: `${os.cpus().length} CPUs (nproc ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()}), ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.type()} ${os.release()}`,
     nofile: spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim(),
-    loadBefore: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    loadBefore: os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' '),
     versions: [
       `node ${process.version}`,
       `tsgun ${pkgVersion(tsgunRoot)} (git ${gitRev(tsgunRoot)}${tsgunRoot !== ROOT ? `, from ${tsgunRoot}` : ''}${tools.tsgunBuilt ? `; dist/ built ${tools.tsgunBuilt} UTC, run from a copy made at the start` : ''})`,
       wrkVersion(),
-      ...(defs.some((d) => d.app?.startsWith('bench/apps/hono') || d.id === 'hono-node') ? [`hono ${pkgVersion(path.join(ROOT, 'node_modules', 'hono'))}`] : []),
-      ...(defs.some((d) => d.id === 'hono-node') ? [`@hono/node-server ${pkgVersion(path.join(ROOT, 'node_modules', '@hono', 'node-server'))}`] : []),
+      ...(defs.some((d) => d.app?.startsWith('bench/apps/hono') || d.id === 'hono-node')
+        ? [`hono ${pkgVersion(path.join(ROOT, 'node_modules', 'hono'))}`]
+        : []),
+      ...(defs.some((d) => d.id === 'hono-node')
+        ? [`@hono/node-server ${pkgVersion(path.join(ROOT, 'node_modules', '@hono', 'node-server'))}`]
+        : []),
     ],
   };
 
   const runs = [];
   const machine0 = cpuTimes();
   for (const workers of COUNTS) {
-    const run = await measure(workers == null ? defs : defs.map((d) => (d.scales ? { ...d, workers } : d)), workloads, ref);
+    const run = await measure(
+      workers == null ? defs : defs.map((d) => (d.scales ? { ...d, workers } : d)),
+      workloads,
+      ref,
+    );
     if (!run) return;
     runs.push({ workers, ...run });
   }
   meta.steal = share(machine0, cpuTimes(), 'steal');
-  meta.loadAfter = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+  meta.loadAfter = os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 
   for (const { workers, servers, results } of runs) {
-    process.stdout.write(`\n${workers == null ? '' : `${workers} worker(s)\n\n`}${summaryTable(results, servers, ref)}\n\n${targetsTable(targets(results, servers.map((s) => s.id)))}\n`);
+    process.stdout.write(
+      `\n${workers == null ? '' : `${workers} worker(s)\n\n`}${summaryTable(results, servers, ref)}\n\n${targetsTable(
+        targets(
+          results,
+          servers.map((s) => s.id),
+        ),
+      )}\n`,
+    );
   }
-  if (runs.length > 1 && defs.some((d) => d.id === 'tsgun') && defs.some((d) => d.id === 'cluster')) process.stdout.write(`\n${byWorkersTable(runs)}\n`);
+  if (runs.length > 1 && defs.some((d) => d.id === 'tsgun') && defs.some((d) => d.id === 'cluster'))
+    process.stdout.write(`\n${byWorkersTable(runs)}\n`);
   process.stdout.write('\n');
   if (!opts['no-write']) {
     mkdirSync(path.dirname(OUT_MD), { recursive: true });
@@ -583,8 +742,17 @@ async function main() {
       runs: runs.map(({ workers, servers, results }) => ({
         workers,
         servers: servers.map((s) => ({ id: s.id, label: s.def.label, command: s.command() })),
-        targets: targets(results, servers.map((s) => s.id)),
-        workloads: results.map(({ workload: w, rounds, summary }) => ({ id: w.id, title: w.title, wrk: wrkCommand(w, DURATION), summary, rounds })),
+        targets: targets(
+          results,
+          servers.map((s) => s.id),
+        ),
+        workloads: results.map(({ workload: w, rounds, summary }) => ({
+          id: w.id,
+          title: w.title,
+          wrk: wrkCommand(w, DURATION),
+          summary,
+          rounds,
+        })),
       })),
     };
     writeFileSync(OUT_JSON, JSON.stringify(json, null, 2) + '\n');

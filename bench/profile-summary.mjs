@@ -19,7 +19,9 @@ const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
 // ---- source maps (dist/*.js -> src/*.ts) ------------------------------------------------
 
-const B64 = Object.fromEntries([...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].map((c, i) => [c, i]));
+const B64 = Object.fromEntries(
+  [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].map((c, i) => [c, i]),
+);
 
 function decodeVlq(segment) {
   const out = [];
@@ -66,7 +68,10 @@ function sourceLines(jsFile) {
     // Relative to the directory holding dist/ (the repository, or bench/run.mjs's copy of it).
     const at = jsFile.lastIndexOf(`${path.sep}dist${path.sep}`);
     const base = at >= 0 ? jsFile.slice(0, at) : ROOT;
-    result = { lines, sources: map.sources.map((s) => path.relative(base, path.resolve(dir, map.sourceRoot ?? '', s))) };
+    result = {
+      lines,
+      sources: map.sources.map((s) => path.relative(base, path.resolve(dir, map.sourceRoot ?? '', s))),
+    };
   } catch {
     result = null;
   }
@@ -90,7 +95,8 @@ function location(url, lineNumber) {
 // ---- categories ---------------------------------------------------------------------------
 
 /** tsgun's compiled code: dist/ of the repository, or bench/run.mjs's copy of it in node_modules/.cache/tsgun-bench/. */
-const isTsgunDist = (u) => /\/dist\/.+\.js$/.test(u) && (!u.includes('/node_modules/') || u.includes('/node_modules/.cache/tsgun-bench/dist/'));
+const isTsgunDist = (u) =>
+  /\/dist\/.+\.js$/.test(u) && (!u.includes('/node_modules/') || u.includes('/node_modules/.cache/tsgun-bench/dist/'));
 const isTsgunWorker = (u) => isTsgunDist(u) && /\/dist\/worker\/[^/]+\.js$/.test(u);
 
 export const CATEGORIES = [
@@ -105,7 +111,10 @@ export const CATEGORIES = [
   ['undici (Request/Response/Headers)', (u) => u.startsWith('node:internal/deps/undici')],
   ['web streams', (u) => u.startsWith('node:internal/webstreams')],
   ['node:http', (u) => /^node:(_http|internal\/http|http$)/.test(u)],
-  ['node:stream / net', (u) => /^node:(internal\/streams|stream|net|internal\/stream_base_commons|internal\/net)/.test(u)],
+  [
+    'node:stream / net',
+    (u) => /^node:(internal\/streams|stream|net|internal\/stream_base_commons|internal\/net)/.test(u),
+  ],
   ['node internals (other)', (u) => u.startsWith('node:')],
 ];
 
@@ -127,7 +136,9 @@ function categorize(node) {
  * Summarize one profile. Returns totals, categories, self time by function, and tsgun's
  * functions with self and inclusive counts. `window` = [fromUs, toUs] on the profile clock.
  */
-const isAppCode = (u) => u.includes('/bench/apps/') || (u.includes('/node_modules/') && !isTsgunDist(u) && !/\/node_modules\/(pino|sonic-boom|thread-stream)/.test(u));
+const isAppCode = (u) =>
+  u.includes('/bench/apps/') ||
+  (u.includes('/node_modules/') && !isTsgunDist(u) && !/\/node_modules\/(pino|sonic-boom|thread-stream)/.test(u));
 
 export function summarize(profile, { window = null, ownCode = isTsgunWorker, appCode = isAppCode } = {}) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
@@ -189,18 +200,30 @@ export function summarize(profile, { window = null, ownCode = isTsgunWorker, app
     const [fn, loc, url] = k.split('\t');
     return { fn, loc, url };
   };
-  const own = [...new Set([...inclusive.keys()])].map((k) => ({ ...split(k), self: self.get(k) ?? 0, inclusive: inclusive.get(k) })).sort((a, b) => b.inclusive - a.inclusive);
+  const own = [...new Set([...inclusive.keys()])]
+    .map((k) => ({ ...split(k), self: self.get(k) ?? 0, inclusive: inclusive.get(k) }))
+    .sort((a, b) => b.inclusive - a.inclusive);
   return {
     samples: all,
     idle,
     total,
     categories: [...categories].map(([name, n]) => ({ name, n })).sort((a, b) => b.n - a.n),
-    functions: [...self].map(([k, n]) => ({ ...split(k), n, category: categorize({ callFrame: { url: split(k).url, functionName: split(k).fn } }) })).sort((a, b) => b.n - a.n),
+    functions: [...self]
+      .map(([k, n]) => ({
+        ...split(k),
+        n,
+        category: categorize({ callFrame: { url: split(k).url, functionName: split(k).fn } }),
+      }))
+      .sort((a, b) => b.n - a.n),
     own,
     ownSelf: own.reduce((s, f) => s + f.self, 0),
     attributedTotal,
     attributed: [...attributed]
-      .map(([k, a]) => ({ ...split(k), n: a.n, leaves: [...a.leaves].map(([lk, n]) => ({ ...split(lk), n })).sort((x, y) => y.n - x.n) }))
+      .map(([k, a]) => ({
+        ...split(k),
+        n: a.n,
+        leaves: [...a.leaves].map(([lk, n]) => ({ ...split(lk), n })).sort((x, y) => y.n - x.n),
+      }))
       .sort((x, y) => y.n - x.n),
   };
 }
@@ -223,20 +246,31 @@ export function render(sum, { top = 20, ownTop = 15 } = {}) {
   out.push('');
   out.push('| function | where | category | samples | share |');
   out.push('|---|---|---|---:|---:|');
-  for (const f of sum.functions.slice(0, top)) out.push(`| \`${esc(f.fn)}\` | ${esc(f.loc || '—')} | ${esc(f.category)} | ${f.n} | ${pct(f.n, sum.total)} |`);
+  for (const f of sum.functions.slice(0, top))
+    out.push(`| \`${esc(f.fn)}\` | ${esc(f.loc || '—')} | ${esc(f.category)} | ${f.n} | ${pct(f.n, sum.total)} |`);
   out.push('');
   out.push(`tsgun's worker functions (src/worker/*.ts), inclusive = samples with the function anywhere on the stack:`);
   out.push('');
   out.push('| function | where | self | self share | inclusive | inclusive share |');
   out.push('|---|---|---:|---:|---:|---:|');
-  for (const f of sum.own.slice(0, ownTop)) out.push(`| \`${esc(f.fn)}\` | ${esc(f.loc)} | ${f.self} | ${pct(f.self, sum.total)} | ${f.inclusive} | ${pct(f.inclusive, sum.total)} |`);
+  for (const f of sum.own.slice(0, ownTop))
+    out.push(
+      `| \`${esc(f.fn)}\` | ${esc(f.loc)} | ${f.self} | ${pct(f.self, sum.total)} | ${f.inclusive} | ${pct(f.inclusive, sum.total)} |`,
+    );
   out.push('');
-  out.push('Attributed to tsgun (innermost frame that is tsgun\'s or the app\'s is tsgun\'s), by tsgun function, with the functions the samples were in:');
+  out.push(
+    "Attributed to tsgun (innermost frame that is tsgun's or the app's is tsgun's), by tsgun function, with the functions the samples were in:",
+  );
   out.push('');
   out.push('| tsgun function | where | share | where those samples were (top 6) |');
   out.push('|---|---|---:|---|');
   for (const a of sum.attributed.slice(0, ownTop)) {
-    out.push(`| \`${esc(a.fn)}\` | ${esc(a.loc)} | ${pct(a.n, sum.total)} | ${a.leaves.slice(0, 6).map((l) => `${esc(l.fn)} ${pct(l.n, sum.total)}`).join(', ')} |`);
+    out.push(
+      `| \`${esc(a.fn)}\` | ${esc(a.loc)} | ${pct(a.n, sum.total)} | ${a.leaves
+        .slice(0, 6)
+        .map((l) => `${esc(l.fn)} ${pct(l.n, sum.total)}`)
+        .join(', ')} |`,
+    );
   }
   return out.join('\n');
 }
@@ -246,10 +280,21 @@ export function render(sum, { top = 20, ownTop = 15 } = {}) {
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { top: { type: 'string', default: '25' }, from: { type: 'string' }, to: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      top: { type: 'string', default: '25' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help || positionals.length === 0) {
-    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 12).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+    process.stdout.write(
+      readFileSync(fileURLToPath(import.meta.url), 'utf8')
+        .split('\n')
+        .slice(1, 12)
+        .map((l) => l.replace(/^\/\/ ?/, ''))
+        .join('\n') + '\n',
+    );
     process.exit(values.help ? 0 : 2);
   }
   const window = values.from || values.to ? [Number(values.from ?? 0), Number(values.to ?? Infinity)] : null;

@@ -19,7 +19,24 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensureTsgun, ensureWrk, fmtInt, log, median, onCleanup, ROOT, runMain, setup, signal, sleep, terminate, tools, treeTicks, waitFor, wrk } from './lib.mjs';
+import {
+  ensureTsgun,
+  ensureWrk,
+  fmtInt,
+  log,
+  median,
+  onCleanup,
+  ROOT,
+  runMain,
+  setup,
+  signal,
+  sleep,
+  terminate,
+  tools,
+  treeTicks,
+  waitFor,
+  wrk,
+} from './lib.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -31,7 +48,13 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 15).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+  process.stdout.write(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(1, 15)
+      .map((l) => l.replace(/^\/\/ ?/, ''))
+      .join('\n') + '\n',
+  );
   process.exit(0);
 }
 const ROUNDS = Number(opts.rounds);
@@ -83,7 +106,8 @@ async function startServer(name, file, args) {
   };
 }
 
-const startTsgun = (extra = []) => startServer('tsgun', tools.tsgun, ['-w', '2', '-b', '127.0.0.1:0', ...TSGUN_ARGS, ...extra, APP]);
+const startTsgun = (extra = []) =>
+  startServer('tsgun', tools.tsgun, ['-w', '2', '-b', '127.0.0.1:0', ...TSGUN_ARGS, ...extra, APP]);
 /** The reload benchmark's floor (bench/apps/bare-manager.mjs): bare node:http workers, replaced on HUP. */
 const startFloor = () => startServer('floor', process.execPath, ['bench/apps/bare-manager.mjs', '2']);
 
@@ -111,7 +135,9 @@ async function steadyVsHup() {
         const cpu = treeCpu(server.pid) - cpu0;
         const r = { rps: w.rps, cpuPerReq: (cpu / w.requests) * 1e6, cores: cpu / DURATION, failed: w.failed };
         phases[phase].push(r);
-        log(`round ${round} ${phase}: ${fmtInt(r.rps)} req/s, ${r.cpuPerReq.toFixed(1)} µs CPU/request, ${r.cores.toFixed(2)} cores, ${r.failed} failed`);
+        log(
+          `round ${round} ${phase}: ${fmtInt(r.rps)} req/s, ${r.cpuPerReq.toFixed(1)} µs CPU/request, ${r.cores.toFixed(2)} cores, ${r.failed} failed`,
+        );
         await sleep(2000);
       }
     }
@@ -168,7 +194,7 @@ async function freshProcess() {
   return [
     '## 2. A fresh node:http process (no tsgun), the same app, 1 s slices from cold',
     '',
-    '`wrk -t1 -c16 -d1s` repeatedly against one new process; CPU µs per request in each second (median over rounds), and as a multiple of the last three seconds\':',
+    "`wrk -t1 -c16 -d1s` repeatedly against one new process; CPU µs per request in each second (median over rounds), and as a multiple of the last three seconds':",
     '',
     `| second | ${med.map((_, i) => i + 1).join(' | ')} |`,
     `|---|${med.map(() => '---:').join('|')}|`,
@@ -195,10 +221,13 @@ async function workerCost() {
       const perWorker = ((treeCpu(server.pid) - base) / (HUPS * 2)) * 1000;
       await server.stop();
       rows[kind].push(perWorker);
-      log(`idle reloads ${round}, ${kind}: ${perWorker.toFixed(0)} ms CPU per worker started and retired (master's share included)`);
+      log(
+        `idle reloads ${round}, ${kind}: ${perWorker.toFixed(0)} ms CPU per worker started and retired (master's share included)`,
+      );
     }
   }
-  const line = (xs) => `**${median(xs).toFixed(0)} ms** per worker (median; per round ${xs.map((x) => x.toFixed(0)).join(', ')})`;
+  const line = (xs) =>
+    `**${median(xs).toFixed(0)} ms** per worker (median; per round ${xs.map((x) => x.toFixed(0)).join(', ')})`;
   return [
     '## 3. What one worker costs, idle',
     '',
@@ -212,8 +241,16 @@ async function workerCost() {
 async function main() {
   tools.wrk = await ensureWrk();
   tools.tsgun = await ensureTsgun();
-  const loadBefore = os.loadavg().map((x) => x.toFixed(2)).join(' ');
-  const out = [`# Reload CPU (bench/reload-cpu.mjs)`, '', `${os.cpus().length} CPUs, ${os.cpus()[0]?.model ?? ''}; node ${process.version}; load average before: ${loadBefore}`, ''];
+  const loadBefore = os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+  const out = [
+    `# Reload CPU (bench/reload-cpu.mjs)`,
+    '',
+    `${os.cpus().length} CPUs, ${os.cpus()[0]?.model ?? ''}; node ${process.version}; load average before: ${loadBefore}`,
+    '',
+  ];
   if (PARTS.has(1)) out.push(...(await steadyVsHup()), '');
   if (PARTS.has(2)) out.push(...(await freshProcess()), '');
   if (PARTS.has(3)) out.push(...(await workerCost()), '');

@@ -25,13 +25,52 @@
 // for the Gunicorn row, Debian's gunicorn + python3-uvicorn (apt-get; skipped if missing).
 // Every server started here is stopped at the end, on error and on Ctrl-C.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { wsLoad } from './ws-load.mjs';
-import { BENCH, ROOT, ensureBenchDeps, ensureGunicorn, ensureTsgun, ensureUvicornWebsockets, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pct, rel, run, runMain, setup, signal, sleep, terminate, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
+import {
+  BENCH,
+  ROOT,
+  ensureBenchDeps,
+  ensureGunicorn,
+  ensureTsgun,
+  ensureUvicornWebsockets,
+  ensureWrk,
+  fmtInt,
+  freePort,
+  gitRev,
+  httpStatus,
+  interrupted,
+  log,
+  median,
+  onCleanup,
+  pct,
+  rel,
+  run,
+  runMain,
+  setup,
+  signal,
+  sleep,
+  terminate,
+  tools,
+  waitFor,
+  wrk,
+  wrkCommand,
+  wrkVersion,
+} from './lib.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -50,7 +89,13 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 20).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+  process.stdout.write(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(1, 20)
+      .map((l) => l.replace(/^\/\/ ?/, ''))
+      .join('\n') + '\n',
+  );
   process.exit(0);
 }
 const RUNS = Number(opts.runs);
@@ -66,12 +111,23 @@ const SCALE_WORKERS = opts['scale-workers'].split(',').map(Number);
 const SCALE_DURATION = Number(opts['scale-duration']);
 const SCALE_OVERLAP = opts['scale-overlap'];
 const SCALE_ROWS = [11, 12, 13, 14];
-if (!(RUNS >= 1) || !(DURATION >= 4) || !(WARMUP >= 0) || !(SCALE_DURATION >= 4) || SCALE_WORKERS.length !== 2 || !SCALE_WORKERS.every((w) => Number.isInteger(w) && w >= 1)) {
-  process.stderr.write('Error: --runs must be >= 1, --duration and --scale-duration >= 4 (seconds), --warmup >= 0, --scale-workers two counts A,B\n');
+if (
+  !(RUNS >= 1) ||
+  !(DURATION >= 4) ||
+  !(WARMUP >= 0) ||
+  !(SCALE_DURATION >= 4) ||
+  SCALE_WORKERS.length !== 2 ||
+  !SCALE_WORKERS.every((w) => Number.isInteger(w) && w >= 1)
+) {
+  process.stderr.write(
+    'Error: --runs must be >= 1, --duration and --scale-duration >= 4 (seconds), --warmup >= 0, --scale-workers two counts A,B\n',
+  );
   process.exit(2);
 }
 // Rows 11-14 alone write their own file, so that running them leaves rows 1-10's results as they are.
-const OUT = opts.out ?? path.join(BENCH, 'results', [...SELECTED].every((id) => SCALE_ROWS.includes(id)) ? 'reload-scale.md' : 'reload.md');
+const OUT =
+  opts.out ??
+  path.join(BENCH, 'results', [...SELECTED].every((id) => SCALE_ROWS.includes(id)) ? 'reload-scale.md' : 'reload.md');
 // Every phase's load (wrk -t1, bench/wrk-summary.lua): 32 keep-alive connections on GET /.
 const LOAD = { conns: 32, path: '/' };
 const WORKERS = 2;
@@ -97,7 +153,8 @@ const { LOG_DIR, TMP } = setup({ logs: 'reload-logs.tmp', tmpPrefix: 'tsgun-benc
 
 /** How long a server may take to start: each of listening, workers booted, HTTP 200. */
 const START_MS = 20_000;
-const waitServing = (name, port) => waitFor(`${name}: HTTP 200`, async () => (await httpStatus(port, 1000)) === 200, START_MS);
+const waitServing = (name, port) =>
+  waitFor(`${name}: HTTP 200`, async () => (await httpStatus(port, 1000)) === 200, START_MS);
 
 /** A unique name for each server instance: its log file and pidfile. */
 let instances = 0;
@@ -116,7 +173,9 @@ class LogFile {
     return readFileSync(this.path).subarray(from).toString('utf8');
   }
   count(re, from = 0) {
-    return this.text(from).split('\n').filter((l) => re.test(l)).length;
+    return this.text(from)
+      .split('\n')
+      .filter((l) => re.test(l)).length;
   }
   close() {
     if (this.fd !== null) closeSync(this.fd);
@@ -174,10 +233,15 @@ class LoggedMaster {
   }
   /** Wait for `test` on the log, failing at once if the process exits. */
   waitLog(what, test) {
-    return waitFor(`${this.name}: ${what}`, () => {
-      if (this.child.exitCode !== null) throw new Error(`${this.name} exited with ${this.child.exitCode}:\n${this.log.text()}`);
-      return test(this.log.text());
-    }, START_MS);
+    return waitFor(
+      `${this.name}: ${what}`,
+      () => {
+        if (this.child.exitCode !== null)
+          throw new Error(`${this.name} exited with ${this.child.exitCode}:\n${this.log.text()}`);
+        return test(this.log.text());
+      },
+      START_MS,
+    );
   }
   mark() {
     return this.log.size();
@@ -214,8 +278,13 @@ class Tsgun extends LoggedMaster {
     this.launch(tools.tsgun, this.args);
     this.pids.add(this.pid);
     this.exited = new Promise((resolve) => this.child.once('exit', (code, sig) => resolve({ code, sig })));
-    this.port = Number((await this.waitLog('Listening at', (text) => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(text)))[1]);
-    await this.waitLog(`${this.workers} workers booted`, () => this.log.count(/Booting worker with pid/) >= this.workers);
+    this.port = Number(
+      (await this.waitLog('Listening at', (text) => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(text)))[1],
+    );
+    await this.waitLog(
+      `${this.workers} workers booted`,
+      () => this.log.count(/Booting worker with pid/) >= this.workers,
+    );
     // Many workers on few cores boot for a while: measure once all of them serve.
     if (this.workers > WORKERS) await this.waitLog('Ready: line', (text) => /Ready: \d+ workers/.test(text));
     await waitServing(this.name, this.port);
@@ -245,7 +314,10 @@ class Tsgun extends LoggedMaster {
     }
     // "Reload complete: generation G ready (W workers, T s)": T counts from the HUP that
     // started the reload (from the first one, when later HUPs superseded it).
-    const durations = lines.map((l) => /Reload complete: generation \d+ ready \(\d+ workers, ([\d.]+) s\)/.exec(l)).filter(Boolean).map((m) => Number(m[1]));
+    const durations = lines
+      .map((l) => /Reload complete: generation \d+ ready \(\d+ workers, ([\d.]+) s\)/.exec(l))
+      .filter(Boolean)
+      .map((m) => Number(m[1]));
     return {
       booted: n(/Booting worker with pid/),
       retired: reasons,
@@ -261,7 +333,12 @@ class Tsgun extends LoggedMaster {
     const started = [...this.log.text(from).matchAll(/Reloading: starting generation (\d+)/g)].map((m) => Number(m[1]));
     if (started.length === 0) return;
     const newest = Math.max(...started);
-    await waitFor(`${this.name}: generation ${newest} ready`, () => new RegExp(`Reload complete: generation ${newest} ready|reload failed`).test(this.log.text(from)), ms, 200);
+    await waitFor(
+      `${this.name}: generation ${newest} ready`,
+      () => new RegExp(`Reload complete: generation ${newest} ready|reload failed`).test(this.log.text(from)),
+      ms,
+      200,
+    );
   }
 }
 
@@ -279,13 +356,17 @@ class Pm2 {
   async pm2(args, env = this.env) {
     const r = await run(tools.pm2.bin, args, { cwd: ROOT, env });
     writeFileSync(this.log.path, `$ pm2 ${args.join(' ')} (exit ${r.code})\n${r.stdout}${r.stderr}\n`, { flag: 'a' });
-    if (r.code !== 0) throw new Error(`pm2 ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+    if (r.code !== 0)
+      throw new Error(`pm2 ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
     return r;
   }
   async start() {
     this.port = await freePort();
     this.forget = onCleanup(() => this.stop());
-    await this.pm2(['start', 'bench/apps/json.cjs', '-i', String(WORKERS), '--name', 'app'], { ...this.env, PORT: String(this.port) });
+    await this.pm2(['start', 'bench/apps/json.cjs', '-i', String(WORKERS), '--name', 'app'], {
+      ...this.env,
+      PORT: String(this.port),
+    });
     await waitServing(this.name, this.port);
     return this;
   }
@@ -301,11 +382,15 @@ class Pm2 {
     if (this.stopped) return;
     this.stopped = true;
     this.forget?.();
-    const daemon = Number(existsSync(path.join(this.home, 'pm2.pid')) ? readFileSync(path.join(this.home, 'pm2.pid'), 'utf8') : 0);
+    const daemon = Number(
+      existsSync(path.join(this.home, 'pm2.pid')) ? readFileSync(path.join(this.home, 'pm2.pid'), 'utf8') : 0,
+    );
     await this.pm2(['kill']).catch((err) => log(err.message));
     if (daemon) await terminate(daemon, { graceMs: 5000 });
     // Copy PM2's own log and the apps' logs next to ours, then drop its home.
-    for (const f of ['pm2.log']) if (existsSync(path.join(this.home, f))) writeFileSync(this.log.path, readFileSync(path.join(this.home, f)), { flag: 'a' });
+    for (const f of ['pm2.log'])
+      if (existsSync(path.join(this.home, f)))
+        writeFileSync(this.log.path, readFileSync(path.join(this.home, f)), { flag: 'a' });
     rmSync(this.home, { recursive: true, force: true });
     this.log.close();
   }
@@ -322,7 +407,18 @@ class Gunicorn extends LoggedMaster {
     this.app = app;
   }
   args() {
-    return ['-k', 'uvicorn.workers.UvicornWorker', '-w', String(WORKERS), '-b', `127.0.0.1:${this.port}`, '--chdir', 'bench/apps', ...this.extraArgs, this.app];
+    return [
+      '-k',
+      'uvicorn.workers.UvicornWorker',
+      '-w',
+      String(WORKERS),
+      '-b',
+      `127.0.0.1:${this.port}`,
+      '--chdir',
+      'bench/apps',
+      ...this.extraArgs,
+      this.app,
+    ];
   }
   command() {
     return `gunicorn ${this.args().join(' ').replace(String(this.port), '$PORT')}`;
@@ -330,13 +426,19 @@ class Gunicorn extends LoggedMaster {
   async start() {
     this.port = await freePort();
     this.launch(tools.gunicorn.bin, this.args());
-    await this.waitLog(`${WORKERS} workers booted`, (text) => (text.match(/Application startup complete/g) ?? []).length >= WORKERS);
+    await this.waitLog(
+      `${WORKERS} workers booted`,
+      (text) => (text.match(/Application startup complete/g) ?? []).length >= WORKERS,
+    );
     await waitServing(this.name, this.port);
     return this;
   }
   events(from) {
     const text = this.log.text(from);
-    return { booted: (text.match(/Booting worker with pid/g) ?? []).length, exited: (text.match(/Worker exiting/g) ?? []).length };
+    return {
+      booted: (text.match(/Booting worker with pid/g) ?? []).length,
+      exited: (text.match(/Worker exiting/g) ?? []).length,
+    };
   }
 }
 
@@ -356,7 +458,9 @@ class BareManager extends LoggedMaster {
   }
   async start() {
     this.launch(process.execPath, ['bench/apps/bare-manager.mjs', ...this.args]);
-    this.port = Number((await this.waitLog('Listening at', (text) => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(text)))[1]);
+    this.port = Number(
+      (await this.waitLog('Listening at', (text) => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(text)))[1],
+    );
     await this.waitLog(`${WORKERS} workers ready`, (text) => /Ready: /.test(text));
     await waitServing(this.name, this.port);
     return this;
@@ -364,7 +468,11 @@ class BareManager extends LoggedMaster {
   events(from) {
     const text = this.log.text(from);
     const count = (re) => (text.match(re) ?? []).length;
-    return { booted: count(/Booting worker with pid/g), reloads: count(/Reload complete/g), recycled: count(/Recycled worker/g) };
+    return {
+      booted: count(/Booting worker with pid/g),
+      reloads: count(/Reload complete/g),
+      recycled: count(/Recycled worker/g),
+    };
   }
 }
 
@@ -394,9 +502,14 @@ const ROWS = [
     // worker can serve rather than what scaling costs.)
     action: 'kill -TTIN / -TTOU x3 each',
     make: () => new Tsgun('tsgun-ttin-ttou'),
-    steps: (s) => spread(6).map((t, i) => [t, i % 2 === 0 ? 'TTIN' : 'TTOU', () => {
-        signal(s.master(), i % 2 === 0 ? 'SIGTTIN' : 'SIGTTOU');
-      }]),
+    steps: (s) =>
+      spread(6).map((t, i) => [
+        t,
+        i % 2 === 0 ? 'TTIN' : 'TTOU',
+        () => {
+          signal(s.master(), i % 2 === 0 ? 'SIGTTIN' : 'SIGTTOU');
+        },
+      ]),
     summary: (e) => `${e.retired['scale down'] ?? 0} workers retired, ${e.booted} started and ready`,
     short: ['workers retired + started', (e) => `${e.retired['scale down'] ?? 0}+${e.booted}`],
   },
@@ -413,9 +526,17 @@ const ROWS = [
           const old = s.master();
           const from = s.mark();
           signal(old, 'SIGUSR2');
-          const successor = await waitFor('the new master in the pidfile', () => (s.master() !== old ? s.master() : null), 10_000);
+          const successor = await waitFor(
+            'the new master in the pidfile',
+            () => (s.master() !== old ? s.master() : null),
+            10_000,
+          );
           s.pids.add(successor);
-          await waitFor('the new master\'s workers', () => s.log.count(/Booting worker with pid/, from) >= WORKERS, 15_000);
+          await waitFor(
+            "the new master's workers",
+            () => s.log.count(/Booting worker with pid/, from) >= WORKERS,
+            15_000,
+          );
           return `new master ${successor} ready`;
         },
       ],
@@ -430,7 +551,13 @@ const ROWS = [
       ],
     ],
     summary: (e, ev) => `${ev.map((x) => `${x.label} at ${(x.at / 1000).toFixed(1)} s: ${x.note}`).join('; ')}`,
-    short: ['new master ready, old master exited 0', (e, ev) => (ev.length === 2 && /ready$/.test(ev[0].note) && ev[1].note === 'old master exited 0' ? 'yes' : ev.map((x) => x.note).join(', '))],
+    short: [
+      'new master ready, old master exited 0',
+      (e, ev) =>
+        ev.length === 2 && /ready$/.test(ev[0].note) && ev[1].note === 'old master exited 0'
+          ? 'yes'
+          : ev.map((x) => x.note).join(', '),
+    ],
   },
   {
     id: 4,
@@ -441,10 +568,16 @@ const ROWS = [
     baseline: 'a plain tsgun',
     makeMain: (steady) => {
       const n = maxRequestsFor(steady);
-      return new Tsgun('tsgun-max-requests', ['--max-requests', String(n), '--max-requests-jitter', String(Math.round(n / 10))]);
+      return new Tsgun('tsgun-max-requests', [
+        '--max-requests',
+        String(n),
+        '--max-requests-jitter',
+        String(Math.round(n / 10)),
+      ]);
     },
     steps: () => [],
-    summary: (e, ev, server) => `${e.retired['max-requests'] ?? 0} workers recycled (${server.args.slice(6, 10).join(' ')})`,
+    summary: (e, ev, server) =>
+      `${e.retired['max-requests'] ?? 0} workers recycled (${server.args.slice(6, 10).join(' ')})`,
     short: ['workers recycled (at N)', (e, ev, server) => `${e.retired['max-requests'] ?? 0} (${server.args[7]})`],
   },
   {
@@ -466,7 +599,13 @@ const ROWS = [
     summary: (e) => `${e.booted} workers started, ${e.exited} exited`,
     short: ['workers started', (e) => `${e.booted}`],
   },
-  { id: 7, server: 'floor: bare node:http workers', make: () => new BareManager('bare-manager'), ...HUP_X4, ...RELOADS_DONE },
+  {
+    id: 7,
+    server: 'floor: bare node:http workers',
+    make: () => new BareManager('bare-manager'),
+    ...HUP_X4,
+    ...RELOADS_DONE,
+  },
   {
     id: 8,
     server: 'floor: bare node:http workers',
@@ -519,9 +658,16 @@ function scaleRow(id, workers, batch) {
     batch: batch ? `${batch}` : `${effective} (default)`,
     duration: SCALE_DURATION,
     action: `kill -HUP x4, reload_batch ${batch ? batch : `${effective} (default)`}`,
-    make: () => new Tsgun(`tsgun-w${workers}-hup-b${batch || 'default'}`, batch ? ['--reload-batch', String(batch)] : [], undefined, workers),
+    make: () =>
+      new Tsgun(
+        `tsgun-w${workers}-hup-b${batch || 'default'}`,
+        batch ? ['--reload-batch', String(batch)] : [],
+        undefined,
+        workers,
+      ),
     steps: (s) => spreadFromStart(4, SCALE_DURATION).map((t, i) => [t, `HUP #${i + 1}`, (c) => hupScale(s, c.t0)]),
-    summary: (e) => `${e.hups} HUPs sent, ${e.reloads} reloads complete within the phase (${e.superseded} superseded), ${e.booted} workers started; reload durations ${e.durations.map((d) => `${d} s`).join(', ') || 'none'}`,
+    summary: (e) =>
+      `${e.hups} HUPs sent, ${e.reloads} reloads complete within the phase (${e.superseded} superseded), ${e.booted} workers started; reload durations ${e.durations.map((d) => `${d} s`).join(', ') || 'none'}`,
     short: ['reloads complete within the phase / HUPs sent', (e) => `${e.reloads}/${e.hups}`],
   };
 }
@@ -537,7 +683,9 @@ async function hupScale(server, t0) {
   server.hup();
   if (SCALE_OVERLAP) return 'sent';
   while (Date.now() < end) {
-    const m = /Reload complete: generation \d+ ready \(\d+ workers, ([\d.]+) s\)|reload failed/.exec(server.log.text(from));
+    const m = /Reload complete: generation \d+ ready \(\d+ workers, ([\d.]+) s\)|reload failed/.exec(
+      server.log.text(from),
+    );
     if (m) return m[1] ? `complete in ${m[1]} s` : 'reload failed';
     await sleep(100);
   }
@@ -550,14 +698,36 @@ async function measureWsRow(row, runNo) {
   const server = row.make();
   try {
     await server.start();
-    log(`${tag}: ${row.server} — ${WS_CLIENTS} WebSocket clients, one message each per ${WS_INTERVAL_MS} ms, ${row.action ?? HUP_X4.action}, ${DURATION} s`);
+    log(
+      `${tag}: ${row.server} — ${WS_CLIENTS} WebSocket clients, one message each per ${WS_INTERVAL_MS} ms, ${row.action ?? HUP_X4.action}, ${DURATION} s`,
+    );
     const from = server.mark();
-    const ws = await wsLoad(server.port, { clients: WS_CLIENTS, intervalMs: WS_INTERVAL_MS, seconds: DURATION, during: schedule(row.steps(server)) });
+    const ws = await wsLoad(server.port, {
+      clients: WS_CLIENTS,
+      intervalMs: WS_INTERVAL_MS,
+      seconds: DURATION,
+      during: schedule(row.steps(server)),
+    });
     const ev = server.events(from);
     const note = row.summary(ev, ws.events, server);
-    const result = { row: row.id, run: runNo, kind: 'ws', ws, events: ev, note, short: row.short[1](ev, ws.events, server), commands: [server.command()], log: rel(server.log.path) };
-    const codes = Object.entries(ws.closeCodes).map(([c, n]) => `${c} x${n}`).join(', ') || 'none';
-    log(`${tag}: ${fmtInt(ws.sent)} sent, ${fmtInt(ws.echoed)} echoed, ${ws.lost} lost, ${ws.reconnects} reconnects, ${ws.failedConnects} failed connects, close codes ${codes}; ${note}`);
+    const result = {
+      row: row.id,
+      run: runNo,
+      kind: 'ws',
+      ws,
+      events: ev,
+      note,
+      short: row.short[1](ev, ws.events, server),
+      commands: [server.command()],
+      log: rel(server.log.path),
+    };
+    const codes =
+      Object.entries(ws.closeCodes)
+        .map(([c, n]) => `${c} x${n}`)
+        .join(', ') || 'none';
+    log(
+      `${tag}: ${fmtInt(ws.sent)} sent, ${fmtInt(ws.echoed)} echoed, ${ws.lost} lost, ${ws.reconnects} reconnects, ${ws.failedConnects} failed connects, close codes ${codes}; ${note}`,
+    );
     return result;
   } finally {
     await server.stop();
@@ -609,9 +779,27 @@ async function measureRow(row, runNo) {
     log(`${tag}: ${row.server} — steady state again, ${DURATION} s`);
     const after = await wrkPhase(server.port, DURATION);
     const steadyRps = (steady.rps + after.rps) / 2;
-    const result = { row: row.id, run: runNo, steady, after, steadyRps, loaded, ratio: loaded.rps / steadyRps, events: ev, note, short, commands, log: logPath };
-    log(`${tag}: ${fmtInt(loaded.requests)} requests, ${loaded.failed} failed, ${fmtInt(loaded.rps)} req/s vs ${fmtInt(steadyRps)} steady (${fmtInt(steady.rps)} before, ${fmtInt(after.rps)} after: ${pct(result.ratio)}); ${note}`);
-    if (loaded.failed > 0 || steady.failed > 0 || after.failed > 0) log(`${tag}: failures — ${failBreakdown(loaded)} (steady before: ${failBreakdown(steady)}; after: ${failBreakdown(after)}); server log: ${logPath}`);
+    const result = {
+      row: row.id,
+      run: runNo,
+      steady,
+      after,
+      steadyRps,
+      loaded,
+      ratio: loaded.rps / steadyRps,
+      events: ev,
+      note,
+      short,
+      commands,
+      log: logPath,
+    };
+    log(
+      `${tag}: ${fmtInt(loaded.requests)} requests, ${loaded.failed} failed, ${fmtInt(loaded.rps)} req/s vs ${fmtInt(steadyRps)} steady (${fmtInt(steady.rps)} before, ${fmtInt(after.rps)} after: ${pct(result.ratio)}); ${note}`,
+    );
+    if (loaded.failed > 0 || steady.failed > 0 || after.failed > 0)
+      log(
+        `${tag}: failures — ${failBreakdown(loaded)} (steady before: ${failBreakdown(steady)}; after: ${failBreakdown(after)}); server log: ${logPath}`,
+      );
     return result;
   } finally {
     await server.stop();
@@ -621,11 +809,14 @@ async function measureRow(row, runNo) {
 
 // ---- report -----------------------------------------------------------------------------
 
-const failBreakdown = (w) => `connect ${w.connect}, read ${w.read}, write ${w.write}, timeout ${w.timeout}, non-2xx/3xx ${w.status}`;
+const failBreakdown = (w) =>
+  `connect ${w.connect}, read ${w.read}, write ${w.write}, timeout ${w.timeout}, non-2xx/3xx ${w.status}`;
 
 function wsTable(results, rows) {
   const out = [];
-  out.push(`| # | server | action | messages sent | echoed | lost | lost per run | reconnects | failed connects | close codes seen (all runs) | what happened, per run |`);
+  out.push(
+    `| # | server | action | messages sent | echoed | lost | lost per run | reconnects | failed connects | close codes seen (all runs) | what happened, per run |`,
+  );
   out.push(`|---|---|---|---:|---:|---:|---|---:|---:|---|---|`);
   for (const row of rows) {
     const rs = results.filter((r) => r.row === row.id);
@@ -640,7 +831,11 @@ function wsTable(results, rows) {
     for (const r of ok) for (const [c, n] of Object.entries(r.ws.closeCodes)) codes[c] = (codes[c] ?? 0) + n;
     const happened = `${row.short[0]}: ${rs.map((r) => (r.error ? 'error' : r.short)).join(' / ')}`;
     out.push(
-      `| ${row.id} | ${row.server} | ${row.action} | ${m((w) => w.sent)} | ${m((w) => w.echoed)} | ${m((w) => w.lost)} | ${rs.map((r) => (r.error ? 'error' : String(r.ws.lost))).join(' / ')} | ${m((w) => w.reconnects)} | ${m((w) => w.failedConnects)} | ${Object.entries(codes).map(([c, n]) => `${c} x${n}`).join(', ') || 'none'} | ${happened.replace(/\|/g, '\\|')} |`,
+      `| ${row.id} | ${row.server} | ${row.action} | ${m((w) => w.sent)} | ${m((w) => w.echoed)} | ${m((w) => w.lost)} | ${rs.map((r) => (r.error ? 'error' : String(r.ws.lost))).join(' / ')} | ${m((w) => w.reconnects)} | ${m((w) => w.failedConnects)} | ${
+        Object.entries(codes)
+          .map(([c, n]) => `${c} x${n}`)
+          .join(', ') || 'none'
+      } | ${happened.replace(/\|/g, '\\|')} |`,
     );
   }
   return out.join('\n');
@@ -649,7 +844,9 @@ function wsTable(results, rows) {
 /** Rows 11-14: ratio and reload durations; no absolute rate (the workers share the cores). */
 function scaleTable(results, rows) {
   const out = [];
-  out.push(`| # | server | reload_batch | action | failed | failed per run | ratio (HUP phase ÷ steady) | ratio per run | reloads complete within the phase / HUPs sent, per run | reload duration, median | reload duration, max | reload durations per run (s) |`);
+  out.push(
+    `| # | server | reload_batch | action | failed | failed per run | ratio (HUP phase ÷ steady) | ratio per run | reloads complete within the phase / HUPs sent, per run | reload duration, median | reload duration, max | reload durations per run (s) |`,
+  );
   out.push(`|---|---|---|---|---:|---|---:|---|---|---:|---:|---|`);
   for (const row of rows.filter((r) => r.kind === 'scale')) {
     const rs = results.filter((r) => r.row === row.id);
@@ -667,7 +864,9 @@ function scaleTable(results, rows) {
 
 function table(results, rows) {
   const out = [];
-  out.push(`| # | server | action | requests | failed | failed per run | req/s | steady req/s | ratio | what happened, per run |`);
+  out.push(
+    `| # | server | action | requests | failed | failed per run | req/s | steady req/s | ratio | what happened, per run |`,
+  );
   out.push(`|---|---|---|---:|---:|---|---:|---:|---:|---|`);
   for (const row of rows) {
     const rs = results.filter((r) => r.row === row.id);
@@ -679,7 +878,9 @@ function table(results, rows) {
     const failedPerRun = rs.map((r) => (r.error ? 'error' : String(r.loaded.failed))).join(' / ');
     const ok = rs.filter((r) => !r.error);
     if (ok.length === 0) {
-      out.push(`| ${row.id} | ${row.server} | ${row.action} | — | — | ${failedPerRun} | — | — | — | ${rs[rs.length - 1].error} |`);
+      out.push(
+        `| ${row.id} | ${row.server} | ${row.action} | — | — | ${failedPerRun} | — | — | — | ${rs[rs.length - 1].error} |`,
+      );
       continue;
     }
     const happened = `${row.short[0]}: ${rs.map((r) => (r.error ? 'error' : r.short)).join(' / ')}`;
@@ -692,16 +893,26 @@ function table(results, rows) {
 
 function details(results) {
   const out = [];
-  out.push(`| run | # | phase | load | requests | req/s | connect | read | write | timeout | non-2xx/3xx | p50 ms | p99 ms | max ms | what happened |`);
+  out.push(
+    `| run | # | phase | load | requests | req/s | connect | read | write | timeout | non-2xx/3xx | p50 ms | p99 ms | max ms | what happened |`,
+  );
   out.push(`|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`);
   for (const r of results) {
     if (r.kind === 'ws') continue;
     if (r.error) {
-      out.push(`| ${r.run} | ${r.row} | error | | | | | | | | | | | | ${r.error.replace(/\|/g, '\\|').split('\n')[0]} |`);
+      out.push(
+        `| ${r.run} | ${r.row} | error | | | | | | | | | | | | ${r.error.replace(/\|/g, '\\|').split('\n')[0]} |`,
+      );
       continue;
     }
-    for (const [phase, w] of [['steady before', r.steady], ['reloads', r.loaded], ['steady after', r.after]]) {
-      out.push(`| ${r.run} | ${r.row} | ${phase} | ${w.load.toFixed(1)} | ${fmtInt(w.requests)} | ${fmtInt(w.rps)} | ${w.connect} | ${w.read} | ${w.write} | ${w.timeout} | ${w.status} | ${(w.p50_us / 1000).toFixed(1)} | ${(w.p99_us / 1000).toFixed(1)} | ${(w.max_us / 1000).toFixed(0)} | ${phase !== 'reloads' ? '' : r.note.replace(/\|/g, '\\|')} |`);
+    for (const [phase, w] of [
+      ['steady before', r.steady],
+      ['reloads', r.loaded],
+      ['steady after', r.after],
+    ]) {
+      out.push(
+        `| ${r.run} | ${r.row} | ${phase} | ${w.load.toFixed(1)} | ${fmtInt(w.requests)} | ${fmtInt(w.rps)} | ${w.connect} | ${w.read} | ${w.write} | ${w.timeout} | ${w.status} | ${(w.p50_us / 1000).toFixed(1)} | ${(w.p99_us / 1000).toFixed(1)} | ${(w.max_us / 1000).toFixed(0)} | ${phase !== 'reloads' ? '' : r.note.replace(/\|/g, '\\|')} |`,
+      );
     }
   }
   return out.join('\n');
@@ -709,7 +920,10 @@ function details(results) {
 
 function distStamp() {
   try {
-    return statSync(path.join(ROOT, 'dist', 'worker', 'main.js')).mtime.toISOString().slice(0, 19).replace('T', ' ');
+    return statSync(path.join(ROOT, 'dist', 'worker', 'main.js'))
+      .mtime.toISOString()
+      .slice(0, 19)
+      .replace('T', ' ');
   } catch {
     return 'missing';
   }
@@ -730,16 +944,20 @@ async function main() {
     for (const row of rows.filter((r) => r.needs === 'gunicorn')) {
       if (!tools.gunicorn.bin) row.skipped = tools.gunicorn.why;
       else if (row.kind === 'ws' && !(tools.gunicorn.websockets ??= await ensureUvicornWebsockets(tools.gunicorn))) {
-        row.skipped = 'uvicorn has no WebSocket library (apt-get install -y python3-websockets failed or was not possible)';
+        row.skipped =
+          'uvicorn has no WebSocket library (apt-get install -y python3-websockets failed or was not possible)';
       }
       if (row.skipped) log(`skipping row ${row.id}: ${row.skipped}`);
     }
   }
-    const tsgunVersion = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+  const tsgunVersion = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
   const started = new Date();
   const revBefore = gitRev();
   const distBefore = distStamp();
-  const loadBefore = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+  const loadBefore = os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 
   const results = [];
   for (let run = 1; run <= RUNS; run++) {
@@ -760,13 +978,25 @@ async function main() {
   const wsRows = rows.filter((r) => r.kind === 'ws');
   const scaleRows = rows.filter((r) => r.kind === 'scale');
   const scaleNote = `Rows ${scaleRows.map((r) => r.id).join(', ')}: ${SCALE_WORKERS.join(' and ')} workers on ${os.cpus().length} CPUs, sharing them with each other and wrk, so no absolute rate is reported here (the per-run table has the req/s). **ratio** = req/s during the ${SCALE_DURATION} s phase with up to four HUPs (planned ${describeSteps(scaleRows[0] ?? scaleRow(0, 1, 0)).replace(/HUP #\d /g, '')}${SCALE_OVERLAP ? ', each sent on time, a later one superseding a reload in progress' : ''}) ÷ the same server's steady req/s (mean of before and after). **reload duration** = T in the master's \`Reload complete: generation G ready (W workers, T s)\` line: from the HUP that started the reload (the first one, when a later HUP superseded it) until \`workers\` workers of the newest generation are ready and no other is left; a reload still running when the phase ends is waited for, and its duration counted here but not among the reloads complete within the phase.`;
-  const summary = (rows.some((r) => r.kind !== 'ws' && r.kind !== 'scale') ? table(results, rows) : '') + (scaleRows.length ? `${rows.some((r) => r.kind !== 'scale') ? '\n\n' : ''}${scaleNote}\n\n${scaleTable(results, rows)}` : '') + (wsRows.some((r) => results.some((x) => x.row === r.id) || r.skipped) ? `\n\nWebSocket rows: ${WS_CLIENTS} clients, each sending a numbered message every ${WS_INTERVAL_MS} ms and checking its echo (bench/ws-load.mjs); a client whose connection closes counts its unanswered messages as lost and reconnects at once.\n\n${wsTable(results, rows)}` : '');
+  const summary =
+    (rows.some((r) => r.kind !== 'ws' && r.kind !== 'scale') ? table(results, rows) : '') +
+    (scaleRows.length
+      ? `${rows.some((r) => r.kind !== 'scale') ? '\n\n' : ''}${scaleNote}\n\n${scaleTable(results, rows)}`
+      : '') +
+    (wsRows.some((r) => results.some((x) => x.row === r.id) || r.skipped)
+      ? `\n\nWebSocket rows: ${WS_CLIENTS} clients, each sending a numbered message every ${WS_INTERVAL_MS} ms and checking its echo (bench/ws-load.mjs); a client whose connection closes counts its unanswered messages as lost and reconnects at once.\n\n${wsTable(results, rows)}`
+      : '');
   const revAfter = gitRev();
   const distAfter = distStamp();
   const perRow = rows.map((row) => {
     const ok = results.filter((r) => r.row === row.id && !r.error);
     const steps = (i) => [...new Set(ok.map((r) => r.commands[i]).filter(Boolean))].map((c) => `\`${c}\``).join(' or ');
-    const cmds = ok.length === 0 ? '(not run)' : ok[0].commands.length > 1 ? `${steps(0)} for the steady state, then ${steps(1)}` : steps(0);
+    const cmds =
+      ok.length === 0
+        ? '(not run)'
+        : ok[0].commands.length > 1
+          ? `${steps(0)} for the steady state, then ${steps(1)}`
+          : steps(0);
     return `- **row ${row.id}** — ${row.skipped ? `skipped: ${row.skipped}` : `${cmds}\n  - during the phase: ${describeSteps(row)}`}`;
   });
   const machine = `${os.cpus().length} CPUs (nproc ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()}), ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.type()} ${os.release()}`;
@@ -775,7 +1005,9 @@ async function main() {
     `tsgun ${tsgunVersion} (git ${revBefore}${revAfter !== revBefore ? `, ${revAfter} at the end` : ''}; dist/ built ${distBefore}${distAfter !== distBefore ? `, REBUILT during the run at ${distAfter}` : ''})`,
     wrkVersion(),
     tools.pm2?.version ? `pm2 ${tools.pm2.version}` : null,
-    tools.gunicorn?.bin ? `gunicorn ${tools.gunicorn.gunicornVersion}, uvicorn ${tools.gunicorn.uvicornVersion} (${tools.gunicorn.python})${tools.gunicorn.websockets ? `, websockets ${tools.gunicorn.websockets}` : ''}` : null,
+    tools.gunicorn?.bin
+      ? `gunicorn ${tools.gunicorn.gunicornVersion}, uvicorn ${tools.gunicorn.uvicornVersion} (${tools.gunicorn.python})${tools.gunicorn.websockets ? `, websockets ${tools.gunicorn.websockets}` : ''}`
+      : null,
   ].filter(Boolean);
 
   const md = `# Reload benchmark
@@ -810,7 +1042,24 @@ ${details(results)}
   if (!opts['no-write']) {
     mkdirSync(path.dirname(OUT), { recursive: true });
     writeFileSync(OUT, md);
-    writeFileSync(OUT.replace(/\.md$/, '') + '.json', JSON.stringify({ started, machine, versions, results: results.map(({ loaded, steady, after, ...r }) => ({ ...r, loaded: loaded && { ...loaded, raw: undefined }, steady: steady && { ...steady, raw: undefined }, after: after && { ...after, raw: undefined } })) }, null, 2) + '\n');
+    writeFileSync(
+      OUT.replace(/\.md$/, '') + '.json',
+      JSON.stringify(
+        {
+          started,
+          machine,
+          versions,
+          results: results.map(({ loaded, steady, after, ...r }) => ({
+            ...r,
+            loaded: loaded && { ...loaded, raw: undefined },
+            steady: steady && { ...steady, raw: undefined },
+            after: after && { ...after, raw: undefined },
+          })),
+        },
+        null,
+        2,
+      ) + '\n',
+    );
     log(`wrote ${rel(OUT)}; server logs in ${rel(LOG_DIR)}`);
   }
 }
@@ -820,10 +1069,18 @@ function describeSteps(row) {
   const fake = { hup() {}, master: () => 0, mark: () => 0, reload() {}, pids: new Set(), log: {} };
   const steps = row.steps(fake);
   if (steps.length === 0) {
-    const n = opts['max-requests'] === 'auto' ? `N chosen from the steady state so that each worker is recycled about ${RECYCLES_WANTED} times` : `N = ${opts['max-requests']}`;
+    const n =
+      opts['max-requests'] === 'auto'
+        ? `N chosen from the steady state so that each worker is recycled about ${RECYCLES_WANTED} times`
+        : `N = ${opts['max-requests']}`;
     return `no signals: workers recycle themselves after N to N + N/10 requests (${n}); steady state from ${row.baseline}, measured just before and again just after (kept idle in between)`;
   }
-  const later = row.id === 3 ? ' (or once the new master\'s workers are up, if later)' : row.kind === 'scale' && !SCALE_OVERLAP ? ' (each, or once the previous reload is complete if that is later; none in the last second)' : '';
+  const later =
+    row.id === 3
+      ? " (or once the new master's workers are up, if later)"
+      : row.kind === 'scale' && !SCALE_OVERLAP
+        ? ' (each, or once the previous reload is complete if that is later; none in the last second)'
+        : '';
   return steps.map(([t, label]) => `${label} at ${(t / 1000).toFixed(1)} s`).join(', ') + later;
 }
 

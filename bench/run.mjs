@@ -19,7 +19,37 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BENCH, ROOT, WORKLOADS, cpuTicks, ensureBenchDeps, ensureGunicorn, ensureWrk, fmtInt, freePort, gitRev, httpStatus, interrupted, log, median, onCleanup, pct, pkgVersion, rel, runMain, setup, sleep, snapshotTsgun, spawnServer, stopGroup, tools, waitFor, wrk, wrkCommand, wrkVersion } from './lib.mjs';
+import {
+  BENCH,
+  ROOT,
+  WORKLOADS,
+  cpuTicks,
+  ensureBenchDeps,
+  ensureGunicorn,
+  ensureWrk,
+  fmtInt,
+  freePort,
+  gitRev,
+  httpStatus,
+  interrupted,
+  log,
+  median,
+  onCleanup,
+  pct,
+  pkgVersion,
+  rel,
+  runMain,
+  setup,
+  sleep,
+  snapshotTsgun,
+  spawnServer,
+  stopGroup,
+  tools,
+  waitFor,
+  wrk,
+  wrkCommand,
+  wrkVersion,
+} from './lib.mjs';
 import { serverKinds } from './servers.mjs';
 import { render as renderProfile, summarize as summarizeProfile } from './profile-summary.mjs';
 
@@ -38,12 +68,19 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 16).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+  process.stdout.write(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(1, 16)
+      .map((l) => l.replace(/^\/\/ ?/, ''))
+      .join('\n') + '\n',
+  );
   process.exit(0);
 }
 // -c1000 needs more than 1,024 descriptors in wrk and the servers: Node raises its own soft
 // RLIMIT_NOFILE to the hard limit at startup, and everything started here inherits it.
-const nofile = () => Number(spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim().replace('unlimited', 'Infinity'));
+const nofile = () =>
+  Number(spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim().replace('unlimited', 'Infinity'));
 const RUNS = Number(opts.runs ?? (opts.quick ? 1 : 3));
 const DURATION = Number(opts.duration ?? (opts.quick ? 3 : 6));
 const STARTUP_RUNS = 5;
@@ -79,20 +116,58 @@ function rssBytes(pid) {
 const APP_NODE = 'bench/apps/suite.mjs:default';
 const APP_FETCH = 'bench/apps/hono.mjs:default';
 
-const { TsgunServer, ClusterServer, SingleServer, GunicornServer, Pm2Server } = serverKinds({ tmp: TMP, logDir: LOG_DIR });
+const { TsgunServer, ClusterServer, SingleServer, GunicornServer, Pm2Server } = serverKinds({
+  tmp: TMP,
+  logDir: LOG_DIR,
+});
 
 const SERVERS = [
   { id: 'tsgun', label: 'tsgun -w 2, listener', kind: TsgunServer, workers: 2, app: APP_NODE, group: 'main' },
-  { id: 'tsgun-fetch', label: 'tsgun -w 2, fetch (Hono)', kind: TsgunServer, workers: 2, app: APP_FETCH, group: 'main' },
+  {
+    id: 'tsgun-fetch',
+    label: 'tsgun -w 2, fetch (Hono)',
+    kind: TsgunServer,
+    workers: 2,
+    app: APP_FETCH,
+    group: 'main',
+  },
   { id: 'cluster', label: 'node:cluster RR, 2 workers', kind: ClusterServer, group: 'main' },
   { id: 'pm2', label: 'PM2 cluster, 2 instances', kind: Pm2Server, group: 'main', needs: 'pm2' },
   { id: 'node', label: 'node:http, 1 process', kind: SingleServer, script: 'bench/apps/node-http.mjs', group: 'main' },
   { id: 'gunicorn', label: 'Gunicorn + Uvicorn, 2 workers', kind: GunicornServer, group: 'main', needs: 'gunicorn' },
-  { id: 'tsgun-w4', label: 'tsgun -w 4, listener', kind: TsgunServer, workers: 4, app: APP_NODE, group: 'fairness', workloads: ['hello', 'json', 'json-close'] },
+  {
+    id: 'tsgun-w4',
+    label: 'tsgun -w 4, listener',
+    kind: TsgunServer,
+    workers: 4,
+    app: APP_NODE,
+    group: 'fairness',
+    workloads: ['hello', 'json', 'json-close'],
+  },
   { id: 'tsgun-w1', label: 'tsgun -w 1, listener', kind: TsgunServer, workers: 1, app: APP_NODE, group: 'single' },
-  { id: 'tsgun-fetch-w1', label: 'tsgun -w 1, fetch (Hono)', kind: TsgunServer, workers: 1, app: APP_FETCH, group: 'single' },
-  { id: 'hono-node', label: '@hono/node-server, 1 process', kind: SingleServer, script: 'bench/apps/hono-node-server.mjs', group: 'single' },
-  { id: 'srvx', label: 'srvx, 1 process', kind: SingleServer, script: 'bench/apps/hono-srvx.mjs', group: 'single', needs: 'srvx' },
+  {
+    id: 'tsgun-fetch-w1',
+    label: 'tsgun -w 1, fetch (Hono)',
+    kind: TsgunServer,
+    workers: 1,
+    app: APP_FETCH,
+    group: 'single',
+  },
+  {
+    id: 'hono-node',
+    label: '@hono/node-server, 1 process',
+    kind: SingleServer,
+    script: 'bench/apps/hono-node-server.mjs',
+    group: 'single',
+  },
+  {
+    id: 'srvx',
+    label: 'srvx, 1 process',
+    kind: SingleServer,
+    script: 'bench/apps/hono-srvx.mjs',
+    group: 'single',
+    needs: 'srvx',
+  },
 ];
 
 // ---- measurement --------------------------------------------------------------------------------
@@ -155,14 +230,18 @@ async function startupOnce(kind, app) {
   const name = `startup-${kind}-${port}`;
   const t0 = process.hrtime.bigint();
   const epoch0 = Date.now();
-  const proc = kind === 'cluster' ? spawnServer(name, process.execPath, ['bench/apps/cluster.mjs'], { PORT: String(port), WORKERS: '2' }) : spawnServer(name, process.execPath, [tools.tsgun, '-w', '2', '-b', `127.0.0.1:${port}`, app]);
+  const proc =
+    kind === 'cluster'
+      ? spawnServer(name, process.execPath, ['bench/apps/cluster.mjs'], { PORT: String(port), WORKERS: '2' })
+      : spawnServer(name, process.execPath, [tools.tsgun, '-w', '2', '-b', `127.0.0.1:${port}`, app]);
   const forget = onCleanup(() => stopGroup(proc.child.pid));
   try {
     let status = 0;
     const until = Date.now() + 30_000;
     // A tight loop: a refused connection comes back at once and is retried at once.
     while (status !== 200) {
-      if (proc.child.exitCode !== null) throw new Error(`${kind} exited with ${proc.child.exitCode}: ${proc.text().trim().split('\n').pop()}`);
+      if (proc.child.exitCode !== null)
+        throw new Error(`${kind} exited with ${proc.child.exitCode}: ${proc.text().trim().split('\n').pop()}`);
       if (Date.now() > until) throw new Error(`${kind}: no 200 within 30 s`);
       status = await httpStatus(port, 10_000);
     }
@@ -170,9 +249,20 @@ async function startupOnce(kind, app) {
     let readyMs = null;
     let masterMs = null;
     if (kind !== 'cluster') {
-      const line = await waitFor('Ready line', () => proc.text().split('\n').find((l) => l.includes('Ready: ')), 10_000).catch(() => null);
+      const line = await waitFor(
+        'Ready line',
+        () =>
+          proc
+            .text()
+            .split('\n')
+            .find((l) => l.includes('Ready: ')),
+        10_000,
+      ).catch(() => null);
       if (line) readyMs = JSON.parse(line).time - epoch0;
-      const first = proc.text().split('\n').find((l) => l.includes('Starting tsgun'));
+      const first = proc
+        .text()
+        .split('\n')
+        .find((l) => l.includes('Starting tsgun'));
       if (first) masterMs = JSON.parse(first).time - epoch0;
     }
     return { firstMs, readyMs, masterMs };
@@ -185,8 +275,18 @@ async function startupOnce(kind, app) {
 async function measureStartup() {
   const cases = [
     { id: 'js', label: 'tsgun -w 2, JavaScript app (bench/apps/suite.mjs)', kind: 'tsgun', app: APP_NODE },
-    { id: 'ts', label: 'tsgun -w 2, TypeScript app (bench/apps/hello.ts)', kind: 'tsgun', app: 'bench/apps/hello.ts:default' },
-    { id: 'cluster', label: 'node:cluster, 2 workers (bench/apps/cluster.mjs), for reference', kind: 'cluster', app: null },
+    {
+      id: 'ts',
+      label: 'tsgun -w 2, TypeScript app (bench/apps/hello.ts)',
+      kind: 'tsgun',
+      app: 'bench/apps/hello.ts:default',
+    },
+    {
+      id: 'cluster',
+      label: 'node:cluster, 2 workers (bench/apps/cluster.mjs), for reference',
+      kind: 'cluster',
+      app: null,
+    },
   ];
   const results = Object.fromEntries(cases.map((c) => [c.id, []]));
   for (let i = 0; i < STARTUP_RUNS; i++) {
@@ -209,10 +309,22 @@ async function measureStartup() {
 async function profileOnce(label, app, w) {
   const dir = mkdtempSync(path.join(TMP, 'prof-'));
   const name = `profile-${label.replace(/\W+/g, '-')}`;
-  const proc = spawnServer(name, process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, tools.tsgun, '-w', '1', '-b', '127.0.0.1:0', app]);
+  const proc = spawnServer(name, process.execPath, [
+    '--cpu-prof',
+    '--cpu-prof-dir',
+    dir,
+    tools.tsgun,
+    '-w',
+    '1',
+    '-b',
+    '127.0.0.1:0',
+    app,
+  ]);
   const forget = onCleanup(() => stopGroup(proc.child.pid));
   try {
-    const m = await waitFor(`${name}: Listening at`, () => /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(proc.text()));
+    const m = await waitFor(`${name}: Listening at`, () =>
+      /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(proc.text()),
+    );
     const port = Number(m[1]);
     await waitFor(`${name}: worker`, () => /Booting worker with pid: (\d+)/.exec(proc.text()));
     const workerPid = Number(/Booting worker with pid: (\d+)/.exec(proc.text())[1]);
@@ -227,7 +339,16 @@ async function profileOnce(label, app, w) {
     const keep = path.join(LOG_DIR, `${name}.worker.cpuprofile`);
     writeFileSync(keep, readFileSync(path.join(dir, file)));
     const summary = summarizeProfile(JSON.parse(readFileSync(keep, 'utf8')), { window: [from, to] });
-    return { label, app, workload: w.id, rps: r.rps, file: rel(keep), window: [from, to], summary, command: `node --cpu-prof --cpu-prof-dir DIR bin/tsgun -w 1 -b 127.0.0.1:0 ${app}` };
+    return {
+      label,
+      app,
+      workload: w.id,
+      rps: r.rps,
+      file: rel(keep),
+      window: [from, to],
+      summary,
+      command: `node --cpu-prof --cpu-prof-dir DIR bin/tsgun -w 1 -b 127.0.0.1:0 ${app}`,
+    };
   } finally {
     await stopGroup(proc.child.pid);
     forget();
@@ -287,7 +408,9 @@ function aggregate(results) {
         return acc;
       }, {}),
       cpuPerReq: median(ok.map((r) => r.cpuPerReq)),
-      masterShare: median(ok.filter((r) => r.cpu.master != null && r.cpu.total > 0).map((r) => r.cpu.master / r.cpu.total)),
+      masterShare: median(
+        ok.filter((r) => r.cpu.master != null && r.cpu.total > 0).map((r) => r.cpu.master / r.cpu.total),
+      ),
       masterMs: median(ok.map((r) => r.cpu.master)),
       masterCorePct: median(ok.filter((r) => r.cpu.master != null).map((r) => r.cpu.master / 1000 / r.wall)),
       splitDev: median(splitDev),
@@ -340,18 +463,26 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   const has = (s, w) => A(s, w)?.rps != null;
   const out = [];
   const invocation = `node bench/run.mjs${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}`;
-  out.push(`_Generated by \`node bench/run.mjs\` (this run: \`${invocation}\`, ${meta.started} UTC). Do not edit by hand: run it again._`);
+  out.push(
+    `_Generated by \`node bench/run.mjs\` (this run: \`${invocation}\`, ${meta.started} UTC). Do not edit by hand: run it again._`,
+  );
   out.push('');
   out.push('# Benchmarks');
   out.push('');
-  out.push('Throughput, latency and cost of tsgun against Node\'s `cluster` module (round-robin), PM2 cluster mode, one bare `node:http` process and Gunicorn + Uvicorn, measured in one run with the servers in alternation. How to run it and what each workload does: [bench/README.md](../bench/README.md).');
+  out.push(
+    "Throughput, latency and cost of tsgun against Node's `cluster` module (round-robin), PM2 cluster mode, one bare `node:http` process and Gunicorn + Uvicorn, measured in one run with the servers in alternation. How to run it and what each workload does: [bench/README.md](../bench/README.md).",
+  );
   out.push('');
   out.push('## Machine and versions');
   out.push('');
   out.push(`- \`nproc\`: ${meta.machine.nproc} (${meta.machine.cpu}); ${meta.machine.kernel}`);
-  out.push(`- Load average (1, 5, 15 min): ${meta.loadBefore} at the start, ${meta.loadAfter} at the end; 1-minute load at the start of each run: ${(meta.loadPerRun ?? []).join(', ')}${Number(meta.loadBefore.split(' ')[0]) > 1.5 ? ' — **the machine was busy with other work during this run**: absolute numbers are noisy, compare the ratios (servers alternate, so each one sees the same load)' : ''}`);
+  out.push(
+    `- Load average (1, 5, 15 min): ${meta.loadBefore} at the start, ${meta.loadAfter} at the end; 1-minute load at the start of each run: ${(meta.loadPerRun ?? []).join(', ')}${Number(meta.loadBefore.split(' ')[0]) > 1.5 ? ' — **the machine was busy with other work during this run**: absolute numbers are noisy, compare the ratios (servers alternate, so each one sees the same load)' : ''}`,
+  );
   out.push(`- ${meta.versions.join('; ')}`);
-  out.push(`- ${RUNS} run(s) × ${DURATION} s per workload and server; medians shown. wrk runs on the same ${meta.machine.nproc} cores as the servers. Open-file limit (\`ulimit -n\`, inherited by wrk and the servers): ${nofile()}.`);
+  out.push(
+    `- ${RUNS} run(s) × ${DURATION} s per workload and server; medians shown. wrk runs on the same ${meta.machine.nproc} cores as the servers. Open-file limit (\`ulimit -n\`, inherited by wrk and the servers): ${nofile()}.`,
+  );
   out.push('');
   out.push('`free -h`:');
   out.push('');
@@ -366,17 +497,22 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   out.push(MARKED_HERE);
   out.push('## Targets (from the Performance issue)');
   out.push('');
-  out.push('From this run\'s figures, measured one server after another; the same targets as medians of paired rounds, which a noisy machine moves far less, are in the section above when bench/paired.mjs has written it.');
+  out.push(
+    "From this run's figures, measured one server after another; the same targets as medians of paired rounds, which a noisy machine moves far less, are in the section above when bench/paired.mjs has written it.",
+  );
   out.push('');
   out.push('| target | measured | result |');
   out.push('|---|---|---|');
-  for (const t of targets({ A, has, workloads, startup })) out.push(`| ${t.target} | ${t.measured} | ${t.pass == null ? 'not measured' : t.pass ? '**pass**' : '**FAIL**'} |`);
+  for (const t of targets({ A, has, workloads, startup }))
+    out.push(`| ${t.target} | ${t.measured} | ${t.pass == null ? 'not measured' : t.pass ? '**pass**' : '**FAIL**'} |`);
   out.push('');
 
   // ---- main table
   out.push('## Throughput and latency');
   out.push('');
-  out.push('Requests/s (median), the ratio to `node:cluster` on the same workload, wrk\'s p50/p99 latency, and server CPU per request (utime + stime of the master/primary and every worker, from `/proc/PID/stat`, ÷ requests). Errors = wrk socket errors (connect, read, write, timeout: no response within the 2 s wrk allows) + non-2xx responses, summed over the runs.');
+  out.push(
+    "Requests/s (median), the ratio to `node:cluster` on the same workload, wrk's p50/p99 latency, and server CPU per request (utime + stime of the master/primary and every worker, from `/proc/PID/stat`, ÷ requests). Errors = wrk socket errors (connect, read, write, timeout: no response within the 2 s wrk allows) + non-2xx responses, summed over the runs.",
+  );
   out.push('');
   out.push('| workload | server | req/s | vs cluster | p50 ms | p99 ms | CPU µs/req | errors | req/s per run |');
   out.push('|---|---|---:|---:|---:|---:|---:|---:|---|');
@@ -389,10 +525,19 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
         out.push(`| ${w.title} | ${s.label} | — | — | — | — | — | — | error: ${esc(a.errorText ?? '')} |`);
         continue;
       }
-      out.push(`| ${w.title} | ${s.label} | ${fmtInt(a.rps)} | ${base ? (a.rps / base).toFixed(2) : '—'} | ${fmt(a.p50, 2)} | ${fmt(a.p99, 2)} | ${fmt(a.cpuPerReq, 0)} | ${a.errors}${a.errors ? ` (${Object.entries(a.errorKinds).map(([k, v]) => `${k === 'status' ? 'non-2xx' : k} ${v}`).join(', ')})` : ''} | ${a.runs.map((r) => (r.error ? 'error' : fmtInt(r.rps))).join(' / ')} |`);
+      out.push(
+        `| ${w.title} | ${s.label} | ${fmtInt(a.rps)} | ${base ? (a.rps / base).toFixed(2) : '—'} | ${fmt(a.p50, 2)} | ${fmt(a.p99, 2)} | ${fmt(a.cpuPerReq, 0)} | ${a.errors}${
+          a.errors
+            ? ` (${Object.entries(a.errorKinds)
+                .map(([k, v]) => `${k === 'status' ? 'non-2xx' : k} ${v}`)
+                .join(', ')})`
+            : ''
+        } | ${a.runs.map((r) => (r.error ? 'error' : fmtInt(r.rps))).join(' / ')} |`,
+      );
     }
   }
-  for (const [id, why] of skipped) out.push(`| all | ${SERVERS.find((s) => s.id === id).label} | — | — | — | — | — | — | skipped: ${esc(why)} |`);
+  for (const [id, why] of skipped)
+    out.push(`| all | ${SERVERS.find((s) => s.id === id).label} | — | — | — | — | — | — | skipped: ${esc(why)} |`);
   out.push('');
 
   // ---- ratio matrix
@@ -403,7 +548,9 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   out.push(`|---|${mainServers.map(() => '---:').join('|')}|`);
   for (const w of workloads) {
     const base = A('cluster', w.id)?.rps;
-    out.push(`| ${w.title} | ${mainServers.map((s) => (has(s.id, w.id) && base ? (A(s.id, w.id).rps / base).toFixed(2) : '—')).join(' | ')} |`);
+    out.push(
+      `| ${w.title} | ${mainServers.map((s) => (has(s.id, w.id) && base ? (A(s.id, w.id).rps / base).toFixed(2) : '—')).join(' | ')} |`,
+    );
   }
   out.push('');
 
@@ -411,9 +558,13 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   const tsgunServers = servers.filter((s) => s.kind === TsgunServer);
   out.push('## tsgun: fairness, master cost, memory');
   out.push('');
-  out.push('Per-worker request split from `tsgun status --json` (each worker\'s `stats.requests` before and after the run), its largest distance from an even split, the master\'s CPU time during the run (utime + stime delta) as a share of the whole server\'s CPU and of one core, and resident memory (VmRSS) after the run.');
+  out.push(
+    "Per-worker request split from `tsgun status --json` (each worker's `stats.requests` before and after the run), its largest distance from an even split, the master's CPU time during the run (utime + stime delta) as a share of the whole server's CPU and of one core, and resident memory (VmRSS) after the run.",
+  );
   out.push('');
-  out.push('| server | workload | split (last run) | off even (median / worst) | master CPU ms | master share of server CPU | master, % of a core | master RSS MiB | worker RSS MiB |');
+  out.push(
+    '| server | workload | split (last run) | off even (median / worst) | master CPU ms | master share of server CPU | master, % of a core | master RSS MiB | worker RSS MiB |',
+  );
   out.push('|---|---|---|---:|---:|---:|---:|---:|---|');
   for (const s of tsgunServers) {
     for (const w of workloads) {
@@ -429,25 +580,34 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   out.push('');
   out.push('### Who does the accepting: master/primary CPU under load');
   out.push('');
-  out.push('The master (tsgun), primary (node:cluster), God daemon (PM2) or arbiter (Gunicorn) as a share of the server\'s CPU. In node:cluster round-robin and PM2 the primary accepts every connection and hands it to a worker over IPC; tsgun\'s and Gunicorn\'s workers accept on the shared socket themselves.');
+  out.push(
+    "The master (tsgun), primary (node:cluster), God daemon (PM2) or arbiter (Gunicorn) as a share of the server's CPU. In node:cluster round-robin and PM2 the primary accepts every connection and hands it to a worker over IPC; tsgun's and Gunicorn's workers accept on the shared socket themselves.",
+  );
   out.push('');
   const withMaster = mainServers.filter((s) => s.kind !== SingleServer);
   out.push(`| workload | ${withMaster.map((s) => s.label).join(' | ')} |`);
   out.push(`|---|${withMaster.map(() => '---:').join('|')}|`);
-  for (const w of workloads) out.push(`| ${w.title} | ${withMaster.map((s) => (A(s.id, w.id)?.masterShare != null ? pct(A(s.id, w.id).masterShare, 1) : '—')).join(' | ')} |`);
+  for (const w of workloads)
+    out.push(
+      `| ${w.title} | ${withMaster.map((s) => (A(s.id, w.id)?.masterShare != null ? pct(A(s.id, w.id).masterShare, 1) : '—')).join(' | ')} |`,
+    );
   out.push('');
 
   // ---- fetch adapter
   const single = servers.filter((s) => s.group === 'single' || s.id === 'node');
   out.push('## The fetch adapter, one process');
   out.push('');
-  out.push('The same Hono app (bench/apps/hono.mjs) behind tsgun\'s fetch adapter (`tsgun -w 1`), `@hono/node-server` and srvx, each one process; the listener app under `tsgun -w 1` and bare `node:http` for the cost of the shape itself. Ratios are to `@hono/node-server`.');
+  out.push(
+    "The same Hono app (bench/apps/hono.mjs) behind tsgun's fetch adapter (`tsgun -w 1`), `@hono/node-server` and srvx, each one process; the listener app under `tsgun -w 1` and bare `node:http` for the cost of the shape itself. Ratios are to `@hono/node-server`.",
+  );
   out.push('');
   out.push(`| workload | ${single.map((s) => s.label).join(' | ')} |`);
   out.push(`|---|${single.map(() => '---:').join('|')}|`);
   for (const w of workloads) {
     const base = A('hono-node', w.id)?.rps;
-    out.push(`| ${w.title} | ${single.map((s) => (has(s.id, w.id) ? `${fmtInt(A(s.id, w.id).rps)}${base ? ` (${(A(s.id, w.id).rps / base).toFixed(2)})` : ''}` : '—')).join(' | ')} |`);
+    out.push(
+      `| ${w.title} | ${single.map((s) => (has(s.id, w.id) ? `${fmtInt(A(s.id, w.id).rps)}${base ? ` (${(A(s.id, w.id).rps / base).toFixed(2)})` : ''}` : '—')).join(' | ')} |`,
+    );
   }
   out.push('');
 
@@ -455,13 +615,19 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   if (startup) {
     out.push('## Start to first response');
     out.push('');
-    out.push(`From spawning the server to the first 200 on a fixed free port, polled with a tight loop of fresh HTTP connections (a refused connection is retried at once); median of ${STARTUP_RUNS}, cases alternating. "master running" and "all workers ready" are the times of tsgun's \`Starting tsgun\` and \`Ready: 2 workers serving\` log lines (ms clock of the log, from the spawn).`);
+    out.push(
+      `From spawning the server to the first 200 on a fixed free port, polled with a tight loop of fresh HTTP connections (a refused connection is retried at once); median of ${STARTUP_RUNS}, cases alternating. "master running" and "all workers ready" are the times of tsgun's \`Starting tsgun\` and \`Ready: 2 workers serving\` log lines (ms clock of the log, from the spawn).`,
+    );
     out.push('');
-    out.push('| server and app | first 200 (median) | all runs | master running: `Starting tsgun` logged (median) | all workers ready (median) |');
+    out.push(
+      '| server and app | first 200 (median) | all runs | master running: `Starting tsgun` logged (median) | all workers ready (median) |',
+    );
     out.push('|---|---:|---|---:|---:|');
     for (const c of startup) {
       const ok = c.runs.filter((r) => !r.error);
-      out.push(`| ${c.label} | ${fmt(median(ok.map((r) => r.firstMs)) / 1000, 3)} s | ${c.runs.map((r) => (r.error ? 'error' : (r.firstMs / 1000).toFixed(3))).join(' / ')} | ${ok.some((r) => r.masterMs != null) ? `${fmt(median(ok.map((r) => r.masterMs)) / 1000, 3)} s` : '—'} | ${ok.some((r) => r.readyMs != null) ? `${fmt(median(ok.map((r) => r.readyMs)) / 1000, 3)} s` : '—'} |`);
+      out.push(
+        `| ${c.label} | ${fmt(median(ok.map((r) => r.firstMs)) / 1000, 3)} s | ${c.runs.map((r) => (r.error ? 'error' : (r.firstMs / 1000).toFixed(3))).join(' / ')} | ${ok.some((r) => r.masterMs != null) ? `${fmt(median(ok.map((r) => r.masterMs)) / 1000, 3)} s` : '—'} | ${ok.some((r) => r.readyMs != null) ? `${fmt(median(ok.map((r) => r.readyMs)) / 1000, 3)} s` : '—'} |`,
+      );
     }
     out.push('');
   }
@@ -470,7 +636,9 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   if (profiles) {
     out.push('## Where a tsgun worker spends its time');
     out.push('');
-    out.push(`\`node --cpu-prof bin/tsgun -w 1 ...\` (workers inherit the master's execArgv), ${DURATION} s of wrk after a 1 s warm-up; only the samples taken during the measured run count (\`bench/profile-summary.mjs --from --to\`). Self time is where the sampled instruction was; inclusive is every sample with the function anywhere on its stack. tsgun's code is src/worker/*.ts (dist/worker/*.js, lines mapped back through the source maps).`);
+    out.push(
+      `\`node --cpu-prof bin/tsgun -w 1 ...\` (workers inherit the master's execArgv), ${DURATION} s of wrk after a 1 s warm-up; only the samples taken during the measured run count (\`bench/profile-summary.mjs --from --to\`). Self time is where the sampled instruction was; inclusive is every sample with the function anywhere on its stack. tsgun's code is src/worker/*.ts (dist/worker/*.js, lines mapped back through the source maps).`,
+    );
     out.push('');
     for (const p of profiles) {
       out.push(`### ${p.label}`);
@@ -480,7 +648,12 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
         out.push('');
         continue;
       }
-      out.push(`\`${p.command}\`, ${wrkCommand(WORKLOADS.find((w) => w.id === p.workload), DURATION)}: ${fmtInt(p.rps)} req/s under the profiler. Again: \`node bench/profile-summary.mjs --from ${p.window[0]} --to ${p.window[1]} ${p.file}\` (kept until the next run).`);
+      out.push(
+        `\`${p.command}\`, ${wrkCommand(
+          WORKLOADS.find((w) => w.id === p.workload),
+          DURATION,
+        )}: ${fmtInt(p.rps)} req/s under the profiler. Again: \`node bench/profile-summary.mjs --from ${p.window[0]} --to ${p.window[1]} ${p.file}\` (kept until the next run).`,
+      );
       out.push('');
       out.push(renderProfile(p.summary, { top: 15, ownTop: 10 }));
       out.push('');
@@ -490,7 +663,9 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   // ---- commands
   out.push('## Exact commands');
   out.push('');
-  out.push('Servers (PORT: a free port chosen by the script; tsgun binds port 0 and the script reads the `Listening at:` line):');
+  out.push(
+    'Servers (PORT: a free port chosen by the script; tsgun binds port 0 and the script reads the `Listening at:` line):',
+  );
   out.push('');
   for (const s of servers) out.push(`- ${s.label}: \`${meta.commands[s.id] ?? '—'}\``);
   out.push('');
@@ -498,7 +673,9 @@ function report({ agg, servers, workloads, startup, profiles, meta, skipped }) {
   out.push('');
   for (const w of workloads) out.push(`- ${w.title}: \`${wrkCommand(w, DURATION)}\``);
   out.push('');
-  out.push(`Before measuring, every server gets 1 s of each workload (except -c1000) as warm-up. Server logs of the last run: \`${rel(LOG_DIR)}/\` (git-ignored); raw numbers: \`bench/results/benchmarks.json\`.`);
+  out.push(
+    `Before measuring, every server gets 1 s of each workload (except -c1000) as warm-up. Server logs of the last run: \`${rel(LOG_DIR)}/\` (git-ignored); raw numbers: \`bench/results/benchmarks.json\`.`,
+  );
   out.push('');
   return out.join('\n');
 }
@@ -509,34 +686,89 @@ function targets({ A, has, workloads, startup }) {
   const keepAlive = workloads.filter((w) => w.id !== 'json-close');
   const ratios = keepAlive.map((w) => [w, ratio(w.id)]).filter(([, r]) => r != null);
   if (ratios.length) {
-    list.push({ target: 'tsgun / cluster req/s ≥ 1.0 on every workload', measured: ratios.map(([w, r]) => `${w.id} ${r.toFixed(2)}`).join(', '), pass: ratios.every(([, r]) => r >= 1.0) });
+    list.push({
+      target: 'tsgun / cluster req/s ≥ 1.0 on every workload',
+      measured: ratios.map(([w, r]) => `${w.id} ${r.toFixed(2)}`).join(', '),
+      pass: ratios.every(([, r]) => r >= 1.0),
+    });
   }
   const close = ratio('json-close');
-  if (close != null) list.push({ target: 'tsgun / cluster req/s ≥ 1.3 with a new connection per request', measured: `json-close ${close.toFixed(2)}`, pass: close >= 1.3 });
-  const p99 = workloads.filter((w) => has('tsgun', w.id) && has('cluster', w.id)).map((w) => [w, A('tsgun', w.id).p99, A('cluster', w.id).p99]);
-  if (p99.length) list.push({ target: 'p99 latency no worse than cluster', measured: p99.map(([w, a, b]) => `${w.id} ${a.toFixed(1)} vs ${b.toFixed(1)} ms`).join(', '), pass: p99.every(([, a, b]) => a <= b) });
-  const cpu = workloads.filter((w) => A('tsgun', w.id)?.cpuPerReq != null && A('cluster', w.id)?.cpuPerReq != null).map((w) => [w, A('tsgun', w.id).cpuPerReq, A('cluster', w.id).cpuPerReq]);
-  if (cpu.length) list.push({ target: 'server CPU per request ≤ cluster\'s', measured: cpu.map(([w, a, b]) => `${w.id} ${a.toFixed(0)} vs ${b.toFixed(0)} µs`).join(', '), pass: cpu.every(([, a, b]) => a <= b) });
+  if (close != null)
+    list.push({
+      target: 'tsgun / cluster req/s ≥ 1.3 with a new connection per request',
+      measured: `json-close ${close.toFixed(2)}`,
+      pass: close >= 1.3,
+    });
+  const p99 = workloads
+    .filter((w) => has('tsgun', w.id) && has('cluster', w.id))
+    .map((w) => [w, A('tsgun', w.id).p99, A('cluster', w.id).p99]);
+  if (p99.length)
+    list.push({
+      target: 'p99 latency no worse than cluster',
+      measured: p99.map(([w, a, b]) => `${w.id} ${a.toFixed(1)} vs ${b.toFixed(1)} ms`).join(', '),
+      pass: p99.every(([, a, b]) => a <= b),
+    });
+  const cpu = workloads
+    .filter((w) => A('tsgun', w.id)?.cpuPerReq != null && A('cluster', w.id)?.cpuPerReq != null)
+    .map((w) => [w, A('tsgun', w.id).cpuPerReq, A('cluster', w.id).cpuPerReq]);
+  if (cpu.length)
+    list.push({
+      target: "server CPU per request ≤ cluster's",
+      measured: cpu.map(([w, a, b]) => `${w.id} ${a.toFixed(0)} vs ${b.toFixed(0)} µs`).join(', '),
+      pass: cpu.every(([, a, b]) => a <= b),
+    });
   if (has('tsgun', 'json') && has('tsgun-fetch', 'json')) {
     const r = A('tsgun-fetch', 'json').rps / A('tsgun', 'json').rps;
-    list.push({ target: 'fetch shape within 15 % of listener shape on json (tsgun -w 2)', measured: `${fmtInt(A('tsgun-fetch', 'json').rps)} vs ${fmtInt(A('tsgun', 'json').rps)} req/s = ${r.toFixed(2)}${has('tsgun-fetch-w1', 'json') && has('tsgun-w1', 'json') ? `; at -w 1: ${(A('tsgun-fetch-w1', 'json').rps / A('tsgun-w1', 'json').rps).toFixed(2)}` : ''}`, pass: r >= 0.85 });
+    list.push({
+      target: 'fetch shape within 15 % of listener shape on json (tsgun -w 2)',
+      measured: `${fmtInt(A('tsgun-fetch', 'json').rps)} vs ${fmtInt(A('tsgun', 'json').rps)} req/s = ${r.toFixed(2)}${has('tsgun-fetch-w1', 'json') && has('tsgun-w1', 'json') ? `; at -w 1: ${(A('tsgun-fetch-w1', 'json').rps / A('tsgun-w1', 'json').rps).toFixed(2)}` : ''}`,
+      pass: r >= 0.85,
+    });
   }
-  for (const [id, n] of [['tsgun', 2], ['tsgun-w4', 4]]) {
+  for (const [id, n] of [
+    ['tsgun', 2],
+    ['tsgun-w4', 4],
+  ]) {
     const devs = workloads.filter((w) => A(id, w.id)?.splitDev != null).map((w) => [w, A(id, w.id).splitDev]);
-    if (devs.length) list.push({ target: `per-worker split within 20 % of even, ${n} workers`, measured: devs.map(([w, d]) => `${w.id} ${pct(d, 0)}`).join(', ') + ' (median over runs of the largest distance from even)', pass: devs.every(([, d]) => d <= 0.2) });
+    if (devs.length)
+      list.push({
+        target: `per-worker split within 20 % of even, ${n} workers`,
+        measured:
+          devs.map(([w, d]) => `${w.id} ${pct(d, 0)}`).join(', ') +
+          ' (median over runs of the largest distance from even)',
+        pass: devs.every(([, d]) => d <= 0.2),
+      });
   }
-  const master = workloads.filter((w) => A('tsgun', w.id)?.masterShare != null).map((w) => [w, A('tsgun', w.id).masterShare]);
+  const master = workloads
+    .filter((w) => A('tsgun', w.id)?.masterShare != null)
+    .map((w) => [w, A('tsgun', w.id).masterShare]);
   if (master.length) {
     const runs = workloads.flatMap((w) => A('tsgun', w.id)?.ok ?? []);
     const overall = runs.reduce((s, r) => s + (r.cpu.master ?? 0), 0) / runs.reduce((s, r) => s + r.cpu.total, 0);
-    list.push({ target: 'master CPU < 1 % of total during load', measured: `${master.map(([w, s]) => `${w.id} ${pct(s, 2)}`).join(', ')}; all runs together ${pct(overall, 2)} (tsgun -w 2, listener; /proc ticks are 10 ms)`, pass: master.every(([, s]) => s < 0.01) });
+    list.push({
+      target: 'master CPU < 1 % of total during load',
+      measured: `${master.map(([w, s]) => `${w.id} ${pct(s, 2)}`).join(', ')}; all runs together ${pct(overall, 2)} (tsgun -w 2, listener; /proc ticks are 10 ms)`,
+      pass: master.every(([, s]) => s < 0.01),
+    });
   }
-  const rss = Math.max(0, ...['tsgun', 'tsgun-fetch', 'tsgun-w4'].flatMap((id) => workloads.map((w) => A(id, w.id)?.masterRss ?? 0)));
-  if (rss) list.push({ target: 'master RSS < 60 MB', measured: `${(rss / 1e6).toFixed(1)} MB (${mib(rss)} MiB), the largest seen after any run`, pass: rss < 60e6 });
+  const rss = Math.max(
+    0,
+    ...['tsgun', 'tsgun-fetch', 'tsgun-w4'].flatMap((id) => workloads.map((w) => A(id, w.id)?.masterRss ?? 0)),
+  );
+  if (rss)
+    list.push({
+      target: 'master RSS < 60 MB',
+      measured: `${(rss / 1e6).toFixed(1)} MB (${mib(rss)} MiB), the largest seen after any run`,
+      pass: rss < 60e6,
+    });
   const js = startup?.find((c) => c.id === 'js');
   if (js) {
     const m = median(js.runs.filter((r) => !r.error).map((r) => r.firstMs));
-    list.push({ target: 'start to first response < 0.5 s, JS app, 2 workers', measured: m == null ? 'error' : `${(m / 1000).toFixed(3)} s (median of ${js.runs.length})`, pass: m == null ? false : m < 500 });
+    list.push({
+      target: 'start to first response < 0.5 s, JS app, 2 workers',
+      measured: m == null ? 'error' : `${(m / 1000).toFixed(3)} s (median of ${js.runs.length})`,
+      pass: m == null ? false : m < 500,
+    });
   }
   return list;
 }
@@ -544,7 +776,9 @@ function targets({ A, has, workloads, startup }) {
 /** JSON with one line per array element at the top level's arrays: diffable, not 10,000 lines. */
 function compactJson(obj) {
   const parts = Object.entries(obj).map(([k, v]) => {
-    const body = Array.isArray(v) ? `[\n${v.map((x) => `    ${JSON.stringify(x)}`).join(',\n')}\n  ]` : JSON.stringify(v);
+    const body = Array.isArray(v)
+      ? `[\n${v.map((x) => `    ${JSON.stringify(x)}`).join(',\n')}\n  ]`
+      : JSON.stringify(v);
     return `  ${JSON.stringify(k)}: ${body}`;
   });
   return `{\n${parts.join(',\n')}\n}\n`;
@@ -563,7 +797,14 @@ async function main() {
   if (servers.some((s) => s.needs === 'gunicorn')) tools.gunicorn = await ensureGunicorn();
   const skipped = [];
   servers = servers.filter((s) => {
-    const why = s.needs === 'pm2' ? tools.pm2.why : s.needs === 'srvx' ? tools.srvx.why : s.needs === 'gunicorn' ? tools.gunicorn?.why : null;
+    const why =
+      s.needs === 'pm2'
+        ? tools.pm2.why
+        : s.needs === 'srvx'
+          ? tools.srvx.why
+          : s.needs === 'gunicorn'
+            ? tools.gunicorn?.why
+            : null;
     if (s.needs && why) {
       log(`skipping ${s.label}: ${why}`);
       skipped.push([s.id, why]);
@@ -574,7 +815,10 @@ async function main() {
 
   const meta = {
     started: new Date().toISOString().slice(0, 16).replace('T', ' '),
-    loadBefore: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    loadBefore: os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' '),
     machine: machineInfo(),
     commands: {},
     versions: [
@@ -582,19 +826,24 @@ async function main() {
       `tsgun ${pkgVersion(ROOT)} (git ${gitRev()}; dist/ built ${tools.tsgunBuilt} UTC, run from a copy made at the start)`,
       wrkVersion(),
       tools.pm2?.version ? `pm2 ${tools.pm2.version}` : 'pm2: not installed',
-      tools.gunicorn?.bin ? `gunicorn ${tools.gunicorn.gunicornVersion} + uvicorn ${tools.gunicorn.uvicornVersion} (${tools.gunicorn.loop}, ${tools.gunicorn.parser}; ${tools.gunicorn.python})` : 'gunicorn: not available',
+      tools.gunicorn?.bin
+        ? `gunicorn ${tools.gunicorn.gunicornVersion} + uvicorn ${tools.gunicorn.uvicornVersion} (${tools.gunicorn.loop}, ${tools.gunicorn.parser}; ${tools.gunicorn.python})`
+        : 'gunicorn: not available',
       `hono ${pkgVersion(path.join(ROOT, 'node_modules', 'hono'))}`,
       `@hono/node-server ${pkgVersion(path.join(ROOT, 'node_modules', '@hono', 'node-server'))}`,
       tools.srvx?.version ? `srvx ${tools.srvx.version}` : 'srvx: not installed',
     ],
   };
-  log(`load average ${meta.loadBefore}; ${RUNS} run(s) x ${DURATION} s; servers: ${servers.map((s) => s.id).join(', ')}`);
+  log(
+    `load average ${meta.loadBefore}; ${RUNS} run(s) x ${DURATION} s; servers: ${servers.map((s) => s.id).join(', ')}`,
+  );
 
   let startup = null;
   if (!opts['no-startup']) {
     log('start-to-first-response timings');
     startup = await measureStartup();
-    for (const c of startup) log(`  ${c.id}: ${c.runs.map((r) => (r.error ? 'error' : (r.firstMs / 1000).toFixed(3))).join(' ')} s`);
+    for (const c of startup)
+      log(`  ${c.id}: ${c.runs.map((r) => (r.error ? 'error' : (r.firstMs / 1000).toFixed(3))).join(' ')} s`);
   }
 
   const results = [];
@@ -614,7 +863,13 @@ async function main() {
           if (interrupted) return;
           log(`run ${rep}: ${def.id} failed to start: ${err.message}`);
           await s.stop();
-          for (const w of workloads) results.push({ rep, server: def.id, workload: w.id, error: `failed to start: ${err.message.split('\n')[0]}` });
+          for (const w of workloads)
+            results.push({
+              rep,
+              server: def.id,
+              workload: w.id,
+              error: `failed to start: ${err.message.split('\n')[0]}`,
+            });
         }
       }
       log(`run ${rep}: warm-up`);
@@ -635,7 +890,9 @@ async function main() {
           try {
             const r = await measure(s, w, rep);
             results.push(r);
-            log(`run ${rep} ${w.id.padEnd(10)} ${s.def.id.padEnd(14)} ${fmtInt(r.rps).padStart(7)} req/s  p99 ${fmt(r.p99, 1).padStart(6)} ms  cpu ${fmt(r.cpuPerReq, 0).padStart(4)} µs/req${r.errors ? `  errors ${r.errors}` : ''}${r.split ? `  split ${r.split.join('/')}` : ''}${r.cpu.master != null ? `  master ${pct(r.cpu.master / r.cpu.total, 2)}` : ''}`);
+            log(
+              `run ${rep} ${w.id.padEnd(10)} ${s.def.id.padEnd(14)} ${fmtInt(r.rps).padStart(7)} req/s  p99 ${fmt(r.p99, 1).padStart(6)} ms  cpu ${fmt(r.cpuPerReq, 0).padStart(4)} µs/req${r.errors ? `  errors ${r.errors}` : ''}${r.split ? `  split ${r.split.join('/')}` : ''}${r.cpu.master != null ? `  master ${pct(r.cpu.master / r.cpu.total, 2)}` : ''}`,
+            );
           } catch (err) {
             if (interrupted) return;
             log(`run ${rep} ${w.id} ${s.def.id} failed: ${err.message}`);
@@ -651,7 +908,10 @@ async function main() {
   let profiles = null;
   if (!opts['no-profile']) profiles = await measureProfiles();
 
-  meta.loadAfter = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+  meta.loadAfter = os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
   const agg = aggregate(results);
   const md = keepMarked(report({ agg, servers, workloads, startup, profiles, meta, skipped }), opts.out);
   if (opts['no-write']) {
@@ -662,9 +922,17 @@ async function main() {
     mkdirSync(path.join(BENCH, 'results'), { recursive: true });
     const compactProfiles = profiles?.map(({ summary, ...p }) => ({
       ...p,
-      summary: summary && { ...summary, functions: summary.functions.slice(0, 30), own: summary.own.slice(0, 15), attributed: summary.attributed.slice(0, 10).map((a) => ({ ...a, leaves: a.leaves.slice(0, 6) })) },
+      summary: summary && {
+        ...summary,
+        functions: summary.functions.slice(0, 30),
+        own: summary.own.slice(0, 15),
+        attributed: summary.attributed.slice(0, 10).map((a) => ({ ...a, leaves: a.leaves.slice(0, 6) })),
+      },
     }));
-    writeFileSync(path.join(BENCH, 'results', 'benchmarks.json'), compactJson({ meta, runs: RUNS, duration: DURATION, startup, results, profiles: compactProfiles }));
+    writeFileSync(
+      path.join(BENCH, 'results', 'benchmarks.json'),
+      compactJson({ meta, runs: RUNS, duration: DURATION, startup, results, profiles: compactProfiles }),
+    );
     log(`wrote ${rel(opts.out)} and bench/results/benchmarks.json; server logs in ${rel(LOG_DIR)}`);
   }
 }

@@ -3,7 +3,21 @@
 // bench/apps/. Every one is stopped at the end, on error and on Ctrl-C (onCleanup).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ROOT, alive, childrenOf, freePort, httpStatus, log, onCleanup, run, signal, spawnServer, stopGroup, tools, waitFor } from './lib.mjs';
+import {
+  ROOT,
+  alive,
+  childrenOf,
+  freePort,
+  httpStatus,
+  log,
+  onCleanup,
+  run,
+  signal,
+  spawnServer,
+  stopGroup,
+  tools,
+  waitFor,
+} from './lib.mjs';
 
 /**
  * The server classes, writing pidfiles and PM2 homes under `tmp` and PM2's output under
@@ -26,7 +40,10 @@ export function serverKinds({ tmp, logDir }) {
     }
     async waitHttp() {
       await waitFor(`${this.name}: HTTP 200`, async () => {
-        if (this.proc && this.proc.child.exitCode !== null) throw new Error(`${this.name} exited with ${this.proc.child.exitCode}: ${this.proc.text().trim().split('\n').slice(-3).join(' / ')}`);
+        if (this.proc && this.proc.child.exitCode !== null)
+          throw new Error(
+            `${this.name} exited with ${this.proc.child.exitCode}: ${this.proc.text().trim().split('\n').slice(-3).join(' / ')}`,
+          );
         return (await httpStatus(this.port)) === 200;
       });
     }
@@ -50,11 +67,15 @@ export function serverKinds({ tmp, logDir }) {
       this.proc = spawnServer(this.name, process.execPath, [tools.tsgun, ...this.args()]);
       this.forget = onCleanup(() => this.stop());
       const m = await waitFor(`${this.name}: Listening at`, () => {
-        if (this.proc.child.exitCode !== null) throw new Error(`tsgun exited with ${this.proc.child.exitCode}: ${this.proc.text()}`);
+        if (this.proc.child.exitCode !== null)
+          throw new Error(`tsgun exited with ${this.proc.child.exitCode}: ${this.proc.text()}`);
         return /Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(this.proc.text());
       });
       this.port = Number(m[1]);
-      await waitFor(`${this.name}: ${this.def.workers} workers`, () => (this.proc.text().match(/Booting worker with pid/g) ?? []).length >= this.def.workers);
+      await waitFor(
+        `${this.name}: ${this.def.workers} workers`,
+        () => (this.proc.text().match(/Booting worker with pid/g) ?? []).length >= this.def.workers,
+      );
       await this.waitHttp();
     }
     /** Request counts per worker pid, from `tsgun status --json`. */
@@ -72,7 +93,10 @@ export function serverKinds({ tmp, logDir }) {
     }
     async start() {
       this.port = await freePort();
-      this.proc = spawnServer(this.name, process.execPath, ['bench/apps/cluster.mjs'], { PORT: String(this.port), WORKERS: '2' });
+      this.proc = spawnServer(this.name, process.execPath, ['bench/apps/cluster.mjs'], {
+        PORT: String(this.port),
+        WORKERS: '2',
+      });
       this.forget = onCleanup(() => this.stop());
       await this.waitHttp();
       await waitFor(`${this.name}: 2 workers`, () => childrenOf(this.proc.child.pid).length >= 2);
@@ -97,7 +121,17 @@ export function serverKinds({ tmp, logDir }) {
 
   class GunicornServer extends Server {
     args() {
-      return ['-k', 'uvicorn.workers.UvicornWorker', '-w', '2', '-b', `127.0.0.1:${this.port}`, '--chdir', 'bench/apps', 'suite_app:app'];
+      return [
+        '-k',
+        'uvicorn.workers.UvicornWorker',
+        '-w',
+        '2',
+        '-b',
+        `127.0.0.1:${this.port}`,
+        '--chdir',
+        'bench/apps',
+        'suite_app:app',
+      ];
     }
     command() {
       return `gunicorn ${this.args().join(' ').replace(String(this.port), '$PORT')}`;
@@ -107,7 +141,8 @@ export function serverKinds({ tmp, logDir }) {
       this.proc = spawnServer(this.name, tools.gunicorn.bin, this.args());
       this.forget = onCleanup(() => this.stop());
       await waitFor(`${this.name}: 2 workers`, () => {
-        if (this.proc.child.exitCode !== null) throw new Error(`gunicorn exited with ${this.proc.child.exitCode}: ${this.proc.text()}`);
+        if (this.proc.child.exitCode !== null)
+          throw new Error(`gunicorn exited with ${this.proc.child.exitCode}: ${this.proc.text()}`);
         return (this.proc.text().match(/Application startup complete/g) ?? []).length >= 2;
       });
       await this.waitHttp();
@@ -121,8 +156,15 @@ export function serverKinds({ tmp, logDir }) {
     }
     async pm2(args, env = {}) {
       const r = await run(tools.pm2.bin, args, { cwd: ROOT, env: { ...process.env, PM2_HOME: this.home, ...env } });
-      writeFileSync(path.join(logDir, `${this.name}.log`), `$ pm2 ${args.join(' ')} (exit ${r.code})\n${r.stdout}${r.stderr}\n`, { flag: 'a' });
-      if (r.code !== 0) throw new Error(`pm2 ${args.join(' ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').pop()}`);
+      writeFileSync(
+        path.join(logDir, `${this.name}.log`),
+        `$ pm2 ${args.join(' ')} (exit ${r.code})\n${r.stdout}${r.stderr}\n`,
+        { flag: 'a' },
+      );
+      if (r.code !== 0)
+        throw new Error(
+          `pm2 ${args.join(' ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').pop()}`,
+        );
       return r;
     }
     masterPid() {

@@ -20,7 +20,9 @@ const opt = (name, fallback) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : fallback;
 };
-const roots = opt('roots', ROOT).split(',').map((r) => path.resolve(r));
+const roots = opt('roots', ROOT)
+  .split(',')
+  .map((r) => path.resolve(r));
 const workers = Number(opt('workers', '4'));
 const runs = Number(opt('runs', '7'));
 const sizes = opt('modules', '1,200').split(',').map(Number);
@@ -85,11 +87,15 @@ const tree = (pid) => [pid, ...children(pid).flatMap(tree)];
 function start(root, dir, tmp) {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const p = spawn(process.execPath, [path.join(root, 'bin/tsgun'), '-w', String(workers), '-b', '127.0.0.1:0', 'main:default'], {
-      cwd: dir,
-      env: { ...process.env, TMPDIR: tmp, TSGUN_CMD_ARGS: '', WEB_CONCURRENCY: '', PORT: '' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const p = spawn(
+      process.execPath,
+      [path.join(root, 'bin/tsgun'), '-w', String(workers), '-b', '127.0.0.1:0', 'main:default'],
+      {
+        cwd: dir,
+        env: { ...process.env, TMPDIR: tmp, TSGUN_CMD_ARGS: '', WEB_CONCURRENCY: '', PORT: '' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     let out = '';
     let ready = null;
     const timer = setTimeout(() => {
@@ -136,11 +142,13 @@ for (const n of sizes) {
     for (let r = 0; r < runs; r++) {
       for (let i = 0; i < roots.length; i++) {
         const tmp = cache === 'warm' ? warm : mkdtempSync(path.join(scratch, 'cold-'));
-        results[i].push(await start(roots[i], dir, tmp).catch((err) => {
-          // Another tsgun user on the machine may stop it (pkill): one more try.
-          console.error(`retrying once: ${err.message.split('\n')[0]}`);
-          return start(roots[i], dir, cache === 'warm' ? warm : mkdtempSync(path.join(scratch, 'cold-')));
-        }));
+        results[i].push(
+          await start(roots[i], dir, tmp).catch((err) => {
+            // Another tsgun user on the machine may stop it (pkill): one more try.
+            console.error(`retrying once: ${err.message.split('\n')[0]}`);
+            return start(roots[i], dir, cache === 'warm' ? warm : mkdtempSync(path.join(scratch, 'cold-')));
+          }),
+        );
         if (cache === 'cold') rmSync(tmp, { recursive: true, force: true });
       }
     }
@@ -148,7 +156,9 @@ for (const n of sizes) {
       const ready = results[i].map((x) => x.ready);
       const cpu = results[i].map((x) => x.cpu);
       const app = n === 1 ? 'hello.ts' : `${n} modules`;
-      console.log(`| ${app} | ${cache} | ${roots[i]} | ${median(ready).toFixed(3)} s | ${ready.map((x) => x.toFixed(2)).join(' / ')} | ${median(cpu).toFixed(2)} s |`);
+      console.log(
+        `| ${app} | ${cache} | ${roots[i]} | ${median(ready).toFixed(3)} s | ${ready.map((x) => x.toFixed(2)).join(' / ')} | ${median(cpu).toFixed(2)} s |`,
+      );
     }
   }
 }

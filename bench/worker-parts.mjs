@@ -18,11 +18,23 @@ const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 5;
 const STEPS = [
   ['bare node:http server', ''],
   ['+ pino (the package)', `await import('pino');`],
-  ['+ tsgun logger (log.js, one pino instance)', `const { createLogger } = await import('${dist('log.js')}'); createLogger({ loglevel: 'info', log_format: 'json', errorlog: '/dev/null' });`],
-  ['+ settings, IPC, errors, app spec (config/*)', `await import('${dist('ipc.js')}'); await import('${dist('config/appspec.js')}'); await import('${dist('config/files.js')}');`],
-  ['+ app loader, http worker, request stats, tls (worker/*)', `await import('${dist('worker/app.js')}'); await import('${dist('worker/http.js')}'); await import('${dist('worker/requests.js')}'); await import('${dist('worker/tls.js')}');`],
+  [
+    '+ tsgun logger (log.js, one pino instance)',
+    `const { createLogger } = await import('${dist('log.js')}'); createLogger({ loglevel: 'info', log_format: 'json', errorlog: '/dev/null' });`,
+  ],
+  [
+    '+ settings, IPC, errors, app spec (config/*)',
+    `await import('${dist('ipc.js')}'); await import('${dist('config/appspec.js')}'); await import('${dist('config/files.js')}');`,
+  ],
+  [
+    '+ app loader, http worker, request stats, tls (worker/*)',
+    `await import('${dist('worker/app.js')}'); await import('${dist('worker/http.js')}'); await import('${dist('worker/requests.js')}'); await import('${dist('worker/tls.js')}');`,
+  ],
   // The thread waits on its pipe to the master: here, one end of a loopback connection.
-  ['+ watchdog thread', `const { Worker } = await import('node:worker_threads'); const net = await import('node:net'); const end = await new Promise((ok) => { const l = net.createServer(() => {}).listen(0, '127.0.0.1', () => { const c = net.connect(l.address().port, '127.0.0.1', () => ok(c)); }); }); new Worker(new URL('${dist('worker/watchdog-thread.cjs')}'), { workerData: { fd: end._handle.fd, pulse: new SharedArrayBuffer(16), pulseMs: 250, masterPid: process.ppid, errorLog: { file: null, pretty: false, worker: 1 } } }).unref();`],
+  [
+    '+ watchdog thread',
+    `const { Worker } = await import('node:worker_threads'); const net = await import('node:net'); const end = await new Promise((ok) => { const l = net.createServer(() => {}).listen(0, '127.0.0.1', () => { const c = net.connect(l.address().port, '127.0.0.1', () => ok(c)); }); }); new Worker(new URL('${dist('worker/watchdog-thread.cjs')}'), { workerData: { fd: end._handle.fd, pulse: new SharedArrayBuffer(16), pulseMs: 250, masterPid: process.ppid, errorLog: { file: null, pretty: false, worker: 1 } } }).unref();`,
+  ],
   ['+ IPC channel (a child with an ipc pipe)', 'IPC'],
 ];
 
@@ -62,12 +74,26 @@ for (const [label, part] of STEPS) {
   const rss = median(samples.map((s) => s.rss));
   const uss = median(samples.map((s) => s.uss));
   const heap = median(samples.map((s) => s.heap));
-  rows.push({ label, rss, uss, heap, ipc, dRss: prev ? rss - prev.rss : null, dUss: prev ? uss - prev.uss : null, dHeap: prev ? heap - prev.heap : null });
+  rows.push({
+    label,
+    rss,
+    uss,
+    heap,
+    ipc,
+    dRss: prev ? rss - prev.rss : null,
+    dUss: prev ? uss - prev.uss : null,
+    dHeap: prev ? heap - prev.heap : null,
+  });
   prev = { rss, uss, heap };
 }
 
 const d = (v) => (v === null ? '' : MB(v));
-console.log(`Node ${process.version}, median of ${runs} processes per row, after a full GC. USS: Private_Clean + Private_Dirty of /proc/self/smaps_rollup (RSS also counts pages of the node binary, shared by every node process).\n`);
+console.log(
+  `Node ${process.version}, median of ${runs} processes per row, after a full GC. USS: Private_Clean + Private_Dirty of /proc/self/smaps_rollup (RSS also counts pages of the node binary, shared by every node process).\n`,
+);
 console.log('| step | RSS MB | Δ RSS | USS MB | Δ USS | heap used MB | Δ heap |');
 console.log('|---|---:|---:|---:|---:|---:|---:|');
-for (const r of rows) console.log(`| ${r.label} | ${MB(r.rss)} | ${d(r.dRss)} | ${MB(r.uss)} | ${d(r.dUss)} | ${MB(r.heap)} | ${d(r.dHeap)} |`);
+for (const r of rows)
+  console.log(
+    `| ${r.label} | ${MB(r.rss)} | ${d(r.dRss)} | ${MB(r.uss)} | ${d(r.dUss)} | ${MB(r.heap)} | ${d(r.dHeap)} |`,
+  );

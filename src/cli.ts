@@ -38,7 +38,10 @@ function resolvePrivileges(settings: ResolvedConfig['settings']): Privileges | n
     }
   };
   const missing = (what: string, value: string): never => {
-    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `${what} ${JSON.stringify(value)} does not exist on this machine; check --${what}`);
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_VALUE',
+      `${what} ${JSON.stringify(value)} does not exist on this machine; check --${what}`,
+    );
   };
   let uid = process.getuid!();
   let gid = process.getgid!();
@@ -62,7 +65,10 @@ function resolvePrivileges(settings: ResolvedConfig['settings']): Privileges | n
   }
   const me = process.getuid!();
   if (me !== 0 && (uid !== me || gid !== process.getgid!())) {
-    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `--user/--group need tsgun to be started as root (it runs as uid ${me}); drop them or start tsgun as root`);
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_VALUE',
+      `--user/--group need tsgun to be started as root (it runs as uid ${me}); drop them or start tsgun as root`,
+    );
   }
   return { uid, gid, initgroups: me === 0 ? initgroups : null };
 }
@@ -72,21 +78,33 @@ function resolvePrivileges(settings: ResolvedConfig['settings']): Privileges | n
  * caller's directory alone), resolve `user`/`group`, read the TLS files, and compute the
  * workers' environment from `base` before the app is looked for.
  */
-export function applyEnvironment(resolved: ResolvedConfig, cwd: string, base: NodeJS.ProcessEnv, changeDir = true): void {
+export function applyEnvironment(
+  resolved: ResolvedConfig,
+  cwd: string,
+  base: NodeJS.ProcessEnv,
+  changeDir = true,
+): void {
   const { settings } = resolved;
   if (settings.umask !== null) process.umask(settings.umask);
   resolved.privileges = resolvePrivileges(settings);
   resolved.env = environmentFor(settings, base, cwd);
   // Read before any privilege is dropped: workers get the contents, and a bad file is an Error: line now.
   resolved.tls = readTlsFiles(settings);
-  if (settings.worker_class === 'http2' && !settings.certfile) throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', 'worker_class http2 serves HTTP/2 over TLS: give it --certfile and --keyfile');
+  if (settings.worker_class === 'http2' && !settings.certfile)
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_VALUE',
+      'worker_class http2 serves HTTP/2 over TLS: give it --certfile and --keyfile',
+    );
   if (settings.chdir) {
     const dir = path.resolve(cwd, settings.chdir);
     try {
       if (changeDir) process.chdir(dir);
       else if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
     } catch (err) {
-      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `chdir: cannot change to ${dir}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}; check --chdir`);
+      throw new TsgunError(
+        'TSGUN_ERR_CONFIG_VALUE',
+        `chdir: cannot change to ${dir}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}; check --chdir`,
+      );
     }
     settings.chdir = dir;
   }
@@ -103,16 +121,23 @@ async function checkConfig(resolved: ResolvedConfig, app: string): Promise<CliRe
 }
 
 function asCheckFailure(err: unknown): unknown {
-  return isTsgunError(err) ? new TsgunError(err.code, err.message, { cause: err.cause, exitCode: ExitCode.RUNTIME }) : err;
+  return isTsgunError(err)
+    ? new TsgunError(err.code, err.message, { cause: err.cause, exitCode: ExitCode.RUNTIME })
+    : err;
 }
 
 /** `tsgun help [command]`: the whole help, or one command's. */
 function help(args: readonly string[], cwd: string): Promise<CliResult> | CliResult {
   const [command, ...extra] = args;
-  if (command === undefined || ['help', '--help', '-h'].includes(command)) return { code: ExitCode.OK, output: formatHelp() };
-  if (extra.length === 0 && (CONTROL_COMMANDS as readonly string[]).includes(command)) return runControl([command, '--help'], cwd);
+  if (command === undefined || ['help', '--help', '-h'].includes(command))
+    return { code: ExitCode.OK, output: formatHelp() };
+  if (extra.length === 0 && (CONTROL_COMMANDS as readonly string[]).includes(command))
+    return runControl([command, '--help'], cwd);
   const known = [...CONTROL_COMMANDS, 'help'].join(', ');
-  throw new TsgunError('TSGUN_ERR_USAGE', `tsgun help takes one of ${known}, not ${JSON.stringify(args.join(' '))}; see tsgun --help`);
+  throw new TsgunError(
+    'TSGUN_ERR_USAGE',
+    `tsgun help takes one of ${known}, not ${JSON.stringify(args.join(' '))}; see tsgun --help`,
+  );
 }
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
@@ -130,7 +155,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (resolved.settings.print_config) return { code: ExitCode.OK, output: formatConfig(resolved) };
 
   const app = resolved.app;
-  if (!app) throw new TsgunError('TSGUN_ERR_USAGE', 'no APP given; run tsgun [options] MODULE[:ATTR], for example tsgun main:app (see tsgun --help)');
+  if (!app)
+    throw new TsgunError(
+      'TSGUN_ERR_USAGE',
+      'no APP given; run tsgun [options] MODULE[:ATTR], for example tsgun main:app (see tsgun --help)',
+    );
   const spec = parseAppSpec(app);
   // The master's own environment follows the workers' (its hooks, --check-config's app, a USR2 successor).
   const base = { ...process.env };
@@ -161,4 +190,3 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     logs.flush();
   }
 }
-

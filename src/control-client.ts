@@ -74,9 +74,17 @@ async function locate(where: Where, cwd: string): Promise<string> {
   } catch {
     // No runtime directory: nothing has run as this user.
   }
-  const running = names.map((n) => Number(/\d+/.exec(n)![0])).filter((pid) => isMaster(pid) && names.includes(defaultSocketName(pid)));
-  if (running.length === 0) fail(`no tsgun master is running (none found in ${dir}); pass --pid PIDFILE or --control-socket PATH if it uses another place`);
-  if (running.length > 1) fail(`several tsgun masters are running (pids ${running.join(', ')}); choose one with --pid PIDFILE or --control-socket ${path.join(dir, defaultSocketName(running[0]!))}`);
+  const running = names
+    .map((n) => Number(/\d+/.exec(n)![0]))
+    .filter((pid) => isMaster(pid) && names.includes(defaultSocketName(pid)));
+  if (running.length === 0)
+    fail(
+      `no tsgun master is running (none found in ${dir}); pass --pid PIDFILE or --control-socket PATH if it uses another place`,
+    );
+  if (running.length > 1)
+    fail(
+      `several tsgun masters are running (pids ${running.join(', ')}); choose one with --pid PIDFILE or --control-socket ${path.join(dir, defaultSocketName(running[0]!))}`,
+    );
   return path.join(dir, defaultSocketName(running[0]!));
 }
 
@@ -92,11 +100,18 @@ export function send(wanted: string, request: ControlRequest): Promise<ControlRe
   try {
     st = statSync(socketPath);
   } catch {
-    return Promise.reject(new TsgunError('TSGUN_ERR_RUNTIME', `no tsgun master is running: control socket ${socketPath} does not exist`));
+    return Promise.reject(
+      new TsgunError('TSGUN_ERR_RUNTIME', `no tsgun master is running: control socket ${socketPath} does not exist`),
+    );
   }
   const uid = process.getuid?.();
   if (uid !== undefined && uid !== 0 && st.uid !== uid) {
-    return Promise.reject(new TsgunError('TSGUN_ERR_RUNTIME', `control socket ${socketPath} belongs to user id ${st.uid}; run tsgun as that user`));
+    return Promise.reject(
+      new TsgunError(
+        'TSGUN_ERR_RUNTIME',
+        `control socket ${socketPath} belongs to user id ${st.uid}; run tsgun as that user`,
+      ),
+    );
   }
   return new Promise((resolve, reject) => {
     const conn = net.connect(socketPath);
@@ -108,11 +123,18 @@ export function send(wanted: string, request: ControlRequest): Promise<ControlRe
       try {
         resolve(JSON.parse(buffered) as ControlReply);
       } catch {
-        reject(new TsgunError('TSGUN_ERR_RUNTIME', `the master at ${socketPath} closed the connection without an answer`));
+        reject(
+          new TsgunError('TSGUN_ERR_RUNTIME', `the master at ${socketPath} closed the connection without an answer`),
+        );
       }
     });
     conn.on('error', (err: NodeJS.ErrnoException) => {
-      const why = err.code === 'ECONNREFUSED' ? 'nobody is accepting on it (stale socket; the master is gone)' : err.code === 'EACCES' ? 'permission denied; run tsgun as the user that started the master' : (err.code ?? err.message);
+      const why =
+        err.code === 'ECONNREFUSED'
+          ? 'nobody is accepting on it (stale socket; the master is gone)'
+          : err.code === 'EACCES'
+            ? 'permission denied; run tsgun as the user that started the master'
+            : (err.code ?? err.message);
       reject(new TsgunError('TSGUN_ERR_RUNTIME', `cannot reach the master at ${socketPath}: ${why}`));
     });
   });
@@ -133,25 +155,87 @@ const mib = (n: number): string => (n > 0 ? `${(n / 1024 / 1024).toFixed(1)} MiB
  */
 export function formatStatus(s: ArbiterSnapshot, now = Date.now(), rates?: ReadonlyMap<number, number>): string {
   const ready = s.workers.filter((w) => w.state === 'ready').length;
-  const head = `tsgun ${s.version} master ${s.pid} [${s.app}]: up ${duration(now - s.startedAt)}, generation ${s.generation}${s.reloading ? ' (reloading)' : ''}, ${ready}/${s.target} workers ready\n` + `listening at ${s.sockets.join(', ')}\n\n`;
+  const head =
+    `tsgun ${s.version} master ${s.pid} [${s.app}]: up ${duration(now - s.startedAt)}, generation ${s.generation}${s.reloading ? ' (reloading)' : ''}, ${ready}/${s.target} workers ready\n` +
+    `listening at ${s.sockets.join(', ')}\n\n`;
   const rate = (n: number | undefined): string[] => (rates ? [n === undefined ? '-' : n.toFixed(1)] : []);
-  const rows: string[][] = [['ROLE', 'PID', 'GEN', 'STATE', 'UPTIME', 'REQUESTS', ...rate(undefined).map(() => 'REQ/S'), 'CONNS', 'UPGRADED', 'CPU%', 'RSS']];
+  const rows: string[][] = [
+    [
+      'ROLE',
+      'PID',
+      'GEN',
+      'STATE',
+      'UPTIME',
+      'REQUESTS',
+      ...rate(undefined).map(() => 'REQ/S'),
+      'CONNS',
+      'UPGRADED',
+      'CPU%',
+      'RSS',
+    ],
+  ];
   const served = s.retired.requests + s.workers.reduce((n, w) => n + w.stats.requests, 0);
   const up = duration(now - s.startedAt);
-  rows.push(['master', String(s.pid), String(s.generation), s.reloading ? 'reloading' : 'running', up, String(served), ...rate(undefined), '-', '-', s.cpu.toFixed(1), mib(s.rss)]);
+  rows.push([
+    'master',
+    String(s.pid),
+    String(s.generation),
+    s.reloading ? 'reloading' : 'running',
+    up,
+    String(served),
+    ...rate(undefined),
+    '-',
+    '-',
+    s.cpu.toFixed(1),
+    mib(s.rss),
+  ]);
   for (const w of s.workers) {
     const { requests, connections, upgraded } = w.stats;
-    rows.push(['worker', String(w.pid), String(w.generation), w.state, duration(now - w.spawnedAt), String(requests), ...rate(rates?.get(w.pid)),
-      String(connections), String(upgraded), w.cpu.toFixed(1), mib(w.rss)]);
+    rows.push([
+      'worker',
+      String(w.pid),
+      String(w.generation),
+      w.state,
+      duration(now - w.spawnedAt),
+      String(requests),
+      ...rate(rates?.get(w.pid)),
+      String(connections),
+      String(upgraded),
+      w.cpu.toFixed(1),
+      mib(w.rss),
+    ]);
   }
   if (rates) {
-    const sum = (f: (w: ArbiterSnapshot['workers'][number]) => number): number => s.workers.reduce((n, w) => n + f(w), 0);
+    const sum = (f: (w: ArbiterSnapshot['workers'][number]) => number): number =>
+      s.workers.reduce((n, w) => n + f(w), 0);
     const perSecond = [...rates.values()].reduce((a, b) => a + b, 0);
-    rows.push(['total', '', '', `${s.workers.length} workers`, '', String(served), perSecond.toFixed(1), String(sum((w) => w.stats.connections)),
-      String(sum((w) => w.stats.upgraded)), (s.cpu + sum((w) => w.cpu)).toFixed(1), mib(s.rss + sum((w) => w.rss))]);
+    rows.push([
+      'total',
+      '',
+      '',
+      `${s.workers.length} workers`,
+      '',
+      String(served),
+      perSecond.toFixed(1),
+      String(sum((w) => w.stats.connections)),
+      String(sum((w) => w.stats.upgraded)),
+      (s.cpu + sum((w) => w.cpu)).toFixed(1),
+      mib(s.rss + sum((w) => w.rss)),
+    ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return head + rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    head +
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') +
+    '\n'
+  );
 }
 
 async function waitForExit(pid: number, ms: number): Promise<boolean> {
@@ -206,7 +290,9 @@ async function watch(socket: string, out: ControlConsole, everyMs = 1000): Promi
       if (previous && before !== undefined) rates.set(p, ((n - before) * 1000) / Math.max(1, now - previous.at));
     }
     previous = { at: now, requests };
-    out.write(`${clear}${formatStatus(reply.status, now, rates)}\n(refreshed every ${everyMs / 1000} s; Ctrl+C to quit)\n`);
+    out.write(
+      `${clear}${formatStatus(reply.status, now, rates)}\n(refreshed every ${everyMs / 1000} s; Ctrl+C to quit)\n`,
+    );
     await Promise.race([new Promise((r) => setTimeout(r, everyMs)), interrupted]);
   }
   return { code: ExitCode.OK };
@@ -238,7 +324,11 @@ async function reloadWithProgress(socket: string, out: ControlConsole): Promise<
 }
 
 /** Run a control subcommand; argv starts with the subcommand name. */
-export async function runControl(argv: readonly string[], cwd: string, out: ControlConsole = processConsole): Promise<CliResult> {
+export async function runControl(
+  argv: readonly string[],
+  cwd: string,
+  out: ControlConsole = processConsole,
+): Promise<CliResult> {
   // The help of the command asked about (`tsgun status --help`), as commander writes it.
   let help = '';
   const program = new Command('tsgun')
@@ -258,7 +348,10 @@ export async function runControl(argv: readonly string[], cwd: string, out: Cont
       .hook('preAction', (_, action) => void (where = action.opts<Where>()));
   command('status', 'show the master and its workers')
     .option('--json', 'print JSON')
-    .option('--watch', 'redraw the table every second (with requests per second and totals) until Ctrl+C or the master exits')
+    .option(
+      '--watch',
+      'redraw the table every second (with requests per second and totals) until Ctrl+C or the master exits',
+    )
     .action(async (opts: { json?: boolean; watch?: boolean }) => {
       if (opts.json && opts.watch) throw new TsgunError('TSGUN_ERR_USAGE', 'status takes --json or --watch, not both');
       const socket = await locate(where, cwd);
@@ -268,18 +361,25 @@ export async function runControl(argv: readonly string[], cwd: string, out: Cont
       }
       const reply = await send(socket, { cmd: 'status' });
       if (!reply.status) fail(reply.message);
-      result = { code: ExitCode.OK, output: opts.json ? `${JSON.stringify(reply.status, null, 2)}\n` : formatStatus(reply.status) };
+      result = {
+        code: ExitCode.OK,
+        output: opts.json ? `${JSON.stringify(reply.status, null, 2)}\n` : formatStatus(reply.status),
+      };
     });
-  command('reload', 'reload as HUP does, and wait for the new generation (on a terminal, showing its progress)').action(async () => {
-    const reply = await reloadWithProgress(await locate(where, cwd), out);
-    if (!reply.ok) fail(reply.message);
-    result = { code: ExitCode.OK, output: `${reply.message}\n` };
-  });
-  command('scale', 'set the number of workers: N, +N or -N').argument('<count>').action(async (count: string) => {
-    const reply = await send(await locate(where, cwd), { cmd: 'scale', count });
-    if (!reply.ok) fail(reply.message);
-    result = { code: ExitCode.OK, output: `${reply.message}\n` };
-  });
+  command('reload', 'reload as HUP does, and wait for the new generation (on a terminal, showing its progress)').action(
+    async () => {
+      const reply = await reloadWithProgress(await locate(where, cwd), out);
+      if (!reply.ok) fail(reply.message);
+      result = { code: ExitCode.OK, output: `${reply.message}\n` };
+    },
+  );
+  command('scale', 'set the number of workers: N, +N or -N')
+    .argument('<count>')
+    .action(async (count: string) => {
+      const reply = await send(await locate(where, cwd), { cmd: 'scale', count });
+      if (!reply.ok) fail(reply.message);
+      result = { code: ExitCode.OK, output: `${reply.message}\n` };
+    });
   command('stop', 'stop the master (gracefully, or at once with --quick)')
     .option('--quick', 'stop at once, as INT does')
     .option('--timeout <seconds>', 'how long to wait for the master to exit', '120')
@@ -289,14 +389,16 @@ export async function runControl(argv: readonly string[], cwd: string, out: Cont
       const reply = await send(socket, { cmd: 'stop', quick: opts.quick === true });
       if (!reply.ok) fail(reply.message);
       const pid = status.status?.pid;
-      if (pid && !(await waitForExit(pid, Number(opts.timeout) * 1000))) fail(`the master (pid ${pid}) is still running after ${opts.timeout} s`);
+      if (pid && !(await waitForExit(pid, Number(opts.timeout) * 1000)))
+        fail(`the master (pid ${pid}) is still running after ${opts.timeout} s`);
       result = { code: ExitCode.OK, output: `stopped (master pid ${pid})\n` };
     });
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') return { code: ExitCode.OK, output: help || program.helpInformation() };
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
+        return { code: ExitCode.OK, output: help || program.helpInformation() };
       throw new TsgunError('TSGUN_ERR_USAGE', `${err.message.replace(/^error: /, '')}; see tsgun ${argv[0]} --help`);
     }
     throw err;

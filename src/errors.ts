@@ -26,16 +26,31 @@ interface ErrorKind {
 
 /** Stable error codes. `docs/errors.md` lists them; a unit test checks the two agree. */
 export const ERRORS = {
-  TSGUN_ERR_USAGE: { exit: ExitCode.USAGE, doc: 'The command line is malformed (unknown flag, missing value, missing APP).' },
-  TSGUN_ERR_CONFIG_FILE: { exit: ExitCode.USAGE, doc: 'The config file is missing, unreadable, or fails to parse or import.' },
+  TSGUN_ERR_USAGE: {
+    exit: ExitCode.USAGE,
+    doc: 'The command line is malformed (unknown flag, missing value, missing APP).',
+  },
+  TSGUN_ERR_CONFIG_FILE: {
+    exit: ExitCode.USAGE,
+    doc: 'The config file is missing, unreadable, or fails to parse or import.',
+  },
   TSGUN_ERR_CONFIG_KEY: { exit: ExitCode.USAGE, doc: 'The config file names a setting that does not exist.' },
   TSGUN_ERR_CONFIG_VALUE: { exit: ExitCode.USAGE, doc: 'A setting has a value of the wrong type or out of range.' },
   TSGUN_ERR_APP_SPEC: { exit: ExitCode.USAGE, doc: 'The APP argument is not of the form MODULE[:ATTR].' },
-  TSGUN_ERR_BIND: { exit: ExitCode.RUNTIME, doc: 'A socket cannot be bound (address in use, permission denied, not a socket).' },
+  TSGUN_ERR_BIND: {
+    exit: ExitCode.RUNTIME,
+    doc: 'A socket cannot be bound (address in use, permission denied, not a socket).',
+  },
   TSGUN_ERR_PIDFILE: { exit: ExitCode.RUNTIME, doc: 'The pidfile cannot be written, or names a running master.' },
   TSGUN_ERR_WORKER_BOOT: { exit: ExitCode.WORKER_BOOT, doc: 'A worker failed to boot at first start.' },
-  TSGUN_ERR_APP_LOAD: { exit: ExitCode.APP_LOAD, doc: 'The app failed to load at first start: missing module or attribute, a throw at import, no known shape.' },
-  TSGUN_ERR_WORKER_CLASS: { exit: ExitCode.WORKER_BOOT, doc: 'The worker class cannot be loaded or does not implement the worker interface.' },
+  TSGUN_ERR_APP_LOAD: {
+    exit: ExitCode.APP_LOAD,
+    doc: 'The app failed to load at first start: missing module or attribute, a throw at import, no known shape.',
+  },
+  TSGUN_ERR_WORKER_CLASS: {
+    exit: ExitCode.WORKER_BOOT,
+    doc: 'The worker class cannot be loaded or does not implement the worker interface.',
+  },
   TSGUN_ERR_RUNTIME: { exit: ExitCode.RUNTIME, doc: 'The master failed while running.' },
 } as const satisfies Record<string, ErrorKind>;
 
@@ -63,7 +78,11 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const name = err.name && err.name !== 'Error' ? `${err.name}: ` : '';
     const where = errorLocation(err);
-    const message = err.message.split('\n').map((s) => s.trim()).filter(Boolean).join(' ');
+    const message = err.message
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .join(' ');
     return `${name}${message}${where ? ` (at ${where})` : ''}`;
   }
   return String(err);

@@ -86,4 +86,13 @@ export interface Hooks {
 export type HookName = keyof Hooks;
 
 /** Hooks that run inside worker processes; workers import the config file for them. */
-export const WORKER_HOOKS: readonly HookName[] = ['post_fork', 'post_worker_init', 'worker_int', 'worker_abort', 'pre_request', 'post_request', 'ssl_context', 'worker_exit'];
+export const WORKER_HOOKS: readonly HookName[] = [
+  'post_fork',
+  'post_worker_init',
+  'worker_int',
+  'worker_abort',
+  'pre_request',
+  'post_request',
+  'ssl_context',
+  'worker_exit',
+];

@@ -16,7 +16,14 @@ const LEVELS: Record<Settings['loglevel'], pino.Level> = {
   critical: 'fatal',
 };
 
-const LABELS: Record<string, string> = { trace: 'TRACE', debug: 'DEBUG', info: 'INFO', warn: 'WARNING', error: 'ERROR', fatal: 'CRITICAL' };
+const LABELS: Record<string, string> = {
+  trace: 'TRACE',
+  debug: 'DEBUG',
+  info: 'INFO',
+  warn: 'WARNING',
+  error: 'ERROR',
+  fatal: 'CRITICAL',
+};
 
 function timestamp(ms: number): string {
   const d = new Date(ms);
@@ -29,7 +36,14 @@ function timestamp(ms: number): string {
 
 const SKIP = new Set(['level', 'time', 'pid', 'msg', 'err', 'hostname', 'role', 'worker']);
 
-const COLOURS: Record<string, string> = { TRACE: '2', DEBUG: '36', INFO: '32', WARNING: '33', ERROR: '31', CRITICAL: '1;31' };
+const COLOURS: Record<string, string> = {
+  TRACE: '2',
+  DEBUG: '36',
+  INFO: '32',
+  WARNING: '33',
+  ERROR: '31',
+  CRITICAL: '1;31',
+};
 const paint = (code: string, text: string): string => `\x1b[${code}m${text}\x1b[0m`;
 
 /**
@@ -73,10 +87,14 @@ export interface LogTarget {
 }
 
 /** The error log: to stderr (`-`) or a file, in the chosen format. */
-export function createLogger(settings: Pick<Settings, 'loglevel' | 'log_format' | 'errorlog'>, bindings: Record<string, unknown> = {}): LogTarget {
+export function createLogger(
+  settings: Pick<Settings, 'loglevel' | 'log_format' | 'errorlog'>,
+  bindings: Record<string, unknown> = {},
+): LogTarget {
   const toStderr = settings.errorlog === '-';
   const dest = pino.destination({ dest: toStderr ? 2 : settings.errorlog, sync: true, mkdir: true, append: true });
-  const pretty = settings.log_format === 'pretty' || (settings.log_format === 'auto' && toStderr && process.stderr.isTTY === true);
+  const pretty =
+    settings.log_format === 'pretty' || (settings.log_format === 'auto' && toStderr && process.stderr.isTTY === true);
   const colour = pretty && toStderr && wantsColour(process.stderr.isTTY === true);
   const stream: DestinationStream = pretty ? { write: (line: string) => dest.write(prettyLine(line, colour)) } : dest;
   const logger = pino(

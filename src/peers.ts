@@ -12,7 +12,10 @@ export class PeerList {
   private readonly seen = new Map<string, boolean>();
 
   constructor(entries: readonly string[]) {
-    const items = entries.flatMap((e) => e.split(',')).map((e) => e.trim()).filter(Boolean);
+    const items = entries
+      .flatMap((e) => e.split(','))
+      .map((e) => e.trim())
+      .filter(Boolean);
     this.any = items.includes('*');
     this.unix = this.any || items.includes('unix');
     for (const item of items) {

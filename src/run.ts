@@ -59,7 +59,16 @@ export async function run(options: RunOptions): Promise<TsgunServer> {
   const logs = createLogger(resolved.settings, { role: 'master' });
   let ready!: () => void;
   const isReady = new Promise<void>((r) => (ready = r));
-  const arbiter = new Arbiter({ resolved, app, logs, version: VERSION, reresolve: resolve, argv: null, cwd, onReady: () => ready() });
+  const arbiter = new Arbiter({
+    resolved,
+    app,
+    logs,
+    version: VERSION,
+    reresolve: resolve,
+    argv: null,
+    cwd,
+    onReady: () => ready(),
+  });
   let stopped = false;
   const running = arbiter.run().finally(() => {
     stopped = true;
@@ -68,7 +77,10 @@ export async function run(options: RunOptions): Promise<TsgunServer> {
   const closed = running.catch((err: unknown) => (isTsgunError(err) ? err.exitCode : ExitCode.RUNTIME));
   // Before ready, a failure (a socket that cannot be bound, an app that cannot boot) is run()'s.
   const early = running.then((code) => {
-    throw new TsgunError('TSGUN_ERR_RUNTIME', `tsgun stopped (exit status ${code}) before its first workers were ready`);
+    throw new TsgunError(
+      'TSGUN_ERR_RUNTIME',
+      `tsgun stopped (exit status ${code}) before its first workers were ready`,
+    );
   });
   early.catch(() => {});
   await Promise.race([isReady, early]);

@@ -36,7 +36,10 @@ export class Tsgun {
   /** Exited, with its output read. */
   private finished = false;
 
-  constructor(args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdio?: Array<'pipe' | 'ignore' | number> } = {}) {
+  constructor(
+    args: readonly string[],
+    opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdio?: Array<'pipe' | 'ignore' | number> } = {},
+  ) {
     const stdio = opts.stdio ?? ['ignore', 'pipe', 'pipe'];
     this.proc = spawn(process.execPath, [BIN, ...args], {
       cwd: opts.cwd ?? FIXTURES,
@@ -87,7 +90,9 @@ export class Tsgun {
       const v = check();
       if (v) return v;
       if (this.finished) {
-        throw new Error(`tsgun exited (${this.proc.exitCode ?? this.proc.signalCode}) before ${what}\n--- stderr ---\n${this.stderr}`);
+        throw new Error(
+          `tsgun exited (${this.proc.exitCode ?? this.proc.signalCode}) before ${what}\n--- stderr ---\n${this.stderr}`,
+        );
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out waiting for ${what}\n--- stderr ---\n${this.stderr}`);
@@ -108,7 +113,11 @@ export class Tsgun {
 
   /** Wait for a log line matching `re`, counting from `after` lines already seen. */
   waitForLine(re: RegExp, ms = 20_000, after = 0): Promise<LogLine> {
-    return this.until(() => this.lines.slice(after).find((l) => re.test(l.msg ?? l.raw)), `a log line matching ${re}`, ms);
+    return this.until(
+      () => this.lines.slice(after).find((l) => re.test(l.msg ?? l.raw)),
+      `a log line matching ${re}`,
+      ms,
+    );
   }
 
   /** The `Listening at:` addresses, once `count` of them have been logged. */
@@ -201,15 +210,20 @@ export function procStat(pid: number | string): { state: string; ppid: number } 
 
 /** Every pid in /proc but this process's own. */
 function allPids(): number[] {
-  return readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number).filter((pid) => pid !== process.pid);
+  return readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .filter((pid) => pid !== process.pid);
 }
 
 /** Direct children of `pid` that are not zombies, from /proc. */
 export function childPidsSync(pid: number): number[] {
-  return allPids().filter((p) => {
-    const stat = procStat(p);
-    return stat?.ppid === pid && stat.state !== 'Z';
-  }).sort((a, b) => a - b);
+  return allPids()
+    .filter((p) => {
+      const stat = procStat(p);
+      return stat?.ppid === pid && stat.state !== 'Z';
+    })
+    .sort((a, b) => a - b);
 }
 
 export async function childPids(pid: number): Promise<number[]> {
@@ -251,19 +265,44 @@ export interface Reply {
 }
 
 /** One HTTP request on a fresh connection (no keep-alive pooling between calls). */
-export function request(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer; socketPath?: string; path?: string; timeoutMs?: number } = {}): Promise<Reply> {
+export function request(
+  url: string,
+  opts: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+    socketPath?: string;
+    path?: string;
+    timeoutMs?: number;
+  } = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const target = opts.socketPath ? { socketPath: opts.socketPath, path: opts.path ?? '/' } : (() => {
-      const u = new URL(url);
-      return { hostname: u.hostname.replace(/^\[|\]$/g, ''), port: u.port, path: opts.path ?? `${u.pathname}${u.search}` };
-    })();
-    const req = http.request({ ...target, method: opts.method ?? 'GET', headers: opts.headers, agent: false, timeout: opts.timeoutMs ?? 15_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-      res.on('error', reject);
-    });
+    const target = opts.socketPath
+      ? { socketPath: opts.socketPath, path: opts.path ?? '/' }
+      : (() => {
+          const u = new URL(url);
+          return {
+            hostname: u.hostname.replace(/^\[|\]$/g, ''),
+            port: u.port,
+            path: opts.path ?? `${u.pathname}${u.search}`,
+          };
+        })();
+    const req = http.request(
+      {
+        ...target,
+        method: opts.method ?? 'GET',
+        headers: opts.headers,
+        agent: false,
+        timeout: opts.timeoutMs ?? 15_000,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`request to ${url} timed out`)));
     req.on('error', reject);
     req.end(opts.body);
@@ -307,7 +346,10 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Run tsgun to completion (for commands expected to exit by themselves). */
-export async function runTsgun(args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string; pid: number }> {
+export async function runTsgun(
+  args: readonly string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string; pid: number }> {
   const t = new Tsgun(args, opts);
   const timer = setTimeout(() => t.kill(), opts.timeoutMs ?? 30_000);
   const { code } = await t.exited;
@@ -342,13 +384,21 @@ export async function settle(pid: number, n: number, what: string, ms = 30_000):
   let last: number[] = [];
   let since = Date.now();
   try {
-    return await waitFor(() => {
-      const now = workerPidsByTitle(pid);
-      if (now.join() !== last.join()) [last, since] = [now, Date.now()];
-      return now.length === n && Date.now() - since >= 300 ? now : null;
-    }, `${what}: ${n} worker(s)`, ms);
+    return await waitFor(
+      () => {
+        const now = workerPidsByTitle(pid);
+        if (now.join() !== last.join()) [last, since] = [now, Date.now()];
+        return now.length === n && Date.now() - since >= 300 ? now : null;
+      },
+      `${what}: ${n} worker(s)`,
+      ms,
+    );
   } catch (err) {
-    throw new Error(`${(err as Error).message}; workers now: [${last.join(', ')}], children: [${childPidsSync(pid).map((c) => `${c} ${titleOf(c)}`).join('; ')}]`);
+    throw new Error(
+      `${(err as Error).message}; workers now: [${last.join(', ')}], children: [${childPidsSync(pid)
+        .map((c) => `${c} ${titleOf(c)}`)
+        .join('; ')}]`,
+    );
   }
 }
 
@@ -451,7 +501,8 @@ export class RawHttp {
       const reply = this.take();
       if (reply) return reply;
       if (this.error) throw this.error;
-      if (this.ended) throw new Error(`connection closed before the response to ${path} (got ${JSON.stringify(this.buf)})`);
+      if (this.ended)
+        throw new Error(`connection closed before the response to ${path} (got ${JSON.stringify(this.buf)})`);
       await new Promise<void>((resolve) => (this.waiting = resolve));
       this.waiting = null;
     }

@@ -21,9 +21,13 @@ if (all.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.TSGUN_TEST_CONCURRENCY ?? '3';
-const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...all], {
-  cwd: root,
-  stdio: 'inherit',
-  env: { ...process.env, NODE_NO_WARNINGS: '1' },
-});
+const result = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...all],
+  {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, NODE_NO_WARNINGS: '1' },
+  },
+);
 process.exit(result.status ?? 1);

@@ -62,10 +62,11 @@ if (process.env.BARE_MANAGER_WORKER) {
       });
       child.once('exit', (code) => reject(new Error(`worker exited with ${code} before it listened`)));
     });
-  const retire = (child) => new Promise((resolve) => {
-    child.once('exit', resolve);
-    child.send('stop');
-  });
+  const retire = (child) =>
+    new Promise((resolve) => {
+      child.once('exit', resolve);
+      child.send('stop');
+    });
 
   let workers = [];
   let replacing = Promise.resolve();

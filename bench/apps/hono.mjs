@@ -18,7 +18,9 @@ app.get('/stream', () => {
       if (--left === 0) controller.close();
     },
   });
-  return new Response(body, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(STREAM_CHUNK * STREAM_CHUNKS) } });
+  return new Response(body, {
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(STREAM_CHUNK * STREAM_CHUNKS) },
+  });
 });
 app.post('/echo', async (c) => {
   const body = await c.req.arrayBuffer();

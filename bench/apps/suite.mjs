@@ -39,7 +39,10 @@ function echo(req, res) {
   req.on('data', (c) => parts.push(c));
   req.on('end', () => {
     const body = Buffer.concat(parts);
-    res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/octet-stream', 'content-length': body.length });
+    res.writeHead(200, {
+      'content-type': req.headers['content-type'] ?? 'application/octet-stream',
+      'content-length': body.length,
+    });
     res.end(body);
   });
 }

@@ -13,7 +13,11 @@ app.disable('x-powered-by');
 app.use(express.json({ limit: '100kb' }));
 
 app.get('/', (_req, res) => {
-  res.type('text/plain').send(`Hello from tsgun! Worker ${process.pid} served this with Express.\nTry /api/hello/you, /api/status, or POST JSON to /api/echo.\n`);
+  res
+    .type('text/plain')
+    .send(
+      `Hello from tsgun! Worker ${process.pid} served this with Express.\nTry /api/hello/you, /api/status, or POST JSON to /api/echo.\n`,
+    );
 });
 
 app.get('/api/hello/:name', (req, res) => {

@@ -17,7 +17,11 @@ app.get<{ Params: { name: string } }>('/api/hello/:name', async (request) => {
   return { message: `Hello, ${request.params.name}!`, worker: process.pid };
 });
 
-app.get('/api/status', async () => ({ status: 'ok', worker: process.pid, uptimeSeconds: Math.round(process.uptime()) }));
+app.get('/api/status', async () => ({
+  status: 'ok',
+  worker: process.pid,
+  uptimeSeconds: Math.round(process.uptime()),
+}));
 
 // Fastify validates the body against the schema and answers 400 when it does not match.
 app.post<{ Body: { a: number; b: number } }>(

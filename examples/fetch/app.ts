@@ -44,9 +44,12 @@ async function count(request: Request): Promise<Response> {
 export default async function handler(request: Request): Promise<Response> {
   const { pathname } = new URL(request.url);
   if (request.method === 'GET' && pathname === '/') {
-    return new Response(`Hello from tsgun! Worker ${process.pid} served this with a plain fetch handler.\nTry /stream (curl -N) or POST a body to /count.\n`, {
-      headers: { 'content-type': 'text/plain; charset=utf-8' },
-    });
+    return new Response(
+      `Hello from tsgun! Worker ${process.pid} served this with a plain fetch handler.\nTry /stream (curl -N) or POST a body to /count.\n`,
+      {
+        headers: { 'content-type': 'text/plain; charset=utf-8' },
+      },
+    );
   }
   const hello = /^\/api\/hello\/([^/]+)$/.exec(pathname);
   if (request.method === 'GET' && hello) {
@@ -58,7 +61,8 @@ export default async function handler(request: Request): Promise<Response> {
     }
     return json({ message: `Hello, ${name}!`, worker: process.pid });
   }
-  if (request.method === 'GET' && pathname === '/api/status') return json({ status: 'ok', worker: process.pid, uptimeSeconds: Math.round(process.uptime()) });
+  if (request.method === 'GET' && pathname === '/api/status')
+    return json({ status: 'ok', worker: process.pid, uptimeSeconds: Math.round(process.uptime()) });
   if (request.method === 'GET' && pathname === '/stream') return countdown();
   if (request.method === 'POST' && pathname === '/count') return count(request);
   return json({ error: 'not found' }, 404);

@@ -12,7 +12,9 @@ app.get('/', (c) => c.text(`Hello from tsgun! Worker ${process.pid} served this 
 
 app.get('/api/hello/:name', (c) => c.json({ message: `Hello, ${c.req.param('name')}!`, worker: process.pid }));
 
-app.get('/api/status', (c) => c.json({ status: 'ok', worker: process.pid, uptimeSeconds: Math.round(process.uptime()) }));
+app.get('/api/status', (c) =>
+  c.json({ status: 'ok', worker: process.pid, uptimeSeconds: Math.round(process.uptime()) }),
+);
 
 app.post('/api/echo', async (c) => {
   const body: unknown = await c.req.json().catch(() => null);

@@ -26,7 +26,9 @@ export class InfoRequested extends Error {
 export function buildProgram(version: string): { program: Command; attrToSetting: Map<string, SettingName> } {
   const program = new Command('tsgun')
     .usage('[options] APP')
-    .description('Run a Node.js HTTP app under a master process with a pool of workers.\nAPP is MODULE[:ATTR], for example main:app or src/server.ts:createApp().')
+    .description(
+      'Run a Node.js HTTP app under a master process with a pool of workers.\nAPP is MODULE[:ATTR], for example main:app or src/server.ts:createApp().',
+    )
     .argument('[APP]', 'the app to serve, as MODULE[:ATTR]')
     .version(version, '-v, --version', 'print the version and exit')
     .helpOption('-h, --help', 'show this help and exit')
@@ -49,7 +51,9 @@ export function buildProgram(version: string): { program: Command; attrToSetting
           if (err instanceof ValueProblem) throw new InvalidArgumentError(err.message);
           throw err;
         }
-        return s.type.repeatable && Array.isArray(previous) ? [...(previous as unknown[]), ...(value as unknown[])] : value;
+        return s.type.repeatable && Array.isArray(previous)
+          ? [...(previous as unknown[]), ...(value as unknown[])]
+          : value;
       });
     }
     program.addOption(option);
@@ -65,7 +69,8 @@ export function parseArgs(argv: readonly string[], version: string, where = 'com
     program.parse([...argv], { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') throw new InfoRequested(formatHelp());
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
+        throw new InfoRequested(formatHelp());
       if (err.code === 'commander.version') throw new InfoRequested(`${version}\n`);
       const message = err.message.replace(/^error: /, '').replace(/\n+/g, ' ');
       throw new TsgunError('TSGUN_ERR_USAGE', `${where}: ${message}; see tsgun --help`);

@@ -78,7 +78,10 @@ class Headings {
 
   /** The anchor the next heading with this text will get. */
   add(text: string): string {
-    const base = text.toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-');
+    const base = text
+      .toLowerCase()
+      .replace(/[^\w\- ]/g, '')
+      .replace(/ /g, '-');
     const n = this.seen.get(base) ?? 0;
     this.seen.set(base, n + 1);
     return n === 0 ? base : `${base}-${n}`;
@@ -96,7 +99,9 @@ export function renderSettingsDoc(): string {
       'in snake_case as in Gunicorn; on the command line it is the flag shown; a few also read an environment variable.',
       'Any flag can also be given in `TSGUN_CMD_ARGS` (for example `TSGUN_CMD_ARGS="-w 4 --log-level debug"`).',
       '',
-      `Precedence, lowest first: default < config file < environment (${envVars().map((v) => code(v)).join(', ')}, then \`TSGUN_CMD_ARGS\`) < command line.`,
+      `Precedence, lowest first: default < config file < environment (${envVars()
+        .map((v) => code(v))
+        .join(', ')}, then \`TSGUN_CMD_ARGS\`) < command line.`,
       '`tsgun --print-config` (with the rest of your flags) shows every value and where it came from. An unknown key or a wrong value stops tsgun',
       'before anything is bound, with a message that names the key and the expected form.',
       '',
@@ -116,7 +121,11 @@ export function renderSettingsDoc(): string {
   const headings = new Headings();
   headings.add('Settings');
   headings.add('Contents');
-  const sections = SECTIONS.map((section) => ({ section, anchor: headings.add(section), settings: sectionSettings(section).map((name) => ({ name, anchor: headings.add(name) })) })).filter((s) => s.settings.length > 0);
+  const sections = SECTIONS.map((section) => ({
+    section,
+    anchor: headings.add(section),
+    settings: sectionSettings(section).map((name) => ({ name, anchor: headings.add(name) })),
+  })).filter((s) => s.settings.length > 0);
   out.push('## Contents\n');
   for (const { section, anchor, settings } of sections) {
     out.push(`- [${section}](#${anchor}): ${settings.map((s) => `[${s.name}](#${s.anchor})`).join(', ')}`);
@@ -130,7 +139,7 @@ export function renderSettingsDoc(): string {
           'Hooks are functions in a config file (`.ts`, `.mts`, `.js`, `.mjs`, `.cjs`), under the names Gunicorn uses.',
           'Worker-side hooks run in each worker, which imports the config file again to get them.',
           'A master-side hook that throws is logged and tsgun carries on; a throw in `post_fork` or `post_worker_init`',
-          'fails the worker\'s boot.\n',
+          "fails the worker's boot.\n",
         ].join('\n'),
       );
     }

@@ -13,7 +13,11 @@ import type { Settings } from './settings.js';
 export type Environment = Record<string, string>;
 
 /** `base` (the environment tsgun started with) plus `env_file` (relative to `cwd`) plus `raw_env`. */
-export function environmentFor(settings: Pick<Settings, 'env_file' | 'raw_env'>, base: NodeJS.ProcessEnv, cwd: string): Environment {
+export function environmentFor(
+  settings: Pick<Settings, 'env_file' | 'raw_env'>,
+  base: NodeJS.ProcessEnv,
+  cwd: string,
+): Environment {
   const env: Environment = {};
   for (const [key, value] of Object.entries(base)) if (value !== undefined) env[key] = value;
   if (settings.env_file) {

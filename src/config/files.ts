@@ -55,9 +55,19 @@ function packagesFrom(): Plugin {
         if (args.pluginData === 'tsgun-packages') return undefined;
         if (isBuiltin(args.path)) return { path: args.path, external: true };
         if (args.path === 'tsgun') return { path: pathToFileURL(SELF).href, external: true };
-        const found = await build.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, pluginData: 'tsgun-packages' });
+        const found = await build.resolve(args.path, {
+          kind: args.kind,
+          resolveDir: args.resolveDir,
+          pluginData: 'tsgun-packages',
+        });
         if (found.errors.length > 0) {
-          return { errors: [{ text: `cannot find package ${JSON.stringify(args.path)} from ${args.resolveDir}; install it there, or in a directory above` }] };
+          return {
+            errors: [
+              {
+                text: `cannot find package ${JSON.stringify(args.path)} from ${args.resolveDir}; install it there, or in a directory above`,
+              },
+            ],
+          };
         }
         return { path: pathToFileURL(found.path).href, external: true };
       });
@@ -88,7 +98,11 @@ async function importTypeScript(file: string): Promise<Record<string, unknown>> 
   // Plugins need build(), which runs esbuild as a child process: stopped at once, so that the
   // master's only children stay its workers.
   const url = pathToFileURL(file).href;
-  const meta = { 'import.meta.url': JSON.stringify(url), 'import.meta.filename': JSON.stringify(file), 'import.meta.dirname': JSON.stringify(path.dirname(file)) };
+  const meta = {
+    'import.meta.url': JSON.stringify(url),
+    'import.meta.filename': JSON.stringify(file),
+    'import.meta.dirname': JSON.stringify(path.dirname(file)),
+  };
   let result;
   try {
     result = await build({ ...common, format: 'esm', plugins: [packagesFrom()], define: meta });
@@ -102,7 +116,10 @@ async function importTypeScript(file: string): Promise<Record<string, unknown>> 
   }
   // sourceURL: stack traces name the config file rather than a data: URL (positions are the compiled code's).
   const code = `${result.outputFiles[0]!.text}\n// ${++importCounter}\n//# sourceURL=${file}`;
-  return (await import(`data:text/javascript;base64,${Buffer.from(code).toString('base64')}`)) as Record<string, unknown>;
+  return (await import(`data:text/javascript;base64,${Buffer.from(code).toString('base64')}`)) as Record<
+    string,
+    unknown
+  >;
 }
 
 /**
@@ -121,7 +138,8 @@ async function loadScript(file: string): Promise<unknown> {
   // A CommonJS module's exports arrive as `default`; an ES module's default export too.
   let value = mod.default;
   // tsx wraps a TypeScript file compiled to CommonJS once more.
-  if (value && typeof value === 'object' && 'default' in value && Object.keys(value).length === 1) value = (value as { default: unknown }).default;
+  if (value && typeof value === 'object' && 'default' in value && Object.keys(value).length === 1)
+    value = (value as { default: unknown }).default;
   if (value === undefined) throw new Error('it has no default export; write `export default defineConfig({ ... })`');
   return value;
 }
@@ -147,7 +165,9 @@ const LOADERS: Record<string, Loader> = {
 export const CONFIG_EXTENSIONS = Object.keys(LOADERS);
 
 /** The implicit config file names, in the order they are looked for. */
-export const DEFAULT_CONFIG_NAMES = ['.ts', '.mts', '.js', '.mjs', '.cjs', '.yaml', '.yml', '.json'].map((ext) => `tsgun.conf${ext}`);
+export const DEFAULT_CONFIG_NAMES = ['.ts', '.mts', '.js', '.mjs', '.cjs', '.yaml', '.yml', '.json'].map(
+  (ext) => `tsgun.conf${ext}`,
+);
 
 /** `./tsgun.conf.*` in `dir`, if there is one. */
 export function findDefaultConfig(dir: string): string | null {
@@ -163,19 +183,30 @@ export async function loadConfigFile(file: string): Promise<Record<string, unkno
   const ext = path.extname(file);
   const loader = LOADERS[ext];
   if (!loader) {
-    throw new TsgunError('TSGUN_ERR_CONFIG_FILE', `config file ${file} has an unsupported extension ${JSON.stringify(ext)}; use one of ${CONFIG_EXTENSIONS.join(' ')}`);
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_FILE',
+      `config file ${file} has an unsupported extension ${JSON.stringify(ext)}; use one of ${CONFIG_EXTENSIONS.join(' ')}`,
+    );
   }
   if (!existsSync(file)) {
-    throw new TsgunError('TSGUN_ERR_CONFIG_FILE', `config file ${file} does not exist; check the path given to -c/--config`);
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_FILE',
+      `config file ${file} does not exist; check the path given to -c/--config`,
+    );
   }
   let value: unknown;
   try {
     value = await loader(file);
   } catch (err) {
-    throw new TsgunError('TSGUN_ERR_CONFIG_FILE', `cannot load config file ${file}: ${describeError(err)}`, { cause: err });
+    throw new TsgunError('TSGUN_ERR_CONFIG_FILE', `cannot load config file ${file}: ${describeError(err)}`, {
+      cause: err,
+    });
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new TsgunError('TSGUN_ERR_CONFIG_FILE', `config file ${file} must hold an object of settings (keys such as bind, workers), not ${Array.isArray(value) ? 'an array' : typeof value}`);
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_FILE',
+      `config file ${file} must hold an object of settings (keys such as bind, workers), not ${Array.isArray(value) ? 'an array' : typeof value}`,
+    );
   }
   return value as Record<string, unknown>;
 }

@@ -45,7 +45,11 @@ export function item(flags: string, description: string, flagsWidth = FLAGS_WIDT
 function describe(name: SettingName): string {
   const s = getSetting(name);
   const notes: string[] = [];
-  const shownDefault = s.defaultDoc ?? (s.default === null || (Array.isArray(s.default) && s.default.length === 0) || s.default === false ? null : s.type.show(s.default));
+  const shownDefault =
+    s.defaultDoc ??
+    (s.default === null || (Array.isArray(s.default) && s.default.length === 0) || s.default === false
+      ? null
+      : s.type.show(s.default));
   if (shownDefault !== null) notes.push(`default: ${shownDefault}`);
   if (s.env) notes.push(`env: ${s.env}`);
   const text = notes.length ? `${s.short} (${notes.join('; ')})` : s.short;
@@ -78,6 +82,15 @@ export function formatHelp(): string {
     if (names.length === 0) continue;
     out.push('', `${section}:`, ...names.map((n) => item(flagsOf(n), describe(n))));
   }
-  out.push('', 'Every option is also a config-file key; see docs/settings.md. `tsgun help COMMAND` shows a command\'s options.');
-  return out.join('\n').split('\n').flatMap((l) => (l.length > HELP_WIDTH ? wrap(l, HELP_WIDTH) : [l])).join('\n') + '\n';
+  out.push(
+    '',
+    "Every option is also a config-file key; see docs/settings.md. `tsgun help COMMAND` shows a command's options.",
+  );
+  return (
+    out
+      .join('\n')
+      .split('\n')
+      .flatMap((l) => (l.length > HELP_WIDTH ? wrap(l, HELP_WIDTH) : [l]))
+      .join('\n') + '\n'
+  );
 }

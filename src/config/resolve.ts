@@ -63,14 +63,22 @@ export function nearestSetting(key: string): SettingName | null {
 }
 
 /** Validate a config file's raw object (or run()'s options: `where` names them) into setting values. */
-export function checkFileValues(raw: Record<string, unknown>, file: string, where = `config file ${file}`): Partial<Record<SettingName, unknown>> {
+export function checkFileValues(
+  raw: Record<string, unknown>,
+  file: string,
+  where = `config file ${file}`,
+): Partial<Record<SettingName, unknown>> {
   const values: Partial<Record<SettingName, unknown>> = {};
   for (const [key, value] of Object.entries(raw)) {
     const name = key as SettingName;
     const s = SETTING_NAMES.includes(name) ? getSetting(name) : null;
     if (!s || s.cliOnly) {
       const near = s ? null : nearestSetting(key);
-      const hint = s ? `${key} can only be given on the command line` : near ? `did you mean "${near}"?` : 'see docs/settings.md for the keys';
+      const hint = s
+        ? `${key} can only be given on the command line`
+        : near
+          ? `did you mean "${near}"?`
+          : 'see docs/settings.md for the keys';
       throw new TsgunError('TSGUN_ERR_CONFIG_KEY', `${where}: unknown setting "${key}"; ${hint}`);
     }
     try {
@@ -94,7 +102,10 @@ function envValues(env: ResolveInput['env']): Array<[string, Partial<Record<Sett
       layers.push([`env ${s.env}`, { [name]: value }]);
     } catch (err) {
       if (!(err instanceof ValueProblem)) throw err;
-      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `environment variable ${s.env}=${JSON.stringify(raw)} (sets ${name}): ${err.message}`);
+      throw new TsgunError(
+        'TSGUN_ERR_CONFIG_VALUE',
+        `environment variable ${s.env}=${JSON.stringify(raw)} (sets ${name}): ${err.message}`,
+      );
     }
   }
   return layers;
@@ -102,7 +113,9 @@ function envValues(env: ResolveInput['env']): Array<[string, Partial<Record<Sett
 
 export async function resolveConfig(input: ResolveInput): Promise<ResolvedConfig> {
   const cli = parseArgs(input.argv, input.version);
-  const cmdArgs = input.env.TSGUN_CMD_ARGS ? parseArgs(splitArgs(input.env.TSGUN_CMD_ARGS), input.version, 'TSGUN_CMD_ARGS') : null;
+  const cmdArgs = input.env.TSGUN_CMD_ARGS
+    ? parseArgs(splitArgs(input.env.TSGUN_CMD_ARGS), input.version, 'TSGUN_CMD_ARGS')
+    : null;
 
   const explicit = (cli.values.config ?? cmdArgs?.values.config ?? null) as string | null;
   const configFile = explicit ? path.resolve(input.cwd, explicit) : findDefaultConfig(input.cwd);
@@ -118,7 +131,10 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolvedConfig
 }
 
 /** The defaults with each layer on top, lowest first, and where each value came from. */
-function layered(layers: Array<[string, Partial<Record<SettingName, unknown>>]>, configFile: string | null): Pick<ResolvedConfig, 'settings' | 'sources'> {
+function layered(
+  layers: Array<[string, Partial<Record<SettingName, unknown>>]>,
+  configFile: string | null,
+): Pick<ResolvedConfig, 'settings' | 'sources'> {
   const settings = defaultSettings() as Record<SettingName, unknown>;
   const sources = Object.fromEntries(SETTING_NAMES.map((n) => [n, 'default'])) as Record<SettingName, string>;
   for (const [source, values] of layers) {
@@ -138,10 +154,16 @@ function layered(layers: Array<[string, Partial<Record<SettingName, unknown>>]>,
 export async function resolveOptions(options: Record<string, unknown>, cwd: string): Promise<ResolvedConfig> {
   const { app, config, ...keys } = options;
   if (typeof app !== 'string' || app === '') {
-    throw new TsgunError('TSGUN_ERR_USAGE', `run() needs app: 'MODULE[:ATTR]', for example run({ app: 'main:app' }); got ${JSON.stringify(app) ?? 'nothing'}`);
+    throw new TsgunError(
+      'TSGUN_ERR_USAGE',
+      `run() needs app: 'MODULE[:ATTR]', for example run({ app: 'main:app' }); got ${JSON.stringify(app) ?? 'nothing'}`,
+    );
   }
   if (config !== undefined && config !== null && typeof config !== 'string') {
-    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `run() options: setting "config" expected a file path, got ${JSON.stringify(config)}`);
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_VALUE',
+      `run() options: setting "config" expected a file path, got ${JSON.stringify(config)}`,
+    );
   }
   const inWorkers = WORKER_HOOKS.find((name) => typeof keys[name] === 'function');
   if (inWorkers) {

@@ -5,9 +5,33 @@
  */
 import { checkPeerList } from '../peers.js';
 import { parseBind } from './bind.js';
-import { bool, choice, hook, type HookFunction, int, optionalString, seconds, size, string, strings, umask, ValueProblem, type ValueType } from './types.js';
+import {
+  bool,
+  choice,
+  hook,
+  type HookFunction,
+  int,
+  optionalString,
+  seconds,
+  size,
+  string,
+  strings,
+  umask,
+  ValueProblem,
+  type ValueType,
+} from './types.js';
 
-export const SECTIONS = ['Config', 'Server socket', 'Worker processes', 'Server mechanics', 'Logging', 'HTTP', 'Security', 'TLS', 'Server hooks'] as const;
+export const SECTIONS = [
+  'Config',
+  'Server socket',
+  'Worker processes',
+  'Server mechanics',
+  'Logging',
+  'HTTP',
+  'Security',
+  'TLS',
+  'Server hooks',
+] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface Setting<T> {
@@ -64,12 +88,23 @@ function checkPeers(item: string): void {
 /** A comma-separated list in one string (`127.0.0.1,::1`), as Gunicorn writes it, or a list. */
 function peers(placeholder: string): ValueType<string[]> {
   const base = strings(placeholder, checkPeers);
-  const split = (items: string[]): string[] => items.flatMap((i) => i.split(',')).map((i) => i.trim()).filter(Boolean);
-  return { ...base, repeatable: false, fromString: (raw) => split(base.fromString(raw)), fromConfig: (raw) => split(base.fromConfig(raw)), show: (v) => JSON.stringify(v.join(',')) };
+  const split = (items: string[]): string[] =>
+    items
+      .flatMap((i) => i.split(','))
+      .map((i) => i.trim())
+      .filter(Boolean);
+  return {
+    ...base,
+    repeatable: false,
+    fromString: (raw) => split(base.fromString(raw)),
+    fromConfig: (raw) => split(base.fromConfig(raw)),
+    show: (v) => JSON.stringify(v.join(',')),
+  };
 }
 
 function checkHeader(item: string): void {
-  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*$/.test(item)) throw new ValueProblem(`expected Name:Value, got ${JSON.stringify(item)}`);
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*$/.test(item))
+    throw new ValueProblem(`expected Name:Value, got ${JSON.stringify(item)}`);
 }
 
 function checkEnvPair(item: string): void {
@@ -78,7 +113,9 @@ function checkEnvPair(item: string): void {
 
 function checkWorkerClass(item: string): string {
   if (item === 'http' || item === 'http2' || /^.+:[A-Za-z_$][\w$]*$/.test(item)) return item;
-  throw new ValueProblem(`expected "http" or MODULE:CLASS (for example ./my-worker.ts:MyWorker), got ${JSON.stringify(item)}`);
+  throw new ValueProblem(
+    `expected "http" or MODULE:CLASS (for example ./my-worker.ts:MyWorker), got ${JSON.stringify(item)}`,
+  );
 }
 
 const workerClass: ValueType<string> = {
@@ -90,7 +127,10 @@ const workerClass: ValueType<string> = {
 
 function checkMetricsBind(item: string): string {
   checkBind(item);
-  if (item.trim().startsWith('fd://')) throw new ValueProblem(`expected HOST:PORT or unix:PATH (the master listens on it itself), got ${JSON.stringify(item)}`);
+  if (item.trim().startsWith('fd://'))
+    throw new ValueProblem(
+      `expected HOST:PORT or unix:PATH (the master listens on it itself), got ${JSON.stringify(item)}`,
+    );
   return item;
 }
 
@@ -159,8 +199,9 @@ export const SETTINGS = {
     type: bool,
     default: false,
     cli: ['--reuse-port'],
-    short: 'Give each worker its own SO_REUSEPORT socket on TCP binds, so the kernel spreads connections evenly (Node >= 22.12; ignored with a warning before).',
-    doc: 'Without it, all workers accept on the one socket the master bound. With it, connections queued on a worker\'s own socket when that worker stops are reset unless the kernel migrates them (Linux: `sysctl net.ipv4.tcp_migrate_req=1`); reloads under load are only free of failed requests with that set.',
+    short:
+      'Give each worker its own SO_REUSEPORT socket on TCP binds, so the kernel spreads connections evenly (Node >= 22.12; ignored with a warning before).',
+    doc: "Without it, all workers accept on the one socket the master bound. With it, connections queued on a worker's own socket when that worker stops are reset unless the kernel migrates them (Linux: `sysctl net.ipv4.tcp_migrate_req=1`); reloads under load are only free of failed requests with that set.",
   }),
 
   // Worker processes
@@ -187,14 +228,15 @@ export const SETTINGS = {
     default: 30,
     cli: ['-t', '--timeout'],
     short: 'Seconds a worker may go without a heartbeat before it is killed and replaced; 0 disables.',
-    doc: 'Workers send a heartbeat from their event loop. A worker whose event loop is blocked for longer than this is killed and replaced. Before it is killed, the master logs `WORKER TIMEOUT` with the JavaScript stack where it was blocked, its positions mapped through the scripts\' source maps: the lines of a TypeScript app\'s `.ts` files (compiled by tsx), or of the sources of a built app that ships `.map` files (or inline maps).',
+    doc: "Workers send a heartbeat from their event loop. A worker whose event loop is blocked for longer than this is killed and replaced. Before it is killed, the master logs `WORKER TIMEOUT` with the JavaScript stack where it was blocked, its positions mapped through the scripts' source maps: the lines of a TypeScript app's `.ts` files (compiled by tsx), or of the sources of a built app that ships `.map` files (or inline maps).",
   }),
   boot_timeout: setting({
     section: 'Worker processes',
     type: seconds(0),
     default: 30,
     cli: ['--boot-timeout'],
-    short: 'Seconds a worker may take to boot (import the app, run its factory, Fastify ready(), post_worker_init); 0 disables.',
+    short:
+      'Seconds a worker may take to boot (import the app, run its factory, Fastify ready(), post_worker_init); 0 disables.',
     doc: 'Separate from `timeout`, so an app that is slow to start needs no inflated `timeout`. A worker that does not boot in time is killed, and the log says where its JavaScript was stuck if it was blocked (a busy loop at import), or that it was waiting; at first start that stops tsgun with exit status 3.',
   }),
   max_worker_memory: setting({
@@ -210,14 +252,14 @@ export const SETTINGS = {
     type: seconds(0.1),
     default: 5,
     cli: ['--stats-interval'],
-    short: 'Seconds between samples of every worker\'s CPU and memory (from /proc on Linux).',
+    short: "Seconds between samples of every worker's CPU and memory (from /proc on Linux).",
   }),
   graceful_timeout: setting({
     section: 'Worker processes',
     type: seconds(0),
     default: 30,
     cli: ['--graceful-timeout'],
-    short: 'Seconds a stopping worker has to finish its in-flight requests and run the app\'s close().',
+    short: "Seconds a stopping worker has to finish its in-flight requests and run the app's close().",
     doc: 'At the deadline the worker ends what is left itself (streaming responses get their last chunk, WebSockets a close frame) and exits; the master kills a worker still running 2 seconds later. See docs/realtime.md.',
   }),
   keepalive: setting({
@@ -226,7 +268,7 @@ export const SETTINGS = {
     default: 5,
     cli: ['--keep-alive'],
     short: 'Seconds an idle keep-alive connection is kept open; 0 disables keep-alive.',
-    doc: 'Behind a proxy that reuses upstream connections (nginx `keepalive`), set this above the proxy\'s idle timeout.',
+    doc: "Behind a proxy that reuses upstream connections (nginx `keepalive`), set this above the proxy's idle timeout.",
   }),
 
   max_requests: setting({
@@ -250,7 +292,7 @@ export const SETTINGS = {
     type: int(0),
     default: 0,
     cli: ['--max-requests-jitter'],
-    short: 'Add a random 0..N to each worker\'s max_requests, so workers are not all replaced at once.',
+    short: "Add a random 0..N to each worker's max_requests, so workers are not all replaced at once.",
   }),
   balance_connections: setting({
     section: 'Worker processes',
@@ -258,7 +300,7 @@ export const SETTINGS = {
     default: true,
     cli: ['--no-balance-connections'],
     short: 'Keep keep-alive connections spread evenly over the workers (--no-balance-connections turns it off).',
-    doc: 'Workers accept from one shared socket, and the kernel hands a burst of new connections to whichever worker wakes first: with keep-alive clients (a load balancer\'s connection pool, a browser) one worker can end up with most of the connections for as long as they last. The master compares the workers\' connection counts; a worker holding more than its share (by over 10 %) answers that many of its next requests with `Connection: close`, and those clients reconnect, most likely to a less busy worker. No request fails: a connection closes only after a complete response that said it would. It waits while workers are being replaced (a reload, TTIN/TTOU, max-requests), when connections move anyway. HTTP/1.1 only.',
+    doc: "Workers accept from one shared socket, and the kernel hands a burst of new connections to whichever worker wakes first: with keep-alive clients (a load balancer's connection pool, a browser) one worker can end up with most of the connections for as long as they last. The master compares the workers' connection counts; a worker holding more than its share (by over 10 %) answers that many of its next requests with `Connection: close`, and those clients reconnect, most likely to a less busy worker. No request fails: a connection closes only after a complete response that said it would. It waits while workers are being replaced (a reload, TTIN/TTOU, max-requests), when connections move anyway. HTTP/1.1 only.",
   }),
 
   // Server mechanics
@@ -289,7 +331,8 @@ export const SETTINGS = {
     type: optionalString('<user>'),
     default: null,
     cli: ['-u', '--user'],
-    short: 'Run workers as this user (name or id). The master binds first, so ports below 1024 work when started as root.',
+    short:
+      'Run workers as this user (name or id). The master binds first, so ports below 1024 work when started as root.',
   }),
   group: setting({
     section: 'Server mechanics',
@@ -312,7 +355,7 @@ export const SETTINGS = {
     type: optionalString('<file>'),
     default: null,
     cli: ['-p', '--pid'],
-    short: 'Write the master\'s pid to this file; removed at exit.',
+    short: "Write the master's pid to this file; removed at exit.",
   }),
   proc_name: setting({
     section: 'Server mechanics',
@@ -328,7 +371,7 @@ export const SETTINGS = {
     default: false,
     cli: ['--factory'],
     short: 'Treat ATTR as a factory: call it (awaiting a promise) to get the app.',
-    doc: 'Same as writing `MODULE:ATTR()`. The factory is called with a context object whose `server` is the worker\'s HTTP server, for WebSocket libraries to attach to (docs/realtime.md).',
+    doc: "Same as writing `MODULE:ATTR()`. The factory is called with a context object whose `server` is the worker's HTTP server, for WebSocket libraries to attach to (docs/realtime.md).",
   }),
   interface: setting({
     section: 'Server mechanics',
@@ -345,7 +388,7 @@ export const SETTINGS = {
     default: null,
     cli: ['--control-socket'],
     short: 'Unix socket for `tsgun status`, `reload`, `scale`, `stop` (mode 0600).',
-    defaultDoc: '`tsgun-PID.sock` in the pidfile\'s directory, else in `$XDG_RUNTIME_DIR/tsgun` or `/tmp/tsgun-UID`',
+    defaultDoc: "`tsgun-PID.sock` in the pidfile's directory, else in `$XDG_RUNTIME_DIR/tsgun` or `/tmp/tsgun-UID`",
   }),
   metrics_bind: setting({
     section: 'Server mechanics',
@@ -361,7 +404,7 @@ export const SETTINGS = {
     type: bool,
     default: false,
     cli: ['--reload'],
-    short: 'Development mode: restart the workers when the app\'s files change.',
+    short: "Development mode: restart the workers when the app's files change.",
     doc: 'A change that breaks the app (a syntax error, a throw at import) is logged once and the previous workers keep serving; the next good change brings the new code in.',
   }),
   reload_dirs: setting({
@@ -430,7 +473,7 @@ export const SETTINGS = {
     default: false,
     cli: ['--capture-output'],
     short: "Send the app's stdout and stderr (console.log, console.error) to the error log file.",
-    doc: 'Takes effect when `errorlog` is a file: workers write their standard output and error to it, as Gunicorn\'s `--capture-output` does. With `errorlog` `-` they go to stderr and stdout as before.',
+    doc: "Takes effect when `errorlog` is a file: workers write their standard output and error to it, as Gunicorn's `--capture-output` does. With `errorlog` `-` they go to stderr and stdout as before.",
   }),
   accesslog: setting({
     section: 'Logging',
@@ -444,7 +487,7 @@ export const SETTINGS = {
     type: string('<format>'),
     default: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
     cli: ['--access-logformat'],
-    short: 'Access log line format, with Gunicorn\'s atoms.',
+    short: "Access log line format, with Gunicorn's atoms.",
     doc: 'Atoms: `h` remote address, `l` `-`, `u` user (basic auth), `t` date, `r` request line, `m` method, `U` path, `q` query, `H` protocol, `s` status, `B` body bytes, `b` body bytes or `-`, `f` referer, `a` user agent, `T` seconds, `M` milliseconds, `D` microseconds, `L` seconds with decimals, `p` pid, `{name}i` request header, `{name}o` response header, `{name}e` environment variable.',
   }),
 
@@ -475,7 +518,8 @@ export const SETTINGS = {
     type: seconds(0),
     default: 30,
     cli: ['--headers-timeout'],
-    short: 'Seconds a client has to send a request\'s headers (enforced within a second); slower clients get 408 and are closed (slowloris). 0: no limit.',
+    short:
+      "Seconds a client has to send a request's headers (enforced within a second); slower clients get 408 and are closed (slowloris). 0: no limit.",
   }),
   request_timeout: setting({
     section: 'HTTP',
@@ -490,14 +534,15 @@ export const SETTINGS = {
     default: 10,
     cli: ['--idle-connection-timeout'],
     short: 'Seconds a new connection has to send its first byte; silent ones are closed. 0: no limit.',
-    doc: 'Keeps connections that never send anything from holding a worker\'s `worker_connections` slots (closed ones are logged at debug level). Over TLS, the handshake counts as the first bytes. At the limit, a worker also closes its idle keep-alive and silent connections, oldest first, to make room for a new one before it refuses it.',
+    doc: "Keeps connections that never send anything from holding a worker's `worker_connections` slots (closed ones are logged at debug level). Over TLS, the handshake counts as the first bytes. At the limit, a worker also closes its idle keep-alive and silent connections, oldest first, to make room for a new one before it refuses it.",
   }),
   worker_connections: setting({
     section: 'HTTP',
     type: int(0),
     default: 1000,
     cli: ['--worker-connections'],
-    short: 'Most open connections per worker. At the limit, idle keep-alive and silent connections are closed (oldest first) to make room; a new one is refused only when every connection is busy. 0: no limit.',
+    short:
+      'Most open connections per worker. At the limit, idle keep-alive and silent connections are closed (oldest first) to make room; a new one is refused only when every connection is busy. 0: no limit.',
     doc: 'Connections taken over by an upgrade (WebSocket) and requests in flight are never closed to make room. The file descriptor limit (`ulimit -n`) is a limit of the same kind: a worker close to it makes room the same way, and logs a warning (at most every 10 s).',
   }),
   limit_concurrency: setting({
@@ -512,7 +557,7 @@ export const SETTINGS = {
     type: bool,
     default: true,
     cli: ['--no-server-header'],
-    short: 'Send `Server: tsgun` (--no-server-header turns it off; an app\'s own Server header wins).',
+    short: "Send `Server: tsgun` (--no-server-header turns it off; an app's own Server header wins).",
   }),
   date_header: setting({
     section: 'HTTP',
@@ -544,7 +589,8 @@ export const SETTINGS = {
     default: ['127.0.0.1', '::1'],
     cli: ['--forwarded-allow-ips'],
     env: 'FORWARDED_ALLOW_IPS',
-    short: 'Peers trusted to set the client address and scheme in the headers `forwarded_headers` names (comma list: addresses, CIDR ranges, `unix`, `*`).',
+    short:
+      'Peers trusted to set the client address and scheme in the headers `forwarded_headers` names (comma list: addresses, CIDR ranges, `unix`, `*`).',
     doc:
       'From these peers, tsgun makes the forwarded client visible as `req.socket.remoteAddress` (Node listeners), `request.ip` and the URL scheme (fetch handlers), and `%(h)s` in the access log. Add `unix` when nginx connects over a unix socket. ' +
       'With `*`, every forwarded address is trusted too, so the leftmost one, which the client may have written, is taken: list your proxies instead.',
@@ -570,11 +616,12 @@ export const SETTINGS = {
     type: choice(['x-forwarded', 'forwarded'] as const),
     default: 'x-forwarded',
     cli: ['--forwarded-headers'],
-    short: 'Which headers a trusted proxy forwards the client in: `x-forwarded` (X-Forwarded-For/-Proto) or `forwarded` (RFC 7239). The other family is ignored.',
+    short:
+      'Which headers a trusted proxy forwards the client in: `x-forwarded` (X-Forwarded-For/-Proto) or `forwarded` (RFC 7239). The other family is ignored.',
     doc:
       'Honouring both would let a client send the family its proxy does not overwrite (nginx appends to X-Forwarded-For and passes `Forwarded` through untouched), so tsgun reads one. ' +
       'Addresses (`for=` nodes) are walked from the right, skipping peers in `forwarded_allow_ips`: the first untrusted one is the client, as Express (`proxy-addr`) and Uvicorn do; ' +
-      'if every one is trusted, the leftmost. The scheme is the X-Forwarded-Proto entry at the same place from the right (or its only entry), or the chosen element\'s `proto=`. ' +
+      "if every one is trusted, the leftmost. The scheme is the X-Forwarded-Proto entry at the same place from the right (or its only entry), or the chosen element's `proto=`. " +
       'A node that is not an address (`unknown`, `_hidden`, malformed) leaves the peer as the client. The raw headers reach the app unchanged.',
   }),
   proxy_allow_ips: setting({
@@ -634,20 +681,60 @@ export const SETTINGS = {
   // Server hooks
   on_starting: hookSetting('master', 'on_starting(server)', 'Called before the master binds its sockets.'),
   on_reload: hookSetting('master', 'on_reload(server)', 'Called when a HUP reload begins.'),
-  when_ready: hookSetting('master', 'when_ready(server)', 'Called once the sockets are bound, before the first workers are spawned.'),
+  when_ready: hookSetting(
+    'master',
+    'when_ready(server)',
+    'Called once the sockets are bound, before the first workers are spawned.',
+  ),
   pre_fork: hookSetting('master', 'pre_fork(server, worker)', 'Called just before a worker is spawned.'),
-  post_fork: hookSetting('worker', 'post_fork(server, worker)', 'Called in the new worker process before the app is loaded.'),
-  post_worker_init: hookSetting('worker', 'post_worker_init(worker)', 'Called in the worker after the app is loaded, before it reports ready.'),
+  post_fork: hookSetting(
+    'worker',
+    'post_fork(server, worker)',
+    'Called in the new worker process before the app is loaded.',
+  ),
+  post_worker_init: hookSetting(
+    'worker',
+    'post_worker_init(worker)',
+    'Called in the worker after the app is loaded, before it reports ready.',
+  ),
   worker_int: hookSetting('worker', 'worker_int(worker)', 'Called in the worker when it receives SIGINT or SIGQUIT.'),
-  worker_abort: hookSetting('worker', 'worker_abort(worker)', 'Called in the worker when the master aborts it for a missed heartbeat.'),
+  worker_abort: hookSetting(
+    'worker',
+    'worker_abort(worker)',
+    'Called in the worker when the master aborts it for a missed heartbeat.',
+  ),
   pre_exec: hookSetting('master', 'pre_exec(server)', 'Called just before a new master is started (USR2).'),
-  pre_request: hookSetting('worker', 'pre_request(worker, req)', 'Called in the worker before each request is handed to the app (synchronous).'),
-  post_request: hookSetting('worker', 'post_request(worker, req, res, durationMs)', 'Called in the worker after each response (synchronous).'),
-  child_exit: hookSetting('master', 'child_exit(server, worker)', 'Called after a worker process has exited, for any reason.'),
-  worker_exit: hookSetting('worker', 'worker_exit(server, worker)', 'Called in the worker as it exits, after its connections are closed and the app\'s own shutdown has run.'),
-  nworkers_changed: hookSetting('master', 'nworkers_changed(server, newValue, oldValue)', 'Called when the target number of workers changes.'),
+  pre_request: hookSetting(
+    'worker',
+    'pre_request(worker, req)',
+    'Called in the worker before each request is handed to the app (synchronous).',
+  ),
+  post_request: hookSetting(
+    'worker',
+    'post_request(worker, req, res, durationMs)',
+    'Called in the worker after each response (synchronous).',
+  ),
+  child_exit: hookSetting(
+    'master',
+    'child_exit(server, worker)',
+    'Called after a worker process has exited, for any reason.',
+  ),
+  worker_exit: hookSetting(
+    'worker',
+    'worker_exit(server, worker)',
+    "Called in the worker as it exits, after its connections are closed and the app's own shutdown has run.",
+  ),
+  nworkers_changed: hookSetting(
+    'master',
+    'nworkers_changed(server, newValue, oldValue)',
+    'Called when the target number of workers changes.',
+  ),
   on_exit: hookSetting('master', 'on_exit(server)', 'Called just before the master exits.'),
-  ssl_context: hookSetting('worker', 'ssl_context(worker, options) => options', 'Called in the worker with the TLS options; return them changed (for example SNICallback, minVersion).'),
+  ssl_context: hookSetting(
+    'worker',
+    'ssl_context(worker, options) => options',
+    'Called in the worker with the TLS options; return them changed (for example SNICallback, minVersion).',
+  ),
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;

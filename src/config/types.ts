@@ -22,7 +22,12 @@ export interface ValueType<T> {
 }
 
 function fail(expected: string, raw: unknown): never {
-  const shown = typeof raw === 'string' ? JSON.stringify(raw) : typeof raw === 'function' ? 'a function' : JSON.stringify(raw) ?? String(raw);
+  const shown =
+    typeof raw === 'string'
+      ? JSON.stringify(raw)
+      : typeof raw === 'function'
+        ? 'a function'
+        : (JSON.stringify(raw) ?? String(raw));
   throw new ValueProblem(`expected ${expected}, got ${shown}`);
 }
 
@@ -91,14 +96,16 @@ export function optionalString(placeholder = '<string>'): ValueType<string | nul
     placeholder,
     expected,
     fromString: (raw) => (raw === '' ? null : raw),
-    fromConfig: (raw) => (raw === null || raw === undefined ? null : typeof raw === 'string' ? raw || null : fail(expected, raw)),
+    fromConfig: (raw) =>
+      raw === null || raw === undefined ? null : typeof raw === 'string' ? raw || null : fail(expected, raw),
     show: (v) => (v === null ? 'null' : JSON.stringify(v)),
   };
 }
 
 export function choice<const C extends string>(choices: readonly C[]): ValueType<C> {
   const expected = `one of ${choices.join(', ')}`;
-  const check = (raw: unknown): C => (typeof raw === 'string' && (choices as readonly string[]).includes(raw) ? (raw as C) : fail(expected, raw));
+  const check = (raw: unknown): C =>
+    typeof raw === 'string' && (choices as readonly string[]).includes(raw) ? (raw as C) : fail(expected, raw);
   return {
     placeholder: `<${choices.join('|')}>`,
     expected,
@@ -135,7 +142,19 @@ export function strings(placeholder: string, itemCheck?: (item: string) => void)
 /** Parse `512MB`, `1.5GiB`, `4096` (bytes) into bytes; null means no limit. */
 export function size(): ValueType<number | null> {
   const expected = 'a size such as 512MB, 1GB or a number of bytes (0 or null for none)';
-  const units: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
+  const units: Record<string, number> = {
+    '': 1,
+    b: 1,
+    k: 1e3,
+    kb: 1e3,
+    kib: 1024,
+    m: 1e6,
+    mb: 1e6,
+    mib: 1024 ** 2,
+    g: 1e9,
+    gb: 1e9,
+    gib: 1024 ** 3,
+  };
   const parse = (raw: unknown): number | null => {
     if (raw === null || raw === 0 || raw === '0') return null;
     if (typeof raw === 'number' && Number.isInteger(raw) && raw > 0) return raw;
@@ -164,7 +183,8 @@ export function hook<F extends HookFunction>(): ValueType<F | null> {
     placeholder: '',
     expected,
     fromString: (raw) => fail('a function (hooks are set in a config file, not on the command line)', raw),
-    fromConfig: (raw) => (raw === null || raw === undefined ? null : typeof raw === 'function' ? (raw as F) : fail(expected, raw)),
+    fromConfig: (raw) =>
+      raw === null || raw === undefined ? null : typeof raw === 'function' ? (raw as F) : fail(expected, raw),
     show: (v) => (v === null ? 'null' : `<function ${v.name || 'anonymous'}>`),
   };
 }

@@ -21,7 +21,16 @@ import { describeError, isTsgunError, TsgunError } from '../errors.js';
 import type { HookName, Hooks, ServerInfo, WorkerInfo, WorkerState } from '../hooks.js';
 import type { TlsMaterial } from '../worker/tls.js';
 import watchdogPipe from '../worker/watchdog-pipe.cjs';
-import { BOOT_ENV, isWorkerMessage, WorkerExit, workerStdio, type MasterMessage, type Privileges, type WorkerMessage, type WorkerStats } from '../ipc.js';
+import {
+  BOOT_ENV,
+  isWorkerMessage,
+  WorkerExit,
+  workerStdio,
+  type MasterMessage,
+  type Privileges,
+  type WorkerMessage,
+  type WorkerStats,
+} from '../ipc.js';
 import { createLogger, type LogTarget } from '../log.js';
 import { BALANCE_GATHER_MS, shedOrders } from './balance.js';
 import { bootRecord, workerEnv, workerOutput } from './boot.js';
@@ -33,10 +42,29 @@ import { late, stuck } from './liveness.js';
 import { Pidfile } from './pidfile.js';
 import { sampleUsage } from './usage.js';
 import { Reloader } from './reloader.js';
-import { afterExit, defaultBatch, goalGeneration, HEALTHY_AFTER_MS, plan, type GenerationStatus, type PoolPlan, type RecycleReason, type SlotBackoff, type StopReason } from './pool.js';
+import {
+  afterExit,
+  defaultBatch,
+  goalGeneration,
+  HEALTHY_AFTER_MS,
+  plan,
+  type GenerationStatus,
+  type PoolPlan,
+  type RecycleReason,
+  type SlotBackoff,
+  type StopReason,
+} from './pool.js';
 import { realProcessOps, type ProcessOps } from './process-ops.js';
 import { parentPid, PARENT_ENV, Reexec } from './reexec.js';
-import { adoptActivated, bindAll, closeAll, inheritedSockets, INHERITED_ENV, REUSE_PORT_SUPPORTED, type BoundSocket } from './sockets.js';
+import {
+  adoptActivated,
+  bindAll,
+  closeAll,
+  inheritedSockets,
+  INHERITED_ENV,
+  REUSE_PORT_SUPPORTED,
+  type BoundSocket,
+} from './sockets.js';
 import { emptyStats, foldStats, restartReason } from './stats.js';
 import { activatedSockets, monotonicUsec, Notifier } from './systemd.js';
 import type { ArbiterSnapshot, CommandResult, RestartReason } from './snapshot.js';
@@ -44,7 +72,17 @@ import type { ArbiterSnapshot, CommandResult, RestartReason } from './snapshot.j
 const WORKER_ENTRY = fileURLToPath(new URL('../worker/main.js', import.meta.url));
 
 /** Signals the master obeys. */
-const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
+const SIGNALS = [
+  'SIGTERM',
+  'SIGINT',
+  'SIGQUIT',
+  'SIGHUP',
+  'SIGTTIN',
+  'SIGTTOU',
+  'SIGUSR1',
+  'SIGUSR2',
+  'SIGWINCH',
+] as const;
 type MasterSignal = (typeof SIGNALS)[number];
 
 /** How long a quick stop waits for workers before killing them. */
@@ -185,7 +223,13 @@ export class Arbiter implements ControlTarget {
     this.ops = opts.ops ?? realProcessOps;
     this.numWorkers = this.settings.workers;
     this.generations.set(1, this.newGeneration());
-    this.reexec = new Reexec({ ops: this.ops, log: () => this.log, argv: opts.argv, cwd: opts.cwd, parent: parentPid(process.env) });
+    this.reexec = new Reexec({
+      ops: this.ops,
+      log: () => this.log,
+      argv: opts.argv,
+      cwd: opts.cwd,
+      parent: parentPid(process.env),
+    });
     const arbiter = this;
     this.server = {
       pid: process.pid,
@@ -217,7 +261,15 @@ export class Arbiter implements ControlTarget {
   }
 
   private info(w: Worker): WorkerInfo {
-    return { id: w.id, pid: w.pid, generation: w.generation, state: w.state, spawnedAt: w.spawnedAt, exitCode: w.exitCode, signal: w.signal };
+    return {
+      id: w.id,
+      pid: w.pid,
+      generation: w.generation,
+      state: w.state,
+      spawnedAt: w.spawnedAt,
+      exitCode: w.exitCode,
+      signal: w.signal,
+    };
   }
 
   private async hook<K extends HookName>(name: K, ...args: Parameters<Hooks[K]>): Promise<void> {
@@ -244,7 +296,10 @@ export class Arbiter implements ControlTarget {
     const inherited = inheritedSockets(process.env);
     delete process.env[INHERITED_ENV];
     delete process.env[PARENT_ENV];
-    if (process.pid === 1) this.log.warn('tsgun is PID 1: orphaned processes of the app will not be reaped; run the container with an init (docker run --init, tini)');
+    if (process.pid === 1)
+      this.log.warn(
+        'tsgun is PID 1: orphaned processes of the app will not be reaped; run the container with an init (docker run --init, tini)',
+      );
     try {
       if (this.settings.pidfile) {
         this.pidfile = new Pidfile(this.settings.pidfile);
@@ -254,21 +309,42 @@ export class Arbiter implements ControlTarget {
         this.sockets = adoptActivated(activated);
         this.log.info(`Using ${activated.length} socket(s) passed by systemd; bind is ignored`);
       } else {
-        if (this.settings.reuse_port && !REUSE_PORT_SUPPORTED) this.log.warn(`reuse_port needs Node >= 22.12 (this is ${process.version}); all workers share one socket instead`);
-        this.sockets = await bindAll(this.settings.bind, { log: this.log, reuse: inherited, reusePort: this.settings.reuse_port, owner: this.privileges });
+        if (this.settings.reuse_port && !REUSE_PORT_SUPPORTED)
+          this.log.warn(
+            `reuse_port needs Node >= 22.12 (this is ${process.version}); all workers share one socket instead`,
+          );
+        this.sockets = await bindAll(this.settings.bind, {
+          log: this.log,
+          reuse: inherited,
+          reusePort: this.settings.reuse_port,
+          owner: this.privileges,
+        });
       }
       await this.startControl();
-      if (this.settings.metrics_bind) this.metrics = await (await import('./metrics.js')).MetricsServer.start(this.settings.metrics_bind, () => this.snapshot(), () => this.log);
+      if (this.settings.metrics_bind)
+        this.metrics = await (
+          await import('./metrics.js')
+        ).MetricsServer.start(
+          this.settings.metrics_bind,
+          () => this.snapshot(),
+          () => this.log,
+        );
       await this.watchFiles();
     } catch (err) {
       this.metrics?.close();
       closeAll(this.sockets, { unlink: this.reexec.parent === null });
-      closeAll(inherited.filter((s) => !this.sockets.includes(s)), { unlink: false });
+      closeAll(
+        inherited.filter((s) => !this.sockets.includes(s)),
+        { unlink: false },
+      );
       this.control?.close();
       this.pidfile?.unlink();
       throw err;
     }
-    closeAll(inherited.filter((s) => !this.sockets.includes(s)), { unlink: false });
+    closeAll(
+      inherited.filter((s) => !this.sockets.includes(s)),
+      { unlink: false },
+    );
     for (const s of this.sockets) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
     if (this.control) this.log.info(`Control socket: ${this.control.path}`);
     if (this.metrics) this.log.info(`Metrics at: ${this.metrics.label}`);
@@ -282,7 +358,9 @@ export class Arbiter implements ControlTarget {
     if (this.watchdogUsec) this.notifier?.startWatchdog(this.watchdogUsec);
     this.housekeeping = setInterval(() => this.wake(), 500);
     const sample = (): Promise<void> =>
-      this.sample().catch((err: unknown) => this.sampleWarning.warn(`cannot sample worker usage: ${describeError(err)}`));
+      this.sample().catch((err: unknown) =>
+        this.sampleWarning.warn(`cannot sample worker usage: ${describeError(err)}`),
+      );
     this.sampler = setInterval(sample, this.settings.stats_interval * 1000);
     this.wake();
     return done;
@@ -354,7 +432,9 @@ export class Arbiter implements ControlTarget {
         }
         return this.setNumWorkers(this.numWorkers - 1);
       case 'SIGWINCH':
-        this.log.info('Stopping all workers gracefully; the master keeps its sockets (HUP or TTIN starts workers again)');
+        this.log.info(
+          'Stopping all workers gracefully; the master keeps its sockets (HUP or TTIN starts workers again)',
+        );
         return this.setNumWorkers(0);
       case 'SIGUSR1':
         this.logs.reopen();
@@ -388,7 +468,11 @@ export class Arbiter implements ControlTarget {
     this.readyNotified = true;
     this.log.info(`Ready: ${ready} workers serving`);
     this.opts.onReady?.();
-    void this.notifier?.notify({ ...(this.reexec.parent !== null ? { MAINPID: process.pid } : {}), READY: 1, STATUS: this.statusLine() });
+    void this.notifier?.notify({
+      ...(this.reexec.parent !== null ? { MAINPID: process.pid } : {}),
+      READY: 1,
+      STATUS: this.statusLine(),
+    });
   }
 
   // ---- workers -------------------------------------------------------------------------
@@ -401,11 +485,30 @@ export class Arbiter implements ControlTarget {
   private async manageWorkers(): Promise<void> {
     const live = this.live();
     const batch = this.settings.reload_batch || defaultBatch(this.numWorkers);
-    const workers = live.map((w) => ({ id: w.id, generation: w.generation, slot: w.slot, state: w.state as 'booting' | 'ready', recycle: w.outgoing }));
+    const workers = live.map((w) => ({
+      id: w.id,
+      generation: w.generation,
+      slot: w.slot,
+      state: w.state as 'booting' | 'ready',
+      recycle: w.outgoing,
+    }));
     const now = Date.now();
-    const p = plan({ now, target: this.numWorkers, newest: this.newest, batch, generations: this.generations, workers, slots: this.slots });
+    const p = plan({
+      now,
+      target: this.numWorkers,
+      newest: this.newest,
+      batch,
+      generations: this.generations,
+      workers,
+      slots: this.slots,
+    });
     this.pool = p;
-    for (const r of p.retire) this.retire(live.find((w) => w.id === r.id)!, r.reason, r.graceful);
+    for (const r of p.retire)
+      this.retire(
+        live.find((w) => w.id === r.id)!,
+        r.reason,
+        r.graceful,
+      );
     for (const { slot } of p.start) {
       if (this.stopping) return;
       await this.spawnWorker(slot);
@@ -415,18 +518,48 @@ export class Arbiter implements ControlTarget {
 
   private async spawnWorker(slot: number): Promise<void> {
     const id = ++this.lastId;
-    const pending: WorkerInfo = { id, pid: 0, generation: this.generation, state: 'booting', spawnedAt: Date.now(), exitCode: null, signal: null };
+    const pending: WorkerInfo = {
+      id,
+      pid: 0,
+      generation: this.generation,
+      state: 'booting',
+      spawnedAt: Date.now(),
+      exitCode: null,
+      signal: null,
+    };
     await this.hook('pre_fork', this.server, pending);
     const tls = this.tls;
     const output = workerOutput(this.settings, this.log);
-    const { stdio, fds } = workerStdio(this.sockets.map((s) => s.fd), tls !== null, output);
+    const { stdio, fds } = workerStdio(
+      this.sockets.map((s) => s.fd),
+      tls !== null,
+      output,
+    );
     // The title argument is not read: it reserves room for process.title, which Linux can only
     // write over the space of the original command line.
-    const child = this.ops.spawn(process.execPath, [...process.execArgv, WORKER_ENTRY, `tsgun: worker [${this.procName}]`], {
-      stdio,
-      env: { ...this.env, [BOOT_ENV]: JSON.stringify(bootRecord({ id, generation: this.generation, app: this.opts.app, settings: this.settings, configFile: this.configFile, privileges: this.privileges, sockets: this.sockets, fds })) },
-      cwd: this.settings.chdir ?? undefined,
-    });
+    const child = this.ops.spawn(
+      process.execPath,
+      [...process.execArgv, WORKER_ENTRY, `tsgun: worker [${this.procName}]`],
+      {
+        stdio,
+        env: {
+          ...this.env,
+          [BOOT_ENV]: JSON.stringify(
+            bootRecord({
+              id,
+              generation: this.generation,
+              app: this.opts.app,
+              settings: this.settings,
+              configFile: this.configFile,
+              privileges: this.privileges,
+              sockets: this.sockets,
+              fds,
+            }),
+          ),
+        },
+        cwd: this.settings.chdir ?? undefined,
+      },
+    );
     if (typeof output === 'number') closeSync(output);
     const tlsPipe = fds.tls !== null ? (child.stdio?.[fds.tls] as Socket | undefined) : undefined;
     tlsPipe?.on('error', () => {}).end(JSON.stringify(tls));
@@ -486,7 +619,8 @@ export class Arbiter implements ControlTarget {
         w.lastBeat = Date.now();
         w.stats = m.stats;
         // Workers report a burst within CONNECTIONS_CHECK_MS of each other: judge them together.
-        if (this.settings.balance_connections) this.balanceTimer ??= setTimeout(() => this.balance(), BALANCE_GATHER_MS).unref();
+        if (this.settings.balance_connections)
+          this.balanceTimer ??= setTimeout(() => this.balance(), BALANCE_GATHER_MS).unref();
         break;
       case 'retire':
         if (w.state === 'ready' && !w.outgoing) {
@@ -502,7 +636,9 @@ export class Arbiter implements ControlTarget {
         // The worker drains by itself. One that served nothing yet may be a crash loop: its exit
         // counts as a crash, with backoff. Any other is retired, which starts its replacement now.
         const young = w.stats.requests === 0 && Date.now() - w.readyAt! < HEALTHY_AFTER_MS;
-        const next = young ? 'it served no request yet: it is restarted when it exits, as a crash' : 'replacing it while it finishes its requests';
+        const next = young
+          ? 'it served no request yet: it is restarted when it exits, as a crash'
+          : 'replacing it while it finishes its requests';
         this.log.warn(`Worker (pid:${w.pid}) failed (${m.reason}); ${next}`);
         if (young) return;
         this.retire(w, 'app error', true);
@@ -523,7 +659,9 @@ export class Arbiter implements ControlTarget {
     const now = Date.now();
     for (const { worker: w, count, held, total } of shedOrders(this.live(), this.generation, now)) {
       [w.shedAt, w.shedAtRequests, w.shedCount] = [now, w.stats.requests, count];
-      this.log.debug(`Worker (pid:${w.pid}) holds ${held} of ${total} connections; closing ${count} after their current response`);
+      this.log.debug(
+        `Worker (pid:${w.pid}) holds ${held} of ${total} connections; closing ${count} after their current response`,
+      );
       w.child.send({ t: 'shed', count } satisfies MasterMessage, () => {});
     }
   }
@@ -547,7 +685,9 @@ export class Arbiter implements ControlTarget {
       const how = signal ? `was sent ${signal}` : `exited with code ${code}`;
       const bootTimeout = w.stopReason === 'boot-timeout';
       const expected = (w.stopReason !== null && !bootTimeout) || this.stopping !== null;
-      const bootFailure = !expected && (bootTimeout || (!wasReady && (code === WorkerExit.APP_LOAD_ERROR || code === WorkerExit.BOOT_ERROR)));
+      const bootFailure =
+        !expected &&
+        (bootTimeout || (!wasReady && (code === WorkerExit.APP_LOAD_ERROR || code === WorkerExit.BOOT_ERROR)));
       const bootMessage = bootTimeout
         ? `a worker did not boot within boot_timeout (${this.settings.boot_timeout} s); if the app is just slow to start, raise --boot-timeout`
         : (w.bootError?.message ?? `worker ${w.pid} failed to boot (exit code ${code})`);
@@ -566,7 +706,16 @@ export class Arbiter implements ControlTarget {
         continue;
       }
       const now = Date.now();
-      this.slots = afterExit(this.slots, { slot: w.slot, expected: false, readyForMs: w.readyAt === null ? null : now - w.readyAt, requests: w.stats.requests }, now);
+      this.slots = afterExit(
+        this.slots,
+        {
+          slot: w.slot,
+          expected: false,
+          readyForMs: w.readyAt === null ? null : now - w.readyAt,
+          requests: w.stats.requests,
+        },
+        now,
+      );
       const status = this.generations.get(w.generation)!;
       // A reload fails with its first worker that cannot boot; a top-up that cannot boot only backs off.
       if (w.readyAt === null && this.reload?.generation === w.generation && !status.failed) {
@@ -577,7 +726,9 @@ export class Arbiter implements ControlTarget {
       const backoff = this.slots.get(w.slot);
       if (backoff) {
         const delay = backoff.notBefore - now;
-        this.log.warn(`Restarting the worker in ${delay / 1000} s (attempt ${backoff.crashes}${bootFailure ? `, boot failed: ${bootMessage}` : ''})`);
+        this.log.warn(
+          `Restarting the worker in ${delay / 1000} s (attempt ${backoff.crashes}${bootFailure ? `, boot failed: ${bootMessage}` : ''})`,
+        );
       }
     }
   }
@@ -621,7 +772,9 @@ export class Arbiter implements ControlTarget {
       w.rss = u.memory;
       if (limit !== null && u.memory > limit && w.state === 'ready' && !w.outgoing) {
         const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MiB`;
-        this.log.warn(`Worker (pid:${w.pid}) uses ${mb(u.memory)}, over max_worker_memory (${mb(limit)}); replacing it`);
+        this.log.warn(
+          `Worker (pid:${w.pid}) uses ${mb(u.memory)}, over max_worker_memory (${mb(limit)}); replacing it`,
+        );
         w.outgoing = 'memory';
         this.wake();
       }
@@ -637,7 +790,8 @@ export class Arbiter implements ControlTarget {
     w.stopReason ??= reason;
     w.state = 'draining';
     // Its WebSockets are told whether to come back (1012) or that the server goes away (1001).
-    if (graceful && w.child.connected) w.child.send({ t: 'stop', replaced: reason !== 'shutdown' } satisfies MasterMessage, () => {});
+    if (graceful && w.child.connected)
+      w.child.send({ t: 'stop', replaced: reason !== 'shutdown' } satisfies MasterMessage, () => {});
     this.ops.kill(w.pid, graceful ? 'SIGTERM' : 'SIGQUIT');
     if (!graceful && w.killTimer) {
       clearTimeout(w.killTimer);
@@ -664,7 +818,11 @@ export class Arbiter implements ControlTarget {
       return;
     }
     // systemd (Type=notify-reload) waits for RELOADING=1 and then READY=1, success or not.
-    void this.notifier?.notify({ RELOADING: 1, MONOTONIC_USEC: monotonicUsec(), STATUS: `reloading: generation ${this.newest + 1}` });
+    void this.notifier?.notify({
+      RELOADING: 1,
+      MONOTONIC_USEC: monotonicUsec(),
+      STATUS: `reloading: generation ${this.newest + 1}`,
+    });
     let resolved: ResolvedConfig;
     let sockets: BoundSocket[];
     try {
@@ -673,7 +831,15 @@ export class Arbiter implements ControlTarget {
       if (resolved.settings.reload) Reloader.dirs(resolved.settings, appDir);
       // Sockets systemd passed stay the sockets: bind is ignored, as at start.
       const activated = this.sockets.length > 0 && this.sockets.every((s) => s.systemd !== undefined);
-      sockets = activated ? this.sockets : await bindAll(resolved.settings.bind, { log: this.log, reuse: this.sockets, attempts: 1, reusePort: resolved.settings.reuse_port, owner: resolved.privileges });
+      sockets = activated
+        ? this.sockets
+        : await bindAll(resolved.settings.bind, {
+            log: this.log,
+            reuse: this.sockets,
+            attempts: 1,
+            reusePort: resolved.settings.reuse_port,
+            owner: resolved.privileges,
+          });
     } catch (err) {
       const why = isTsgunError(err) ? err.message : describeError(err);
       this.log.error(`Error: reload failed: ${why}; the current workers keep serving`);
@@ -685,7 +851,8 @@ export class Arbiter implements ControlTarget {
     const previous = this.sockets;
     this.configs.set(this.generation, this.currentConfig());
     this.applySettings(resolved);
-    for (const s of sockets) if (!previous.includes(s)) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
+    for (const s of sockets)
+      if (!previous.includes(s)) this.log.info(`Listening at: ${this.publicLabel(s)} (${process.pid})`);
     this.retiredSockets.push(...previous.filter((s) => !sockets.includes(s) && !this.retiredSockets.includes(s)));
     this.sockets = sockets;
     const superseded = this.reload?.generation;
@@ -695,7 +862,8 @@ export class Arbiter implements ControlTarget {
     this.reload = { generation: this.newest, startedAt: this.reload?.startedAt ?? Date.now() };
     // A new generation is new code: the old code's crash loop says nothing about it.
     this.slots = new Map();
-    if (superseded) this.log.info(`Generation ${superseded} is superseded by generation ${this.generation}: the newest reload wins`);
+    if (superseded)
+      this.log.info(`Generation ${superseded} is superseded by generation ${this.generation}: the newest reload wins`);
     this.log.info(`Reloading: starting generation ${this.generation} (${this.numWorkers} workers)`);
     await this.hook('on_reload', this.server);
   }
@@ -706,7 +874,14 @@ export class Arbiter implements ControlTarget {
   }
 
   private currentConfig(): GenerationConfig {
-    return { settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, env: this.env, sockets: this.sockets };
+    return {
+      settings: this.settings,
+      configFile: this.configFile,
+      privileges: this.privileges,
+      tls: this.tls,
+      env: this.env,
+      sockets: this.sockets,
+    };
   }
 
   /**
@@ -720,7 +895,9 @@ export class Arbiter implements ControlTarget {
       this.control = await ControlServer.start(path, this, this.log, !configured && !this.settings.pidfile);
     } catch (err) {
       if (configured) throw err;
-      this.log.warn(`No control socket (${isTsgunError(err) ? err.message : describeError(err)}); tsgun status/reload/scale/stop need --control-socket PATH in a writable directory`);
+      this.log.warn(
+        `No control socket (${isTsgunError(err) ? err.message : describeError(err)}); tsgun status/reload/scale/stop need --control-socket PATH in a writable directory`,
+      );
     }
   }
 
@@ -733,7 +910,15 @@ export class Arbiter implements ControlTarget {
    * starts before the old one closes, so a failure leaves the old one watching.
    */
   private async watchFiles(previous?: Settings): Promise<void> {
-    const keys = ['reload', 'reload_dirs', 'reload_include', 'reload_exclude', 'reload_delay', 'reload_extra_files', 'chdir'] as const;
+    const keys = [
+      'reload',
+      'reload_dirs',
+      'reload_include',
+      'reload_exclude',
+      'reload_delay',
+      'reload_extra_files',
+      'chdir',
+    ] as const;
     if (previous && keys.every((k) => JSON.stringify(previous[k]) === JSON.stringify(this.settings[k]))) return;
     const next = this.settings.reload
       ? await Reloader.start({
@@ -758,7 +943,11 @@ export class Arbiter implements ControlTarget {
     this.privileges = resolved.privileges ?? null;
     this.tls = resolved.tls ?? null;
     this.env = workerEnv(resolved);
-    if (old.loglevel !== this.settings.loglevel || old.log_format !== this.settings.log_format || old.errorlog !== this.settings.errorlog) {
+    if (
+      old.loglevel !== this.settings.loglevel ||
+      old.log_format !== this.settings.log_format ||
+      old.errorlog !== this.settings.errorlog
+    ) {
       this.logs.flush();
       this.logs = createLogger(this.settings, { role: 'master' });
     } else {
@@ -779,7 +968,9 @@ export class Arbiter implements ControlTarget {
       }
     }
     process.title = `tsgun: master [${this.procName}]`;
-    this.watchFiles(old).catch((err: unknown) => this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`));
+    this.watchFiles(old).catch((err: unknown) =>
+      this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`),
+    );
   }
 
   /**
@@ -797,8 +988,17 @@ export class Arbiter implements ControlTarget {
       closeAll(this.sockets.filter((s) => !config.sockets.includes(s)));
       this.retiredSockets = this.retiredSockets.filter((s) => !config.sockets.includes(s));
       const failed = this.settings;
-      ({ settings: this.settings, configFile: this.configFile, privileges: this.privileges, tls: this.tls, env: this.env, sockets: this.sockets } = config);
-      await this.watchFiles(failed).catch((err: unknown) => this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`));
+      ({
+        settings: this.settings,
+        configFile: this.configFile,
+        privileges: this.privileges,
+        tls: this.tls,
+        env: this.env,
+        sockets: this.sockets,
+      } = config);
+      await this.watchFiles(failed).catch((err: unknown) =>
+        this.log.error(`Error: ${isTsgunError(err) ? err.message : describeError(err)}`),
+      );
       this.generation = goal;
     }
     void this.notifier?.notify({ READY: 1, STATUS: `reload failed; ${this.statusLine()}` });
@@ -813,7 +1013,10 @@ export class Arbiter implements ControlTarget {
     const took = ((Date.now() - this.reload.startedAt) / 1000).toFixed(2);
     const count = this.live().length;
     this.log.info(`Reload complete: generation ${this.generation} ready (${count} workers, ${took} s)`);
-    this.settleReload({ ok: true, message: `reloaded: generation ${this.generation} ready with ${count} workers in ${took} s` });
+    this.settleReload({
+      ok: true,
+      message: `reloaded: generation ${this.generation} ready with ${count} workers in ${took} s`,
+    });
     this.reload = null;
     void this.notifier?.notify({ READY: 1, STATUS: this.statusLine() });
     await this.afterReload();
@@ -871,7 +1074,10 @@ export class Arbiter implements ControlTarget {
     const now = Date.now();
     this.scaleWaiters = this.scaleWaiters.filter((waiter) => {
       if (waiter.target !== this.numWorkers) {
-        waiter.done({ ok: false, message: `the worker count was changed to ${this.numWorkers} by another command before ${waiter.target} was reached` });
+        waiter.done({
+          ok: false,
+          message: `the worker count was changed to ${this.numWorkers} by another command before ${waiter.target} was reached`,
+        });
       } else if (ready === waiter.target && !leaving && live.length === waiter.target) {
         waiter.done({ ok: true, message: `scaled to ${waiter.target} workers` });
       } else if (now > waiter.deadline) {
@@ -899,7 +1105,17 @@ export class Arbiter implements ControlTarget {
       sockets: this.sockets.map((s) => this.publicLabel(s)),
       workers: [...this.workers.values()]
         .sort((a, b) => a.id - b.id)
-        .map((w) => ({ id: w.id, pid: w.pid, generation: w.generation, state: w.state, spawnedAt: w.spawnedAt, readyAt: w.readyAt, stats: w.stats, cpu: w.cpu, rss: w.rss })),
+        .map((w) => ({
+          id: w.id,
+          pid: w.pid,
+          generation: w.generation,
+          state: w.state,
+          spawnedAt: w.spawnedAt,
+          readyAt: w.readyAt,
+          stats: w.stats,
+          cpu: w.cpu,
+          rss: w.rss,
+        })),
       retired: this.retired,
       restarts: { ...this.restarts },
     };
@@ -914,7 +1130,10 @@ export class Arbiter implements ControlTarget {
       return;
     }
     await this.hook('pre_exec', this.server);
-    this.reexec.start({ sockets: this.sockets, notifySocket: this.notifier?.socket ?? null, watchdogUsec: this.watchdogUsec }, this.pidfile);
+    this.reexec.start(
+      { sockets: this.sockets, notifySocket: this.notifier?.socket ?? null, watchdogUsec: this.watchdogUsec },
+      this.pidfile,
+    );
   }
 
   // ---- stopping ------------------------------------------------------------------------
@@ -922,7 +1141,8 @@ export class Arbiter implements ControlTarget {
   private stop(mode: StopMode): void {
     if (this.stopping === 'quick' || this.stopping === mode) return;
     // After USR2 the service is the successor's: this master leaving is not the service stopping.
-    if (!this.stopping && !this.reexec.successorRunning()) void this.notifier?.notify({ STOPPING: 1, STATUS: 'stopping' });
+    if (!this.stopping && !this.reexec.successorRunning())
+      void this.notifier?.notify({ STOPPING: 1, STATUS: 'stopping' });
     this.stopping = mode;
     if (this.housekeeping) clearInterval(this.housekeeping);
     for (const w of this.workers.values()) this.retire(w, 'shutdown', mode === 'graceful');

@@ -29,11 +29,16 @@ export interface BalancedWorker {
 }
 
 /** Which workers to ask to close how many connections, given the live workers and the generation serving. */
-export function shedOrders<W extends BalancedWorker>(serving: readonly W[], generation: number, now: number): Array<{ worker: W; count: number; held: number; total: number }> {
+export function shedOrders<W extends BalancedWorker>(
+  serving: readonly W[],
+  generation: number,
+  now: number,
+): Array<{ worker: W; count: number; held: number; total: number }> {
   // While workers are being replaced (reload, TTIN/TTOU, max-requests) the pool is about to
   // change: a booting worker takes its share once ready, and an outgoing worker's clients
   // reconnect when it drains. Moving connections now would only move them twice.
-  if (serving.length < 2 || serving.some((w) => w.state === 'booting' || w.outgoing || w.generation !== generation)) return [];
+  if (serving.length < 2 || serving.some((w) => w.state === 'booting' || w.outgoing || w.generation !== generation))
+    return [];
   const total = serving.reduce((n, w) => n + w.stats.connections, 0);
   const share = Math.ceil(total / serving.length);
   const orders = [];

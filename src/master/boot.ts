@@ -13,7 +13,14 @@ import { INHERITED_ENV, type BoundSocket } from './sockets.js';
 
 /** What the master takes from its environment for itself: workers never see these. */
 const MASTER_ONLY_ENV = [
-  'NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', INHERITED_ENV, PARENT_ENV,
+  'NOTIFY_SOCKET',
+  'WATCHDOG_USEC',
+  'WATCHDOG_PID',
+  'LISTEN_PID',
+  'LISTEN_FDS',
+  'LISTEN_FDNAMES',
+  INHERITED_ENV,
+  PARENT_ENV,
 ];
 
 /** The workers' environment, from the resolved config's (the original environment plus env_file and raw_env). */
@@ -34,7 +41,9 @@ export function bootRecord(w: {
   sockets: readonly BoundSocket[];
   fds: WorkerFds;
 }): WorkerBoot {
-  const settings = Object.fromEntries(Object.entries(w.settings).map(([k, v]) => [k, typeof v === 'function' ? null : v])) as Settings;
+  const settings = Object.fromEntries(
+    Object.entries(w.settings).map(([k, v]) => [k, typeof v === 'function' ? null : v]),
+  ) as Settings;
   const hooks = WORKER_HOOKS.filter((h) => typeof w.settings[h] === 'function');
   return {
     id: w.id,
@@ -44,7 +53,11 @@ export function bootRecord(w: {
     settings,
     configFile: w.configFile,
     hooks,
-    sockets: w.sockets.map((s, i) => ({ fd: w.fds.sockets[i]!, label: s.label, ...(s.reusePort ? { reusePort: s.reusePort } : {}) })),
+    sockets: w.sockets.map((s, i) => ({
+      fd: w.fds.sockets[i]!,
+      label: s.label,
+      ...(s.reusePort ? { reusePort: s.reusePort } : {}),
+    })),
     privileges: w.privileges,
     watchdogFd: w.fds.watchdog,
     tlsFd: w.fds.tls,
@@ -58,7 +71,9 @@ export function workerOutput(settings: Pick<Settings, 'capture_output' | 'errorl
     return openSync(settings.errorlog, 'a');
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code ?? String(err);
-    log.warn(`capture_output: cannot open ${settings.errorlog} (${why}); the worker keeps the master's stdout and stderr`);
+    log.warn(
+      `capture_output: cannot open ${settings.errorlog} (${why}); the worker keeps the master's stdout and stderr`,
+    );
     return 'inherit';
   }
 }

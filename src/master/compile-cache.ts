@@ -32,7 +32,11 @@ function compiledByTsx(spec: string, dir: string): boolean {
 }
 
 /** Does a worker started with these settings and environment compile into tsx's disk cache? */
-export function warmsCompileCache(app: string, settings: Pick<Settings, 'worker_class' | 'chdir'>, env: NodeJS.ProcessEnv): boolean {
+export function warmsCompileCache(
+  app: string,
+  settings: Pick<Settings, 'worker_class' | 'chdir'>,
+  env: NodeJS.ProcessEnv,
+): boolean {
   // tsx keeps its cache in memory only, per process, with this set.
   if (env.TSX_DISABLE_CACHE) return false;
   const dir = settings.chdir ?? process.cwd();

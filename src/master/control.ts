@@ -13,7 +13,8 @@ import type { Logger } from '../log.js';
 import type { ArbiterSnapshot, CommandResult } from './snapshot.js';
 import { shedOverload } from './guard.js';
 
-export type ControlRequest = { cmd: 'status' } | { cmd: 'reload' } | { cmd: 'scale'; count: string } | { cmd: 'stop'; quick: boolean };
+export type ControlRequest =
+  { cmd: 'status' } | { cmd: 'reload' } | { cmd: 'scale'; count: string } | { cmd: 'stop'; quick: boolean };
 
 export interface ControlReply {
   ok: boolean;
@@ -41,7 +42,9 @@ export function defaultSocketName(pid: number): string {
 }
 
 export function controlSocketPath(settings: Pick<Settings, 'pidfile' | 'control_socket'>, pid: number): string {
-  return settings.control_socket ? path.resolve(settings.control_socket) : path.join(runtimeDir(settings), defaultSocketName(pid));
+  return settings.control_socket
+    ? path.resolve(settings.control_socket)
+    : path.join(runtimeDir(settings), defaultSocketName(pid));
 }
 
 /** Parse `N`, `+N` or `-N` against the current count. */
@@ -65,7 +68,10 @@ function secureDir(dir: string): void {
   const st = lstatSync(dir);
   const uid = process.getuid?.();
   if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) {
-    throw new TsgunError('TSGUN_ERR_BIND', `the control socket directory ${dir} is not a directory owned by this user (uid ${uid}); remove it or pass --control-socket`);
+    throw new TsgunError(
+      'TSGUN_ERR_BIND',
+      `the control socket directory ${dir} is not a directory owned by this user (uid ${uid}); remove it or pass --control-socket`,
+    );
   }
   if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
 }
@@ -123,7 +129,10 @@ function prepareDir(where: { dir: string; own: boolean }): void {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'EEXIST') {
-        throw new TsgunError('TSGUN_ERR_BIND', `cannot create the control socket directory ${where.dir}: ${code ?? String(err)}; choose another --control-socket`);
+        throw new TsgunError(
+          'TSGUN_ERR_BIND',
+          `cannot create the control socket directory ${where.dir}: ${code ?? String(err)}; choose another --control-socket`,
+        );
       }
     }
   }
@@ -158,7 +167,12 @@ export class ControlServer {
     const server = net.createServer((conn) => handle(conn, target, log));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new TsgunError('TSGUN_ERR_BIND', `cannot create the control socket ${socketPath}: ${err.code ?? err.message}; choose another path with --control-socket`)),
+        reject(
+          new TsgunError(
+            'TSGUN_ERR_BIND',
+            `cannot create the control socket ${socketPath}: ${err.code ?? err.message}; choose another path with --control-socket`,
+          ),
+        ),
       );
       // The socket file is created inside listen(): with this umask it is 0600 from its first
       // moment, whatever --umask says, so nobody else can connect in between.

@@ -19,11 +19,17 @@ export function stuck(
   now: number,
 ): Stuck | null {
   if (w.state === 'booting' && limits.boot_timeout > 0 && now - w.spawnedAt > limits.boot_timeout * 1000) {
-    return { reason: 'boot-timeout', message: `Worker (pid:${w.pid}) did not boot within boot_timeout (${limits.boot_timeout} s)` };
+    return {
+      reason: 'boot-timeout',
+      message: `Worker (pid:${w.pid}) did not boot within boot_timeout (${limits.boot_timeout} s)`,
+    };
   }
   if (w.state === 'ready' && limits.timeout > 0 && now - w.lastBeat > limits.timeout * 1000) {
     const silent = ((now - w.lastBeat) / 1000).toFixed(1);
-    return { reason: 'timeout', message: `WORKER TIMEOUT (pid:${w.pid}): no heartbeat for ${silent} s (timeout ${limits.timeout} s)` };
+    return {
+      reason: 'timeout',
+      message: `WORKER TIMEOUT (pid:${w.pid}): no heartbeat for ${silent} s (timeout ${limits.timeout} s)`,
+    };
   }
   return null;
 }

@@ -3,7 +3,17 @@
  * upgrade moves it aside to `PIDFILE.oldbin` for the new master, and back if that one exits.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, lstatSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { ExitCode, TsgunError } from '../errors.js';
 import { isAlive } from './process-ops.js';
@@ -68,7 +78,9 @@ export class Pidfile {
       renameSync(tmp!, this.path);
     } catch (err) {
       if (tmp) unlinkQuietly(tmp);
-      throw new TsgunError('TSGUN_ERR_PIDFILE', `cannot write pidfile ${this.path}: ${(err as Error).message}`, { cause: err });
+      throw new TsgunError('TSGUN_ERR_PIDFILE', `cannot write pidfile ${this.path}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 
@@ -83,7 +95,11 @@ export class Pidfile {
       if (!lstatSync(this.current).isFile()) throw new Error(`${this.current} is not a regular file`);
       renameSync(this.current, target);
     } catch (err) {
-      throw new TsgunError('TSGUN_ERR_PIDFILE', `cannot rename pidfile ${this.current} to ${target}: ${(err as Error).message}`, { cause: err });
+      throw new TsgunError(
+        'TSGUN_ERR_PIDFILE',
+        `cannot rename pidfile ${this.current} to ${target}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     this.current = target;
   }

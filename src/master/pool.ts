@@ -103,12 +103,16 @@ export function plan(input: PoolInput): PoolPlan {
   const replacing = goal === newest && !generations.get(newest)?.failed;
   const byAge = (a: PoolWorker, b: PoolWorker): number => a.generation - b.generation || a.id - b.id;
   const isMember = (w: PoolWorker): boolean =>
-    w.recycle === null && ((w.state === 'booting' || replacing) ? w.generation === goal : true);
+    w.recycle === null && (w.state === 'booting' || replacing ? w.generation === goal : true);
   const members = workers.filter(isMember);
   const retire: PoolPlan['retire'] = [];
 
   for (const w of workers.filter((o) => o.state === 'booting' && !isMember(o))) {
-    retire.push({ id: w.id, reason: generations.get(w.generation)?.failed ? 'reload failed' : 'superseded', graceful: false });
+    retire.push({
+      id: w.id,
+      reason: generations.get(w.generation)?.failed ? 'reload failed' : 'superseded',
+      graceful: false,
+    });
   }
 
   // Too many (TTOU, WINCH, scale): booting ones first, newest first; then the oldest ready.
@@ -157,7 +161,10 @@ export function plan(input: PoolInput): PoolPlan {
   }
 
   const converged =
-    retire.length === 0 && start.length === 0 && wakeAt === null && workers.length === target &&
+    retire.length === 0 &&
+    start.length === 0 &&
+    wakeAt === null &&
+    workers.length === target &&
     workers.every((w) => w.state === 'ready' && w.generation === goal && w.recycle === null);
   return { goal, start, retire, wakeAt, converged };
 }
@@ -180,7 +187,11 @@ export function backoffMs(crashes: number): number {
  * The slot's backoff after a worker ended: a worker that served, or stayed ready
  * HEALTHY_AFTER_MS, clears it; one that failed to boot or died young without serving extends it.
  */
-export function afterExit(slots: ReadonlyMap<number, SlotBackoff>, end: WorkerEnd, now: number): Map<number, SlotBackoff> {
+export function afterExit(
+  slots: ReadonlyMap<number, SlotBackoff>,
+  end: WorkerEnd,
+  now: number,
+): Map<number, SlotBackoff> {
   const next = new Map(slots);
   const healthy = end.readyForMs !== null && (end.requests > 0 || end.readyForMs >= HEALTHY_AFTER_MS);
   if (healthy) next.delete(end.slot);

@@ -46,7 +46,13 @@ export interface Self {
 }
 
 function currentProcess(): Self {
-  return { execPath: process.execPath, execArgv: process.execArgv, script: process.argv[1]!, env: process.env, pid: process.pid };
+  return {
+    execPath: process.execPath,
+    execArgv: process.execArgv,
+    script: process.argv[1]!,
+    env: process.env,
+    pid: process.pid,
+  };
 }
 
 /**
@@ -54,7 +60,10 @@ function currentProcess(): Self {
  * streams, in order: where the new master's INHERITED_ENV says they are, and where systemd's
  * LISTEN_FDS puts them (SD_LISTEN_FDS_START is 3).
  */
-export function successorSpawn(h: Handover, self: Self = currentProcess()): { file: string; args: string[]; options: SpawnOptions } {
+export function successorSpawn(
+  h: Handover,
+  self: Self = currentProcess(),
+): { file: string; args: string[]; options: SpawnOptions } {
   const streams = ['inherit', 'inherit', 'inherit'] as const;
   const stdio: StdioOptions = [...streams, ...h.sockets.map((s) => s.fd)];
   const command = [self.execPath, ...self.execArgv, self.script, ...h.argv];
@@ -109,9 +118,11 @@ export class Reexec {
 
   /** Why a USR2 now is ignored, or null when an upgrade may start. */
   refusal(): string | null {
-    if (!this.opts.argv) return 'USR2 ignored: tsgun was started by run() in a program, which has no command line to start again';
+    if (!this.opts.argv)
+      return 'USR2 ignored: tsgun was started by run() in a program, which has no command line to start again';
     if (this.successor) return `USR2 ignored: an upgrade is already in progress (new master pid ${this.successor.pid})`;
-    if (this.parent !== null && this.ops.alive(this.parent)) return `USR2 ignored: the previous master (pid ${this.parent}) is still running; stop it first`;
+    if (this.parent !== null && this.ops.alive(this.parent))
+      return `USR2 ignored: the previous master (pid ${this.parent}) is still running; stop it first`;
     return null;
   }
 
@@ -124,7 +135,10 @@ export class Reexec {
         this.log.error(`Error: cannot rename pidfile for the upgrade: ${(err as Error).message}`);
       }
     }
-    const { file, args, options } = successorSpawn({ ...passed, argv: this.opts.argv ?? [], cwd: this.opts.cwd }, this.self());
+    const { file, args, options } = successorSpawn(
+      { ...passed, argv: this.opts.argv ?? [], cwd: this.opts.cwd },
+      this.self(),
+    );
     const child = this.ops.spawn(file, args, options);
     child.unref();
     this.successor = child;
@@ -142,8 +156,12 @@ export class Reexec {
     child.on('error', (err) => {
       if (!child.pid) ended(`The new master could not be started (${err.message})`);
     });
-    child.once('exit', (code, signal) => ended(`The new master (pid ${child.pid}) exited ${signal ? `on ${signal}` : `with code ${code}`}`));
-    this.log.info(`Upgrading: started a new master (pid ${child.pid}); send TERM to this one (pid ${this.self().pid}) when the new one serves`);
+    child.once('exit', (code, signal) =>
+      ended(`The new master (pid ${child.pid}) exited ${signal ? `on ${signal}` : `with code ${code}`}`),
+    );
+    this.log.info(
+      `Upgrading: started a new master (pid ${child.pid}); send TERM to this one (pid ${this.self().pid}) when the new one serves`,
+    );
   }
 
   /** Is the new master this one started still running? Then the service is its, not this master's. */

@@ -29,7 +29,11 @@ export function globToRegExp(glob: string): RegExp {
       const end = glob.indexOf('}', i);
       if (end < 0) re += '\\{';
       else {
-        re += `(?:${glob.slice(i + 1, end).split(',').map((p) => p.replace(/[.+^${}()|[\]\\*?]/g, '\\$&')).join('|')})`;
+        re += `(?:${glob
+          .slice(i + 1, end)
+          .split(',')
+          .map((p) => p.replace(/[.+^${}()|[\]\\*?]/g, '\\$&'))
+          .join('|')})`;
         i = end;
       }
     } else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
@@ -45,7 +49,10 @@ interface Patterns {
 }
 
 export function compilePatterns(globs: readonly string[]): Patterns {
-  return { segment: globs.filter((g) => !g.includes('/')).map(globToRegExp), path: globs.filter((g) => g.includes('/')).map(globToRegExp) };
+  return {
+    segment: globs.filter((g) => !g.includes('/')).map(globToRegExp),
+    path: globs.filter((g) => g.includes('/')).map(globToRegExp),
+  };
 }
 
 /**
@@ -90,7 +97,10 @@ export class Reloader {
         if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
         accessSync(dir, constants.R_OK | constants.X_OK);
       } catch (err) {
-        throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `reload_dirs: cannot watch ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check --reload-dir`);
+        throw new TsgunError(
+          'TSGUN_ERR_CONFIG_VALUE',
+          `reload_dirs: cannot watch ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check --reload-dir`,
+        );
       }
     }
     return dirs;

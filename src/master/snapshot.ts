@@ -7,15 +7,7 @@ import type { WorkerStats } from '../ipc.js';
 
 /** Why workers were replaced, for metrics. */
 export type RestartReason =
-  | 'crash'
-  | 'app-error'
-  | 'timeout'
-  | 'boot-timeout'
-  | 'memory'
-  | 'max-requests'
-  | 'reload'
-  | 'scale'
-  | 'boot-failure';
+  'crash' | 'app-error' | 'timeout' | 'boot-timeout' | 'memory' | 'max-requests' | 'reload' | 'scale' | 'boot-failure';
 
 /** A worker as `tsgun status` and the metrics see it. */
 export interface WorkerSnapshot {

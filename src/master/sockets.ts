@@ -22,7 +22,13 @@ interface ServerHandle {
   close(): void;
 }
 
-type CreateServerHandle = (address: string | null, port: number | null, addressType: number | null, fd?: number, flags?: number) => ServerHandle | number;
+type CreateServerHandle = (
+  address: string | null,
+  port: number | null,
+  addressType: number | null,
+  fd?: number,
+  flags?: number,
+) => ServerHandle | number;
 // net._createServerHandle is what Node's cluster primary uses to bind a shared handle without listening.
 const createServerHandle = (net as unknown as { _createServerHandle: CreateServerHandle })._createServerHandle;
 
@@ -53,7 +59,8 @@ function bindError(spec: BindSpec, code: number): TsgunError {
   }
   const advice: Record<string, string> = {
     EADDRINUSE: 'is already in use; stop the other server or choose another address with --bind',
-    EACCES: 'needs more privilege; ports below 1024 need root (tsgun drops privileges in workers with --user) or CAP_NET_BIND_SERVICE',
+    EACCES:
+      'needs more privilege; ports below 1024 need root (tsgun drops privileges in workers with --user) or CAP_NET_BIND_SERVICE',
     EADDRNOTAVAIL: 'is not an address of this machine; check --bind',
     EINVAL: 'is not a socket tsgun can listen on',
     EBADF: 'is not an open file descriptor',
@@ -86,8 +93,16 @@ async function prepareUnixPath(spec: Extract<BindSpec, { kind: 'unix' }>): Promi
   } catch {
     return;
   }
-  if (!st.isSocket()) throw new TsgunError('TSGUN_ERR_BIND', `cannot bind ${spec.raw}: ${spec.path} exists and is not a socket; remove it or choose another path`);
-  if (await unixSocketLive(spec.path)) throw new TsgunError('TSGUN_ERR_BIND', `cannot bind ${spec.raw}: another server is accepting on ${spec.path}; stop it or choose another path`);
+  if (!st.isSocket())
+    throw new TsgunError(
+      'TSGUN_ERR_BIND',
+      `cannot bind ${spec.raw}: ${spec.path} exists and is not a socket; remove it or choose another path`,
+    );
+  if (await unixSocketLive(spec.path))
+    throw new TsgunError(
+      'TSGUN_ERR_BIND',
+      `cannot bind ${spec.raw}: another server is accepting on ${spec.path}; stop it or choose another path`,
+    );
   unlinkSync(spec.path);
 }
 
@@ -104,17 +119,27 @@ async function bindOnce(spec: BindSpec, reusePort: boolean, owner: SocketOwner |
       } catch (err) {
         handle.close();
         const code = (err as NodeJS.ErrnoException).code ?? String(err);
-        throw new TsgunError('TSGUN_ERR_BIND', `cannot bind ${spec.raw}: cannot give the socket to uid ${owner.uid}, gid ${owner.gid} (--user/--group): ${code}`);
+        throw new TsgunError(
+          'TSGUN_ERR_BIND',
+          `cannot bind ${spec.raw}: cannot give the socket to uid ${owner.uid}, gid ${owner.gid} (--user/--group): ${code}`,
+        );
       }
     }
-    return { spec, handle, fd: handle.fd, label: `unix:${spec.path}`, unixFile: { path: spec.path, ino: statSync(spec.path).ino } };
+    return {
+      spec,
+      handle,
+      fd: handle.fd,
+      label: `unix:${spec.path}`,
+      unixFile: { path: spec.path, ino: statSync(spec.path).ino },
+    };
   }
   if (spec.kind === 'fd') {
     const handle = createServerHandle(null, null, null, spec.fd);
     if (typeof handle === 'number') return handle;
     const out: { address?: string; port?: number; family?: string } = {};
     const err = handle.getsockname?.(out) ?? 0;
-    const label = handle.getsockname && !err && out.address ? tcpLabel(out.address, out.port!, out.family) : `unix:fd://${spec.fd}`;
+    const label =
+      handle.getsockname && !err && out.address ? tcpLabel(out.address, out.port!, out.family) : `unix:fd://${spec.fd}`;
     return { spec, handle, fd: handle.fd, label, unixFile: null };
   }
   let address = spec.host;
@@ -124,7 +149,10 @@ async function bindOnce(spec: BindSpec, reusePort: boolean, owner: SocketOwner |
       const found = await lookup(address);
       [address, family] = [found.address, found.family];
     } catch {
-      throw new TsgunError('TSGUN_ERR_BIND', `cannot bind ${spec.raw}: host ${JSON.stringify(spec.host)} does not resolve; use an IP address or a name in /etc/hosts`);
+      throw new TsgunError(
+        'TSGUN_ERR_BIND',
+        `cannot bind ${spec.raw}: host ${JSON.stringify(spec.host)} does not resolve; use an IP address or a name in /etc/hosts`,
+      );
     }
   }
   const handle = createServerHandle(address, spec.port, family, undefined, reusePort ? UV_TCP_REUSEPORT : 0);
@@ -137,7 +165,14 @@ async function bindOnce(spec: BindSpec, reusePort: boolean, owner: SocketOwner |
     return err;
   }
   const reuse = reusePort ? { reusePort: { host: out.address!, port: out.port! } } : {};
-  return { spec, handle, fd: handle.fd, label: tcpLabel(out.address!, out.port!, out.family), unixFile: null, ...reuse };
+  return {
+    spec,
+    handle,
+    fd: handle.fd,
+    label: tcpLabel(out.address!, out.port!, out.family),
+    unixFile: null,
+    ...reuse,
+  };
 }
 
 /**
@@ -161,7 +196,8 @@ export function describeInherited(sockets: readonly BoundSocket[], firstFd: numb
 function adopt(inherited: InheritedSocket): BoundSocket {
   const spec = parseBind(inherited.raw);
   const handle = createServerHandle(null, null, null, inherited.fd);
-  if (typeof handle === 'number') throw bindError({ kind: 'fd', fd: inherited.fd, raw: `fd://${inherited.fd}` }, handle);
+  if (typeof handle === 'number')
+    throw bindError({ kind: 'fd', fd: inherited.fd, raw: `fd://${inherited.fd}` }, handle);
   let unixFile: BoundSocket['unixFile'] = null;
   if (spec.kind === 'unix') {
     try {

@@ -8,7 +8,16 @@ import type { StopReason } from './pool.js';
 import type { RestartReason } from './snapshot.js';
 
 export function emptyStats(): WorkerStats {
-  return { requests: 0, connections: 0, upgraded: 0, inflight: 0, status: [0, 0, 0, 0, 0], buckets: [], durationSum: 0, appErrors: 0 };
+  return {
+    requests: 0,
+    connections: 0,
+    upgraded: 0,
+    inflight: 0,
+    status: [0, 0, 0, 0, 0],
+    buckets: [],
+    durationSum: 0,
+    appErrors: 0,
+  };
 }
 
 /** Add an exited worker's last report to the totals of exited workers. */

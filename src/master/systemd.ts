@@ -38,7 +38,10 @@ export class Notifier {
     delete env.WATCHDOG_USEC;
     delete env.WATCHDOG_PID;
     const watchdogUsec = usec > 0 && (!watchdogPid || watchdogPid === process.pid) ? usec : null;
-    return { notifier: socket ? new Notifier(socket, log, env.TSGUN_SYSTEMD_NOTIFY ?? 'systemd-notify') : null, watchdogUsec };
+    return {
+      notifier: socket ? new Notifier(socket, log, env.TSGUN_SYSTEMD_NOTIFY ?? 'systemd-notify') : null,
+      watchdogUsec,
+    };
   }
 
   /** Send one message (fields joined by newlines), after any earlier ones. */
@@ -53,7 +56,10 @@ export class Notifier {
 
   private send(args: string[]): Promise<void> {
     return new Promise((resolve) => {
-      const child = spawn(this.command, args, { env: { ...process.env, NOTIFY_SOCKET: this.socket }, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(this.command, args, {
+        env: { ...process.env, NOTIFY_SOCKET: this.socket },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let stderr = '';
       child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -61,7 +67,9 @@ export class Notifier {
         clearTimeout(timer);
         if (!this.warned) {
           this.warned = true;
-          this.log.warn(`NOTIFY_SOCKET is set but ${this.command} cannot run (${err.code ?? err.message}); install systemd's systemd-notify, or use Type=simple`);
+          this.log.warn(
+            `NOTIFY_SOCKET is set but ${this.command} cannot run (${err.code ?? err.message}); install systemd's systemd-notify, or use Type=simple`,
+          );
         }
         resolve();
       });

@@ -21,7 +21,10 @@ const TICKS_PER_SECOND = 100;
 const previous = new Map<number, { ticks: number; at: number }>();
 
 async function procUsage(pid: number, uptime: number): Promise<Usage> {
-  const [stat, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'latin1'), readFile(`/proc/${pid}/status`, 'latin1')]);
+  const [stat, status] = await Promise.all([
+    readFile(`/proc/${pid}/stat`, 'latin1'),
+    readFile(`/proc/${pid}/status`, 'latin1'),
+  ]);
   // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
@@ -29,7 +32,10 @@ async function procUsage(pid: number, uptime: number): Promise<Usage> {
   previous.set(pid, { ticks, at: uptime });
   const seconds = uptime - before.at;
   const rss = /^VmRSS:\s+(\d+) kB/m.exec(status);
-  return { cpu: seconds > 0 ? ((ticks - before.ticks) / TICKS_PER_SECOND / seconds) * 100 : 0, memory: rss ? Number(rss[1]) * 1024 : 0 };
+  return {
+    cpu: seconds > 0 ? ((ticks - before.ticks) / TICKS_PER_SECOND / seconds) * 100 : 0,
+    memory: rss ? Number(rss[1]) * 1024 : 0,
+  };
 }
 
 /** Usage of each live pid; a process that exited between listing and sampling is left out. */

@@ -35,7 +35,10 @@ function clfDate(ms: number): string {
     const pad = (n: number): string => String(n).padStart(2, '0');
     const off = -d.getTimezoneOffset();
     const tz = `${off >= 0 ? '+' : '-'}${pad(Math.floor(Math.abs(off) / 60))}${pad(Math.abs(off) % 60)}`;
-    dateCache = { second, text: `[${pad(d.getDate())}/${MONTHS[d.getMonth()]}/${d.getFullYear()}:${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${tz}]` };
+    dateCache = {
+      second,
+      text: `[${pad(d.getDate())}/${MONTHS[d.getMonth()]}/${d.getFullYear()}:${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${tz}]`,
+    };
   }
   return dateCache.text;
 }
@@ -54,7 +57,8 @@ function sendsBody(res: Counted): boolean {
 }
 
 function chunkLength(chunk: unknown, encoding?: unknown): number {
-  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  if (typeof chunk === 'string')
+    return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
   if (chunk instanceof Uint8Array) return chunk.byteLength;
   return 0;
 }
@@ -92,7 +96,8 @@ function patchWrites(prototype: object): void {
     const result = end.call(this, chunk, ...rest);
     // HTTP/2's end() hands its chunk to this.write(), which has counted it already.
     const counted = this[kBytes] !== before;
-    if (open && !counted && sendsBody(this) && chunk !== undefined && typeof chunk !== 'function') this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
+    if (open && !counted && sendsBody(this) && chunk !== undefined && typeof chunk !== 'function')
+      this[kBytes] = (this[kBytes] ?? 0) + chunkLength(chunk, rest[0]);
     return result;
   };
 }
@@ -120,7 +125,8 @@ function sentHeader(res: ServerResponse, lower: string): string | string[] | num
   // Line 0 is the status line.
   for (const line of head.split('\r\n').slice(1)) {
     const colon = line.indexOf(':');
-    if (colon === lower.length && line.slice(0, colon).toLowerCase() === lower) found.push(line.slice(colon + 1).trim());
+    if (colon === lower.length && line.slice(0, colon).toLowerCase() === lower)
+      found.push(line.slice(colon + 1).trim());
   }
   return found.length === 0 ? undefined : found.length === 1 ? found[0] : found;
 }

@@ -78,7 +78,11 @@ export async function importModule(file: string, what: string): Promise<Record<s
     return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
     const at = thrownAt(err);
-    throw new TsgunError('TSGUN_ERR_APP_LOAD', `${what} failed to load: ${describeError(err)}${at ? ` (at ${at})` : ''}`, { cause: err });
+    throw new TsgunError(
+      'TSGUN_ERR_APP_LOAD',
+      `${what} failed to load: ${describeError(err)}${at ? ` (at ${at})` : ''}`,
+      { cause: err },
+    );
   }
 }
 
@@ -101,9 +105,12 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null;
 }
 
-type Detected = { shape: 'koa' | 'fastify' | 'node'; listener: RequestListener } | { shape: 'fetch-object' | 'fetch'; handler: FetchHandler };
+type Detected =
+  | { shape: 'koa' | 'fastify' | 'node'; listener: RequestListener }
+  | { shape: 'fetch-object' | 'fetch'; handler: FetchHandler };
 
-const SHAPES_HELP = 'export an Express/Connect listener (req, res), a Koa app, a Fastify instance, an object with fetch(request), or a fetch handler (request) => Response';
+const SHAPES_HELP =
+  'export an Express/Connect listener (req, res), a Koa app, a Fastify instance, an object with fetch(request), or a fetch handler (request) => Response';
 
 function detect(app: unknown, iface: Settings['interface'], name: string): Detected {
   const kind = app === null ? 'null' : Array.isArray(app) ? 'an array' : typeof app;
@@ -112,17 +119,28 @@ function detect(app: unknown, iface: Settings['interface'], name: string): Detec
   };
   const o = app as Record<string, unknown>;
   if (iface !== 'fetch') {
-    if (isObject(app) && typeof o.callback === 'function') return { shape: 'koa', listener: (o.callback as () => RequestListener).call(app) };
-    if ((isObject(app) || typeof app === 'function') && typeof o.routing === 'function' && typeof o.ready === 'function') {
+    if (isObject(app) && typeof o.callback === 'function')
+      return { shape: 'koa', listener: (o.callback as () => RequestListener).call(app) };
+    if (
+      (isObject(app) || typeof app === 'function') &&
+      typeof o.routing === 'function' &&
+      typeof o.ready === 'function'
+    ) {
       return { shape: 'fastify', listener: o.routing as RequestListener };
     }
   }
-  if (iface !== 'node' && isObject(app) && typeof o.fetch === 'function') return { shape: 'fetch-object', handler: (o.fetch as FetchHandler).bind(app) };
+  if (iface !== 'node' && isObject(app) && typeof o.fetch === 'function')
+    return { shape: 'fetch-object', handler: (o.fetch as FetchHandler).bind(app) };
   if (typeof app === 'function') {
-    if (iface === 'node' || (iface === 'auto' && app.length >= 2)) return { shape: 'node', listener: app as RequestListener };
+    if (iface === 'node' || (iface === 'auto' && app.length >= 2))
+      return { shape: 'node', listener: app as RequestListener };
     return { shape: 'fetch', handler: app as FetchHandler };
   }
-  return wrong(iface === 'auto' ? `is ${kind}, not an app` : `is ${kind}, not a ${iface === 'node' ? 'Node request listener' : 'fetch handler'} (--interface ${iface})`);
+  return wrong(
+    iface === 'auto'
+      ? `is ${kind}, not an app`
+      : `is ${kind}, not a ${iface === 'node' ? 'Node request listener' : 'fetch handler'} (--interface ${iface})`,
+  );
 }
 
 interface NestApp {
@@ -133,7 +151,12 @@ interface NestApp {
 
 /** A Nest application object (NestFactory.create): served through its HTTP adapter's instance (Express, Fastify). */
 function isNestApp(v: unknown): v is NestApp {
-  return isObject(v) && typeof v.getHttpAdapter === 'function' && typeof v.init === 'function' && typeof v.close === 'function';
+  return (
+    isObject(v) &&
+    typeof v.getHttpAdapter === 'function' &&
+    typeof v.init === 'function' &&
+    typeof v.close === 'function'
+  );
 }
 
 /**
@@ -186,11 +209,18 @@ function interceptListen(own: AppServer, label: string | undefined): () => http.
 }
 
 /** A server's 'request' listeners, taken off it and called as one. */
-function takeRequestListeners(server: AppServer, placeholder: RequestListener, app: RequestListener | null): RequestListener {
+function takeRequestListeners(
+  server: AppServer,
+  placeholder: RequestListener,
+  app: RequestListener | null,
+): RequestListener {
   const listeners = server.listeners('request') as RequestListener[];
   server.removeAllListeners('request');
   if (listeners.length === 1 && listeners[0] === placeholder && app) return app;
-  if (listeners.length === 0) return app ?? ((_req, res) => res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not Found\n'));
+  if (listeners.length === 0)
+    return (
+      app ?? ((_req, res) => res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not Found\n'))
+    );
   if (listeners.length === 1) return listeners[0]!;
   return function (this: unknown, req: IncomingMessage, res: ServerResponse) {
     for (const l of listeners) l.call(server, req, res);
@@ -225,7 +255,11 @@ export async function loadApp(
       if (app.raw !== app.module || app.call || settings.factory) throw err;
     }
     if (app.call || settings.factory) {
-      if (typeof value !== 'function') throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} is ${typeof value}, not a factory function; drop "()" and --factory, or export a function that returns the app`);
+      if (typeof value !== 'function')
+        throw new TsgunError(
+          'TSGUN_ERR_APP_LOAD',
+          `app ${name} is ${typeof value}, not a factory function; drop "()" and --factory, or export a function that returns the app`,
+        );
       try {
         value = await (value as (context: AppContext) => unknown)({ server: own });
       } catch (err) {
@@ -241,7 +275,9 @@ export async function loadApp(
     try {
       await nest.init();
     } catch (err) {
-      throw new TsgunError('TSGUN_ERR_APP_LOAD', `Nest app ${name} failed in init(): ${describeError(err)}`, { cause: err });
+      throw new TsgunError('TSGUN_ERR_APP_LOAD', `Nest app ${name} failed in init(): ${describeError(err)}`, {
+        cause: err,
+      });
     }
     nestClose = () => nest.close();
     value = nest.getHttpAdapter().getInstance();
@@ -250,10 +286,22 @@ export async function loadApp(
   const moduleClose = typeof mod.close === 'function' && mod.close !== value ? (mod.close as () => unknown) : null;
   if (listened || isHttpServer(value)) {
     const server = (listened ?? value) as http.Server | https.Server;
-    if (!listened && server.listening) throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} is a server that is already listening; export it before calling listen(), or let tsgun adopt the listen() call`);
+    if (!listened && server.listening)
+      throw new TsgunError(
+        'TSGUN_ERR_APP_LOAD',
+        `app ${name} is a server that is already listening; export it before calling listen(), or let tsgun adopt the listen() call`,
+      );
     checkServerKind(server, own, name);
     own.removeListener('request', placeholder);
-    return { shape: 'server', listener: takeRequestListeners(server, placeholder, null), file, server, adopted: listened ? 'listen' : 'export', close: closeOf(moduleClose, nestClose), typescript };
+    return {
+      shape: 'server',
+      listener: takeRequestListeners(server, placeholder, null),
+      file,
+      server,
+      adopted: listened ? 'listen' : 'export',
+      close: closeOf(moduleClose, nestClose),
+      typescript,
+    };
   }
   if (value === undefined) lookupAttr(mod, app, file);
   const detected = detect(value, settings.interface, name);
@@ -261,7 +309,9 @@ export async function loadApp(
     try {
       await (value as { ready(): Promise<unknown> }).ready();
     } catch (err) {
-      throw new TsgunError('TSGUN_ERR_APP_LOAD', `Fastify app ${name} failed in ready(): ${describeError(err)}`, { cause: err });
+      throw new TsgunError('TSGUN_ERR_APP_LOAD', `Fastify app ${name} failed in ready(): ${describeError(err)}`, {
+        cause: err,
+      });
     }
   }
   let appClose = nestClose;
@@ -271,27 +321,48 @@ export async function loadApp(
     appClose ??= () => fastify.close();
     // Its upgrade listeners (@fastify/websocket) are on the server Fastify made for itself.
     const theirs = fastify.server;
-    if (theirs && theirs !== own && theirs.listenerCount('upgrade') > 0) own.on('upgrade', (...args) => theirs.emit('upgrade', ...args));
+    if (theirs && theirs !== own && theirs.listenerCount('upgrade') > 0)
+      own.on('upgrade', (...args) => theirs.emit('upgrade', ...args));
   }
   if ('listener' in detected) {
     appListener = detected.listener;
   } else {
     // The fetch adapter, and undici's Request and Response behind it, load only for fetch handlers.
-    const [{ fetchListener }, { installLightResponse }] = await Promise.all([import('./fetch.js'), import('./response.js')]);
+    const [{ fetchListener }, { installLightResponse }] = await Promise.all([
+      import('./fetch.js'),
+      import('./response.js'),
+    ]);
     if (opts.lightResponse) installLightResponse();
-    appListener = fetchListener(detected.handler, { rootPath: settings.root_path.replace(/\/$/, ''), onError: opts.onError });
+    appListener = fetchListener(detected.handler, {
+      rootPath: settings.root_path.replace(/\/$/, ''),
+      onError: opts.onError,
+    });
   }
-  return { shape: detected.shape, listener: takeRequestListeners(own, placeholder, appListener), file, server: own, adopted: null, close: closeOf(moduleClose, appClose), typescript };
+  return {
+    shape: detected.shape,
+    listener: takeRequestListeners(own, placeholder, appListener),
+    file,
+    server: own,
+    adopted: null,
+    close: closeOf(moduleClose, appClose),
+    typescript,
+  };
 }
 
 /** The app's own server must speak what tsgun is set up for: TLS with certfile, HTTP/1.1 unless worker_class is http2. */
 function checkServerKind(theirs: http.Server | https.Server, own: AppServer, name: string): void {
   const fix = 'serve the app itself (export it, or call a factory) so that tsgun makes the server';
   if (!isHttpServer(own)) {
-    throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} brings its own HTTP/1.1 server, which worker_class http2 cannot serve; use worker_class http, or ${fix}`);
+    throw new TsgunError(
+      'TSGUN_ERR_APP_LOAD',
+      `app ${name} brings its own HTTP/1.1 server, which worker_class http2 cannot serve; use worker_class http, or ${fix}`,
+    );
   }
   if (isHttpsServer(own) && !isHttpsServer(theirs)) {
-    throw new TsgunError('TSGUN_ERR_APP_LOAD', `app ${name} brings its own plain http.Server but certfile/keyfile are set; make it with https.createServer(options, app), drop --certfile, or ${fix}`);
+    throw new TsgunError(
+      'TSGUN_ERR_APP_LOAD',
+      `app ${name} brings its own plain http.Server but certfile/keyfile are set; make it with https.createServer(options, app), drop --certfile, or ${fix}`,
+    );
   }
 }
 

@@ -116,10 +116,17 @@ export class ConnectionTable {
   admit(raw: Socket, opening: boolean, tls: boolean): void {
     const full = this.limit > 0 && this.entries.size >= this.limit;
     if (!full && this.entries.size >= this.fdRoom) {
-      this.warn('fds', `file descriptors running out (${this.fdRoom} connections open): closing idle connections, or refusing new ones; raise ulimit -n`);
+      this.warn(
+        'fds',
+        `file descriptors running out (${this.fdRoom} connections open): closing idle connections, or refusing new ones; raise ulimit -n`,
+      );
     }
     if ((full || this.entries.size >= this.fdRoom) && !this.evictIdle()) {
-      if (full) this.warn('limit', `worker_connections (${this.limit}) reached and every connection is busy: refusing new connections`);
+      if (full)
+        this.warn(
+          'limit',
+          `worker_connections (${this.limit}) reached and every connection is busy: refusing new connections`,
+        );
       raw.destroy();
       return;
     }
@@ -213,7 +220,9 @@ export class ConnectionTable {
       }
       // In order of accept: the rest are younger.
       if (entry.at > before) return;
-      this.log.debug(`Closing a connection from ${entry.raw.remoteAddress} that sent nothing in ${this.firstByteMs / 1000} s`);
+      this.log.debug(
+        `Closing a connection from ${entry.raw.remoteAddress} that sent nothing in ${this.firstByteMs / 1000} s`,
+      );
       this.fresh.delete(entry);
       entry.raw.destroy();
     }

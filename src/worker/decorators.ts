@@ -48,7 +48,12 @@ function readTsconfig(file: string, depth: number): Record<string, unknown> {
   } catch (err) {
     throw new TsgunError('TSGUN_ERR_APP_LOAD', `cannot read ${file}: ${describeError(err)}`, { cause: err });
   }
-  const bases = typeof json.extends === 'string' ? [json.extends] : Array.isArray(json.extends) ? json.extends.filter((e) => typeof e === 'string') : [];
+  const bases =
+    typeof json.extends === 'string'
+      ? [json.extends]
+      : Array.isArray(json.extends)
+        ? json.extends.filter((e) => typeof e === 'string')
+        : [];
   let options: Record<string, unknown> = {};
   for (const base of depth < 8 ? bases : []) {
     const found = resolveExtends(base, file);
@@ -78,7 +83,8 @@ function resolveExtends(base: string, from: string): string | null {
 export function decoratorConfig(file: string): DecoratorConfig | null {
   for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
     const tsconfig = path.join(dir, 'tsconfig.json');
-    if (existsSync(tsconfig)) return { tsconfig, emitDecoratorMetadata: readTsconfig(tsconfig, 0).emitDecoratorMetadata === true };
+    if (existsSync(tsconfig))
+      return { tsconfig, emitDecoratorMetadata: readTsconfig(tsconfig, 0).emitDecoratorMetadata === true };
     if (path.dirname(dir) === dir) return null;
   }
 }

@@ -98,7 +98,11 @@ function realRequest(lazy: LazyRequest): Request {
   res.once('close', () => {
     if (!res.writableFinished) controller.abort();
   });
-  const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers: lazy[kHeaders] ?? headersOf(req), signal: controller.signal };
+  const init: RequestInit & { duplex?: 'half' } = {
+    method: req.method,
+    headers: lazy[kHeaders] ?? headersOf(req),
+    signal: controller.signal,
+  };
   // A body already read by the fast path is gone from Node's stream: the Request has none.
   if (!NO_BODY.has(req.method ?? 'GET') && !lazy[kConsumed]) {
     init.body = Readable.toWeb(req) as ReadableStream<Uint8Array>;
@@ -119,26 +123,106 @@ const LAZY_PROTO: object = (() => {
   for (const key of Reflect.ownKeys(Request.prototype)) {
     if (key === 'constructor' || key === 'method' || key === 'url' || key === 'headers') continue;
     const d = Object.getOwnPropertyDescriptor(Request.prototype, key)!;
-    if (d.get) Object.defineProperty(proto, key, { get: function (this: LazyRequest) { return (realRequest(this) as unknown as Record<PropertyKey, unknown>)[key]; }, configurable: true });
-    else if (typeof d.value === 'function') Object.defineProperty(proto, key, { value: function (this: LazyRequest, ...args: unknown[]) { const real = realRequest(this) as unknown as Record<PropertyKey, (...a: unknown[]) => unknown>; return real[key]!(...args); }, configurable: true, writable: true });
+    if (d.get)
+      Object.defineProperty(proto, key, {
+        get: function (this: LazyRequest) {
+          return (realRequest(this) as unknown as Record<PropertyKey, unknown>)[key];
+        },
+        configurable: true,
+      });
+    else if (typeof d.value === 'function')
+      Object.defineProperty(proto, key, {
+        value: function (this: LazyRequest, ...args: unknown[]) {
+          const real = realRequest(this) as unknown as Record<PropertyKey, (...a: unknown[]) => unknown>;
+          return real[key]!(...args);
+        },
+        configurable: true,
+        writable: true,
+      });
   }
   Object.defineProperties(proto, {
-    method: { get(this: LazyRequest) { return this[kIncoming].method; } },
-    url: { get(this: LazyRequest) { return this[kUrl]; } },
-    headers: { get(this: LazyRequest) { return (this[kReal]?.headers ?? (this[kHeaders] ??= headersOf(this[kIncoming]))); } },
+    method: {
+      get(this: LazyRequest) {
+        return this[kIncoming].method;
+      },
+    },
+    url: {
+      get(this: LazyRequest) {
+        return this[kUrl];
+      },
+    },
+    headers: {
+      get(this: LazyRequest) {
+        return this[kReal]?.headers ?? (this[kHeaders] ??= headersOf(this[kIncoming]));
+      },
+    },
     // The client address, where srvx and Bun-style handlers look for it.
-    ip: { get(this: LazyRequest) { return clientOf(this[kIncoming]); }, enumerable: true },
-    bodyUsed: { get(this: LazyRequest) { return this[kReal]?.bodyUsed ?? this[kConsumed] === true; } },
-    arrayBuffer: { value(this: LazyRequest) { return this[kReal] ? this[kReal].arrayBuffer() : readBody(this).then(ownBytes); }, writable: true, configurable: true },
-    text: { value(this: LazyRequest) { return this[kReal] ? this[kReal].text() : readBody(this).then((b) => utf8.decode(b)); }, writable: true, configurable: true },
-    json: { value(this: LazyRequest) { return this[kReal] ? this[kReal].json() : readBody(this).then((b) => JSON.parse(utf8.decode(b)) as unknown); }, writable: true, configurable: true },
+    ip: {
+      get(this: LazyRequest) {
+        return clientOf(this[kIncoming]);
+      },
+      enumerable: true,
+    },
+    bodyUsed: {
+      get(this: LazyRequest) {
+        return this[kReal]?.bodyUsed ?? this[kConsumed] === true;
+      },
+    },
+    arrayBuffer: {
+      value(this: LazyRequest) {
+        return this[kReal] ? this[kReal].arrayBuffer() : readBody(this).then(ownBytes);
+      },
+      writable: true,
+      configurable: true,
+    },
+    text: {
+      value(this: LazyRequest) {
+        return this[kReal] ? this[kReal].text() : readBody(this).then((b) => utf8.decode(b));
+      },
+      writable: true,
+      configurable: true,
+    },
+    json: {
+      value(this: LazyRequest) {
+        return this[kReal] ? this[kReal].json() : readBody(this).then((b) => JSON.parse(utf8.decode(b)) as unknown);
+      },
+      writable: true,
+      configurable: true,
+    },
     // After the fast path, what would read the body again must fail as a used body does.
-    clone: { value(this: LazyRequest) { if (this[kConsumed]) throw unusable(); return realRequest(this).clone(); }, writable: true, configurable: true },
-    formData: { value(this: LazyRequest) { return this[kConsumed] ? Promise.reject(unusable()) : realRequest(this).formData(); }, writable: true, configurable: true },
-    blob: { value(this: LazyRequest) { return this[kConsumed] ? Promise.reject(unusable()) : realRequest(this).blob(); }, writable: true, configurable: true },
+    clone: {
+      value(this: LazyRequest) {
+        if (this[kConsumed]) throw unusable();
+        return realRequest(this).clone();
+      },
+      writable: true,
+      configurable: true,
+    },
+    formData: {
+      value(this: LazyRequest) {
+        return this[kConsumed] ? Promise.reject(unusable()) : realRequest(this).formData();
+      },
+      writable: true,
+      configurable: true,
+    },
+    blob: {
+      value(this: LazyRequest) {
+        return this[kConsumed] ? Promise.reject(unusable()) : realRequest(this).blob();
+      },
+      writable: true,
+      configurable: true,
+    },
   });
   if ('bytes' in Request.prototype) {
-    Object.defineProperty(proto, 'bytes', { value(this: LazyRequest) { return this[kReal] ? (this[kReal] as unknown as { bytes(): Promise<Uint8Array> }).bytes() : readBody(this).then((b) => new Uint8Array(ownBytes(b))); }, writable: true, configurable: true });
+    Object.defineProperty(proto, 'bytes', {
+      value(this: LazyRequest) {
+        return this[kReal]
+          ? (this[kReal] as unknown as { bytes(): Promise<Uint8Array> }).bytes()
+          : readBody(this).then((b) => new Uint8Array(ownBytes(b)));
+      },
+      writable: true,
+      configurable: true,
+    });
   }
   return proto;
 })();
@@ -160,7 +244,10 @@ function toRequest(req: IncomingMessage, res: ServerResponse, rootPath: string):
   const scheme = schemeOf(req as { socket: { encrypted?: boolean } });
   const path = rootPath + (req.url ?? '/');
   // The common case needs no URL parser; anything unusual goes through one (and may be a 400).
-  const url = path.charCodeAt(0) === 47 /* / */ && PLAIN_HOST.test(host) ? `${scheme}://${host}${path}` : new URL(path, `${scheme}://${host}`).href;
+  const url =
+    path.charCodeAt(0) === 47 /* / */ && PLAIN_HOST.test(host)
+      ? `${scheme}://${host}${path}`
+      : new URL(path, `${scheme}://${host}`).href;
   const lazy = Object.create(LAZY_PROTO) as LazyRequest;
   lazy[kIncoming] = req;
   lazy[kOutgoing] = res;
@@ -188,7 +275,12 @@ function writeHead(res: ServerResponse, response: Response, http2: boolean): voi
  * which Node writes as they are; setHeader() would validate, lower-case and store each one
  * first, which costs about as much as the rest of a small response.
  */
-function writeLight(res: ServerResponse, parts: NonNullable<ReturnType<typeof lightParts>>, head: boolean, http2: boolean): void {
+function writeLight(
+  res: ServerResponse,
+  parts: NonNullable<ReturnType<typeof lightParts>>,
+  head: boolean,
+  http2: boolean,
+): void {
   const { headers, body } = parts;
   // 204 and 304 carry no body and no Content-Length (RFC 9110 8.6); HTTP/2 resets a stream whose length header disagrees with its data.
   const bodiless = parts.status === 204 || parts.status === 304;
@@ -219,7 +311,11 @@ function writeLight(res: ServerResponse, parts: NonNullable<ReturnType<typeof li
     for (const name in headers) set(name, (headers as Record<string, string>)[name]!);
   }
   if (!type && typeof body === 'string') put('content-type', 'text/plain;charset=UTF-8');
-  if (!bodiless) put('content-length', String(body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength));
+  if (!bodiless)
+    put(
+      'content-length',
+      String(body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength),
+    );
   if (parts.statusText && !http2) res.statusMessage = parts.statusText;
   if (flat) res.writeHead(parts.status, flat);
   else res.writeHead(parts.status);
@@ -308,7 +404,11 @@ function respond(req: IncomingMessage, res: ServerResponse, response: unknown, o
 
 function write(req: IncomingMessage, res: ServerResponse, response: unknown, onError: (err: unknown) => void): void {
   if (!(response instanceof Response)) {
-    fail(res, new TypeError(`the fetch handler returned ${response === null ? 'null' : typeof response}, not a Response`), onError);
+    fail(
+      res,
+      new TypeError(`the fetch handler returned ${response === null ? 'null' : typeof response}, not a Response`),
+      onError,
+    );
     return;
   }
   if (res.writableEnded) return;

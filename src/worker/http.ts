@@ -140,7 +140,8 @@ function installDefaultHeaders(defaults: ReadonlyArray<[string, string]>): boole
   Object.defineProperty(http.ServerResponse.prototype, '_storeHeader', {
     value: function (this: ServerResponse, firstLine: string, headers: unknown): void {
       let head = firstLine;
-      for (let i = 0; i < defaultLines.length; i++) if (!hasHeader(headers, defaultLines[i]!.lower)) head += defaultLines[i]!.line;
+      for (let i = 0; i < defaultLines.length; i++)
+        if (!hasHeader(headers, defaultLines[i]!.lower)) head += defaultLines[i]!.line;
       store.call(this, head, headers);
     },
     writable: true,
@@ -151,7 +152,11 @@ function installDefaultHeaders(defaults: ReadonlyArray<[string, string]>): boole
 
 function reply(res: ServerResponse, status: number, text: string): void {
   res.shouldKeepAlive = false;
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), connection: 'close' });
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    connection: 'close',
+  });
   res.end(text);
 }
 
@@ -160,12 +165,18 @@ function serverOptions(s: Settings): http.ServerOptions {
   return {
     keepAliveTimeout: s.keepalive * 1000,
     // Node requires headersTimeout <= requestTimeout.
-    headersTimeout: (s.request_timeout > 0 && (s.headers_timeout === 0 || s.headers_timeout > s.request_timeout) ? s.request_timeout : s.headers_timeout) * 1000,
+    headersTimeout:
+      (s.request_timeout > 0 && (s.headers_timeout === 0 || s.headers_timeout > s.request_timeout)
+        ? s.request_timeout
+        : s.headers_timeout) * 1000,
     requestTimeout: s.request_timeout * 1000,
     // Node checks both timeouts on this interval: at most a second, so that they hold within a second.
     connectionsCheckingInterval: Math.max(250, Math.min(1000, ((s.headers_timeout || 30) * 1000) / 4)),
     // The request line and the fields all count against Node's one header limit.
-    maxHeaderSize: Math.max(16 * 1024, s.limit_request_line + s.limit_request_fields * (s.limit_request_field_size + 4) + 1024),
+    maxHeaderSize: Math.max(
+      16 * 1024,
+      s.limit_request_line + s.limit_request_fields * (s.limit_request_field_size + 4) + 1024,
+    ),
   };
 }
 
@@ -181,7 +192,11 @@ function applyServerOptions(server: http.Server, s: Settings): void {
 export async function createServer(s: Settings, tls: TlsOptions | null): Promise<AnyServer> {
   if (s.worker_class === 'http2') {
     if (!tls) throw new Error('worker_class http2 serves HTTP/2 over TLS: give it --certfile and --keyfile');
-    return (await import('node:http2')).createSecureServer({ ...tls, ALPNProtocols: ['h2', 'http/1.1'], allowHTTP1: true });
+    return (await import('node:http2')).createSecureServer({
+      ...tls,
+      ALPNProtocols: ['h2', 'http/1.1'],
+      allowHTTP1: true,
+    });
   }
   if (tls) return (await import('node:https')).createServer({ ...tls, ...serverOptions(s) });
   return http.createServer(serverOptions(s));
@@ -241,7 +256,8 @@ export class HttpWorker implements TsgunWorker {
       return [h.slice(0, colon).trim(), h.slice(colon + 1).trim()];
     });
     if (this.s.server_header) this.defaultHeaders.unshift(['Server', 'tsgun']);
-    this.setDefaultsOn = this.defaultHeaders.length === 0 ? 'none' : installDefaultHeaders(this.defaultHeaders) ? 'http2' : 'all';
+    this.setDefaultsOn =
+      this.defaultHeaders.length === 0 ? 'none' : installDefaultHeaders(this.defaultHeaders) ? 'http2' : 'all';
   }
 
   async start(): Promise<void> {
@@ -270,12 +286,16 @@ export class HttpWorker implements TsgunWorker {
     // One server for the app, fed by a front per inherited socket: the app's server is the
     // one its WebSocket libraries attached to, and a server listens on one socket only.
     for (const socket of this.ctx.sockets) {
-      const front = this.proxyFrom ? this.proxyFront(server, tls) : net.createServer({ allowHalfOpen: !tls, noDelay: true }, (sock) => server.emit('connection', sock));
+      const front = this.proxyFrom
+        ? this.proxyFront(server, tls)
+        : net.createServer({ allowHalfOpen: !tls, noDelay: true }, (sock) => server.emit('connection', sock));
       // Not maxConnections, which refuses at accept: the table makes room first (connections.ts).
       front.on('connection', (raw: Socket) => this.table.admit(raw, this.proxyFrom !== null, tls));
       await new Promise<void>((resolve, reject) => {
         front.once('error', reject);
-        const where = socket.reusePort ? { host: socket.reusePort.host, port: socket.reusePort.port, reusePort: true } : { fd: socket.fd };
+        const where = socket.reusePort
+          ? { host: socket.reusePort.host, port: socket.reusePort.port, reusePort: true }
+          : { fd: socket.fd };
         // The backlog as an argument: Node 20 ignores `backlog` in the options of listen({ fd }).
         front.listen(where, s.backlog, () => {
           front.off('error', reject);
@@ -288,7 +308,11 @@ export class HttpWorker implements TsgunWorker {
     }
     this.table.measure();
     const first = this.fronts[0];
-    Object.defineProperty(server, 'address', { value: () => first?.address() ?? null, configurable: true, writable: true });
+    Object.defineProperty(server, 'address', {
+      value: () => first?.address() ?? null,
+      configurable: true,
+      writable: true,
+    });
     Object.defineProperty(server, 'listening', { get: () => !this.draining, configurable: true });
     // 'listening' starts Node's request and headers timeout checks (and tells the app's own listeners).
     server.emit('listening');
@@ -375,7 +399,8 @@ export class HttpWorker implements TsgunWorker {
         const reject = (): void => void sock.destroy();
         if (parsed.state === 'error') return reject();
         if (parsed.state === 'done') {
-          if (!trustedPeer || (mode === 'v1' && parsed.version !== 1) || (mode === 'v2' && parsed.version !== 2)) return reject();
+          if (!trustedPeer || (mode === 'v1' && parsed.version !== 1) || (mode === 'v2' && parsed.version !== 2))
+            return reject();
           if (parsed.client) {
             presentClient(sock, parsed.client, undefined);
             (sock as Socket & { [kProxied]?: string })[kProxied] = parsed.client;
@@ -397,7 +422,9 @@ export class HttpWorker implements TsgunWorker {
   }
 
   private proxyTimedOut(sock: Socket): void {
-    this.ctx.log.debug(`Closing a connection from ${sock.remoteAddress} that sent no whole PROXY header in ${this.s.proxy_protocol_timeout} s`);
+    this.ctx.log.debug(
+      `Closing a connection from ${sock.remoteAddress} that sent no whole PROXY header in ${this.s.proxy_protocol_timeout} s`,
+    );
     sock.destroy();
   }
 
@@ -412,7 +439,12 @@ export class HttpWorker implements TsgunWorker {
       sock.destroy();
       return;
     }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT' ? 408 : 400;
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? 431
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT'
+          ? 408
+          : 400;
     if (res) (res as ServerResponse & { [kSentStatus]?: number })[kSentStatus] = status;
     else this.ctx.unparsed?.(sock, status, err.rawPacket ?? null);
     sock.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
@@ -427,14 +459,16 @@ export class HttpWorker implements TsgunWorker {
   }
 
   private checkDrained(): void {
-    if (this.draining && this.conns.size === 0 && this.handshaking.size === 0 && this.upgrades.size === 0) this.drained?.();
+    if (this.draining && this.conns.size === 0 && this.handshaking.size === 0 && this.upgrades.size === 0)
+      this.drained?.();
   }
 
   private track(socket: Socket, tls: boolean): void {
     const s = socket as TrackedSocket;
     if (tls) {
       // A TLS socket reports its own peer: the client a PROXY header named is on the raw socket below.
-      const raw = (s as unknown as { _handle?: { _parentWrap?: Socket & { [kProxied]?: string } } })._handle?._parentWrap;
+      const raw = (s as unknown as { _handle?: { _parentWrap?: Socket & { [kProxied]?: string } } })._handle
+        ?._parentWrap;
       if (raw) {
         this.handshaking.delete(raw);
         this.table.secured(raw, s);
@@ -472,8 +506,10 @@ export class HttpWorker implements TsgunWorker {
       const n = name.length;
       // RFC 9112 §3.2: a request with more than one Host field is answered 400.
       if (n === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return HEAD_DUPLICATE_HOST;
-      if ((found & HEAD_FORWARDED) === 0 && (n === 15 || n === 17 || n === 9) && FORWARDING.has(name.toLowerCase())) found |= HEAD_FORWARDED;
-      else if (n === 7 && name.toLowerCase() === 'upgrade' && raw[i + 1]!.toLowerCase() === 'websocket') found |= HEAD_WEBSOCKET;
+      if ((found & HEAD_FORWARDED) === 0 && (n === 15 || n === 17 || n === 9) && FORWARDING.has(name.toLowerCase()))
+        found |= HEAD_FORWARDED;
+      else if (n === 7 && name.toLowerCase() === 'upgrade' && raw[i + 1]!.toLowerCase() === 'websocket')
+        found |= HEAD_WEBSOCKET;
     }
     return found;
   }
@@ -509,7 +545,8 @@ export class HttpWorker implements TsgunWorker {
       return reply(res, HEAD_ERRORS[head]![0], HEAD_ERRORS[head]![1]);
     }
     // Node hands an upgrade to 'request' only when nothing listens for 'upgrade': no WebSocket library is attached.
-    if (head & HEAD_WEBSOCKET && h1) return reply(res, 426, 'Upgrade Required: this app has no WebSocket server attached to its server\n');
+    if (head & HEAD_WEBSOCKET && h1)
+      return reply(res, 426, 'Upgrade Required: this app has no WebSocket server attached to its server\n');
     if (h1) {
       const s = req.socket as TrackedSocket;
       if (s[kTrusted]) this.applyForwarded(req, s, (head & HEAD_FORWARDED) !== 0);
@@ -619,7 +656,13 @@ export class HttpWorker implements TsgunWorker {
     });
     if (this.conns.size === 0 && this.handshaking.size === 0 && this.upgrades.size === 0) return;
     const done = new Promise<void>((resolve) => (this.drained = resolve));
-    for (const s of this.conns) if (!this.http2 || !(s as unknown as TLSSocket).alpnProtocol || (s as unknown as TLSSocket).alpnProtocol === 'http/1.1') this.closeWhenIdle(s);
+    for (const s of this.conns)
+      if (
+        !this.http2 ||
+        !(s as unknown as TLSSocket).alpnProtocol ||
+        (s as unknown as TLSSocket).alpnProtocol === 'http/1.1'
+      )
+        this.closeWhenIdle(s);
     const deadline = opts.deadline ?? Date.now() + this.s.graceful_timeout * 1000;
     const timer = setTimeout(() => this.closeRemaining(), Math.max(0, deadline - Date.now()));
     await done;

@@ -22,7 +22,9 @@ import { tlsOptions, type TlsMaterial } from './tls.js';
 
 const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as WorkerBoot | null;
 if (!boot) {
-  process.stderr.write('Error: this is the tsgun worker entry point, started by the tsgun master; run `tsgun APP` instead\n');
+  process.stderr.write(
+    'Error: this is the tsgun worker entry point, started by the tsgun master; run `tsgun APP` instead\n',
+  );
   process.exit(2);
 }
 delete process.env[BOOT_ENV];
@@ -34,7 +36,14 @@ const log = logs.logger;
 
 const self: WorkerSelf = { id: boot.id, pid: process.pid, generation: boot.generation, app: boot.app, settings, log };
 /** The master, as worker-side hooks that take a server (post_fork, worker_exit) see it. */
-const master: ServerInfo = { pid: boot.masterPid, app: boot.app, settings, log, generation: boot.generation, workers: () => [] };
+const master: ServerInfo = {
+  pid: boot.masterPid,
+  app: boot.app,
+  settings,
+  log,
+  generation: boot.generation,
+  workers: () => [],
+};
 const hooks: Partial<Hooks> = {};
 let accessLog: AccessLog | null = null;
 let worker: TsgunWorker | null = null;
@@ -44,7 +53,10 @@ let stopping = false;
 /** Set by the master's stop message: this worker is being replaced, not stopped with the server. */
 let replaced = false;
 /** After this many requests the worker asks to be replaced (max_requests plus jitter). */
-const quota = settings.max_requests > 0 ? settings.max_requests + Math.floor(Math.random() * (settings.max_requests_jitter + 1)) : 0;
+const quota =
+  settings.max_requests > 0
+    ? settings.max_requests + Math.floor(Math.random() * (settings.max_requests_jitter + 1))
+    : 0;
 
 /**
  * The watchdog thread answers the master's "where are you stuck?" even when this thread is
@@ -61,7 +73,8 @@ function startWatchdog(): void {
   pulse[0] = Date.now();
   // The thread reads silence from this pulse (tick()): a blocked loop stops it, an idle one does not.
   const toStderr = settings.errorlog === '-';
-  const pretty = settings.log_format === 'pretty' || (settings.log_format === 'auto' && toStderr && process.stderr.isTTY === true);
+  const pretty =
+    settings.log_format === 'pretty' || (settings.log_format === 'auto' && toStderr && process.stderr.isTTY === true);
   const errorLog = { file: toStderr ? null : settings.errorlog, pretty, worker: boot!.id };
   const { watchdogFd: fd, masterPid } = boot!;
   const workerData = { fd, pulse: pulse.buffer, pulseMs: PULSE_MS, masterPid, errorLog };
@@ -118,9 +131,12 @@ async function stop(graceful: boolean, why: string): Promise<void> {
 async function closeApp(deadline: number): Promise<void> {
   if (!appClose) return;
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), Math.max(0, deadline - Date.now()))));
+  const late = new Promise<'late'>(
+    (resolve) => (timer = setTimeout(() => resolve('late'), Math.max(0, deadline - Date.now()))),
+  );
   try {
-    if ((await Promise.race([appClose(), late])) === 'late') log.warn(`The app's close() did not finish within graceful_timeout (${settings.graceful_timeout} s)`);
+    if ((await Promise.race([appClose(), late])) === 'late')
+      log.warn(`The app's close() did not finish within graceful_timeout (${settings.graceful_timeout} s)`);
   } catch (err) {
     log.error({ err }, `The app's close() failed: ${describeError(err)}`);
   } finally {
@@ -135,11 +151,14 @@ let drainDeadline: NodeJS.Timeout | null = null;
  * bounds a drain it asked for with its kill timer, but this drain may have no master left.
  */
 function drainAndExit(why: string): void {
-  drainDeadline ??= setTimeout(() => {
-    log.warn(`Worker still had requests in flight after graceful_timeout (${settings.graceful_timeout} s); exiting`);
-    exit(WorkerExit.OK);
-    // stop() ends what is left at graceful_timeout itself; this is the backstop behind it.
-  }, settings.graceful_timeout * 1000 + 1500);
+  drainDeadline ??= setTimeout(
+    () => {
+      log.warn(`Worker still had requests in flight after graceful_timeout (${settings.graceful_timeout} s); exiting`);
+      exit(WorkerExit.OK);
+      // stop() ends what is left at graceful_timeout itself; this is the backstop behind it.
+    },
+    settings.graceful_timeout * 1000 + 1500,
+  );
   void stop(true, why);
 }
 
@@ -225,14 +244,24 @@ async function loadWorkerClass(): Promise<TsgunWorkerClass> {
   if (settings.worker_class === 'http' || settings.worker_class === 'http2') return HttpWorker;
   const spec = parseAppSpec(settings.worker_class);
   try {
-    const file = resolveModule(spec.module, settings.chdir ?? process.cwd(), { label: 'worker class module', fix: 'check --worker-class' });
+    const file = resolveModule(spec.module, settings.chdir ?? process.cwd(), {
+      label: 'worker class module',
+      fix: 'check --worker-class',
+    });
     const cls = lookupAttr(await importModule(file, `worker class module ${file}`), spec, file);
-    if (typeof cls !== 'function' || typeof (cls as { prototype?: { start?: unknown } }).prototype?.start !== 'function') {
+    if (
+      typeof cls !== 'function' ||
+      typeof (cls as { prototype?: { start?: unknown } }).prototype?.start !== 'function'
+    ) {
       throw new Error(`${settings.worker_class} is not a class with start() and stop() methods`);
     }
     return cls as TsgunWorkerClass;
   } catch (err) {
-    throw new TsgunError('TSGUN_ERR_WORKER_CLASS', `worker class ${settings.worker_class}: ${isTsgunError(err) ? err.message : describeError(err)}`, { cause: err });
+    throw new TsgunError(
+      'TSGUN_ERR_WORKER_CLASS',
+      `worker class ${settings.worker_class}: ${isTsgunError(err) ? err.message : describeError(err)}`,
+      { cause: err },
+    );
   }
 }
 
@@ -252,15 +281,22 @@ function dropPrivileges(): void {
     process.setgid!(p.gid);
     process.setuid!(p.uid);
   } catch (err) {
-    throw new TsgunError('TSGUN_ERR_WORKER_BOOT', `cannot switch the worker to uid ${p.uid} gid ${p.gid}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+    throw new TsgunError(
+      'TSGUN_ERR_WORKER_BOOT',
+      `cannot switch the worker to uid ${p.uid} gid ${p.gid}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`,
+    );
   }
 }
 
 async function main(): Promise<void> {
   startWatchdog();
   await loadHooks();
-  await hooks.post_fork?.({ pid: boot!.masterPid, app: boot!.app, settings, log, generation: boot!.generation, workers: () => [] }, self);
-  if (settings.accesslog) accessLog = (await import('./accesslog.js')).createAccessLog(settings.accesslog, settings.access_log_format);
+  await hooks.post_fork?.(
+    { pid: boot!.masterPid, app: boot!.app, settings, log, generation: boot!.generation, workers: () => [] },
+    self,
+  );
+  if (settings.accesslog)
+    accessLog = (await import('./accesslog.js')).createAccessLog(settings.accesslog, settings.access_log_format);
   dropPrivileges();
 
   let tls = boot!.tlsFd !== null ? tlsOptions(settings, await readTlsMaterial(boot!.tlsFd)) : null;
@@ -270,14 +306,32 @@ async function main(): Promise<void> {
     const server = await createServer(settings, tls);
     const loading = performance.now();
     log.info(`Loading app ${boot!.app}`);
-    app = await loadApp(boot!.app, settings, { onError: (err) => requestFailed(err), lightResponse: true, server, address: boot!.sockets[0]?.label });
+    app = await loadApp(boot!.app, settings, {
+      onError: (err) => requestFailed(err),
+      lightResponse: true,
+      server,
+      address: boot!.sockets[0]?.label,
+    });
     appClose = app.close;
     const compiled = app.typescript ? `; TypeScript compiled by ${app.typescript}` : '';
-    log.info(`Loaded app ${boot!.app} (${app.shape}, from ${app.file}${compiled}) in ${((performance.now() - loading) / 1000).toFixed(2)} s`);
-    if (app.typescript?.startsWith('SWC')) void send({ t: 'notice', key: 'typescript', message: `TypeScript compiled by ${app.typescript}` });
-    if (app.adopted === 'listen') void send({ t: 'notice', key: 'adopted', message: `The app called listen() on its own server: tsgun serves that server on its binds instead, and nothing is bound to the app's port` });
+    log.info(
+      `Loaded app ${boot!.app} (${app.shape}, from ${app.file}${compiled}) in ${((performance.now() - loading) / 1000).toFixed(2)} s`,
+    );
+    if (app.typescript?.startsWith('SWC'))
+      void send({ t: 'notice', key: 'typescript', message: `TypeScript compiled by ${app.typescript}` });
+    if (app.adopted === 'listen')
+      void send({
+        t: 'notice',
+        key: 'adopted',
+        message: `The app called listen() on its own server: tsgun serves that server on its binds instead, and nothing is bound to the app's port`,
+      });
     if (settings.workers > 1 && usesSocketIo()) {
-      void send({ t: 'notice', key: 'socket.io', message: "Socket.IO with several workers: its long-polling transport needs every request of a session on one worker; use transports: ['websocket'], or a sticky proxy in front" });
+      void send({
+        t: 'notice',
+        key: 'socket.io',
+        message:
+          "Socket.IO with several workers: its long-polling transport needs every request of a session on one worker; use transports: ['websocket'], or a sticky proxy in front",
+      });
     }
   } catch (err) {
     const message = isTsgunError(err) ? err.message : `app ${boot!.app} failed to load: ${describeError(err)}`;
@@ -293,10 +347,28 @@ async function main(): Promise<void> {
     void send({ t: 'retire', reason: 'max-requests' });
   };
   const detailed = settings.metrics_bind !== null;
-  const wrapped = instrument(app.listener, stats, { self, log, hooks, accessLog, detailed, onQuota, quota, onError: requestFailed });
+  const wrapped = instrument(app.listener, stats, {
+    self,
+    log,
+    hooks,
+    accessLog,
+    detailed,
+    onQuota,
+    quota,
+    onError: requestFailed,
+  });
   const recorded = rejections(stats, { accessLog, detailed });
   const watch = settings.balance_connections && WorkerClass === HttpWorker ? { connected } : {};
-  const context: WorkerContext = { listener: wrapped, sockets: boot!.sockets, settings, log, tls, server: app.server, ...recorded, ...watch };
+  const context: WorkerContext = {
+    listener: wrapped,
+    sockets: boot!.sockets,
+    settings,
+    log,
+    tls,
+    server: app.server,
+    ...recorded,
+    ...watch,
+  };
   worker = new WorkerClass(context);
   await worker.start();
   await hooks.post_worker_init?.(self);
@@ -368,7 +440,9 @@ function onUncaught(err: unknown, what: 'uncaught exception' | 'unhandled reject
   if (isExitCall(err)) return;
   // An app that listens for these itself has chosen what they mean (and may call process.exit).
   const exception = what === 'uncaught exception';
-  const listeners: unknown[] = exception ? process.listeners('uncaughtException') : process.listeners('unhandledRejection');
+  const listeners: unknown[] = exception
+    ? process.listeners('uncaughtException')
+    : process.listeners('unhandledRejection');
   if (listeners.some((l) => l !== onException && l !== onRejection)) return;
   stats.appErrors++;
   const kind = exception ? 'Uncaught exception' : 'Unhandled rejection';

@@ -42,13 +42,25 @@ export function forwarded(headers: NodeJS.Dict<string | string[]>, family: strin
 }
 
 /** Schemes a proxy may forward; some write the WebSocket scheme for an upgrade. */
-const SCHEMES = new Map<string, 'http' | 'https'>([['http', 'http'], ['https', 'https'], ['ws', 'http'], ['wss', 'https']]);
+const SCHEMES = new Map<string, 'http' | 'https'>([
+  ['http', 'http'],
+  ['https', 'https'],
+  ['ws', 'http'],
+  ['wss', 'https'],
+]);
 
 /** A header's lines joined in order (Node joins repeated lines with `, ` itself; HTTP/2 may give an array). */
-const joined = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value.join(',') : value);
+const joined = (value: string | string[] | undefined): string | undefined =>
+  Array.isArray(value) ? value.join(',') : value;
 
 /** Comma-separated entries, trimmed, empty ones dropped (as proxy-addr does). */
-const entries = (value: string | undefined): string[] => (value === undefined ? [] : value.split(',').map((e) => e.trim()).filter(Boolean));
+const entries = (value: string | undefined): string[] =>
+  value === undefined
+    ? []
+    : value
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean);
 
 /**
  * `X-Forwarded-For` hops, each with its `X-Forwarded-Proto` entry: the entry at the same
@@ -58,7 +70,8 @@ const entries = (value: string | undefined): string[] => (value === undefined ? 
 function xForwardedHops(headers: NodeJS.Dict<string | string[]>): Hop[] {
   const fors = entries(joined(headers['x-forwarded-for']));
   const protos = entries(joined(headers['x-forwarded-proto']));
-  const protoAt = (i: number): string | undefined => (protos.length === 1 ? protos[0] : protos[protos.length - fors.length + i]);
+  const protoAt = (i: number): string | undefined =>
+    protos.length === 1 ? protos[0] : protos[protos.length - fors.length + i];
   if (fors.length === 0) return protos.length === 1 ? [{ node: undefined, proto: protos[0] }] : [];
   return fors.map((node, i) => ({ node, proto: protoAt(i) }));
 }
@@ -151,7 +164,8 @@ export function presentClient(socket: Socket, client: string | null | undefined,
     Object.defineProperty(socket, 'remoteAddress', { value: client ?? undefined, configurable: true });
     Object.defineProperty(socket, 'remoteFamily', { value: family, configurable: true });
   }
-  if (https !== undefined) Object.defineProperty(socket, 'encrypted', { value: https || undefined, configurable: true });
+  if (https !== undefined)
+    Object.defineProperty(socket, 'encrypted', { value: https || undefined, configurable: true });
 }
 
 // ---- PROXY protocol ------------------------------------------------------------------
@@ -169,9 +183,10 @@ export type ProxyParse =
 
 /** Eight 16-bit words as an IPv6 address in the form Node reports peers in (RFC 5952: longest zero run as `::`; IPv4-mapped as `::ffff:a.b.c.d`). */
 function ipv6Text(words: readonly number[]): string {
-  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) return `::ffff:${words[6]! >> 8}.${words[6]! & 0xff}.${words[7]! >> 8}.${words[7]! & 0xff}`;
+  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff)
+    return `::ffff:${words[6]! >> 8}.${words[6]! & 0xff}.${words[7]! >> 8}.${words[7]! & 0xff}`;
   let [best, bestLen] = [-1, 1];
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     let j = i;
     while (j < 8 && words[j] === 0) j++;
     if (j - i > bestLen) [best, bestLen] = [i, j - i];
@@ -187,7 +202,8 @@ function ipv6Text(words: readonly number[]): string {
  * connection does not start with one.
  */
 export function parseProxyHeader(buf: Buffer): ProxyParse {
-  const couldBe = (sig: Buffer): boolean => buf.subarray(0, Math.min(buf.length, sig.length)).equals(sig.subarray(0, Math.min(buf.length, sig.length)));
+  const couldBe = (sig: Buffer): boolean =>
+    buf.subarray(0, Math.min(buf.length, sig.length)).equals(sig.subarray(0, Math.min(buf.length, sig.length)));
   if (couldBe(V2_SIGNATURE)) {
     if (buf.length < 16) return { state: 'more' };
     const verCmd = buf[12]!;
@@ -198,7 +214,13 @@ export function parseProxyHeader(buf: Buffer): ProxyParse {
     const family = buf[13]! >> 4; // 1 INET, 2 INET6
     if (command === 0 || family === 0) return { state: 'done', length, version: 2 };
     if (family === 1 && length >= 16 + 12) {
-      return { state: 'done', length, version: 2, client: Array.from(buf.subarray(16, 20)).join('.'), clientPort: buf.readUInt16BE(24) };
+      return {
+        state: 'done',
+        length,
+        version: 2,
+        client: Array.from(buf.subarray(16, 20)).join('.'),
+        clientPort: buf.readUInt16BE(24),
+      };
     }
     if (family === 2 && length >= 16 + 36) {
       const words: number[] = [];
@@ -212,7 +234,8 @@ export function parseProxyHeader(buf: Buffer): ProxyParse {
     if (end < 0) return buf.length > 107 ? { state: 'error', reason: 'PROXY v1 line too long' } : { state: 'more' };
     const parts = buf.subarray(0, end).toString('latin1').split(' ');
     if (parts[1] === 'UNKNOWN') return { state: 'done', length: end + 2, version: 1 };
-    if (parts.length !== 6 || (parts[1] !== 'TCP4' && parts[1] !== 'TCP6') || !isIP(parts[2]!)) return { state: 'error', reason: 'malformed PROXY v1 line' };
+    if (parts.length !== 6 || (parts[1] !== 'TCP4' && parts[1] !== 'TCP6') || !isIP(parts[2]!))
+      return { state: 'error', reason: 'malformed PROXY v1 line' };
     return { state: 'done', length: end + 2, version: 1, client: parts[2]!, clientPort: Number(parts[4]) };
   }
   return { state: 'none' };

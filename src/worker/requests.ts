@@ -36,7 +36,16 @@ export class RequestStats {
 
   snapshot(connections: number, upgraded: number): WorkerStats {
     const { requests, inflight, durationSum, appErrors } = this;
-    return { requests, connections, upgraded, inflight, status: [...this.status], buckets: [...this.buckets], durationSum, appErrors };
+    return {
+      requests,
+      connections,
+      upgraded,
+      inflight,
+      status: [...this.status],
+      buckets: [...this.buckets],
+      durationSum,
+      appErrors,
+    };
   }
 
   record(statusCode: number, seconds: number): void {
@@ -127,7 +136,10 @@ export function instrument(listener: RequestListener, stats: RequestStats, opts:
  * Requests the worker answers itself (rejected by a limit, or by Node's parser) are logged and
  * counted by status like any other, but are not requests of the app (max_requests, hooks).
  */
-export function rejections(stats: RequestStats, opts: Pick<InstrumentOptions, 'accessLog' | 'detailed'>): Pick<WorkerContext, 'rejected' | 'unparsed'> {
+export function rejections(
+  stats: RequestStats,
+  opts: Pick<InstrumentOptions, 'accessLog' | 'detailed'>,
+): Pick<WorkerContext, 'rejected' | 'unparsed'> {
   const { accessLog, detailed } = opts;
   if (!accessLog && !detailed) return {};
   return {

@@ -31,32 +31,51 @@ function isPlain(body: unknown): body is Plain {
 function real(r: Light): Response {
   if (!r[kReal]) {
     const init = r[kInit];
-    r[kReal] = new NativeResponse(r[kBody], r[kHeaders] ? { status: init?.status, statusText: init?.statusText, headers: r[kHeaders] } : init);
+    r[kReal] = new NativeResponse(
+      r[kBody],
+      r[kHeaders] ? { status: init?.status, statusText: init?.statusText, headers: r[kHeaders] } : init,
+    );
   }
   return r[kReal];
 }
 
 /** The parts the adapter needs, if the response is still light (its body not yet a stream). */
-export function lightParts(response: Response): { status: number; statusText: string; headers: ResponseInit["headers"]; body: Plain } | null {
+export function lightParts(
+  response: Response,
+): { status: number; statusText: string; headers: ResponseInit['headers']; body: Plain } | null {
   const r = response as unknown as Light;
   if (!(kBody in r) || r[kReal]) return null;
   const init = r[kInit];
-  return { status: init?.status ?? 200, statusText: init?.statusText ?? '', headers: r[kHeaders] ?? init?.headers, body: r[kBody] ?? null };
+  return {
+    status: init?.status ?? 200,
+    statusText: init?.statusText ?? '',
+    headers: r[kHeaders] ?? init?.headers,
+    body: r[kBody] ?? null,
+  };
 }
 
 /** An ArrayBuffer or any typed array/DataView body, as a byte view (a string or Uint8Array is kept as it is). */
 function asBytes(body: unknown): unknown {
   if (body instanceof ArrayBuffer) return new Uint8Array(body);
-  if (ArrayBuffer.isView(body) && !(body instanceof Uint8Array)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  if (ArrayBuffer.isView(body) && !(body instanceof Uint8Array))
+    return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
   return body;
 }
 
-export const LightResponse = function Response(this: Light, given?: ConstructorParameters<typeof globalThis.Response>[0], init?: ResponseInit) {
+export const LightResponse = function Response(
+  this: Light,
+  given?: ConstructorParameters<typeof globalThis.Response>[0],
+  init?: ResponseInit,
+) {
   const body = asBytes(given) as ConstructorParameters<typeof globalThis.Response>[0];
   const status = init?.status;
   // A null-body status (204, 205, 304) with a body is undici's TypeError to throw.
   const nullBodyStatus = status === 204 || status === 205 || status === 304;
-  if (isPlain(body) && (status === undefined || (Number.isInteger(status) && status >= 200 && status <= 599)) && !(nullBodyStatus && body !== null && body !== undefined)) {
+  if (
+    isPlain(body) &&
+    (status === undefined || (Number.isInteger(status) && status >= 200 && status <= 599)) &&
+    !(nullBodyStatus && body !== null && body !== undefined)
+  ) {
     this[kBody] = body ?? null;
     this[kInit] = init;
   } else {
@@ -71,14 +90,40 @@ export const LightResponse = function Response(this: Light, given?: ConstructorP
   for (const key of Reflect.ownKeys(NativeResponse.prototype)) {
     if (key === 'constructor') continue;
     const d = Object.getOwnPropertyDescriptor(NativeResponse.prototype, key)!;
-    if (d.get) Object.defineProperty(proto, key, { get: function (this: Light) { return (real(this) as unknown as Record<PropertyKey, unknown>)[key]; }, configurable: true });
-    else if (typeof d.value === 'function') Object.defineProperty(proto, key, { value: function (this: Light, ...args: unknown[]) { return (real(this) as unknown as Record<PropertyKey, (...a: unknown[]) => unknown>)[key]!(...args); }, configurable: true, writable: true });
+    if (d.get)
+      Object.defineProperty(proto, key, {
+        get: function (this: Light) {
+          return (real(this) as unknown as Record<PropertyKey, unknown>)[key];
+        },
+        configurable: true,
+      });
+    else if (typeof d.value === 'function')
+      Object.defineProperty(proto, key, {
+        value: function (this: Light, ...args: unknown[]) {
+          return (real(this) as unknown as Record<PropertyKey, (...a: unknown[]) => unknown>)[key]!(...args);
+        },
+        configurable: true,
+        writable: true,
+      });
   }
   Object.defineProperties(proto, {
     constructor: { value: LightResponse, writable: true, configurable: true },
-    status: { get(this: Light) { return this[kReal]?.status ?? this[kInit]?.status ?? 200; } },
-    ok: { get(this: Light) { const s = this[kReal]?.status ?? this[kInit]?.status ?? 200; return s >= 200 && s < 300; } },
-    statusText: { get(this: Light) { return this[kReal]?.statusText ?? this[kInit]?.statusText ?? ''; } },
+    status: {
+      get(this: Light) {
+        return this[kReal]?.status ?? this[kInit]?.status ?? 200;
+      },
+    },
+    ok: {
+      get(this: Light) {
+        const s = this[kReal]?.status ?? this[kInit]?.status ?? 200;
+        return s >= 200 && s < 300;
+      },
+    },
+    statusText: {
+      get(this: Light) {
+        return this[kReal]?.statusText ?? this[kInit]?.statusText ?? '';
+      },
+    },
     // Middleware (Hono's among them) sets headers on a response after it is made.
     headers: {
       get(this: Light) {

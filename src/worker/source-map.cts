@@ -53,7 +53,9 @@ function readPayload(ref: string, base: URL): { payload: Payload; at: URL } | nu
     const data = /^data:application\/json(;[^,]*)?,/.exec(ref);
     if (data) {
       const body = ref.slice(data[0].length);
-      const text = data[1]?.includes(';base64') ? Buffer.from(body, 'base64').toString('utf8') : decodeURIComponent(body);
+      const text = data[1]?.includes(';base64')
+        ? Buffer.from(body, 'base64').toString('utf8')
+        : decodeURIComponent(body);
       return { payload: JSON.parse(text) as Payload, at: base };
     }
     const at = new URL(ref, base);
@@ -95,7 +97,12 @@ class ScriptMap {
   /** Where a position of the script comes from, or null when the map says nothing of it. */
   original(lineNumber: number, columnNumber: number): Position | null {
     const entry = this.map.findEntry(lineNumber, columnNumber) as Partial<nodeModule.SourceMapping>;
-    if (typeof entry.originalSource !== 'string' || typeof entry.originalLine !== 'number' || typeof entry.originalColumn !== 'number') return null;
+    if (
+      typeof entry.originalSource !== 'string' ||
+      typeof entry.originalLine !== 'number' ||
+      typeof entry.originalColumn !== 'number'
+    )
+      return null;
     let url: string;
     try {
       const resolved = new URL(entry.originalSource, this.root);

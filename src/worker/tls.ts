@@ -31,7 +31,10 @@ function read(what: string, file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
-    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `${what} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); check --${what.replace(/_/g, '-')}`);
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_VALUE',
+      `${what} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); check --${what.replace(/_/g, '-')}`,
+    );
   }
 }
 
@@ -39,7 +42,10 @@ function read(what: string, file: string): Buffer {
 export function readTlsFiles(settings: TlsSettings): TlsMaterial | null {
   if (!tlsEnabled(settings)) return null;
   if (!settings.certfile || !settings.keyfile) {
-    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `TLS needs both certfile and keyfile (got only ${settings.certfile ? 'certfile' : 'keyfile'}); pass --certfile and --keyfile`);
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_VALUE',
+      `TLS needs both certfile and keyfile (got only ${settings.certfile ? 'certfile' : 'keyfile'}); pass --certfile and --keyfile`,
+    );
   }
   const material: TlsMaterial = {
     cert: read('certfile', settings.certfile).toString('base64'),
@@ -74,10 +80,20 @@ export function tlsOptions(settings: TlsSettings, material: TlsMaterial): TlsOpt
   } catch (err) {
     const message = (err as Error).message;
     if (settings.ciphers && /cipher/i.test(message)) {
-      throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `ciphers ${JSON.stringify(settings.ciphers)} is not a cipher list OpenSSL accepts (${message}); check --ciphers`);
+      throw new TsgunError(
+        'TSGUN_ERR_CONFIG_VALUE',
+        `ciphers ${JSON.stringify(settings.ciphers)} is not a cipher list OpenSSL accepts (${message}); check --ciphers`,
+      );
     }
-    const hint = keyfileProblem(options, settings.keyfile_password) ?? (/key values mismatch/i.test(message) ? 'the keyfile does not belong to the certfile' : 'check that both are PEM files');
-    throw new TsgunError('TSGUN_ERR_CONFIG_VALUE', `cannot use certfile ${settings.certfile} with keyfile ${settings.keyfile}: ${message}; ${hint}`);
+    const hint =
+      keyfileProblem(options, settings.keyfile_password) ??
+      (/key values mismatch/i.test(message)
+        ? 'the keyfile does not belong to the certfile'
+        : 'check that both are PEM files');
+    throw new TsgunError(
+      'TSGUN_ERR_CONFIG_VALUE',
+      `cannot use certfile ${settings.certfile} with keyfile ${settings.keyfile}: ${message}; ${hint}`,
+    );
   }
   return options;
 }
@@ -89,10 +105,15 @@ export function tlsOptions(settings: TlsSettings, material: TlsMaterial): TlsOpt
  */
 function keyfileProblem(options: TlsOptions, password: string | null): string | null {
   try {
-    process.getBuiltinModule('node:crypto').createPrivateKey({ key: options.key as Buffer, format: 'pem', passphrase: password ?? undefined });
+    process
+      .getBuiltinModule('node:crypto')
+      .createPrivateKey({ key: options.key as Buffer, format: 'pem', passphrase: password ?? undefined });
     return null;
   } catch (err) {
-    if (!/ENCRYPTED/.test(String(options.key)) && !/passphrase|bad decrypt/i.test((err as Error).message)) return 'check that the keyfile is a PEM private key';
-    return password === null ? 'the keyfile is encrypted: give its password with --keyfile-password' : 'the keyfile password is wrong: check --keyfile-password';
+    if (!/ENCRYPTED/.test(String(options.key)) && !/passphrase|bad decrypt/i.test((err as Error).message))
+      return 'check that the keyfile is a PEM private key';
+    return password === null
+      ? 'the keyfile is encrypted: give its password with --keyfile-password'
+      : 'the keyfile password is wrong: check --keyfile-password';
   }
 }

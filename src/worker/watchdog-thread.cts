@@ -110,7 +110,9 @@ function checkOrphaned(): void {
   // Silence first: it is a memory read, the parent a system call.
   if (silentMs() < ORPHAN_BLOCKED_MS || process.ppid === masterPid) return;
   const silent = (silentMs() / 1000).toFixed(1);
-  logError(`The master (pid ${masterPid}) is gone and this worker's event loop has been blocked for ${silent} s; killing it`);
+  logError(
+    `The master (pid ${masterPid}) is gone and this worker's event loop has been blocked for ${silent} s; killing it`,
+  );
   process.kill(process.pid, 'SIGKILL');
 }
 
@@ -158,7 +160,11 @@ async function captureStack(): Promise<string[]> {
   const top = frames[0];
   if (top) {
     // worker_abort runs here, on the main thread, while it is paused in its busy loop.
-    await post('Debugger.evaluateOnCallFrame', { callFrameId: top.callFrameId, expression: 'globalThis[Symbol.for("tsgun.abort")]?.()', timeout: 1000 }).catch(() => {});
+    await post('Debugger.evaluateOnCallFrame', {
+      callFrameId: top.callFrameId,
+      expression: 'globalThis[Symbol.for("tsgun.abort")]?.()',
+      timeout: 1000,
+    }).catch(() => {});
   }
   return describe(frames);
 }
@@ -172,12 +178,20 @@ const MAP_BUDGET_MS = 1000;
  * the main thread is paused: the scripts of the frames only, each once.
  */
 async function describe(frames: CallFrame[]): Promise<string[]> {
-  const located = frames.map((f) => ({ name: f.functionName || '<anonymous>', scriptId: f.location.scriptId, url: scriptUrls.get(f.location.scriptId) || f.url || '<unknown>', at: f.location }));
+  const located = frames.map((f) => ({
+    name: f.functionName || '<anonymous>',
+    scriptId: f.location.scriptId,
+    url: scriptUrls.get(f.location.scriptId) || f.url || '<unknown>',
+    at: f.location,
+  }));
   const maps = new Map<string, Promise<ScriptMap | null>>();
   const mapOf = (scriptId: string, url: string): Promise<ScriptMap | null> => {
     let map = maps.get(scriptId);
     if (!map) {
-      map = post<{ scriptSource: string }>('Debugger.getScriptSource', { scriptId }).then((r) => sourceMaps.ScriptMap.of(url, r.scriptSource), () => null);
+      map = post<{ scriptSource: string }>('Debugger.getScriptSource', { scriptId }).then(
+        (r) => sourceMaps.ScriptMap.of(url, r.scriptSource),
+        () => null,
+      );
       maps.set(scriptId, map);
     }
     return map;
@@ -185,11 +199,20 @@ async function describe(frames: CallFrame[]): Promise<string[]> {
   const mapAll = Promise.all(
     located.map(async (f): Promise<Position> => {
       const map = f.url.startsWith('node:') || f.url === '<unknown>' ? null : await mapOf(f.scriptId, f.url);
-      return map?.original(f.at.lineNumber, f.at.columnNumber) ?? { url: f.url, lineNumber: f.at.lineNumber, columnNumber: f.at.columnNumber };
+      return (
+        map?.original(f.at.lineNumber, f.at.columnNumber) ?? {
+          url: f.url,
+          lineNumber: f.at.lineNumber,
+          columnNumber: f.at.columnNumber,
+        }
+      );
     }),
   );
   const budget = new AbortController();
-  const positions = await Promise.race([mapAll, sleep(MAP_BUDGET_MS, null, { signal: budget.signal }).catch(() => null)]);
+  const positions = await Promise.race([
+    mapAll,
+    sleep(MAP_BUDGET_MS, null, { signal: budget.signal }).catch(() => null),
+  ]);
   budget.abort();
   return located.map((f, i) => {
     const p = positions?.[i] ?? { url: f.url, lineNumber: f.at.lineNumber, columnNumber: f.at.columnNumber };

@@ -100,7 +100,10 @@ const BAD: Record<SettingName, Bad> = {
 };
 
 test('the table gives every setting of the registry a bad value', () => {
-  assert.deepEqual(SETTING_NAMES.filter((n) => !(n in BAD)), []);
+  assert.deepEqual(
+    SETTING_NAMES.filter((n) => !(n in BAD)),
+    [],
+  );
 });
 
 /** The command line for a bad value: the setting's long flag with it, or a JSON config file holding it. */
@@ -121,8 +124,13 @@ for (const name of SETTING_NAMES) {
     const dir = scratchDir();
     const sock = path.join(dir, 'tsgun.sock');
     const args = [...argsFor(name, bad, dir), '-b', `unix:${sock}`];
-    for (const [mode, status] of [['start', 2], ['--check-config', 1]] as const) {
-      const r = await runTsgun([...args, ...(mode === 'start' ? [] : [mode]), 'express-app:app'], { timeoutMs: 20_000 });
+    for (const [mode, status] of [
+      ['start', 2],
+      ['--check-config', 1],
+    ] as const) {
+      const r = await runTsgun([...args, ...(mode === 'start' ? [] : [mode]), 'express-app:app'], {
+        timeoutMs: 20_000,
+      });
       const errors = r.stderr.split('\n').filter((l) => l.startsWith('Error:'));
       assert.equal(errors.length, 1, `${mode}: ${r.stderr}`);
       assert.doesNotMatch(errors[0]!, /failed unexpectedly/, mode);

@@ -49,8 +49,12 @@ function split(clients: Client[]): Map<number, number> {
   return by;
 }
 
-async function startWithPiledUpConnections(extra: string[]): Promise<{ t: Tsgun; url: string; clients: Client[]; first: number }> {
-  const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--log-level', 'debug', '--timeout', '4', ...extra, 'app:app'], { cwd: DIR });
+async function startWithPiledUpConnections(
+  extra: string[],
+): Promise<{ t: Tsgun; url: string; clients: Client[]; first: number }> {
+  const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--log-level', 'debug', '--timeout', '4', ...extra, 'app:app'], {
+    cwd: DIR,
+  });
   const clients: Client[] = [];
   try {
     return await pileUp(t, clients);
@@ -61,7 +65,10 @@ async function startWithPiledUpConnections(extra: string[]): Promise<{ t: Tsgun;
   }
 }
 
-async function pileUp(t: Tsgun, clients: Client[]): Promise<{ t: Tsgun; url: string; clients: Client[]; first: number }> {
+async function pileUp(
+  t: Tsgun,
+  clients: Client[],
+): Promise<{ t: Tsgun; url: string; clients: Client[]; first: number }> {
   const [url] = await t.listening();
   await t.waitForLine(/^Ready: /);
   for (let i = 0; i < CONNECTIONS; i++) clients.push({ conn: await RawHttp.connect(url!), pid: 0 });

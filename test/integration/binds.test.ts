@@ -65,7 +65,17 @@ interface BoundHandle {
 }
 
 function bindHandle(): BoundHandle {
-  const create = (net as unknown as { _createServerHandle: (address: string, port: number, addressType: number, fd?: number, flags?: number) => BoundHandle | number })._createServerHandle;
+  const create = (
+    net as unknown as {
+      _createServerHandle: (
+        address: string,
+        port: number,
+        addressType: number,
+        fd?: number,
+        flags?: number,
+      ) => BoundHandle | number;
+    }
+  )._createServerHandle;
   const handle = create('127.0.0.1', 0, 4, undefined, 0);
   if (typeof handle === 'number') throw new Error(`cannot bind a test socket: error ${handle}`);
   return handle;

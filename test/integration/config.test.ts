@@ -26,7 +26,10 @@ async function envReply(url: string): Promise<EnvReply> {
 }
 
 /** `--print-config` output as setting -> { value, source }. */
-async function printConfig(args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Map<string, { value: string; source: string }>> {
+async function printConfig(
+  args: readonly string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<Map<string, { value: string; source: string }>> {
   const r = await runTsgun(['--print-config', ...args], opts);
   assert.equal(r.code, 0, r.stderr);
   const out = new Map<string, { value: string; source: string }>();
@@ -38,7 +41,12 @@ async function printConfig(args: readonly string[], opts: { cwd?: string; env?: 
   return out;
 }
 
-function expectSetting(config: Map<string, { value: string; source: string }>, name: string, value: string, source: string): void {
+function expectSetting(
+  config: Map<string, { value: string; source: string }>,
+  name: string,
+  value: string,
+  source: string,
+): void {
   assert.deepEqual(config.get(name), { value, source }, `setting ${name}`);
 }
 
@@ -59,23 +67,29 @@ async function workersOf(t: Tsgun): Promise<number[]> {
 
 /** Pids with their command lines, for failure messages. */
 function describePids(pids: number[]): string {
-  return pids.map((pid) => {
-    try {
-      return `${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()})`;
-    } catch {
-      return `${pid} (gone)`;
-    }
-  }).join(', ');
+  return pids
+    .map((pid) => {
+      try {
+        return `${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()})`;
+      } catch {
+        return `${pid} (gone)`;
+      }
+    })
+    .join(', ');
 }
 
 /** `count` distinct TCP ports that were free a moment ago. */
 async function freePorts(count: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<net.Server>((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, '0.0.0.0', () => resolve(s));
-    })),
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const s = net.createServer();
+          s.once('error', reject);
+          s.listen(0, '0.0.0.0', () => resolve(s));
+        }),
+    ),
   );
   const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
@@ -115,43 +129,56 @@ describe('config files', () => {
     assert.match(readFileSync(path.join(CONFIGS, 'conf.ts'), 'utf8'), /from 'tsgun'/);
   });
 
-  test(
-    'once workers run, the master\'s only children are its workers',
-    async () => {
-      const dir = realpathSync(scratchDir());
-      // A config no compile cache can hold yet (a compiler service left running would show).
-      const file = path.join(dir, 'fresh.conf.ts');
-      writeFileSync(file, `const stamp: string = ${JSON.stringify(`${process.pid}-${Date.now()}-${Math.random()}`)};\nexport default { workers: 1, bind: ['127.0.0.1:0'], proc_name: \`fresh \${stamp.length}\` };\n`);
-      // Helper programs live a few milliseconds; this getconf lives long enough to be seen.
-      const bin = path.join(dir, 'bin');
-      mkdirSync(bin);
-      const real = (process.env.PATH ?? '').split(':').map((d) => path.join(d, 'getconf')).find((f) => existsSync(f)) ?? 'false';
-      writeFileSync(path.join(bin, 'getconf'), `#!/bin/sh\nsleep 0.5\nexec ${real} "$@"\n`, { mode: 0o755 });
-      const t = new Tsgun(['-c', file, '--stats-interval', '0.5', APP], { env: { PATH: `${bin}:${process.env.PATH ?? ''}` } });
-      try {
-        // `pgrep -P <master>` lists exactly the workers (DESIGN.md, "Processes"): watch from
-        // the first worker's spawn until a few stats samples after it is ready.
-        const strangers = new Set<string>();
-        let readyAt = 0;
-        void t.ready(1).then(() => (readyAt = Date.now()), () => {});
-        while (readyAt === 0 || Date.now() < readyAt + 1500) {
-          if (t.proc.exitCode !== null) break;
-          const workers = new Set(await workersOf(t));
-          if (workers.size > 0) for (const pid of await t.workerPids()) if (!workers.has(pid)) strangers.add(describePids([pid]));
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-        await t.ready(1);
-        assert.deepEqual([...strangers], [], 'the master had children that are not workers');
-      } finally {
-        await stopClean(t);
+  test("once workers run, the master's only children are its workers", async () => {
+    const dir = realpathSync(scratchDir());
+    // A config no compile cache can hold yet (a compiler service left running would show).
+    const file = path.join(dir, 'fresh.conf.ts');
+    writeFileSync(
+      file,
+      `const stamp: string = ${JSON.stringify(`${process.pid}-${Date.now()}-${Math.random()}`)};\nexport default { workers: 1, bind: ['127.0.0.1:0'], proc_name: \`fresh \${stamp.length}\` };\n`,
+    );
+    // Helper programs live a few milliseconds; this getconf lives long enough to be seen.
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin);
+    const real =
+      (process.env.PATH ?? '')
+        .split(':')
+        .map((d) => path.join(d, 'getconf'))
+        .find((f) => existsSync(f)) ?? 'false';
+    writeFileSync(path.join(bin, 'getconf'), `#!/bin/sh\nsleep 0.5\nexec ${real} "$@"\n`, { mode: 0o755 });
+    const t = new Tsgun(['-c', file, '--stats-interval', '0.5', APP], {
+      env: { PATH: `${bin}:${process.env.PATH ?? ''}` },
+    });
+    try {
+      // `pgrep -P <master>` lists exactly the workers (DESIGN.md, "Processes"): watch from
+      // the first worker's spawn until a few stats samples after it is ready.
+      const strangers = new Set<string>();
+      let readyAt = 0;
+      void t.ready(1).then(
+        () => (readyAt = Date.now()),
+        () => {},
+      );
+      while (readyAt === 0 || Date.now() < readyAt + 1500) {
+        if (t.proc.exitCode !== null) break;
+        const workers = new Set(await workersOf(t));
+        if (workers.size > 0)
+          for (const pid of await t.workerPids()) if (!workers.has(pid)) strangers.add(describePids([pid]));
+        await new Promise((resolve) => setTimeout(resolve, 20));
       }
-    },
-  );
+      await t.ready(1);
+      assert.deepEqual([...strangers], [], 'the master had children that are not workers');
+    } finally {
+      await stopClean(t);
+    }
+  });
 
   test('./tsgun.conf.yaml is used when -c is absent', async () => {
     const dir = realpathSync(scratchDir());
     const file = path.join(dir, 'tsgun.conf.yaml');
-    writeFileSync(file, `workers: 2\nbind: 127.0.0.1:0\nchdir: ${JSON.stringify(FIXTURES)}\nraw_env: [FROM_FILE=implicit]\n`);
+    writeFileSync(
+      file,
+      `workers: 2\nbind: 127.0.0.1:0\nchdir: ${JSON.stringify(FIXTURES)}\nraw_env: [FROM_FILE=implicit]\n`,
+    );
     const config = await printConfig([APP], { cwd: dir });
     expectSetting(config, 'workers', '2', `file ${file}`);
     expectSetting(config, 'config', JSON.stringify(file), config.get('config')!.source);
@@ -174,7 +201,12 @@ describe('config files', () => {
     writeFileSync(path.join(dir, 'tsgun.conf.yaml'), 'workers: 4\n');
     writeFileSync(path.join(dir, 'other.json'), '{ "workers": 5 }\n');
     expectSetting(await printConfig([APP], { cwd: dir }), 'workers', '3', `file ${path.join(dir, 'tsgun.conf.ts')}`);
-    expectSetting(await printConfig(['-c', 'other.json', APP], { cwd: dir }), 'workers', '5', `file ${path.join(dir, 'other.json')}`);
+    expectSetting(
+      await printConfig(['-c', 'other.json', APP], { cwd: dir }),
+      'workers',
+      '5',
+      `file ${path.join(dir, 'other.json')}`,
+    );
   });
 });
 
@@ -218,12 +250,19 @@ describe('precedence: defaults < config file < env < command line', () => {
     // Each layer's worker count differs from the layer below it: 2, 1, 2, 1.
     const env = { WEB_CONCURRENCY: '1', PORT: String(p2) };
     const cmdArgs = { ...env, TSGUN_CMD_ARGS: `-w 2 -b 127.0.0.1:${p3}` };
-    const layers: Array<{ name: string; args: string[]; env: NodeJS.ProcessEnv; workers: number; listening: string }> = [
-      { name: 'config file', args: [], env: {}, workers: 2, listening: `http://127.0.0.1:${p1}` },
-      { name: 'WEB_CONCURRENCY and PORT', args: [], env, workers: 1, listening: `http://0.0.0.0:${p2}` },
-      { name: 'TSGUN_CMD_ARGS', args: [], env: cmdArgs, workers: 2, listening: `http://127.0.0.1:${p3}` },
-      { name: 'command line', args: ['-w', '1', '-b', `127.0.0.1:${p4}`], env: cmdArgs, workers: 1, listening: `http://127.0.0.1:${p4}` },
-    ];
+    const layers: Array<{ name: string; args: string[]; env: NodeJS.ProcessEnv; workers: number; listening: string }> =
+      [
+        { name: 'config file', args: [], env: {}, workers: 2, listening: `http://127.0.0.1:${p1}` },
+        { name: 'WEB_CONCURRENCY and PORT', args: [], env, workers: 1, listening: `http://0.0.0.0:${p2}` },
+        { name: 'TSGUN_CMD_ARGS', args: [], env: cmdArgs, workers: 2, listening: `http://127.0.0.1:${p3}` },
+        {
+          name: 'command line',
+          args: ['-w', '1', '-b', `127.0.0.1:${p4}`],
+          env: cmdArgs,
+          workers: 1,
+          listening: `http://127.0.0.1:${p4}`,
+        },
+      ];
     for (const layer of layers) {
       const t = new Tsgun(['-c', file, ...layer.args, APP], { env: layer.env });
       try {
@@ -266,17 +305,25 @@ describe('hooks from a config file', () => {
       const url = await t.ready(2);
       master = t.pid;
       workers = await workersOf(t);
-      assert.equal(workers.length, 2, `expected 2 workers, found ${describePids(workers)}\n--- stderr ---\n${t.stderr}`);
+      assert.equal(
+        workers.length,
+        2,
+        `expected 2 workers, found ${describePids(workers)}\n--- stderr ---\n${t.stderr}`,
+      );
       const seen = await envReply(url);
       assert.ok(workers.includes(seen.pid));
     } finally {
       await stopClean(t);
     }
-    const records = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as HookRecord);
+    const records = readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as HookRecord);
     try {
       checkHookRecords(records, master, workers);
     } catch (err) {
-      (err as Error).message += `\nmaster ${master}, workers ${workers.join(', ')}; hook records:\n${records.map((r) => JSON.stringify(r)).join('\n')}\n--- stderr ---\n${t.stderr}`;
+      (err as Error).message +=
+        `\nmaster ${master}, workers ${workers.join(', ')}; hook records:\n${records.map((r) => JSON.stringify(r)).join('\n')}\n--- stderr ---\n${t.stderr}`;
       throw err;
     }
   });
@@ -295,18 +342,29 @@ describe('hooks from a config file', () => {
     assert.deepEqual([named('nworkers_changed')[0]!.value, named('nworkers_changed')[0]!.old], [2, null]);
 
     const preFork = named('pre_fork');
-    assert.deepEqual(preFork.map((r) => r.pid), [master, master]);
+    assert.deepEqual(
+      preFork.map((r) => r.pid),
+      [master, master],
+    );
     assert.deepEqual(preFork.map((r) => r.workerId).sort(), [1, 2]);
 
     const postFork = named('post_fork');
-    assert.deepEqual(postFork.map((r) => r.pid).sort((a, b) => a - b), workers, 'post_fork did not run once in each worker');
+    assert.deepEqual(
+      postFork.map((r) => r.pid).sort((a, b) => a - b),
+      workers,
+      'post_fork did not run once in each worker',
+    );
     for (const r of postFork) {
       assert.equal(r.ppid, master);
       assert.equal(r.serverPid, master);
       assert.equal(r.workerPid, r.pid);
     }
     const init = named('post_worker_init');
-    assert.deepEqual(init.map((r) => r.pid).sort((a, b) => a - b), workers, 'post_worker_init did not run once in each worker');
+    assert.deepEqual(
+      init.map((r) => r.pid).sort((a, b) => a - b),
+      workers,
+      'post_worker_init did not run once in each worker',
+    );
     for (const r of init) {
       assert.equal(r.workerPid, r.pid);
       const fork = postFork.find((f) => f.pid === r.pid)!;
@@ -321,11 +379,22 @@ describe('hooks from a config file', () => {
     assert.equal(post.status, 200);
 
     const childExits = named('child_exit');
-    assert.deepEqual(childExits.map((r) => r.pid), [master, master], 'child_exit did not run in the master once per worker');
-    assert.deepEqual(childExits.map((r) => r.workerPid ?? 0).sort((a, b) => a - b), workers);
+    assert.deepEqual(
+      childExits.map((r) => r.pid),
+      [master, master],
+      'child_exit did not run in the master once per worker',
+    );
+    assert.deepEqual(
+      childExits.map((r) => r.workerPid ?? 0).sort((a, b) => a - b),
+      workers,
+    );
     // As in Gunicorn, worker_exit runs in the exiting worker itself.
     const workerExits = named('worker_exit');
-    assert.deepEqual(workerExits.map((r) => r.pid).sort((a, b) => a - b), workers, 'worker_exit did not run once in each worker');
+    assert.deepEqual(
+      workerExits.map((r) => r.pid).sort((a, b) => a - b),
+      workers,
+      'worker_exit did not run once in each worker',
+    );
     for (const r of workerExits) assert.deepEqual([r.workerPid, r.serverPid], [r.pid, master]);
 
     const order = (hook: string): number => records.findIndex((r) => r.hook === hook);
@@ -338,7 +407,9 @@ describe('hooks from a config file', () => {
 
 describe('raw_env and chdir', () => {
   test('-e KEY=VALUE is visible to the app and wins over the inherited environment', async () => {
-    const t = new Tsgun(['-b', '127.0.0.1:0', '-e', 'GREETING=hello', '-e', 'EQUATION=a=b=c', APP], { env: { GREETING: 'inherited' } });
+    const t = new Tsgun(['-b', '127.0.0.1:0', '-e', 'GREETING=hello', '-e', 'EQUATION=a=b=c', APP], {
+      env: { GREETING: 'inherited' },
+    });
     try {
       const url = await t.ready(1);
       const workers = await workersOf(t);

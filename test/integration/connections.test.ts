@@ -18,8 +18,15 @@ const CONNS_FIXTURES = path.join(FIXTURES, 'conns');
 const PROXY_V1 = 'PROXY TCP4 10.9.8.7 127.0.0.1 40000 80\r\n';
 
 /** tsgun serving test/fixtures/conns/app.ts, ready, stopped after the test; `started` runs as soon as the master is spawned. */
-async function serve(t: TestContext, args: readonly string[], workers = 1, started?: (tsgun: Tsgun) => void): Promise<{ tsgun: Tsgun; port: number }> {
-  const tsgun = new Tsgun(['-b', '127.0.0.1:0', '-w', String(workers), ...args, 'app:default'], { cwd: CONNS_FIXTURES });
+async function serve(
+  t: TestContext,
+  args: readonly string[],
+  workers = 1,
+  started?: (tsgun: Tsgun) => void,
+): Promise<{ tsgun: Tsgun; port: number }> {
+  const tsgun = new Tsgun(['-b', '127.0.0.1:0', '-w', String(workers), ...args, 'app:default'], {
+    cwd: CONNS_FIXTURES,
+  });
   t.after(() => tsgun.kill());
   started?.(tsgun);
   const url = await tsgun.ready(workers);
@@ -44,20 +51,24 @@ async function hold(t: TestContext, port: number, n: number, send = '', reply = 
   });
   for (let i = 0; i < n; i += 100) {
     await Promise.all(
-      Array.from({ length: Math.min(100, n - i) }, () => new Promise<void>((resolve) => {
-        const s = net.connect({ host: '127.0.0.1', port });
-        sockets.push(s);
-        s.on('error', () => resolve());
-        s.once('close', () => {
-          closed++;
-          resolve();
-        });
-        s.once('connect', () => {
-          if (send) s.write(send);
-          if (!reply) resolve();
-        });
-        if (reply) s.once('data', () => resolve());
-      })),
+      Array.from(
+        { length: Math.min(100, n - i) },
+        () =>
+          new Promise<void>((resolve) => {
+            const s = net.connect({ host: '127.0.0.1', port });
+            sockets.push(s);
+            s.on('error', () => resolve());
+            s.once('close', () => {
+              closed++;
+              resolve();
+            });
+            s.once('connect', () => {
+              if (send) s.write(send);
+              if (!reply) resolve();
+            });
+            if (reply) s.once('data', () => resolve());
+          }),
+      ),
     );
   }
   return { sockets, closed: () => closed };
@@ -67,7 +78,11 @@ async function hold(t: TestContext, port: number, n: number, send = '', reply = 
 async function client(port: number, n: number, prefix = ''): Promise<number> {
   let ok = 0;
   for (let i = 0; i < n; i++) {
-    const got = await rawExchange(port, `${prefix}GET /normal-${i} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, { timeoutMs: 5000 }).catch(() => null);
+    const got = await rawExchange(
+      port,
+      `${prefix}GET /normal-${i} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
+      { timeoutMs: 5000 },
+    ).catch(() => null);
     if (got?.status === 200) ok++;
   }
   return ok;
@@ -109,7 +124,14 @@ describe('connections: no lockout by silent or idle connections', { concurrency:
   });
 
   test('--proxy-protocol-timeout 1: a connection that sends only `PROX` is closed', async (t) => {
-    const { port } = await serve(t, ['--proxy-protocol', 'v1', '--proxy-protocol-timeout', '1', '--idle-connection-timeout', '0']);
+    const { port } = await serve(t, [
+      '--proxy-protocol',
+      'v1',
+      '--proxy-protocol-timeout',
+      '1',
+      '--idle-connection-timeout',
+      '0',
+    ]);
     const partial = await rawExchange(port, 'PROX', { timeoutMs: 8000 });
     assert.equal(partial.closed, true, `closed after ${partial.ms} ms`);
     assert.equal(partial.data, '');
@@ -118,7 +140,9 @@ describe('connections: no lockout by silent or idle connections', { concurrency:
 
   test('out of file descriptors (ulimit -n 128): one warning, idle connections make room, a new client is served', async (t) => {
     // The master is still loading when its limit is lowered; its workers inherit it.
-    const { tsgun, port } = await serve(t, [], 1, (m) => execFileSync('prlimit', ['--pid', String(m.pid), '--nofile=128:128']));
+    const { tsgun, port } = await serve(t, [], 1, (m) =>
+      execFileSync('prlimit', ['--pid', String(m.pid), '--nofile=128:128']),
+    );
     const [worker] = await tsgun.workerPids();
     await hold(t, port, 300);
     await tsgun.waitForLine(/file descriptors/, 10_000);
@@ -131,25 +155,43 @@ describe('connections: no lockout by silent or idle connections', { concurrency:
 describe('HTTP strictness and the access log', { concurrency: 1 }, () => {
   test('two Host headers: 400', async (t) => {
     const { port } = await serve(t, []);
-    const got = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n');
+    const got = await rawExchange(
+      port,
+      'GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n',
+    );
     assert.equal(got.status, 400, got.data);
   });
 
   test('rejected requests are logged with the status sent: 400 (bad request line, two Hosts, bad body framing), 408, 414, 431, 503', async (t) => {
     const log = path.join(scratchDir(), 'access.log');
-    const limits = ['--limit-concurrency', '1', '--limit-request-field-size', '100', '--limit-request-line', '100', '--headers-timeout', '1'];
+    const limits = [
+      '--limit-concurrency',
+      '1',
+      '--limit-request-field-size',
+      '100',
+      '--limit-request-line',
+      '100',
+      '--headers-timeout',
+      '1',
+    ];
     const { port } = await serve(t, ['--access-logfile', log, ...limits]);
     const bad = await rawExchange(port, 'BAD LINE\r\n\r\n');
     assert.equal(bad.status, 400);
     const hosts = await rawExchange(port, 'GET /hosts HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n');
     assert.equal(hosts.status, 400);
-    const big = await rawExchange(port, `GET /big HTTP/1.1\r\nHost: a\r\nX-Big: ${'x'.repeat(200)}\r\nConnection: close\r\n\r\n`);
+    const big = await rawExchange(
+      port,
+      `GET /big HTTP/1.1\r\nHost: a\r\nX-Big: ${'x'.repeat(200)}\r\nConnection: close\r\n\r\n`,
+    );
     assert.equal(big.status, 431);
     const long = await rawExchange(port, `GET /${'u'.repeat(200)} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`);
     assert.equal(long.status, 414);
     const partial = await rawExchange(port, 'GET /partial HTTP/1.1\r\nHost: a\r\n', { timeoutMs: 8000 });
     assert.equal(partial.status, 408);
-    const framing = await rawExchange(port, 'POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    const framing = await rawExchange(
+      port,
+      'POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    );
     assert.equal(framing.status, 400);
     const slow = rawExchange(port, 'GET /slow?ms=1500 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
     await sleep(300);
@@ -174,7 +216,14 @@ describe('HTTP strictness and the access log', { concurrency: 1 }, () => {
     const log = path.join(scratchDir(), 'access.log');
     const { port } = await serve(t, ['--access-logfile', log]);
     const got = await new Promise<number>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/chunks', agent: false, headers: { 'transfer-encoding': 'chunked' } });
+      const req = http.request({
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/chunks',
+        agent: false,
+        headers: { 'transfer-encoding': 'chunked' },
+      });
       req.on('response', (res) => resolve(res.statusCode!));
       req.on('error', reject);
       req.write('hello');

@@ -32,7 +32,11 @@ class Pty {
     const base: NodeJS.ProcessEnv = { ...process.env, TSGUN_CMD_ARGS: '', PORT: '', WEB_CONCURRENCY: '' };
     delete base.NO_COLOR;
     delete base.FORCE_COLOR;
-    this.proc = spawn('script', ['-qfec', command, '/dev/null'], { cwd: DIR, env: { ...base, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.proc = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: DIR,
+      env: { ...base, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.output += chunk));
     this.proc.stderr!.resume();
     this.exited = new Promise((resolve) => this.proc.on('exit', (code) => resolve(code)));
@@ -81,10 +85,19 @@ describe('help', () => {
     assert.equal(run.code, 0, run.stderr);
     const long = run.stdout.split('\n').filter((l) => l.length > 100);
     assert.deepEqual(long, [], 'lines over 100 columns');
-    for (const heading of ['Commands (for a running master):', 'Config:', 'Server socket:', 'Worker processes:', 'Logging:', 'HTTP:', 'TLS:']) {
+    for (const heading of [
+      'Commands (for a running master):',
+      'Config:',
+      'Server socket:',
+      'Worker processes:',
+      'Logging:',
+      'HTTP:',
+      'TLS:',
+    ]) {
       assert.match(run.stdout, new RegExp(`^${heading.replace(/[()]/g, '\\$&')}$`, 'm'));
     }
-    for (const command of ['status', 'reload', 'scale', 'stop', 'help']) assert.match(run.stdout, new RegExp(`^  ${command}\\b.* {2,}\\S`, 'm'));
+    for (const command of ['status', 'reload', 'scale', 'stop', 'help'])
+      assert.match(run.stdout, new RegExp(`^  ${command}\\b.* {2,}\\S`, 'm'));
     assert.match(run.stdout, /^Logging:\n(?:.*\n)*? {2}--capture-output +Send the app's stdout and stderr/m);
     const viaHelp = await runTsgun(['help'], { cwd: DIR });
     assert.equal(viaHelp.code, 0, viaHelp.stderr);
@@ -93,11 +106,15 @@ describe('help', () => {
 
   test('tsgun help COMMAND and COMMAND --help list the options that find the master; an unknown one is one Error: line, exit 2', async () => {
     for (const command of ['status', 'reload', 'scale', 'stop']) {
-      for (const args of [['help', command], [command, '--help']]) {
+      for (const args of [
+        ['help', command],
+        [command, '--help'],
+      ]) {
         const run = await runTsgun(args, { cwd: DIR });
         assert.equal(run.code, 0, run.stderr);
         assert.match(run.stdout, new RegExp(`^Usage: tsgun ${command} \\[options\\]`, 'm'));
-        for (const flag of [/^ {2}-p, --pid <file>/m, /^ {2}--control-socket <path>/m, /^ {2}-c, --config <file>/m]) assert.match(run.stdout, flag, `${args.join(' ')}:\n${run.stdout}`);
+        for (const flag of [/^ {2}-p, --pid <file>/m, /^ {2}--control-socket <path>/m, /^ {2}-c, --config <file>/m])
+          assert.match(run.stdout, flag, `${args.join(' ')}:\n${run.stdout}`);
       }
     }
     const status = await runTsgun(['help', 'status'], { cwd: DIR });
@@ -108,7 +125,10 @@ describe('help', () => {
     assert.match(both.stderr, /^Error: status takes --json or --watch, not both\n$/);
     const bad = await runTsgun(['help', 'nonsense'], { cwd: DIR });
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /^Error: tsgun help takes one of status, reload, scale, stop, help, not "nonsense"; see tsgun --help\n$/);
+    assert.match(
+      bad.stderr,
+      /^Error: tsgun help takes one of status, reload, scale, stop, help, not "nonsense"; see tsgun --help\n$/,
+    );
   });
 });
 
@@ -175,7 +195,10 @@ describe('a terminal', () => {
     plain.interrupt();
     assert.equal(await plain.exit(), 0);
 
-    const forced = new Tsgun(['-b', '127.0.0.1:0', '--log-format', 'pretty', APP], { cwd: DIR, env: { FORCE_COLOR: '1' } });
+    const forced = new Tsgun(['-b', '127.0.0.1:0', '--log-format', 'pretty', APP], {
+      cwd: DIR,
+      env: { FORCE_COLOR: '1' },
+    });
     t.after(() => forced.kill());
     await forced.until(() => forced.stderr.includes('Booting worker'), 'a booted worker');
     assert.ok(forced.stderr.includes(`${ESC}[32m[INFO]${ESC}[0m Listening at: `));
@@ -194,13 +217,15 @@ describe('logs', () => {
     assert.equal(loading.length, 1);
     assert.equal(loading[0]!.msg, `Loading app ${APP}`);
     assert.equal(loaded.length, 1);
-    const m = /^Loaded app app:app \(node, from .*app\.ts; TypeScript compiled by tsx\) in (\d+\.\d\d) s$/.exec(loaded[0]!.msg!);
+    const m = /^Loaded app app:app \(node, from .*app\.ts; TypeScript compiled by tsx\) in (\d+\.\d\d) s$/.exec(
+      loaded[0]!.msg!,
+    );
     assert.ok(m, loaded[0]!.msg);
     assert.ok(Number(m[1]) >= 1.2, `took ${m[1]} s for a 1.2 s import`);
     assert.ok(master.lines.indexOf(loading[0]!) < master.lines.indexOf(loaded[0]!));
   });
 
-  test('capture_output: the app\'s stdout and stderr go to the error log file; without it they do not', async (t) => {
+  test("capture_output: the app's stdout and stderr go to the error log file; without it they do not", async (t) => {
     const dir = scratchDir();
     const captured = path.join(dir, 'captured.log');
     const a = startMaster(['--error-logfile', captured, '--capture-output']);

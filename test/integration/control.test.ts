@@ -14,7 +14,19 @@ import { once } from 'node:events';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, settle, BIN, childPidsSync, FIXTURES, request, runTsgun, scratchDir, sleep, Tsgun, workerPidsByTitle } from '../helpers.js';
+import {
+  alive,
+  settle,
+  BIN,
+  childPidsSync,
+  FIXTURES,
+  request,
+  runTsgun,
+  scratchDir,
+  sleep,
+  Tsgun,
+  workerPidsByTitle,
+} from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
 const APP = 'app:app';
@@ -29,9 +41,11 @@ async function hit(url: string, pathname = '/'): Promise<{ status: number; pid: 
   return { status: reply.status, pid: Number(m[1]) };
 }
 
-
 /** Run a control command (`tsgun status ...`) to completion. */
-async function ctl(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function ctl(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const { code, stdout, stderr } = await runTsgun(args, { env, timeoutMs: 120_000 });
   return { code, stdout, stderr };
 }
@@ -47,7 +61,11 @@ async function ok(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise
 /** Run a control command that must fail with exit 1 and one `Error:` line matching `re`. */
 async function refused(args: readonly string[], re: RegExp, env: NodeJS.ProcessEnv = {}): Promise<string> {
   const r = await ctl(args, env);
-  assert.equal(r.code, 1, `tsgun ${args.join(' ')} exit status (stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)})`);
+  assert.equal(
+    r.code,
+    1,
+    `tsgun ${args.join(' ')} exit status (stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)})`,
+  );
   assert.equal(r.stdout, '');
   assert.match(r.stderr, /^Error: [^\n]+\n$/, 'one Error: line');
   assert.match(r.stderr, re);
@@ -67,7 +85,15 @@ interface StatusJson {
   target: number;
   reloading: boolean;
   sockets: string[];
-  workers: Array<{ id: number; pid: number; generation: number; state: string; stats: { requests: number; connections: number }; cpu: number; rss: number }>;
+  workers: Array<{
+    id: number;
+    pid: number;
+    generation: number;
+    state: string;
+    stats: { requests: number; connections: number };
+    cpu: number;
+    rss: number;
+  }>;
   retired: { requests: number };
   restarts: Record<string, number>;
 }
@@ -137,12 +163,20 @@ function parseMetrics(text: string): Map<string, Family> {
     } else if ((m = new RegExp(`^(${NAME})(?:\\{(.*)\\})? (\\S+)$`).exec(line))) {
       const [, name, rawLabels, rawValue] = m as unknown as [string, string, string | undefined, string];
       assert.ok(current && !pending.help, `${where}: a sample before its family's HELP and TYPE`);
-      const suffixes = current.type === 'histogram' ? ['_bucket', '_sum', '_count'] : current.type === 'summary' ? ['', '_sum', '_count'] : [''];
-      assert.ok(suffixes.some((s) => name === `${current!.name}${s}`), `${where}: a sample of ${name} inside family ${current.name}`);
+      const suffixes =
+        current.type === 'histogram'
+          ? ['_bucket', '_sum', '_count']
+          : current.type === 'summary'
+            ? ['', '_sum', '_count']
+            : [''];
+      assert.ok(
+        suffixes.some((s) => name === `${current!.name}${s}`),
+        `${where}: a sample of ${name} inside family ${current.name}`,
+      );
       const labels: Record<string, string> = {};
       if (rawLabels !== undefined) {
         const pair = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)/y;
-        for (pair.lastIndex = 0; pair.lastIndex < rawLabels.length; ) {
+        for (pair.lastIndex = 0; pair.lastIndex < rawLabels.length;) {
           const p = pair.exec(rawLabels);
           assert.ok(p, `${where}: malformed labels at ${JSON.stringify(rawLabels.slice(pair.lastIndex))}`);
           assert.ok(!(p[1]! in labels), `${where}: label ${p[1]} twice`);
@@ -150,7 +184,11 @@ function parseMetrics(text: string): Map<string, Family> {
           if (p[3] === '') break;
         }
       }
-      assert.match(rawValue, /^([+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]Inf|NaN)$/, `${where}: the value is a number`);
+      assert.match(
+        rawValue,
+        /^([+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]Inf|NaN)$/,
+        `${where}: the value is a number`,
+      );
       const value = rawValue === '+Inf' ? Infinity : rawValue === '-Inf' ? -Infinity : Number(rawValue);
       const key = `${name}${JSON.stringify(Object.entries(labels).sort())}`;
       assert.ok(!seen.has(key), `${where}: the same series twice`);
@@ -170,8 +208,14 @@ function parseMetrics(text: string): Map<string, Family> {
     assert.ok(buckets.length > 0 && buckets.at(-1)!.labels.le === '+Inf', `${f.name}'s last bucket is le="+Inf"`);
     for (let i = 1; i < buckets.length; i++) {
       const [a, b] = [buckets[i - 1]!, buckets[i]!];
-      assert.ok(Number(b.labels.le === '+Inf' ? Infinity : b.labels.le) > Number(a.labels.le), `${f.name}: le increases (${a.labels.le} then ${b.labels.le})`);
-      assert.ok(b.value >= a.value, `${f.name}: buckets are cumulative (${a.labels.le}: ${a.value}, ${b.labels.le}: ${b.value})`);
+      assert.ok(
+        Number(b.labels.le === '+Inf' ? Infinity : b.labels.le) > Number(a.labels.le),
+        `${f.name}: le increases (${a.labels.le} then ${b.labels.le})`,
+      );
+      assert.ok(
+        b.value >= a.value,
+        `${f.name}: buckets are cumulative (${a.labels.le}: ${a.value}, ${b.labels.le}: ${b.value})`,
+      );
     }
     assert.equal(buckets.at(-1)!.value, count.value, `${f.name}: the +Inf bucket equals _count`);
   }
@@ -219,33 +263,72 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     for (let i = 0; i < K; i++) assert.equal((await hit(url)).status, 200);
     // Counters come with heartbeats, at most a second behind (more on a busy machine): poll.
     let json = await statusJson(['-p', pidfile]);
-    for (const deadline = Date.now() + 15_000; served(json) < K && Date.now() < deadline; await sleep(200)) json = await statusJson(['-p', pidfile]);
+    for (const deadline = Date.now() + 15_000; served(json) < K && Date.now() < deadline; await sleep(200))
+      json = await statusJson(['-p', pidfile]);
     assert.equal(json.pid, t.pid);
     assert.equal(json.app, APP);
     assert.equal(json.generation, 1);
     assert.equal(json.target, 2);
     assert.equal(json.reloading, false);
     assert.deepEqual(json.sockets, [url]);
-    assert.deepEqual(json.workers.map((w) => w.pid).sort((a, b) => a - b), workers, 'the workers are the children /proc lists');
+    assert.deepEqual(
+      json.workers.map((w) => w.pid).sort((a, b) => a - b),
+      workers,
+      'the workers are the children /proc lists',
+    );
     assert.deepEqual(childPidsSync(t.pid), workers);
     for (const w of json.workers) {
       assert.equal(w.state, 'ready');
       assert.equal(w.generation, 1);
     }
-    assert.equal(served(json), K, `the requests served add up to ${K}: ${JSON.stringify(json.workers.map((w) => w.stats))}`);
+    assert.equal(
+      served(json),
+      K,
+      `the requests served add up to ${K}: ${JSON.stringify(json.workers.map((w) => w.stats))}`,
+    );
     assert.equal(json.retired.requests, 0);
     assert.deepEqual(json.restarts, {});
 
     // The table says the same; RSS needs a usage sample (every second here).
     let table = parseTable(await ok(['status', '-p', pidfile]));
-    for (const deadline = Date.now() + 10_000; table.rows.some((r) => r.RSS === '-') && Date.now() < deadline; await sleep(300)) table = parseTable(await ok(['status', '-p', pidfile]));
+    for (
+      const deadline = Date.now() + 10_000;
+      table.rows.some((r) => r.RSS === '-') && Date.now() < deadline;
+      await sleep(300)
+    )
+      table = parseTable(await ok(['status', '-p', pidfile]));
     ctx.diagnostic(`tsgun status:\n${await ok(['status', '-p', pidfile])}`);
-    assert.match(table.head, new RegExp(`^tsgun \\d+\\.\\d+\\.\\d+\\S* master ${t.pid} \\[${APP}\\]: up \\d+s, generation 1, 2/2 workers ready$`));
+    assert.match(
+      table.head,
+      new RegExp(
+        `^tsgun \\d+\\.\\d+\\.\\d+\\S* master ${t.pid} \\[${APP}\\]: up \\d+s, generation 1, 2/2 workers ready$`,
+      ),
+    );
     assert.equal(table.listening, `listening at ${url}`);
     const [master, ...rows] = table.rows;
-    assert.deepEqual({ ...master, UPTIME: '', 'CPU%': '', RSS: '' }, { ROLE: 'master', PID: String(t.pid), GEN: '1', STATE: 'running', UPTIME: '', REQUESTS: String(K), CONNS: '-', UPGRADED: '-', 'CPU%': '', RSS: '' });
-    assert.deepEqual(rows.map((r) => Number(r.PID)).sort((a, b) => a - b), workers);
-    assert.equal(rows.reduce((n, r) => n + Number(r.REQUESTS), 0), K);
+    assert.deepEqual(
+      { ...master, UPTIME: '', 'CPU%': '', RSS: '' },
+      {
+        ROLE: 'master',
+        PID: String(t.pid),
+        GEN: '1',
+        STATE: 'running',
+        UPTIME: '',
+        REQUESTS: String(K),
+        CONNS: '-',
+        UPGRADED: '-',
+        'CPU%': '',
+        RSS: '',
+      },
+    );
+    assert.deepEqual(
+      rows.map((r) => Number(r.PID)).sort((a, b) => a - b),
+      workers,
+    );
+    assert.equal(
+      rows.reduce((n, r) => n + Number(r.REQUESTS), 0),
+      K,
+    );
     for (const r of [master!, ...rows]) {
       assert.match(r.UPTIME!, /^\d+s$/);
       assert.match(r['CPU%']!, /^\d+\.\d$/);
@@ -273,13 +356,19 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     // The command returned once all four were ready: they are there now.
     const four = workerPidsByTitle(t.pid);
     assert.equal(four.length, 4, `four workers when scale returns: ${four}`);
-    assert.ok(first.every((p) => four.includes(p)), 'scaling up keeps the workers there were');
+    assert.ok(
+      first.every((p) => four.includes(p)),
+      'scaling up keeps the workers there were',
+    );
     assert.equal((await statusJson(at)).workers.filter((w) => w.state === 'ready').length, 4);
 
     assert.equal(await ok(['scale', '2', ...at]), 'scaled to 2 workers\n');
     const two = workerPidsByTitle(t.pid);
     assert.equal(two.length, 2, `two workers when scale returns: ${two}`);
-    assert.ok(two.every((p) => four.includes(p)), 'scaling down starts no worker');
+    assert.ok(
+      two.every((p) => four.includes(p)),
+      'scaling down starts no worker',
+    );
     assert.equal(t.grep(/^Retiring worker \(pid:\d+, generation 1\): scale down$/).length, 2);
 
     assert.equal(await ok(['scale', '+1', '--control-socket', socket]), 'scaled to 3 workers\n');
@@ -296,10 +385,20 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     const reloaded = await ok(['reload', ...at]);
     assert.match(reloaded, /^reloaded: generation 2 ready with 2 workers in \d+\.\d\d s\n$/);
     const after = await settle(t.pid, 2, 'after reload');
-    assert.deepEqual(after.filter((p) => before.includes(p)), [], 'every worker was replaced');
+    assert.deepEqual(
+      after.filter((p) => before.includes(p)),
+      [],
+      'every worker was replaced',
+    );
     const s = await statusJson(at);
     assert.equal(s.generation, 2);
-    assert.deepEqual(s.workers.map((w) => [w.generation, w.state]), [[2, 'ready'], [2, 'ready']]);
+    assert.deepEqual(
+      s.workers.map((w) => [w.generation, w.state]),
+      [
+        [2, 'ready'],
+        [2, 'ready'],
+      ],
+    );
     assert.ok(after.includes((await hit(url)).pid));
 
     // A reload that cannot boot the app fails with the reason; generation 2 keeps serving.
@@ -345,7 +444,11 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     const st = statSync(socket);
     assert.ok(st.isSocket());
     assert.equal(st.mode & 0o777, 0o600, `socket mode ${(st.mode & 0o777).toString(8)}`);
-    assert.equal(statSync(path.dirname(socket)).mode & 0o777, 0o700, `directory mode ${(statSync(path.dirname(socket)).mode & 0o777).toString(8)}`);
+    assert.equal(
+      statSync(path.dirname(socket)).mode & 0o777,
+      0o700,
+      `directory mode ${(statSync(path.dirname(socket)).mode & 0o777).toString(8)}`,
+    );
 
     assert.equal((await statusJson([], env)).pid, t.pid, 'status finds the master without being told where');
     // A socket left by a SIGKILLed master whose pid now belongs to another process (this test's) is not a master.
@@ -358,9 +461,17 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     const second = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env });
     try {
       await second.ready(1);
-      const several = await refused(['status'], /^Error: several tsgun masters are running \(pids \d+, \d+\); choose one with --pid PIDFILE or --control-socket /, env);
+      const several = await refused(
+        ['status'],
+        /^Error: several tsgun masters are running \(pids \d+, \d+\); choose one with --pid PIDFILE or --control-socket /,
+        env,
+      );
       const named = /pids (\d+), (\d+)/.exec(several)!.slice(1).map(Number);
-      assert.deepEqual(named.sort((a, b) => a - b), [t.pid, second.pid].sort((a, b) => a - b), 'the error names both masters');
+      assert.deepEqual(
+        named.sort((a, b) => a - b),
+        [t.pid, second.pid].sort((a, b) => a - b),
+        'the error names both masters',
+      );
       assert.equal((await statusJson(['--control-socket', await controlSocketOf(second)])).pid, second.pid);
       assert.equal((await second.stop()).code, 0);
     } finally {
@@ -371,7 +482,10 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     assert.ok(!existsSync(socket));
     await refused(['status'], /^Error: no tsgun master is running \(none found in /, env);
     await refused(['stop'], /^Error: no tsgun master is running \(none found in /, env);
-    await refused(['status', '--control-socket', socket], /^Error: no tsgun master is running: control socket .* does not exist/);
+    await refused(
+      ['status', '--control-socket', socket],
+      /^Error: no tsgun master is running: control socket .* does not exist/,
+    );
   });
 
   test('an existing default runtime directory of ours that others can write to is made 0700 before the socket goes in', async (ctx) => {
@@ -383,33 +497,58 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     ctx.after(() => t.kill());
     await t.ready(1);
     assert.equal(await controlSocketOf(t), path.join(runtime, `tsgun-${t.pid}.sock`));
-    assert.equal(statSync(runtime).mode & 0o777, 0o700, `the runtime directory is left ${(statSync(runtime).mode & 0o777).toString(8)}: others can remove or replace the socket`);
+    assert.equal(
+      statSync(runtime).mode & 0o777,
+      0o700,
+      `the runtime directory is left ${(statSync(runtime).mode & 0o777).toString(8)}: others can remove or replace the socket`,
+    );
   });
 
-  const nobodyCanRunNode = process.getuid?.() === 0 && spawnSync(process.execPath, ['-e', '0'], { uid: 65534, gid: 65534, cwd: '/' }).status === 0;
-  test("a control socket that belongs to another user is refused (the command runs as nobody)", { skip: nobodyCanRunNode ? false : 'needs root, and a node binary that the nobody user can run' }, async (ctx) => {
-    const dir = scratchDir();
-    // The scratch directory is 0700; nobody must be able to reach the socket to stat it.
-    chmodSync(dir, 0o755);
-    const socket = path.join(dir, 'control.sock');
-    const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--control-socket', socket, APP], { cwd: DIR });
-    ctx.after(() => t.kill());
-    await t.ready(1);
-    assert.equal(statSync(socket).mode & 0o777, 0o600);
-    const run = spawnSync(process.execPath, [BIN, 'status', '--control-socket', socket], { uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH } });
-    assert.equal(run.status, 1, run.stderr);
-    assert.equal(run.stdout, '');
-    assert.match(run.stderr, new RegExp(`^Error: control socket ${socket} belongs to user id 0; run tsgun as that user\\n$`));
-    assert.equal((await statusJson(['--control-socket', socket])).pid, t.pid, 'its owner can use it');
-    assert.equal((await t.stop()).code, 0);
-  });
+  const nobodyCanRunNode =
+    process.getuid?.() === 0 &&
+    spawnSync(process.execPath, ['-e', '0'], { uid: 65534, gid: 65534, cwd: '/' }).status === 0;
+  test(
+    'a control socket that belongs to another user is refused (the command runs as nobody)',
+    { skip: nobodyCanRunNode ? false : 'needs root, and a node binary that the nobody user can run' },
+    async (ctx) => {
+      const dir = scratchDir();
+      // The scratch directory is 0700; nobody must be able to reach the socket to stat it.
+      chmodSync(dir, 0o755);
+      const socket = path.join(dir, 'control.sock');
+      const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--control-socket', socket, APP], { cwd: DIR });
+      ctx.after(() => t.kill());
+      await t.ready(1);
+      assert.equal(statSync(socket).mode & 0o777, 0o600);
+      const run = spawnSync(process.execPath, [BIN, 'status', '--control-socket', socket], {
+        uid: 65534,
+        gid: 65534,
+        cwd: '/',
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { PATH: process.env.PATH },
+      });
+      assert.equal(run.status, 1, run.stderr);
+      assert.equal(run.stdout, '');
+      assert.match(
+        run.stderr,
+        new RegExp(`^Error: control socket ${socket} belongs to user id 0; run tsgun as that user\\n$`),
+      );
+      assert.equal((await statusJson(['--control-socket', socket])).pid, t.pid, 'its owner can use it');
+      assert.equal((await t.stop()).code, 0);
+    },
+  );
 
   test('/metrics is valid Prometheus text; requests are counted by status class, and survive a reload in the retired series', async (ctx) => {
-    const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--stats-interval', '1', APP], { cwd: DIR });
+    const t = new Tsgun(
+      ['-w', '2', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--stats-interval', '1', APP],
+      { cwd: DIR },
+    );
     ctx.after(() => t.kill());
     const url = await t.ready(2);
     const workers = await settle(t.pid, 2, 'start');
-    const metricsUrl = /^Metrics at: (http:\/\/127\.0\.0\.1:\d+\/metrics)$/.exec((await t.waitForLine(/^Metrics at: /)).msg!)?.[1];
+    const metricsUrl = /^Metrics at: (http:\/\/127\.0\.0\.1:\d+\/metrics)$/.exec(
+      (await t.waitForLine(/^Metrics at: /)).msg!,
+    )?.[1];
     assert.ok(metricsUrl, 'the master logs where metrics are');
     assert.equal((await request(metricsUrl.replace(/\/metrics$/, '/other'))).status, 404);
 
@@ -418,7 +557,19 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     assert.equal(value(families, 'tsgun_workers', { state: 'ready' }), 2);
     assert.equal(value(families, 'tsgun_workers_target'), 2);
     assert.equal(value(families, 'tsgun_generation'), 1);
-    for (const name of ['tsgun_requests_total', 'tsgun_request_duration_seconds', 'tsgun_requests_in_flight', 'tsgun_connections', 'tsgun_workers', 'tsgun_workers_target', 'tsgun_generation', 'tsgun_worker_restarts_total', 'tsgun_worker_resident_memory_bytes', 'tsgun_worker_cpu_percent', 'tsgun_master_resident_memory_bytes']) {
+    for (const name of [
+      'tsgun_requests_total',
+      'tsgun_request_duration_seconds',
+      'tsgun_requests_in_flight',
+      'tsgun_connections',
+      'tsgun_workers',
+      'tsgun_workers_target',
+      'tsgun_generation',
+      'tsgun_worker_restarts_total',
+      'tsgun_worker_resident_memory_bytes',
+      'tsgun_worker_cpu_percent',
+      'tsgun_master_resident_memory_bytes',
+    ]) {
       assert.ok(families.has(name), `${name} is exposed`);
     }
     assert.equal(families.get('tsgun_request_duration_seconds')!.type, 'histogram');
@@ -443,8 +594,14 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     assert.deepEqual([...series].sort(), ['1', '2', 'retired']);
     assert.equal(sum(samples(families, 'tsgun_requests_total', { worker: 'retired' })), 0);
     assert.equal(value(families, 'tsgun_requests_in_flight'), 0);
-    assert.deepEqual(samples(families, 'tsgun_worker_resident_memory_bytes').map((s) => Number(s.labels.pid)).sort((a, b) => a - b), workers);
-    for (const s of samples(families, 'tsgun_worker_resident_memory_bytes')) assert.ok(s.value > 10 * 1024 * 1024, `worker RSS sampled (${s.value})`);
+    assert.deepEqual(
+      samples(families, 'tsgun_worker_resident_memory_bytes')
+        .map((s) => Number(s.labels.pid))
+        .sort((a, b) => a - b),
+      workers,
+    );
+    for (const s of samples(families, 'tsgun_worker_resident_memory_bytes'))
+      assert.ok(s.value > 10 * 1024 * 1024, `worker RSS sampled (${s.value})`);
     assert.ok(value(families, 'tsgun_master_resident_memory_bytes') > 10 * 1024 * 1024);
 
     // HUP: new workers, and the old ones' counts move to worker="retired".
@@ -452,7 +609,10 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     t.signal('SIGHUP');
     await t.waitForLine(/^Reload complete: generation 2 ready/, 60_000, mark);
     const after = await settle(t.pid, 2, 'after the reload');
-    assert.deepEqual(after.filter((p) => workers.includes(p)), []);
+    assert.deepEqual(
+      after.filter((p) => workers.includes(p)),
+      [],
+    );
     ({ text, families } = await scrape(metricsUrl));
     assert.equal(value(families, 'tsgun_generation'), 2);
     assert.equal(value(families, 'tsgun_worker_restarts_total', { reason: 'reload' }), 2);
@@ -461,7 +621,10 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
     assert.equal(sum(samples(families, 'tsgun_requests_total', { worker: 'retired' })), K, 'in the retired series');
     assert.equal(sum(samples(families, 'tsgun_requests_total', { worker: 'retired', status: '2xx' })), 7);
     assert.equal(value(families, 'tsgun_request_duration_seconds_count'), K);
-    assert.deepEqual(new Set(samples(families, 'tsgun_requests_total').map((s) => s.labels.worker)), new Set(['3', '4', 'retired']));
+    assert.deepEqual(
+      new Set(samples(families, 'tsgun_requests_total').map((s) => s.labels.worker)),
+      new Set(['3', '4', 'retired']),
+    );
 
     // And they keep counting.
     await hit(url);

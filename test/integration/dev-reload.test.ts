@@ -20,7 +20,21 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { alive, appDir, FIXTURES, linesSince, type LogLine, processesWithEnv, request, runTsgun, scratchDir, sleep, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
+import {
+  alive,
+  appDir,
+  FIXTURES,
+  linesSince,
+  type LogLine,
+  processesWithEnv,
+  request,
+  runTsgun,
+  scratchDir,
+  sleep,
+  Tsgun,
+  waitFor,
+  workerPidsByTitle,
+} from '../helpers.js';
 
 const FIXTURE_DIR = path.join(FIXTURES, 'dev-reload');
 const NEW_CODE_WITHIN_MS = 25_000;
@@ -45,8 +59,14 @@ function editByRename(file: string, from: string, to: string): void {
   renameSync(tmp, file);
 }
 
-const greeting = (text: string): [string, string] => ["const GREETING: string = 'hello';", `const GREETING: string = '${text}';`];
-const message = (text: string): [string, string] => ["export const MESSAGE: string = 'one';", `export const MESSAGE: string = '${text}';`];
+const greeting = (text: string): [string, string] => [
+  "const GREETING: string = 'hello';",
+  `const GREETING: string = '${text}';`,
+];
+const message = (text: string): [string, string] => [
+  "export const MESSAGE: string = 'one';",
+  `export const MESSAGE: string = '${text}';`,
+];
 
 // ---- processes and log lines -----------------------------------------------------------
 
@@ -74,11 +94,15 @@ function timeOf(line: LogLine): number {
 async function settle(t: Tsgun, n: number, what: string, ms = 30_000): Promise<number[]> {
   let last: number[] = [];
   let since = Date.now();
-  return waitFor(() => {
-    const now = workerPidsByTitle(t.pid);
-    if (now.join() !== last.join()) [last, since] = [now, Date.now()];
-    return now.length === n && Date.now() - since >= 300 ? now : null;
-  }, `${what}: ${n} worker(s) (now [${last.join(', ')}])`, ms);
+  return waitFor(
+    () => {
+      const now = workerPidsByTitle(t.pid);
+      if (now.join() !== last.join()) [last, since] = [now, Date.now()];
+      return now.length === n && Date.now() - since >= 300 ? now : null;
+    },
+    `${what}: ${n} worker(s) (now [${last.join(', ')}])`,
+    ms,
+  );
 }
 
 // ---- HTTP ------------------------------------------------------------------------------
@@ -121,7 +145,11 @@ class Poller {
 
   /** The first answer whose body starts with `prefix` + space, waiting up to `ms`. */
   first(prefix: string, ms: number): Promise<Sample> {
-    return waitFor(() => this.samples.find((s) => s.body?.startsWith(`${prefix} `)), `a response starting ${JSON.stringify(prefix)}`, ms);
+    return waitFor(
+      () => this.samples.find((s) => s.body?.startsWith(`${prefix} `)),
+      `a response starting ${JSON.stringify(prefix)}`,
+      ms,
+    );
   }
 
   async stop(): Promise<Sample[]> {
@@ -162,7 +190,11 @@ interface Timing {
  * the file, the old text served (without a failed request) until the new one appears, the
  * reload completing with `workers` new workers, and only the new text served afterwards.
  */
-async function editAndSee(t: Tsgun, url: string, o: { file: string; save: () => void; before: string; after: string; workers: number }): Promise<Timing> {
+async function editAndSee(
+  t: Tsgun,
+  url: string,
+  o: { file: string; save: () => void; before: string; after: string; workers: number },
+): Promise<Timing> {
   const oldPids = workerPidsByTitle(t.pid);
   assert.deepEqual(await texts(url, 1), [o.before]);
   const mark = t.lines.length;
@@ -183,20 +215,29 @@ async function editAndSee(t: Tsgun, url: string, o: { file: string; save: () => 
   const samples = poller.samples;
   assertAllServed(samples, `the reload after editing ${path.basename(o.file)}`);
   const before = samples.filter((s) => s.at < fresh.at);
-  assert.deepEqual([...new Set(before.map((s) => s.body!.replace(/ \d+$/, '')))], [o.before], 'only the old text before the first new response');
+  assert.deepEqual(
+    [...new Set(before.map((s) => s.body!.replace(/ \d+$/, '')))],
+    [o.before],
+    'only the old text before the first new response',
+  );
   assert.equal(linesSince(t, mark, /^Detected change in /).length, 1, 'one save, one reload');
   assert.deepEqual(linesSince(t, mark, /^Error/), []);
 
   // The old generation leaves; the new one serves alone.
   await waitFor(() => oldPids.every((pid) => !alive(pid)), `old workers ${oldPids.join(', ')} to exit`, 30_000);
   const now = await settle(t, o.workers, 'after the reload');
-  assert.ok(now.every((pid) => !oldPids.includes(pid)), `all workers are new: before [${oldPids.join(', ')}], now [${now.join(', ')}]`);
+  assert.ok(
+    now.every((pid) => !oldPids.includes(pid)),
+    `all workers are new: before [${oldPids.join(', ')}], now [${now.join(', ')}]`,
+  );
   assert.deepEqual(new Set(await texts(url, 6)), new Set([o.after]));
   return { detectedToServed: fresh.at - timeOf(detected), writeToServed: fresh.at - wrote };
 }
 
 function report(ctx: TestContext, what: string, timing: Timing): void {
-  ctx.diagnostic(`${what}: ${timing.detectedToServed} ms from "Detected change" to the first new response, ${timing.writeToServed} ms from the write`);
+  ctx.diagnostic(
+    `${what}: ${timing.detectedToServed} ms from "Detected change" to the first new response, ${timing.writeToServed} ms from the write`,
+  );
 }
 
 // ---- tests -----------------------------------------------------------------------------
@@ -209,10 +250,22 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
       const url = await serving(t, 2);
       assert.equal(t.grep(/^Watching for changes in /)[0]!.msg, `Watching for changes in ${dir}`);
       const app = path.join(dir, 'app.ts');
-      const first = await editAndSee(t, url, { file: app, save: () => edit(app, ...greeting('howdy')), before: 'hello one', after: 'howdy one', workers: 2 });
+      const first = await editAndSee(t, url, {
+        file: app,
+        save: () => edit(app, ...greeting('howdy')),
+        before: 'hello one',
+        after: 'howdy one',
+        workers: 2,
+      });
       report(ctx, '-w 2, app.ts', first);
       const msg = path.join(dir, 'message.ts');
-      const second = await editAndSee(t, url, { file: msg, save: () => edit(msg, ...message('two')), before: 'howdy one', after: 'howdy two', workers: 2 });
+      const second = await editAndSee(t, url, {
+        file: msg,
+        save: () => edit(msg, ...message('two')),
+        before: 'howdy one',
+        after: 'howdy two',
+        workers: 2,
+      });
       report(ctx, '-w 2, message.ts (imported)', second);
       assert.equal((await t.stop()).code, 0);
     } finally {
@@ -230,8 +283,22 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
         const msg = path.join(dir, 'message.ts');
         // `-w 3` saves by renaming a temporary file over the original (`app.ts.tmp` is excluded).
         const saveApp = workers === 3 ? () => editByRename(app, ...greeting('hi')) : () => edit(app, ...greeting('hi'));
-        report(ctx, `-w ${workers}, app.ts`, await editAndSee(t, url, { file: app, save: saveApp, before: 'hello one', after: 'hi one', workers }));
-        report(ctx, `-w ${workers}, message.ts`, await editAndSee(t, url, { file: msg, save: () => edit(msg, ...message('three')), before: 'hi one', after: 'hi three', workers }));
+        report(
+          ctx,
+          `-w ${workers}, app.ts`,
+          await editAndSee(t, url, { file: app, save: saveApp, before: 'hello one', after: 'hi one', workers }),
+        );
+        report(
+          ctx,
+          `-w ${workers}, message.ts`,
+          await editAndSee(t, url, {
+            file: msg,
+            save: () => edit(msg, ...message('three')),
+            before: 'hi one',
+            after: 'hi three',
+            workers,
+          }),
+        );
         assert.equal((await t.stop()).code, 0);
       } finally {
         t.kill();
@@ -263,18 +330,36 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
         await poller.stop();
       }
       assertAllServed(poller.samples, 'the failed reload');
-      assert.deepEqual(new Set(poller.samples.map((s) => s.body!.replace(/ \d+$/, ''))), new Set(['hello one']), 'the old text throughout');
-      assert.match(failure.msg!, new RegExp(`^Error: reload failed: .*${app.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:${line}:\\d+`), 'names the file and line');
+      assert.deepEqual(
+        new Set(poller.samples.map((s) => s.body!.replace(/ \d+$/, ''))),
+        new Set(['hello one']),
+        'the old text throughout',
+      );
+      assert.match(
+        failure.msg!,
+        new RegExp(`^Error: reload failed: .*${app.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:${line}:\\d+`),
+        'names the file and line',
+      );
       assert.match(failure.msg!, /generation 1 keeps serving$/);
       assert.equal(failure.level, 'error');
       assert.equal(linesSince(t, mark, /^Error: reload failed/).length, 1, 'reported once');
-      assert.equal(linesSince(t, mark, new RegExp(`app\\.ts:${line}:`)).length, 1, 'the compile error is in the log once');
+      assert.equal(
+        linesSince(t, mark, new RegExp(`app\\.ts:${line}:`)).length,
+        1,
+        'the compile error is in the log once',
+      );
       assert.equal(linesSince(t, mark, /^Detected change in /).length, 1);
       assert.equal(t.proc.exitCode, null, 'the master is alive');
       assert.deepEqual(await settle(t, 2, 'after the failed reload'), pids, 'the old workers still serve');
       assert.deepEqual(new Set(await texts(url, 4)), new Set(['hello one']));
 
-      const fixed = await editAndSee(t, url, { file: app, save: () => edit(app, "const GREETING: string = 'broken' +;", "const GREETING: string = 'fixed';"), before: 'hello one', after: 'fixed one', workers: 2 });
+      const fixed = await editAndSee(t, url, {
+        file: app,
+        save: () => edit(app, "const GREETING: string = 'broken' +;", "const GREETING: string = 'fixed';"),
+        before: 'hello one',
+        after: 'fixed one',
+        workers: 2,
+      });
       report(ctx, 'the fix after a syntax error', fixed);
       assert.equal((await t.stop()).code, 0);
     } finally {
@@ -329,11 +414,15 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
         edit(app, "'B'", "'C'");
         await poller.first('C one', NEW_CODE_WITHIN_MS);
         // Wait until the last reload started has completed.
-        await t.until(() => {
-          const started = linesSince(t, mark, /^Reloading: starting generation \d+/);
-          const last = /generation (\d+)/.exec(started.at(-1)?.msg ?? '')?.[1];
-          return last && linesSince(t, mark, new RegExp(`^Reload complete: generation ${last} ready`)).length === 1;
-        }, 'the last reload to complete', 60_000);
+        await t.until(
+          () => {
+            const started = linesSince(t, mark, /^Reloading: starting generation \d+/);
+            const last = /generation (\d+)/.exec(started.at(-1)?.msg ?? '')?.[1];
+            return last && linesSince(t, mark, new RegExp(`^Reload complete: generation ${last} ready`)).length === 1;
+          },
+          'the last reload to complete',
+          60_000,
+        );
       } finally {
         await poller.stop();
       }
@@ -371,13 +460,22 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
       writeFileSync(swap, 'swap 2');
       writeFileSync(backup, `${readFileSync(backup, 'utf8')}\n// edited\n`);
       await sleep(QUIET_MS);
-      assert.deepEqual(linesSince(t, mark, /^(Detected change|Reloading)/).map((l) => l.msg), []);
+      assert.deepEqual(
+        linesSince(t, mark, /^(Detected change|Reloading)/).map((l) => l.msg),
+        [],
+      );
       assert.deepEqual(workerPidsByTitle(t.pid), pids, 'same workers');
       assert.deepEqual(await texts(url, 2), ['hello one', 'hello one']);
 
       // The watcher is alive: a real edit right after reloads, for that file alone.
       const app = path.join(dir, 'app.ts');
-      const timing = await editAndSee(t, url, { file: app, save: () => edit(app, ...greeting('watched')), before: 'hello one', after: 'watched one', workers: 2 });
+      const timing = await editAndSee(t, url, {
+        file: app,
+        save: () => edit(app, ...greeting('watched')),
+        before: 'hello one',
+        after: 'watched one',
+        workers: 2,
+      });
       report(ctx, 'app.ts after ignored edits', timing);
       assert.equal((await t.stop()).code, 0);
     } finally {
@@ -447,7 +545,18 @@ describe('--reload: start and stop', { concurrency: 2 }, () => {
     const mark = randomUUID();
     const before = readdirSync(dir).sort();
     const r = await runTsgun(
-      ['--reload', '--reload-dir', '/nonexistent', '-b', `unix:${path.join(dir, 'app.sock')}`, '--control-socket', path.join(dir, 'control.sock'), '-p', path.join(dir, 'tsgun.pid'), 'app:app'],
+      [
+        '--reload',
+        '--reload-dir',
+        '/nonexistent',
+        '-b',
+        `unix:${path.join(dir, 'app.sock')}`,
+        '--control-socket',
+        path.join(dir, 'control.sock'),
+        '-p',
+        path.join(dir, 'tsgun.pid'),
+        'app:app',
+      ],
       { cwd: dir, env: { TSGUN_TEST_MARK: mark } },
     );
     assert.equal(r.code, 2, r.stderr);
@@ -477,7 +586,10 @@ describe('--reload: start and stop', { concurrency: 2 }, () => {
       assert.deepEqual({ code, signal }, { code: 0, signal: null }, t.stderr);
       // Idle workers have nothing to drain: well under graceful_timeout (30 s).
       assert.ok(took < 10_000, `exited ${took} ms after TERM`);
-      assert.ok(pids.every((pid) => !alive(pid)), 'workers gone');
+      assert.ok(
+        pids.every((pid) => !alive(pid)),
+        'workers gone',
+      );
       assert.deepEqual(processesWithEnv(`TSGUN_TEST_MARK=${mark}`), [], 'nothing left running');
       // A change after the stop must not matter (and there is no one left to log it).
       edit(path.join(dir, 'app.ts'), ...greeting('late'));

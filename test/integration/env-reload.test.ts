@@ -29,7 +29,10 @@ test('a key removed from raw_env or env_file, then HUP: the new workers no longe
   const envFile = path.join(dir, 'app.env');
   writeFileSync(conf, "export default { raw_env: ['FOO=from-raw-env'], env_file: 'app.env' };\n");
   writeFileSync(envFile, 'BAR=from-env-file\n');
-  const tsgun = new Tsgun(['-c', conf, '-b', '127.0.0.1:0', '-w', '1', 'app:app'], { cwd: dir, env: { FOO: 'from-outside' } });
+  const tsgun = new Tsgun(['-c', conf, '-b', '127.0.0.1:0', '-w', '1', 'app:app'], {
+    cwd: dir,
+    env: { FOO: 'from-outside' },
+  });
   t.after(() => tsgun.stop());
   const url = await tsgun.ready(1);
   assert.equal((await request(`${url}/env`)).body, 'FOO=from-raw-env');
@@ -59,7 +62,10 @@ test('a key that only raw_env set is unset in the workers after it is removed an
   copyFileSync(APP, path.join(dir, 'app.mjs'));
   const conf = path.join(dir, 'conf.mjs');
   writeFileSync(conf, "export default { raw_env: ['FOO=only-here'] };\n");
-  const tsgun = new Tsgun(['-c', conf, '-b', '127.0.0.1:0', '-w', '1', 'app:app'], { cwd: dir, env: { FOO: undefined } });
+  const tsgun = new Tsgun(['-c', conf, '-b', '127.0.0.1:0', '-w', '1', 'app:app'], {
+    cwd: dir,
+    env: { FOO: undefined },
+  });
   t.after(() => tsgun.stop());
   const url = await tsgun.ready(1);
   assert.equal((await request(`${url}/env`)).body, 'FOO=only-here');

@@ -12,7 +12,18 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { alive, FIXTURES, hit, readIfExists, type Reply, request, scratchDir, sleep, Tsgun, waitFor } from '../helpers.js';
+import {
+  alive,
+  FIXTURES,
+  hit,
+  readIfExists,
+  type Reply,
+  request,
+  scratchDir,
+  sleep,
+  Tsgun,
+  waitFor,
+} from '../helpers.js';
 
 const APP = 'faults/app:app';
 const SLOW = 20;
@@ -42,12 +53,31 @@ async function allServed(pending: Array<Promise<Reply | Error>>, pid: number): P
 }
 
 /** tsgun with its log in a file (--error-logfile): the url and metrics url once a worker is ready. */
-async function startLogged(file: string, extra: string[] = [], app = APP): Promise<{ t: Tsgun; url: string; metrics: string }> {
-  const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--error-logfile', file, ...extra, app]);
-  const text = await waitFor(() => {
-    const s = readIfExists(file);
-    return s.includes('Booting worker with pid') ? s : null;
-  }, 'a Booting line in the error log', 30_000);
+async function startLogged(
+  file: string,
+  extra: string[] = [],
+  app = APP,
+): Promise<{ t: Tsgun; url: string; metrics: string }> {
+  const t = new Tsgun([
+    '-w',
+    '1',
+    '-b',
+    '127.0.0.1:0',
+    '--metrics-bind',
+    '127.0.0.1:0',
+    '--error-logfile',
+    file,
+    ...extra,
+    app,
+  ]);
+  const text = await waitFor(
+    () => {
+      const s = readIfExists(file);
+      return s.includes('Booting worker with pid') ? s : null;
+    },
+    'a Booting line in the error log',
+    30_000,
+  );
   const url = /"msg":"Listening at: (http:\/\/[^ ]+) \(/.exec(text)![1]!;
   const metrics = /"msg":"Metrics at: (http:\/\/[^"]+)"/.exec(text)![1]!;
   return { t, url, metrics };
@@ -82,7 +112,11 @@ test('a throw or a rejection while handling a request is a 500 for that request 
   assert.match(text, /at throwsInRoute \(/, 'the stack of the throw is in the error log');
   assert.match(text, /at rejectsInRoute \(/, 'the stack of the rejection is in the error log');
   assert.doesNotMatch(t.stderr, /throwsInRoute|rejectsInRoute/, 'nothing on raw stderr');
-  await waitFor(async () => (await appErrors(metrics, 1)) === 3, 'tsgun_app_errors_total{worker="1"} 3 in /metrics', 10_000);
+  await waitFor(
+    async () => (await appErrors(metrics, 1)) === 3,
+    'tsgun_app_errors_total{worker="1"} 3 in /metrics',
+    10_000,
+  );
   assert.equal((await t.stop()).code, 0);
 });
 
@@ -94,7 +128,11 @@ test('a fetch handler that throws or rejects: a 500, its stack in the error log,
   for (const p of ['/throw', '/reject']) assert.equal((await request(url, { path: p })).status, 500);
   assert.equal(await hit(url), pid);
   assert.match(readIfExists(log), /at fetchThrows \(/);
-  await waitFor(async () => (await appErrors(metrics, 1)) === 2, 'tsgun_app_errors_total{worker="1"} 2 in /metrics', 10_000);
+  await waitFor(
+    async () => (await appErrors(metrics, 1)) === 2,
+    'tsgun_app_errors_total{worker="1"} 2 in /metrics',
+    10_000,
+  );
   assert.equal((await t.stop()).code, 0);
 });
 
@@ -113,7 +151,13 @@ for (const fault of [
     fn: 'rejectsUnawaited',
     line: /"msg":"Unhandled rejection in the app: nobody awaited this; draining this worker/,
   },
-  { path: '/exit', what: 'process.exit(1) in a request', status: 500, fn: 'exitsInRoute', line: /"msg":"The app called process\.exit\(1\); draining this worker/ },
+  {
+    path: '/exit',
+    what: 'process.exit(1) in a request',
+    status: 500,
+    fn: 'exitsInRoute',
+    line: /"msg":"The app called process\.exit\(1\); draining this worker/,
+  },
 ]) {
   test(`${fault.what} drains the worker: its 20 slow requests finish, a new worker replaces it at once, without backoff`, async (ctx) => {
     const log = path.join(scratchDir(), 'error.log');
@@ -126,7 +170,11 @@ for (const fault of [
     assert.equal(reply.status, fault.status, reply.body);
     // The replacement is started as soon as the worker reports its fault, not when it exits.
     const afterFault = (): string => readIfExists(log).split(fault.line)[1] ?? '';
-    const replaced = await waitFor(() => /"msg":"Booting worker with pid: (\d+)"/.exec(afterFault())?.[1], 'a replacement worker', 30_000);
+    const replaced = await waitFor(
+      () => /"msg":"Booting worker with pid: (\d+)"/.exec(afterFault())?.[1],
+      'a replacement worker',
+      30_000,
+    );
     await allServed(pending, pid);
     const exited = new RegExp(`"msg":"Worker \\(pid:${pid}\\) exited with code 0"`);
     await waitFor(() => exited.test(readIfExists(log)), `the failed worker ${pid} to exit`, 10_000);
@@ -156,7 +204,11 @@ test('workers SIGKILLed from outside after serving requests are replaced without
     await t.until(() => t.grep(/^Booting worker with pid/).length > booted, 'the replacement');
     assert.notEqual(await hit(url), pid);
   }
-  assert.deepEqual(t.grep(/^Restarting the worker in/).map((l) => l.msg), [], 'no restart backoff');
+  assert.deepEqual(
+    t.grep(/^Restarting the worker in/).map((l) => l.msg),
+    [],
+    'no restart backoff',
+  );
   assert.equal((await t.stop()).code, 0);
 });
 
@@ -173,7 +225,8 @@ test('a worker whose master is SIGKILLed finishes its in-flight requests, then e
 });
 
 for (const flags of [[], ['--timeout', '0', '--boot-timeout', '0']]) {
-  const name = 'a worker spinning in while (true) when its master is SIGKILLed is gone within 3 s, and a new tsgun binds the port';
+  const name =
+    'a worker spinning in while (true) when its master is SIGKILLed is gone within 3 s, and a new tsgun binds the port';
   test(`${name}${flags.length ? ` (${flags.join(' ')})` : ''}`, async (ctx) => {
     const log = path.join(scratchDir(), 'error.log');
     const { t, url } = await startLogged(log, flags);
@@ -189,7 +242,9 @@ for (const flags of [[], ['--timeout', '0', '--boot-timeout', '0']]) {
     await waitFor(() => !alive(pid) && (goneAt = Date.now()), `the spinning worker ${pid} to exit`, 10_000);
     ctx.diagnostic(`worker gone ${goneAt - killedAt} ms after its master`);
     assert.ok(goneAt - killedAt <= 3000, `worker gone ${goneAt - killedAt} ms after the master was killed`);
-    const watchdogLine = new RegExp(`"pid":${pid},"role":"worker","worker":1,"msg":"The master \\(pid ${t.pid}\\) is gone and this worker's event loop`);
+    const watchdogLine = new RegExp(
+      `"pid":${pid},"role":"worker","worker":1,"msg":"The master \\(pid ${t.pid}\\) is gone and this worker's event loop`,
+    );
     await waitFor(() => watchdogLine.test(readIfExists(log)), 'the watchdog thread to log why it killed the worker');
 
     const again = new Tsgun(['-w', '1', '-b', new URL(url).host, APP], { cwd: FIXTURES });
@@ -204,10 +259,14 @@ test('workers that fail outside any request before serving one are restarted wit
   const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', 'faults/boom-at-start:app'], { cwd: FIXTURES });
   ctx.after(() => t.kill());
   await t.ready();
-  const restarts = await t.until(() => {
-    const found = t.grep(/^Restarting the worker in /);
-    return found.length >= 3 ? found : null;
-  }, 'three restarts with backoff', 60_000);
+  const restarts = await t.until(
+    () => {
+      const found = t.grep(/^Restarting the worker in /);
+      return found.length >= 3 ? found : null;
+    },
+    'three restarts with backoff',
+    60_000,
+  );
   const delays = restarts.map((l) => Number(/in ([\d.]+) s/.exec(l.msg!)![1]));
   assert.deepEqual(delays.slice(0, 3), [0.1, 0.2, 0.4], 'each delay doubles the last');
   assert.ok(t.grep(/^Uncaught exception in the app: boom at start; draining this worker/).length >= 3);

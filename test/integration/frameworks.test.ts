@@ -11,9 +11,15 @@ import { FIXTURES, request, scratchDir, Tsgun } from '../helpers.js';
 const NEST = path.join(FIXTURES, 'frameworks', 'nest');
 const INJECTED = /^hello from GreetingService in (\d+)$/;
 
-async function serveNest(t: { after(fn: () => unknown): void }, app: string, args: readonly string[] = []): Promise<{ tsgun: Tsgun; url: string; dir: string }> {
+async function serveNest(
+  t: { after(fn: () => unknown): void },
+  app: string,
+  args: readonly string[] = [],
+): Promise<{ tsgun: Tsgun; url: string; dir: string }> {
   const dir = scratchDir('tsgun-nest-');
-  const tsgun = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--chdir', NEST, ...args, app], { env: { NEST_SHUTDOWN_DIR: dir } });
+  const tsgun = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--chdir', NEST, ...args, app], {
+    env: { NEST_SHUTDOWN_DIR: dir },
+  });
   t.after(() => tsgun.stop());
   const [url] = await tsgun.listening();
   await tsgun.waitForLine(/^Ready: 2 workers/, 60_000);
@@ -29,7 +35,11 @@ async function expectInjected(url: string): Promise<void> {
 test('a Nest app object returned by a factory: constructor injection works from .ts, SWC is logged, close() runs on TERM', async (t) => {
   const { tsgun, url, dir } = await serveNest(t, 'main:create()');
   await expectInjected(url);
-  assert.equal(tsgun.grep(/^TypeScript compiled by SWC \(emitDecoratorMetadata in .*nest\/tsconfig\.json\)$/).length, 1, tsgun.stderr);
+  assert.equal(
+    tsgun.grep(/^TypeScript compiled by SWC \(emitDecoratorMetadata in .*nest\/tsconfig\.json\)$/).length,
+    1,
+    tsgun.stderr,
+  );
   const { code } = await tsgun.stop();
   assert.equal(code, 0, tsgun.stderr);
   // onApplicationShutdown runs only through the Nest app's close(): one file per worker.
@@ -51,7 +61,15 @@ test("a factory that returns the Nest app's Express instance gets its injected s
 });
 
 test('an app whose tsconfig.json does not ask for decorator metadata stays on tsx', async (t) => {
-  const tsgun = new Tsgun(['-b', '127.0.0.1:0', '--log-level', 'debug', '--chdir', path.join(FIXTURES, 'frameworks', 'no-metadata'), 'app']);
+  const tsgun = new Tsgun([
+    '-b',
+    '127.0.0.1:0',
+    '--log-level',
+    'debug',
+    '--chdir',
+    path.join(FIXTURES, 'frameworks', 'no-metadata'),
+    'app',
+  ]);
   t.after(() => tsgun.stop());
   const [url] = await tsgun.listening();
   await tsgun.waitForLine(/^Ready: 1 workers/);

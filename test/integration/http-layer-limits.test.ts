@@ -87,7 +87,8 @@ async function timed(url: string): Promise<{ status: number; ms: number }> {
 
 // ---- access log ----------------------------------------------------------------------------
 
-const EVERY_ATOM = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(b)s "%(f)s" "%(a)s" %(T)s %(M)s %(D)s %(L)s %(p)s %({x-req}i)s %({x-res}o)s %({TSGUN_T}e)s';
+const EVERY_ATOM =
+  '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(b)s "%(f)s" "%(a)s" %(T)s %(M)s %(D)s %(L)s %(p)s %({x-req}i)s %({x-res}o)s %({TSGUN_T}e)s';
 const EVERY_ATOM_LINE =
   /^(?<h>\S+) (?<l>\S+) (?<u>\S+) (?<t>\[[^\]]+\]) "(?<r>[^"]*)" (?<m>\S+) (?<U>\S+) (?<q>\S*) (?<H>\S+) (?<s>\d{3}) (?<B>\d+) (?<b>\S+) "(?<f>[^"]*)" "(?<a>[^"]*)" (?<T>\d+) (?<M>\d+) (?<D>\d+) (?<L>\d+\.\d{6}) (?<p>\S+) (?<xreq>\S+) (?<xres>\S+) (?<env>\S+)$/;
 
@@ -111,7 +112,15 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
   test('request limits: request line 414, header count and header size 431 (defaults and flags)', async (ctx) => {
     const [dflt, tight] = await Promise.all([
       serve(['node-app']),
-      serve(['--limit-request-line', '64', '--limit-request-fields', '5', '--limit-request-field-size', '100', 'node-app']),
+      serve([
+        '--limit-request-line',
+        '64',
+        '--limit-request-fields',
+        '5',
+        '--limit-request-field-size',
+        '100',
+        'node-app',
+      ]),
     ]);
     ctx.after(() => dflt.t.kill());
     ctx.after(() => tight.t.kill());
@@ -126,9 +135,17 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
     assert.equal((await rawExchange(port, head('/', manyFields(101)))).status, 431, '101 header fields');
     assert.equal((await rawExchange(port, head('/', manyFields(100)))).status, 200, '100 header fields are allowed');
 
-    assert.equal((await rawExchange(port, head('/', [...host, `X-Big: ${'v'.repeat(9000)}`]))).status, 431, 'a 9000-byte header value');
+    assert.equal(
+      (await rawExchange(port, head('/', [...host, `X-Big: ${'v'.repeat(9000)}`]))).status,
+      431,
+      'a 9000-byte header value',
+    );
     // "X-Big: " + value: 8190 bytes is the default limit for a field.
-    assert.equal((await rawExchange(port, head('/', [...host, `X-Big: ${'v'.repeat(8190 - 7)}`]))).status, 200, 'an 8190-byte field is allowed');
+    assert.equal(
+      (await rawExchange(port, head('/', [...host, `X-Big: ${'v'.repeat(8190 - 7)}`]))).status,
+      200,
+      'an 8190-byte field is allowed',
+    );
     const big = await rawExchange(port, head('/', [...host, `X-Big: ${'v'.repeat(8191 - 7)}`]));
     assert.equal(big.status, 431, 'an 8191-byte field');
     assert.match(big.data, /\r\nconnection: close\r\n/i, 'a limit answer closes the connection');
@@ -177,7 +194,11 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
       const [min, max] = [Math.min(...times), Math.max(...times)];
       assert.ok(min >= 1500, `no slow client closed before the timeout (first after ${min} ms)`);
       assert.ok(max <= 4500, `every slow client closed within ~2-3 s (last after ${max} ms)`);
-      for (const got of s.received) assert.ok(got === '' || got.startsWith('HTTP/1.1 408'), `a 408 or nothing, got ${JSON.stringify(got.slice(0, 60))}`);
+      for (const got of s.received)
+        assert.ok(
+          got === '' || got.startsWith('HTTP/1.1 408'),
+          `a 408 or nothing, got ${JSON.stringify(got.slice(0, 60))}`,
+        );
       assert.ok((await timed(`${url}/after`)).ms < 2000);
       await stopped(t);
     } finally {
@@ -187,7 +208,8 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
   });
 
   /** A POST with a 10-byte body, of which only `body` is sent. */
-  const post = (body: string): string => `POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\nConnection: close\r\n\r\n${body}`;
+  const post = (body: string): string =>
+    `POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\nConnection: close\r\n\r\n${body}`;
 
   test('--request-timeout 2 (with --headers-timeout 1) closes a client that sends its body too slowly (408), not one that is quick', async (ctx) => {
     const { t, port } = await serve(['--request-timeout', '2', '--headers-timeout', '1', 'node-app']);
@@ -195,7 +217,10 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
     const stalled = await rawExchange(port, post('abc'), { timeoutMs: 8000 });
     assert.equal(stalled.closed, true, 'closed by the server');
     assert.ok(stalled.ms >= 1500 && stalled.ms <= 5000, `after ~2-3 s (${stalled.ms} ms)`);
-    assert.ok(stalled.data === '' || stalled.status === 408, `a 408 or nothing, got ${JSON.stringify(stalled.data.slice(0, 60))}`);
+    assert.ok(
+      stalled.data === '' || stalled.status === 408,
+      `a 408 or nothing, got ${JSON.stringify(stalled.data.slice(0, 60))}`,
+    );
     assert.equal((await rawExchange(port, post('0123456789'))).status, 200);
     await stopped(t);
   });
@@ -232,7 +257,9 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
         assert.equal((await c.request(`/held-${i}`)).status, 200);
       }
       // Both idle keep-alive: the oldest makes room (as nginx reuses idle keep-alive connections).
-      const third = await rawExchange(port, 'GET /third HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', { timeoutMs: 3000 });
+      const third = await rawExchange(port, 'GET /third HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', {
+        timeoutMs: 3000,
+      });
       assert.equal(third.status, 200, 'the third connection is served');
       await held[0]!.closed;
       assert.equal((await held[1]!.request('/held-again')).status, 200, 'the younger idle connection is kept');
@@ -245,7 +272,11 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
       const refused = await rawExchange(port, 'GET /fourth HTTP/1.1\r\nHost: localhost\r\n\r\n', { timeoutMs: 3000 });
       assert.equal(refused.closed, true, 'the fourth connection was closed');
       assert.equal(refused.data, '', 'without a response');
-      assert.deepEqual((await Promise.all(slow)).map((r) => r.status), [200, 200], 'the busy connections were not closed');
+      assert.deepEqual(
+        (await Promise.all(slow)).map((r) => r.status),
+        [200, 200],
+        'the busy connections were not closed',
+      );
       await stopped(t);
     } finally {
       for (const c of held) c.socket.destroy();
@@ -258,7 +289,17 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
       serve(['--header', 'X-Frame-Options:DENY', 'node-app']),
       // Express gives each response a prototype of its own: the defaults must reach it too.
       serve(['--header', 'X-Frame-Options:DENY', '../express-app:app']),
-      serve(['--no-server-header', '--no-date-header', '--header', 'X-Frame-Options:DENY', '--header', 'X-Team: web platform', '--root-path', '/api', 'fetch-app']),
+      serve([
+        '--no-server-header',
+        '--no-date-header',
+        '--header',
+        'X-Frame-Options:DENY',
+        '--header',
+        'X-Team: web platform',
+        '--root-path',
+        '/api',
+        'fetch-app',
+      ]),
     ]);
     ctx.after(() => plain.t.kill());
     ctx.after(() => custom.t.kill());
@@ -292,11 +333,18 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
 
   test('access log: every Gunicorn atom', async (ctx) => {
     const log = path.join(scratchDir(), 'access.log');
-    const { t, url } = await serve(['--access-logfile', log, '--access-logformat', EVERY_ATOM, 'node-app'], { TSGUN_T: 'env-value' });
+    const { t, url } = await serve(['--access-logfile', log, '--access-logformat', EVERY_ATOM, 'node-app'], {
+      TSGUN_T: 'env-value',
+    });
     ctx.after(() => t.kill());
     const before = Date.now();
     const got = await get(`${url}/path/to?a=1&b=two&ms=1100`, {
-      headers: { authorization: BASIC_ALICE, referer: 'http://ref.example/page', 'user-agent': 'tsgun-test/1.0 (atoms)', 'x-req': 'req-value' },
+      headers: {
+        authorization: BASIC_ALICE,
+        referer: 'http://ref.example/page',
+        'user-agent': 'tsgun-test/1.0 (atoms)',
+        'x-req': 'req-value',
+      },
     });
     assert.equal(got.status, 200);
     const nobody = await get(`${url}/nobody?status=204`);
@@ -349,13 +397,32 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
     const { t, url } = await serve(['--access-logfile', log, '--access-logformat', 'json', 'fetch-app']);
     ctx.after(() => t.kill());
     const before = Date.now();
-    const got = await get(`${url}/items?q=1&ms=50`, { headers: { authorization: BASIC_ALICE, referer: 'http://ref.example/', 'user-agent': 'json-client/2' } });
+    const got = await get(`${url}/items?q=1&ms=50`, {
+      headers: { authorization: BASIC_ALICE, referer: 'http://ref.example/', 'user-agent': 'json-client/2' },
+    });
     assert.equal(got.status, 200);
     const missing = await get(`${url}/gone?status=404`);
     assert.equal(missing.status, 404);
     const entries = (await fileLines(log, 2)).map((l) => JSON.parse(l) as Record<string, unknown>);
     const [e, f] = entries;
-    assert.deepEqual(Object.keys(e!).sort(), ['bytes', 'duration_ms', 'method', 'path', 'pid', 'protocol', 'query', 'referer', 'remote_addr', 'status', 'time', 'user', 'user_agent'].sort());
+    assert.deepEqual(
+      Object.keys(e!).sort(),
+      [
+        'bytes',
+        'duration_ms',
+        'method',
+        'path',
+        'pid',
+        'protocol',
+        'query',
+        'referer',
+        'remote_addr',
+        'status',
+        'time',
+        'user',
+        'user_agent',
+      ].sort(),
+    );
     const time = Date.parse(e!.time as string);
     assert.ok(time >= before - 1000 && time <= Date.now(), `time ${e!.time as string}`);
     assert.equal(e!.remote_addr, '127.0.0.1');
@@ -385,10 +452,26 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
       ctx.after(() => t.kill());
       assert.equal((await get(`${url}/one?ms=30`)).status, 200);
       assert.equal((await get(`${url}/two?status=418`)).status, 418);
-      const entries = (await fileLines(hookLog, 4)).map((l) => JSON.parse(l) as { hook: string; pid: number; workerPid: number; url: string; method?: string; status?: number; durationMs?: number });
+      const entries = (await fileLines(hookLog, 4)).map(
+        (l) =>
+          JSON.parse(l) as {
+            hook: string;
+            pid: number;
+            workerPid: number;
+            url: string;
+            method?: string;
+            status?: number;
+            durationMs?: number;
+          },
+      );
       assert.deepEqual(
         entries.map((e) => `${e.hook} ${e.url}`),
-        ['pre_request /one?ms=30', 'post_request /one?ms=30', 'pre_request /two?status=418', 'post_request /two?status=418'],
+        [
+          'pre_request /one?ms=30',
+          'post_request /one?ms=30',
+          'pre_request /two?status=418',
+          'post_request /two?status=418',
+        ],
       );
       const workers = childPidsSync(t.pid);
       for (const e of entries) {
@@ -398,7 +481,8 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
       const [, post1, , post2] = entries;
       assert.equal(post1!.status, 200);
       assert.equal(post2!.status, 418);
-      for (const post of [post1!, post2!]) assert.ok(typeof post.durationMs === 'number' && post.durationMs >= 0, `durationMs ${post.durationMs}`);
+      for (const post of [post1!, post2!])
+        assert.ok(typeof post.durationMs === 'number' && post.durationMs >= 0, `durationMs ${post.durationMs}`);
       assert.ok(post1!.durationMs! >= 30, `the slow request's duration covers its 30 ms (${post1!.durationMs})`);
       await stopped(t);
     });

@@ -18,7 +18,10 @@ import { FIXTURES, readIfExists, scratchDir, Tsgun, waitFor } from '../helpers.j
 export const HTTP_FIXTURES = path.join(FIXTURES, 'http');
 
 /** A tsgun serving a fixture from test/fixtures/http/, ready, with its first URL. */
-export async function serve(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ t: Tsgun; url: string; port: number }> {
+export async function serve(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ t: Tsgun; url: string; port: number }> {
   const t = new Tsgun(['-b', '127.0.0.1:0', ...args], { cwd: HTTP_FIXTURES, env });
   try {
     const url = await t.ready(1);
@@ -111,7 +114,11 @@ export interface RawResult {
  * Connect, write `bytes`, and collect what comes back until the server closes the
  * connection or `timeoutMs` passes (the socket is then destroyed by us).
  */
-export function rawExchange(port: number, bytes: Buffer | string, opts: { localAddress?: string; timeoutMs?: number } = {}): Promise<RawResult> {
+export function rawExchange(
+  port: number,
+  bytes: Buffer | string,
+  opts: { localAddress?: string; timeoutMs?: number } = {},
+): Promise<RawResult> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let error: string | null = null;
@@ -154,10 +161,14 @@ export function run(cmd: string, args: readonly string[], opts: { cwd?: string }
 
 /** Wait until `file` holds at least `n` lines; returns them (access logs are written asynchronously). */
 export async function fileLines(file: string, n: number, ms = 10_000): Promise<string[]> {
-  return waitFor(() => {
-    const lines = readIfExists(file).split('\n').filter(Boolean);
-    return lines.length >= n ? lines : null;
-  }, `${n} line(s) in ${file}`, ms);
+  return waitFor(
+    () => {
+      const lines = readIfExists(file).split('\n').filter(Boolean);
+      return lines.length >= n ? lines : null;
+    },
+    `${n} line(s) in ${file}`,
+    ms,
+  );
 }
 
 // ---- certificates ------------------------------------------------------------------------
@@ -195,20 +206,49 @@ async function issue(dir: string, name: string, subject: string, serial: string,
   const ext = path.join(dir, `${name}.ext`);
   writeFileSync(ext, extensions);
   await run('openssl', ['req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject], { cwd: dir });
-  await run('openssl', ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', serial, '-days', '2', '-out', `${name}.pem`, '-extfile', ext], { cwd: dir });
+  await run(
+    'openssl',
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-set_serial',
+      serial,
+      '-days',
+      '2',
+      '-out',
+      `${name}.pem`,
+      '-extfile',
+      ext,
+    ],
+    { cwd: dir },
+  );
 }
 
 /** A CA, a server certificate for 127.0.0.1 and localhost, a client certificate, a renewal. */
 export async function makePki(): Promise<Pki> {
   const dir = scratchDir('tsgun-pki-');
-  await run('openssl', ['req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=tsgun test CA'], { cwd: dir });
+  await run(
+    'openssl',
+    ['req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=tsgun test CA'],
+    { cwd: dir },
+  );
   const server = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n';
   await Promise.all([
     issue(dir, 'server', '/CN=server-one', '0x1001', server),
     issue(dir, 'renewed', '/CN=server-two', '0x1002', server),
     issue(dir, 'client', '/CN=test-client', '0x2001', 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n'),
   ]);
-  await run('openssl', ['pkey', '-in', 'server.key', '-aes256', '-passout', `pass:${KEY_PASSWORD}`, '-out', 'server-encrypted.key'], { cwd: dir });
+  await run(
+    'openssl',
+    ['pkey', '-in', 'server.key', '-aes256', '-passout', `pass:${KEY_PASSWORD}`, '-out', 'server-encrypted.key'],
+    { cwd: dir },
+  );
   const at = (f: string): string => path.join(dir, f);
   writeFileSync(at('server-unlucky.key'), unluckyEncryption(readFileSync(at('server.key'))));
   return {
@@ -229,7 +269,12 @@ export async function makePki(): Promise<Pki> {
 function unluckyEncryption(pem: Buffer): string {
   const key = createPrivateKey(pem);
   for (let i = 0; i < 10_000; i++) {
-    const encrypted = key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: KEY_PASSWORD }) as string;
+    const encrypted = key.export({
+      type: 'pkcs8',
+      format: 'pem',
+      cipher: 'aes-256-cbc',
+      passphrase: KEY_PASSWORD,
+    }) as string;
     try {
       createPrivateKey({ key: encrypted, format: 'pem', passphrase: WRONG_PASSWORD });
     } catch (err) {

@@ -18,7 +18,20 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { alive, childPidsSync, processesWithEnv, runTsgun, scratchDir, waitFor } from '../helpers.js';
-import { body, fileLines, get, HTTP_FIXTURES, KEY_PASSWORD, makePki, run, serve, stopped, tlsArgs as tlsArgsFor, type Pki, WRONG_PASSWORD } from './http-layer.shared.js';
+import {
+  body,
+  fileLines,
+  get,
+  HTTP_FIXTURES,
+  KEY_PASSWORD,
+  makePki,
+  run,
+  serve,
+  stopped,
+  tlsArgs as tlsArgsFor,
+  type Pki,
+  WRONG_PASSWORD,
+} from './http-layer.shared.js';
 
 let pki: Pki;
 
@@ -76,7 +89,10 @@ interface H2Reply {
 }
 
 /** `n` concurrent GETs as streams of one HTTP/2 session. */
-async function h2Streams(url: string, paths: readonly string[]): Promise<{ replies: H2Reply[]; alpn: string | false | undefined }> {
+async function h2Streams(
+  url: string,
+  paths: readonly string[],
+): Promise<{ replies: H2Reply[]; alpn: string | false | undefined }> {
   const session = http2.connect(url, { ca: pki.ca });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -140,7 +156,13 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
     const code = await tlsRefused(req.url, { ca: pki.ca });
     assert.match(code, /certificate required|handshake failure/i, `a TLS-level refusal, got ${code}`);
     await assert.rejects(curl([req.url]), /certificate required|handshake failure/i);
-    const c = await curl(['--cert', path.join(pki.dir, 'client.pem'), '--key', path.join(pki.dir, 'client.key'), `${req.url}/curl-with-cert`]);
+    const c = await curl([
+      '--cert',
+      path.join(pki.dir, 'client.pem'),
+      '--key',
+      path.join(pki.dir, 'client.key'),
+      `${req.url}/curl-with-cert`,
+    ]);
     assert.match(c.head, /^HTTP\/1\.1 200/);
     assert.equal((JSON.parse(c.body) as { clientCN: string }).clientCN, 'test-client');
 
@@ -159,7 +181,9 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
 
   test('ssl_context hook from a .ts config changes the TLS options in each worker', async (ctx) => {
     const hookLog = path.join(scratchDir(), 'hooks.log');
-    const { t, url } = await serve(['-c', path.join(HTTP_FIXTURES, 'ssl.conf.ts'), ...tlsArgs(), 'node-app'], { HOOK_LOG: hookLog });
+    const { t, url } = await serve(['-c', path.join(HTTP_FIXTURES, 'ssl.conf.ts'), ...tlsArgs(), 'node-app'], {
+      HOOK_LOG: hookLog,
+    });
     ctx.after(() => t.kill());
     // The hook sets minVersion TLSv1.3.
     assert.equal((await get(url, { ca: pki.ca })).status, 200);
@@ -173,7 +197,17 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
 
   test('an encrypted keyfile with --keyfile-password; --ciphers limits the TLS 1.2 ciphers', async (ctx) => {
     const cipher = 'ECDHE-ECDSA-AES128-GCM-SHA256';
-    const { t, url, port } = await serve(['--certfile', pki.serverCert, '--keyfile', pki.encryptedKey, '--keyfile-password', KEY_PASSWORD, '--ciphers', cipher, 'node-app']);
+    const { t, url, port } = await serve([
+      '--certfile',
+      pki.serverCert,
+      '--keyfile',
+      pki.encryptedKey,
+      '--keyfile-password',
+      KEY_PASSWORD,
+      '--ciphers',
+      cipher,
+      'node-app',
+    ]);
     ctx.after(() => t.kill());
     assert.equal((await get(url, { ca: pki.ca })).status, 200);
     assert.equal(await tls12With(port, `${cipher}:ECDHE-ECDSA-AES256-GCM-SHA384`), cipher);
@@ -275,19 +309,34 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
     const mark = randomUUID();
     const cases: Array<{ args: string[]; message: RegExp }> = [
       { args: ['--certfile', path.join(pki.dir, 'missing.pem'), '--keyfile', pki.serverKey], message: /missing\.pem/ },
-      { args: ['--certfile', pki.serverCert, '--keyfile', path.join(pki.dir, 'client.key')], message: /key values mismatch.*does not belong to the certfile/i },
+      {
+        args: ['--certfile', pki.serverCert, '--keyfile', path.join(pki.dir, 'client.key')],
+        message: /key values mismatch.*does not belong to the certfile/i,
+      },
       { args: ['--certfile', pki.serverCert, '--keyfile', pki.encryptedKey], message: /encrypted.*--keyfile-password/ },
-      { args: ['--certfile', pki.serverCert, '--keyfile', pki.encryptedKey, '--keyfile-password', WRONG_PASSWORD], message: /password is wrong/ },
-      { args: ['--certfile', pki.serverCert, '--keyfile', pki.unluckyKey, '--keyfile-password', WRONG_PASSWORD], message: /password is wrong/ },
+      {
+        args: ['--certfile', pki.serverCert, '--keyfile', pki.encryptedKey, '--keyfile-password', WRONG_PASSWORD],
+        message: /password is wrong/,
+      },
+      {
+        args: ['--certfile', pki.serverCert, '--keyfile', pki.unluckyKey, '--keyfile-password', WRONG_PASSWORD],
+        message: /password is wrong/,
+      },
       { args: ['--certfile', pki.serverCert, '--keyfile', pki.serverCert], message: /keyfile is a PEM private key/ },
       { args: [...tlsArgs(), '--ciphers', 'NO-SUCH-CIPHER'], message: /NO-SUCH-CIPHER.*--ciphers/ },
-      { args: [...tlsArgs(), '--ca-certs', path.join(pki.dir, 'no-ca.pem'), '--cert-reqs', 'required'], message: /no-ca\.pem/ },
+      {
+        args: [...tlsArgs(), '--ca-certs', path.join(pki.dir, 'no-ca.pem'), '--cert-reqs', 'required'],
+        message: /no-ca\.pem/,
+      },
       { args: [...tlsArgs(), '--cert-reqs', 'required'], message: /--ca-certs/ },
       { args: ['-k', 'http2'], message: /certfile/ },
     ];
     await Promise.all(
       cases.map(async ({ args, message }) => {
-        const r = await runTsgun(['-b', '127.0.0.1:0', ...args, 'node-app'], { cwd: HTTP_FIXTURES, env: { TSGUN_TEST_MARK: mark } });
+        const r = await runTsgun(['-b', '127.0.0.1:0', ...args, 'node-app'], {
+          cwd: HTTP_FIXTURES,
+          env: { TSGUN_TEST_MARK: mark },
+        });
         const errors = r.stderr.split('\n').filter((l) => l.startsWith('Error:'));
         assert.equal(errors.length, 1, `one Error: line for ${args.join(' ')}; stderr:\n${r.stderr}`);
         assert.match(errors[0]!, message);
@@ -302,7 +351,16 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
   for (const app of ['node-app', 'fetch-app'] as const) {
     test(`HTTP/2 (-k http2) with ${app}: curl --http2, 3 concurrent streams, HTTP/1.1 on the same port`, async (ctx) => {
       const log = path.join(scratchDir(), 'access.log');
-      const { t, url } = await serve(['-k', 'http2', ...tlsArgs(), '--access-logfile', log, '--access-logformat', '%(h)s %(H)s %(U)s %(s)s %(B)s', app]);
+      const { t, url } = await serve([
+        '-k',
+        'http2',
+        ...tlsArgs(),
+        '--access-logfile',
+        log,
+        '--access-logformat',
+        '%(h)s %(H)s %(U)s %(s)s %(B)s',
+        app,
+      ]);
       ctx.after(() => t.kill());
       const c = await curl(['--http2', `${url}/via-curl`]);
       assert.match(c.head, /^HTTP\/2 200/);
@@ -338,8 +396,13 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
 
       // The access log: HTTP/2 requests with their client and the body bytes sent.
       const lines = await fileLines(log, 7);
-      const size = (p: string): number => Buffer.byteLength(p === '/via-curl' ? c.body : replies[Number(p.slice(2)) - 1]!.body);
-      for (const p of ['/via-curl', '/s1', '/s2', '/s3']) assert.ok(lines.includes(`127.0.0.1 HTTP/2.0 ${p} 200 ${size(p)}`), `${p} logged with its size: ${lines.join(' | ')}`);
+      const size = (p: string): number =>
+        Buffer.byteLength(p === '/via-curl' ? c.body : replies[Number(p.slice(2)) - 1]!.body);
+      for (const p of ['/via-curl', '/s1', '/s2', '/s3'])
+        assert.ok(
+          lines.includes(`127.0.0.1 HTTP/2.0 ${p} 200 ${size(p)}`),
+          `${p} logged with its size: ${lines.join(' | ')}`,
+        );
       assert.ok(lines.includes(`127.0.0.1 HTTP/1.1 /h1 200 ${Buffer.byteLength(h1.body)}`), lines.join(' | '));
       assert.ok(lines.includes('127.0.0.1 HTTP/2.0 /empty 204 0'), lines.join(' | '));
       await stopped(t);

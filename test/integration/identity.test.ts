@@ -12,9 +12,16 @@ import { childPidsSync, FIXTURES, info, runTsgun, scratchDir, Tsgun, workerPidsB
 
 const DIR = path.join(FIXTURES, 'systemd');
 const APP = 'app:app';
-const NO_SYSTEMD = { NOTIFY_SOCKET: '', WATCHDOG_USEC: '', WATCHDOG_PID: '', LISTEN_FDS: '', LISTEN_PID: '', LISTEN_FDNAMES: '' };
-const NEEDS_ROOT = process.getuid?.() === 0 ? false : 'needs root (run the suite as root to check user/group switching)';
-
+const NO_SYSTEMD = {
+  NOTIFY_SOCKET: '',
+  WATCHDOG_USEC: '',
+  WATCHDOG_PID: '',
+  LISTEN_FDS: '',
+  LISTEN_PID: '',
+  LISTEN_FDNAMES: '',
+};
+const NEEDS_ROOT =
+  process.getuid?.() === 0 ? false : 'needs root (run the suite as root to check user/group switching)';
 
 /** The `Uid:`, `Gid:`, `Groups:` and `Umask:` lines of /proc/PID/status. */
 function procStatus(pid: number): { uid: number[]; gid: number[]; groups: number[]; umask: string } {
@@ -47,59 +54,83 @@ function serve(ctx: TestContext, args: readonly string[], env: NodeJS.ProcessEnv
 }
 
 describe('user and group', { concurrency: 2 }, () => {
-  test('as root, -u nobody -g nogroup: the master binds a port below 1024, workers run as 65534:65534 and serve', { skip: NEEDS_ROOT }, async (ctx) => {
-    const port = await freePrivilegedPort();
-    const t = serve(ctx, ['-w', '2', '-u', 'nobody', '-g', 'nogroup', '-b', `127.0.0.1:${port}`]);
-    const url = await t.ready(2);
-    assert.equal(url, `http://127.0.0.1:${port}`);
-    assert.deepEqual(procStatus(t.pid).uid, [0, 0, 0, 0], 'the master stays root');
-    const workers = workerPidsByTitle(t.pid);
-    assert.equal(workers.length, 2);
-    for (const pid of workers) {
-      const s = procStatus(pid);
-      assert.deepEqual(s.uid, [65534, 65534, 65534, 65534], `worker ${pid} Uid`);
-      assert.deepEqual(s.gid, [65534, 65534, 65534, 65534], `worker ${pid} Gid`);
-      assert.deepEqual(s.groups, [65534], `worker ${pid} keeps none of root's groups`);
-    }
-    const seen = await info(url);
-    assert.ok(workers.includes(seen.pid));
-    assert.deepEqual([seen.uid, seen.gid], [65534, 65534]);
-  });
+  test(
+    'as root, -u nobody -g nogroup: the master binds a port below 1024, workers run as 65534:65534 and serve',
+    { skip: NEEDS_ROOT },
+    async (ctx) => {
+      const port = await freePrivilegedPort();
+      const t = serve(ctx, ['-w', '2', '-u', 'nobody', '-g', 'nogroup', '-b', `127.0.0.1:${port}`]);
+      const url = await t.ready(2);
+      assert.equal(url, `http://127.0.0.1:${port}`);
+      assert.deepEqual(procStatus(t.pid).uid, [0, 0, 0, 0], 'the master stays root');
+      const workers = workerPidsByTitle(t.pid);
+      assert.equal(workers.length, 2);
+      for (const pid of workers) {
+        const s = procStatus(pid);
+        assert.deepEqual(s.uid, [65534, 65534, 65534, 65534], `worker ${pid} Uid`);
+        assert.deepEqual(s.gid, [65534, 65534, 65534, 65534], `worker ${pid} Gid`);
+        assert.deepEqual(s.groups, [65534], `worker ${pid} keeps none of root's groups`);
+      }
+      const seen = await info(url);
+      assert.ok(workers.includes(seen.pid));
+      assert.deepEqual([seen.uid, seen.gid], [65534, 65534]);
+    },
+  );
 
-  test('as root, -u nobody alone: workers take nobody\'s primary group (65534), not root\'s group 0', { skip: NEEDS_ROOT }, async (ctx) => {
-    const t = serve(ctx, ['-w', '1', '-u', 'nobody', '-b', '127.0.0.1:0']);
-    await t.ready(1);
-    const [worker] = workerPidsByTitle(t.pid);
-    const s = procStatus(worker!);
-    assert.deepEqual(s.uid, [65534, 65534, 65534, 65534]);
-    assert.deepEqual(s.gid, [65534, 65534, 65534, 65534], 'Gid: the user\'s primary group (docs/settings.md, group: "Default: the user\'s primary group")');
-    assert.ok(!s.groups.includes(0), `no supplementary root group (Groups: ${s.groups.join(' ')})`);
-  });
+  test(
+    "as root, -u nobody alone: workers take nobody's primary group (65534), not root's group 0",
+    { skip: NEEDS_ROOT },
+    async (ctx) => {
+      const t = serve(ctx, ['-w', '1', '-u', 'nobody', '-b', '127.0.0.1:0']);
+      await t.ready(1);
+      const [worker] = workerPidsByTitle(t.pid);
+      const s = procStatus(worker!);
+      assert.deepEqual(s.uid, [65534, 65534, 65534, 65534]);
+      assert.deepEqual(
+        s.gid,
+        [65534, 65534, 65534, 65534],
+        'Gid: the user\'s primary group (docs/settings.md, group: "Default: the user\'s primary group")',
+      );
+      assert.ok(!s.groups.includes(0), `no supplementary root group (Groups: ${s.groups.join(' ')})`);
+    },
+  );
 
-  test('as root, -u 12345 -g 12345: numeric ids with no passwd or group entry (a container\'s arbitrary uid) are used as given', { skip: NEEDS_ROOT }, async (ctx) => {
-    const unknown = spawnSync('getent', ['passwd', '12345']).status !== 0 && spawnSync('getent', ['group', '12345']).status !== 0;
-    assert.ok(unknown, 'uid and gid 12345 have no entry on this machine');
-    const t = serve(ctx, ['-w', '1', '-u', '12345', '-g', '12345', '-b', '127.0.0.1:0']);
-    const url = await t.ready(1);
-    const [worker] = workerPidsByTitle(t.pid);
-    const s = procStatus(worker!);
-    assert.deepEqual([s.uid, s.gid, s.groups], [[12345, 12345, 12345, 12345], [12345, 12345, 12345, 12345], [12345]]);
-    const seen = await info(url);
-    assert.deepEqual([seen.uid, seen.gid], [12345, 12345]);
-  });
+  test(
+    "as root, -u 12345 -g 12345: numeric ids with no passwd or group entry (a container's arbitrary uid) are used as given",
+    { skip: NEEDS_ROOT },
+    async (ctx) => {
+      const unknown =
+        spawnSync('getent', ['passwd', '12345']).status !== 0 && spawnSync('getent', ['group', '12345']).status !== 0;
+      assert.ok(unknown, 'uid and gid 12345 have no entry on this machine');
+      const t = serve(ctx, ['-w', '1', '-u', '12345', '-g', '12345', '-b', '127.0.0.1:0']);
+      const url = await t.ready(1);
+      const [worker] = workerPidsByTitle(t.pid);
+      const s = procStatus(worker!);
+      assert.deepEqual([s.uid, s.gid, s.groups], [[12345, 12345, 12345, 12345], [12345, 12345, 12345, 12345], [12345]]);
+      const seen = await info(url);
+      assert.deepEqual([seen.uid, seen.gid], [12345, 12345]);
+    },
+  );
 
-  test('a user or group that does not exist is an Error: line and exit 2, with nothing left running', { skip: NEEDS_ROOT }, async () => {
-    const sock = path.join(scratchDir('tsgun-identity-'), 'never.sock');
-    for (const args of [['-u', 'tsgun-no-such-user'], ['-g', 'tsgun-no-such-group']]) {
-      const r = await runTsgun([...args, '-b', `unix:${sock}`, APP], { cwd: DIR, env: NO_SYSTEMD });
-      assert.equal(r.code, 2, r.stderr);
-      const errors = r.stderr.split('\n').filter((l) => l.startsWith('Error:'));
-      assert.equal(errors.length, 1, r.stderr);
-      assert.match(errors[0]!, new RegExp(args[1]!));
-      assert.equal(childPidsSync(r.pid).length, 0);
-      assert.equal(existsSync(sock), false);
-    }
-  });
+  test(
+    'a user or group that does not exist is an Error: line and exit 2, with nothing left running',
+    { skip: NEEDS_ROOT },
+    async () => {
+      const sock = path.join(scratchDir('tsgun-identity-'), 'never.sock');
+      for (const args of [
+        ['-u', 'tsgun-no-such-user'],
+        ['-g', 'tsgun-no-such-group'],
+      ]) {
+        const r = await runTsgun([...args, '-b', `unix:${sock}`, APP], { cwd: DIR, env: NO_SYSTEMD });
+        assert.equal(r.code, 2, r.stderr);
+        const errors = r.stderr.split('\n').filter((l) => l.startsWith('Error:'));
+        assert.equal(errors.length, 1, r.stderr);
+        assert.match(errors[0]!, new RegExp(args[1]!));
+        assert.equal(childPidsSync(r.pid).length, 0);
+        assert.equal(existsSync(sock), false);
+      }
+    },
+  );
 });
 
 describe('umask and environment', { concurrency: 2 }, () => {
@@ -120,7 +151,7 @@ describe('umask and environment', { concurrency: 2 }, () => {
     });
   }
 
-  test('-e A=1 --env-file FILE: the app sees the file\'s values (comments skipped, quotes removed), and -e wins', async (ctx) => {
+  test("-e A=1 --env-file FILE: the app sees the file's values (comments skipped, quotes removed), and -e wins", async (ctx) => {
     const file = path.join(scratchDir('tsgun-identity-'), 'app.env');
     writeFileSync(file, ['# a comment', 'A=from-file', 'B=2', 'C="a quoted value # not a comment"', ''].join('\n'));
     const t = serve(ctx, ['-w', '1', '-b', '127.0.0.1:0', '-e', 'A=1', '--env-file', file], { A: '', B: '', C: '' });

@@ -8,7 +8,21 @@ import { renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
-import { alive, bootedPids, childPidsSync, ppid, RawHttp, readIfExists, type Reply, request, scratchDir, sleep, titleOf, Tsgun, waitFor } from '../helpers.js';
+import {
+  alive,
+  bootedPids,
+  childPidsSync,
+  ppid,
+  RawHttp,
+  readIfExists,
+  type Reply,
+  request,
+  scratchDir,
+  sleep,
+  titleOf,
+  Tsgun,
+  waitFor,
+} from '../helpers.js';
 
 const APP = 'express-app:app';
 
@@ -18,7 +32,10 @@ const APP = 'express-app:app';
  */
 function announcingConfig(): string {
   const file = path.join(scratchDir(), 'announce.conf.mjs');
-  writeFileSync(file, 'export default { pre_request: (worker, req) => worker.log.info(`request started: ${req.url}`) };\n');
+  writeFileSync(
+    file,
+    'export default { pre_request: (worker, req) => worker.log.info(`request started: ${req.url}`) };\n',
+  );
   return file;
 }
 
@@ -52,7 +69,11 @@ test('a worker killed with SIGKILL is replaced while the others keep serving', a
   const fresh = replaced.filter((p) => !before.includes(p));
   assert.equal(fresh.length, 1, `one new worker pid (before ${before}, now ${replaced})`);
   assert.ok(bootedPids(t).includes(fresh[0]!), 'the new worker logged Booting');
-  assert.equal(t.grep(new RegExp(`Worker \\(pid:${victim}\\) was sent SIGKILL`)).length, 1, 'the master logged the death');
+  assert.equal(
+    t.grep(new RegExp(`Worker \\(pid:${victim}\\) was sent SIGKILL`)).length,
+    1,
+    'the master logged the death',
+  );
   assert.equal((await request(url)).status, 200);
   assert.equal((await t.stop()).code, 0);
 });
@@ -154,7 +175,11 @@ test('process titles name the app, workers are direct children of the master', a
   await t.ready(2);
   assert.equal(titleOf(t.pid), `tsgun: master [${APP}]`);
   const children = await t.workerPids();
-  assert.deepEqual(children, [...bootedPids(t)].sort((a, b) => a - b), `the master's children are exactly the booted workers; children: ${children.map((p) => `${p} ${titleOf(p)}`).join('; ')}\n${t.stderr}`);
+  assert.deepEqual(
+    children,
+    [...bootedPids(t)].sort((a, b) => a - b),
+    `the master's children are exactly the booted workers; children: ${children.map((p) => `${p} ${titleOf(p)}`).join('; ')}\n${t.stderr}`,
+  );
   for (const pid of children) {
     assert.equal(ppid(pid), t.pid);
     assert.equal(titleOf(pid), `tsgun: worker [${APP}]`);
@@ -194,7 +219,10 @@ test('--access-logfile gets one Gunicorn-format line per request', async (ctx) =
   const url = await t.ready(1);
   const bodies: string[] = [];
   for (let n = 0; n < 6; n++) {
-    const r = await request(url, { path: `/?n=${n}`, headers: { 'user-agent': `probe/${n}`, referer: `http://ref.example/${n}` } });
+    const r = await request(url, {
+      path: `/?n=${n}`,
+      headers: { 'user-agent': `probe/${n}`, referer: `http://ref.example/${n}` },
+    });
     assert.equal(r.status, 200);
     bodies.push(r.body);
   }
@@ -227,7 +255,13 @@ test('an aborted request is logged with its client address', async (ctx) => {
   aborted.on('error', () => {});
   await sleep(100);
   aborted.destroy();
-  const line = await waitFor(() => readIfExists(file).split('\n').find((l) => l.includes('/slow')), 'the aborted request\'s line');
+  const line = await waitFor(
+    () =>
+      readIfExists(file)
+        .split('\n')
+        .find((l) => l.includes('/slow')),
+    "the aborted request's line",
+  );
   assert.match(line, /^127\.0\.0\.1 - - \[/, line);
   assert.equal((await t.stop()).code, 0);
 });
@@ -237,15 +271,22 @@ test('--error-logfile receives the log instead of stderr', async (ctx) => {
   const file = path.join(dir, 'error.log');
   const t = new Tsgun(['-b', '127.0.0.1:0', '--error-logfile', file, APP]);
   ctx.after(() => t.kill());
-  const booted = await waitFor(() => {
-    const text = readIfExists(file);
-    return text.includes('Booting worker with pid') ? text : null;
-  }, 'a Booting line in the error log', 30_000);
+  const booted = await waitFor(
+    () => {
+      const text = readIfExists(file);
+      return text.includes('Booting worker with pid') ? text : null;
+    },
+    'a Booting line in the error log',
+    30_000,
+  );
   const url = /"msg":"Listening at: (http:\/\/[^ ]+) \(/.exec(booted)?.[1];
   assert.ok(url, 'the Listening at: line is in the file');
   assert.equal((await request(url)).status, 200);
   assert.equal((await t.stop()).code, 0);
-  const lines = readIfExists(file).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; role: string });
+  const lines = readIfExists(file)
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { msg: string; role: string });
   assert.ok(lines.some((l) => l.msg.startsWith('Starting tsgun') && l.role === 'master'));
   assert.ok(lines.some((l) => l.msg.startsWith('Booting worker') && l.role === 'worker'));
   assert.ok(lines.some((l) => l.msg === 'Shutting down: Master'));
@@ -256,12 +297,28 @@ test('USR1 after logrotate renamed the logs makes master and workers write new f
   const dir = scratchDir();
   const access = path.join(dir, 'access.log');
   const errors = path.join(dir, 'error.log');
-  const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--access-logfile', access, '--access-logformat', '%(p)s %(r)s', '--error-logfile', errors, APP]);
+  const t = new Tsgun([
+    '-w',
+    '2',
+    '-b',
+    '127.0.0.1:0',
+    '--access-logfile',
+    access,
+    '--access-logformat',
+    '%(p)s %(r)s',
+    '--error-logfile',
+    errors,
+    APP,
+  ]);
   ctx.after(() => t.kill());
-  const text = await waitFor(() => {
-    const s = readIfExists(errors);
-    return (s.match(/Booting worker with pid/g) ?? []).length >= 2 ? s : null;
-  }, 'two workers booted', 30_000);
+  const text = await waitFor(
+    () => {
+      const s = readIfExists(errors);
+      return (s.match(/Booting worker with pid/g) ?? []).length >= 2 ? s : null;
+    },
+    'two workers booted',
+    30_000,
+  );
   const url = /"msg":"Listening at: (http:\/\/[^ ]+) \(/.exec(text)![1]!;
   const workers = childPidsSync(t.pid);
   assert.equal(workers.length, 2);
@@ -272,15 +329,22 @@ test('USR1 after logrotate renamed the logs makes master and workers write new f
   t.signal('SIGUSR1');
 
   // Requests until both workers have written to a new file at the old path.
-  const writers = (): Set<string> => new Set([...readIfExists(access).matchAll(/^<(\d+)> GET \/\?after=/gm)].map((m) => m[1]!));
+  const writers = (): Set<string> =>
+    new Set([...readIfExists(access).matchAll(/^<(\d+)> GET \/\?after=/gm)].map((m) => m[1]!));
   for (let n = 0; writers().size < 2; n++) {
     assert.ok(n < 400, `both workers should reopen the access log; new file:\n${readIfExists(access)}`);
     await request(url, { path: `/?after=${n}` });
     await sleep(20);
   }
-  assert.deepEqual([...writers()].map(Number).sort((a, b) => a - b), workers);
+  assert.deepEqual(
+    [...writers()].map(Number).sort((a, b) => a - b),
+    workers,
+  );
   const fresh = readIfExists(access).split('\n').filter(Boolean);
-  assert.ok(fresh.every((l) => l.includes('?after=')), `only post-USR1 requests in the new file:\n${fresh.join('\n')}`);
+  assert.ok(
+    fresh.every((l) => l.includes('?after=')),
+    `only post-USR1 requests in the new file:\n${fresh.join('\n')}`,
+  );
   const old = readIfExists(`${access}.1`).split('\n').filter(Boolean);
   assert.equal(old.filter((l) => l.includes('?before=')).length, 4, 'the rotated file keeps the old lines');
 

@@ -16,7 +16,25 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import http from 'node:http';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, appDir, bootedPids, childPidsSync, FIXTURES, hit, linesSince, type LogLine, processesWithEnv, readIfExists, request, runTsgun, scratchDir, settle, sleep, Tsgun, waitFor } from '../helpers.js';
+import {
+  alive,
+  appDir,
+  bootedPids,
+  childPidsSync,
+  FIXTURES,
+  hit,
+  linesSince,
+  type LogLine,
+  processesWithEnv,
+  readIfExists,
+  request,
+  runTsgun,
+  scratchDir,
+  settle,
+  sleep,
+  Tsgun,
+  waitFor,
+} from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
 const APP = 'app:app';
@@ -53,30 +71,37 @@ async function answeredBy(url: string, pid: number): Promise<void> {
   assert.fail(`worker ${pid} answered none of 200 requests (answered by ${[...seen].join(', ')})`);
 }
 
-
 /**
  * Requests to `/` one after another (`clients` at a time, on fresh or keep-alive
  * connections) until stopped or until `t` exits; any error or non-200 is a failure.
  * Records which worker answered, and when.
  */
-function backgroundLoad(t: Tsgun, url: string, clients = 1, keepAlive = false): { stop: () => Promise<{ failures: string[]; answers: Array<{ pid: number; at: number }> }> } {
+function backgroundLoad(
+  t: Tsgun,
+  url: string,
+  clients = 1,
+  keepAlive = false,
+): { stop: () => Promise<{ failures: string[]; answers: Array<{ pid: number; at: number }> }> } {
   let running = true;
   const failures: string[] = [];
   const answers: Array<{ pid: number; at: number }> = [];
   const target = new URL(url);
   const one = (agent: http.Agent | false): Promise<number> =>
     new Promise((resolve, reject) => {
-      const req = http.get({ hostname: target.hostname, port: target.port, path: '/', agent, timeout: 15_000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => {
-          const m = /^ok (\d+)$/.exec(body);
-          if (res.statusCode === 200 && m) resolve(Number(m[1]));
-          else reject(new Error(`status ${res.statusCode} ${JSON.stringify(body)}`));
-        });
-        res.on('error', reject);
-      });
+      const req = http.get(
+        { hostname: target.hostname, port: target.port, path: '/', agent, timeout: 15_000 },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => {
+            const m = /^ok (\d+)$/.exec(body);
+            if (res.statusCode === 200 && m) resolve(Number(m[1]));
+            else reject(new Error(`status ${res.statusCode} ${JSON.stringify(body)}`));
+          });
+          res.on('error', reject);
+        },
+      );
       req.on('timeout', () => req.destroy(new Error('timed out after 15 s')));
       req.on('error', reject);
     });
@@ -110,13 +135,22 @@ function backgroundLoad(t: Tsgun, url: string, clients = 1, keepAlive = false): 
  * Run tsgun expecting it to stop by itself with `status` and one `Error:` line matching
  * `message`, leaving no process, socket file, control socket or pidfile behind.
  */
-async function failsAtStart(args: readonly string[], status: number, message: RegExp, cwd: string): Promise<{ errorLine: string; lines: Timed[]; stderr: string }> {
+async function failsAtStart(
+  args: readonly string[],
+  status: number,
+  message: RegExp,
+  cwd: string,
+): Promise<{ errorLine: string; lines: Timed[]; stderr: string }> {
   const dir = scratchDir();
   const sock = path.join(dir, 'app.sock');
   const control = path.join(dir, 'control.sock');
   const pidfile = path.join(dir, 'tsgun.pid');
   const mark = randomUUID();
-  const run = await runTsgun(['-b', `unix:${sock}`, '--control-socket', control, '-p', pidfile, ...args], { cwd, env: { TSGUN_TEST_MARK: mark }, timeoutMs: 90_000 });
+  const run = await runTsgun(['-b', `unix:${sock}`, '--control-socket', control, '-p', pidfile, ...args], {
+    cwd,
+    env: { TSGUN_TEST_MARK: mark },
+    timeoutMs: 90_000,
+  });
   const errorLines = run.stderr.split('\n').filter((l) => l.startsWith('Error:'));
   assert.equal(errorLines.length, 1, `exactly one Error: line; stderr was:\n${run.stderr}`);
   assert.match(errorLines[0]!, message);
@@ -141,7 +175,10 @@ describe('liveness', { concurrency: 2 }, () => {
     const dir = scratchDir('tsgun-liveness-');
     const abortFile = path.join(dir, 'abort.json');
     const spinMark = path.join(dir, 'spin');
-    const t = new Tsgun(['-c', HOOKS_CONF, '-w', '2', '-t', '2', '-b', '127.0.0.1:0', APP], { cwd: DIR, env: { ABORT_FILE: abortFile, SPIN_MARK: spinMark } });
+    const t = new Tsgun(['-c', HOOKS_CONF, '-w', '2', '-t', '2', '-b', '127.0.0.1:0', APP], {
+      cwd: DIR,
+      env: { ABORT_FILE: abortFile, SPIN_MARK: spinMark },
+    });
     ctx.after(() => t.kill());
     const url = await t.ready(2);
     const before = await settle(t.pid, 2, 'start');
@@ -153,31 +190,53 @@ describe('liveness', { concurrency: 2 }, () => {
       (err: Error) => `failed: ${err.message}`,
     );
     // The app writes `PID TIME` just before it spins.
-    const [stuck, spunAt] = (await waitFor(() => readIfExists(spinMark).trim(), 'the /spin request to reach a worker', 30_000)).split(' ').map(Number) as [number, number];
+    const [stuck, spunAt] = (
+      await waitFor(() => readIfExists(spinMark).trim(), 'the /spin request to reach a worker', 30_000)
+    )
+      .split(' ')
+      .map(Number) as [number, number];
     assert.ok(before.includes(stuck), `a worker spins (${stuck} in ${before})`);
     const other = before.find((p) => p !== stuck)!;
 
     // A stuck worker accepts nothing: every request goes to the other one, until the replacement is up.
     const load = backgroundLoad(t, url);
     const timeout = (await t.waitForLine(/^WORKER TIMEOUT/, 60_000, mark)) as Timed;
-    const killed = (await t.waitForLine(new RegExp(`^Worker \\(pid:${stuck}\\) was sent SIGKILL$`), 30_000, mark)) as Timed;
+    const killed = (await t.waitForLine(
+      new RegExp(`^Worker \\(pid:${stuck}\\) was sent SIGKILL$`),
+      30_000,
+      mark,
+    )) as Timed;
     await waitFor(() => !alive(stuck), `stuck worker ${stuck} to be gone`, 10_000);
     const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 60_000, mark);
     const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
     const after = await settle(t.pid, 2, 'after the replacement', 60_000);
-    assert.deepEqual(after, [other, replacement].sort((a, b) => a - b), 'the other worker stays and one new worker joins it');
+    assert.deepEqual(
+      after,
+      [other, replacement].sort((a, b) => a - b),
+      'the other worker stays and one new worker joins it',
+    );
     await answeredBy(url, replacement);
     const result = await load.stop();
     assert.deepEqual(bootedPids(t, mark), [replacement], 'one replacement booted');
-    assert.deepEqual(result.failures, [], `failed requests while a worker was stuck:\n${result.failures.join('\n')}\n--- log ---\n${t.stderr}`);
+    assert.deepEqual(
+      result.failures,
+      [],
+      `failed requests while a worker was stuck:\n${result.failures.join('\n')}\n--- log ---\n${t.stderr}`,
+    );
     const duringBlock = result.answers.filter((a) => a.at <= killed.time);
     assert.ok(duringBlock.length > 0, 'requests were answered while the worker was stuck');
-    assert.deepEqual([...new Set(duringBlock.map((a) => a.pid))], [other], 'only the other worker answered while one was stuck');
+    assert.deepEqual(
+      [...new Set(duringBlock.map((a) => a.pid))],
+      [other],
+      'only the other worker answered while one was stuck',
+    );
     for (const a of result.answers) assert.ok(a.pid === other || a.pid === replacement, `answered by ${a.pid}`);
     assert.match(await spin, /^failed: /, 'the stuck request gets no answer: its connection is reset');
 
     // The log line: who, how long.
-    const m = new RegExp(`^WORKER TIMEOUT \\(pid:${stuck}\\): no heartbeat for (\\d+\\.\\d) s \\(timeout 2 s\\); (blocked at:\\n|no stack available$)`).exec(timeout.msg!);
+    const m = new RegExp(
+      `^WORKER TIMEOUT \\(pid:${stuck}\\): no heartbeat for (\\d+\\.\\d) s \\(timeout 2 s\\); (blocked at:\\n|no stack available$)`,
+    ).exec(timeout.msg!);
     assert.ok(m, `the WORKER TIMEOUT line names the worker and the timeout: ${timeout.msg}`);
     assert.ok(Number(m[1]) >= 2, `silent for at least the timeout (${m[1]} s)`);
     assert.equal(timeout.level, 'error');
@@ -188,30 +247,60 @@ describe('liveness', { concurrency: 2 }, () => {
     // (the bug below), that wait is not the detection's.
     const stackMissing = m[2] !== 'blocked at:\n';
     const noticed = timeout.time - sentAt - (stackMissing ? STACK_WAIT_MS : 0);
-    ctx.diagnostic(`WORKER TIMEOUT ${timeout.time - sentAt} ms after the request (spin from +${spunAt - sentAt} ms), SIGKILL ${killed.time - timeout.time} ms later${stackMissing ? '; no stack' : ''}`);
-    assert.ok(noticed <= 3500, `WORKER TIMEOUT logged ${timeout.time - sentAt} ms after the request was sent (spin started at +${spunAt - sentAt} ms); expected <= 3500 ms`);
+    ctx.diagnostic(
+      `WORKER TIMEOUT ${timeout.time - sentAt} ms after the request (spin from +${spunAt - sentAt} ms), SIGKILL ${killed.time - timeout.time} ms later${stackMissing ? '; no stack' : ''}`,
+    );
+    assert.ok(
+      noticed <= 3500,
+      `WORKER TIMEOUT logged ${timeout.time - sentAt} ms after the request was sent (spin started at +${spunAt - sentAt} ms); expected <= 3500 ms`,
+    );
     // Its last heartbeat may have come up to a beat interval (500 ms) before the spin, and later on a busy machine.
-    assert.ok(timeout.time >= spunAt + 1000, `not before the worker was silent long enough (${timeout.time - spunAt} ms after it started spinning)`);
-    assert.ok(killed.time - timeout.time <= 1000, `killed ${killed.time - timeout.time} ms after the WORKER TIMEOUT line`);
+    assert.ok(
+      timeout.time >= spunAt + 1000,
+      `not before the worker was silent long enough (${timeout.time - spunAt} ms after it started spinning)`,
+    );
+    assert.ok(
+      killed.time - timeout.time <= 1000,
+      `killed ${killed.time - timeout.time} ms after the WORKER TIMEOUT line`,
+    );
 
     // Where it was stuck, and worker_abort run in it. On a busy machine the watchdog can take
     // longer than the master waits for it: see the many-scripts test below.
     await ctx.test('the line shows the busy loop, and worker_abort ran in the paused worker', {}, () => {
-      assert.ok(!stackMissing, `no stack in the WORKER TIMEOUT line: ${timeout.msg}\n--- log ---\n${t.stderr}\n--- worker_abort wrote ---\n${readIfExists(abortFile)}`);
+      assert.ok(
+        !stackMissing,
+        `no stack in the WORKER TIMEOUT line: ${timeout.msg}\n--- log ---\n${t.stderr}\n--- worker_abort wrote ---\n${readIfExists(abortFile)}`,
+      );
       const frames = timeout.msg!.split('\n').slice(1);
       // Lines of app.ts, not of tsx's compiled output (one line): positions go through the source map.
       const appUrl = escape(`file://${path.join(DIR, 'app.ts')}`);
-      assert.match(frames[0]!, new RegExp(`^ {4}at spinForever \\(${appUrl}:${positionOf(APP_TS, 'while (true) {}').split(':')[0]}:\\d+\\)$`), `the top frame is the busy loop, at its line in app.ts:\n${timeout.msg}`);
+      assert.match(
+        frames[0]!,
+        new RegExp(`^ {4}at spinForever \\(${appUrl}:${positionOf(APP_TS, 'while (true) {}').split(':')[0]}:\\d+\\)$`),
+        `the top frame is the busy loop, at its line in app.ts:\n${timeout.msg}`,
+      );
       assert.ok(
         frames.some((f) => new RegExp(`^ {4}at app \\(${appUrl}:${positionOf(APP_TS, 'spinForever();')}\\)$`).test(f)),
         `the app's handler is on the stack, at its call of spinForever in app.ts:\n${timeout.msg}`,
       );
-      const abort = JSON.parse(readIfExists(abortFile) || 'null') as { pid: number; processPid: number; time: number; stack: string } | null;
+      const abort = JSON.parse(readIfExists(abortFile) || 'null') as {
+        pid: number;
+        processPid: number;
+        time: number;
+        stack: string;
+      } | null;
       assert.ok(abort, `worker_abort wrote ${abortFile}`);
       assert.equal(abort.pid, stuck);
       assert.equal(abort.processPid, stuck);
-      assert.match(abort.stack, /\n\s+at spinForever \(.*app\.ts:\d+:\d+\)/, `worker_abort ran inside the busy loop:\n${abort.stack}`);
-      assert.ok(abort.time >= spunAt && abort.time <= timeout.time, 'worker_abort ran between the block and the WORKER TIMEOUT line');
+      assert.match(
+        abort.stack,
+        /\n\s+at spinForever \(.*app\.ts:\d+:\d+\)/,
+        `worker_abort ran inside the busy loop:\n${abort.stack}`,
+      );
+      assert.ok(
+        abort.time >= spunAt && abort.time <= timeout.time,
+        'worker_abort ran between the block and the WORKER TIMEOUT line',
+      );
     });
     assert.equal((await t.stop()).code, 0);
   });
@@ -221,12 +310,21 @@ describe('liveness', { concurrency: 2 }, () => {
   test('an app with a syntax error stops a fresh tsgun with exit 4 and the syntax error, once', async () => {
     const dir = appDir(path.join(DIR, 'app.ts'));
     writeFileSync(path.join(dir, 'app.ts'), SYNTAX_ERROR);
-    const { errorLine, lines, stderr } = await failsAtStart(['-w', '2', APP], 4, /^Error: app module .*\/app\.ts failed to load: /, dir);
+    const { errorLine, lines, stderr } = await failsAtStart(
+      ['-w', '2', APP],
+      4,
+      /^Error: app module .*\/app\.ts failed to load: /,
+      dir,
+    );
     assert.match(errorLine, SYNTAX_MESSAGE);
     assert.ok(errorLine.includes(path.join(dir, 'app.ts')), `names the file: ${errorLine}`);
     const exits = lines.filter((l) => /^Worker \(pid:\d+\) /.test(l.msg ?? ''));
     assert.ok(exits.length >= 1 && exits.length <= 2, `one exit per worker slot at most, not a fork loop:\n${stderr}`);
-    assert.deepEqual(lines.filter((l) => /^Restarting the worker/.test(l.msg ?? '')), [], 'no restart at first start');
+    assert.deepEqual(
+      lines.filter((l) => /^Restarting the worker/.test(l.msg ?? '')),
+      [],
+      'no restart at first start',
+    );
   });
 
   // ---- boot failures after the first start -------------------------------------------
@@ -260,16 +358,23 @@ describe('liveness', { concurrency: 2 }, () => {
     const load = backgroundLoad(t, url);
     mark = t.lines.length;
     process.kill(victim, 'SIGKILL');
-    const restarts = await t.until(() => {
-      const found = linesSince(t, mark, /^Restarting the worker in [\d.]+ s \(attempt \d+, boot failed: /);
-      return found.length >= 3 ? found : null;
-    }, 'three boot failures retried with backoff', 120_000);
+    const restarts = await t.until(
+      () => {
+        const found = linesSince(t, mark, /^Restarting the worker in [\d.]+ s \(attempt \d+, boot failed: /);
+        return found.length >= 3 ? found : null;
+      },
+      'three boot failures retried with backoff',
+      120_000,
+    );
     const attempts = linesSince(t, mark, /^Restarting the worker in /).map((l) => {
       const m = /^Restarting the worker in ([\d.]+) s \(attempt (\d+)(, boot failed: (.*))?\)$/.exec(l.msg!);
       assert.ok(m, `a restart line: ${l.msg}`);
       return { delay: Number(m[1]), attempt: Number(m[2]), bootFailed: m[4] ?? null, level: l.level };
     });
-    assert.ok(attempts.some((a) => a.attempt === 2 && a.bootFailed !== null), `attempt 2 was a boot failure:\n${attempts.map((a) => JSON.stringify(a)).join('\n')}`);
+    assert.ok(
+      attempts.some((a) => a.attempt === 2 && a.bootFailed !== null),
+      `attempt 2 was a boot failure:\n${attempts.map((a) => JSON.stringify(a)).join('\n')}`,
+    );
     for (let i = 1; i < attempts.length; i++) {
       assert.equal(attempts[i]!.attempt, attempts[i - 1]!.attempt + 1, 'attempts are numbered one by one');
       assert.equal(attempts[i]!.delay, Math.min(30, attempts[i - 1]!.delay * 2), 'each delay doubles the last');
@@ -287,7 +392,10 @@ describe('liveness', { concurrency: 2 }, () => {
     const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 90_000, fixedAt);
     const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
     const after = await settle(t.pid, 2, 'after the fix', 60_000);
-    assert.deepEqual(after, [survivor, replacement].sort((a, b) => a - b));
+    assert.deepEqual(
+      after,
+      [survivor, replacement].sort((a, b) => a - b),
+    );
     await answeredBy(url, replacement);
     const result = await load.stop();
     assert.deepEqual(result.failures, [], `failed requests:\n${result.failures.join('\n')}\n--- log ---\n${t.stderr}`);
@@ -300,7 +408,10 @@ describe('liveness', { concurrency: 2 }, () => {
   test('after the first start, a worker that does not boot within --boot-timeout is killed and retried with backoff; tsgun keeps serving', async (ctx) => {
     const flag = path.join(scratchDir(), 'slow');
     // A boot_timeout that a busy machine's normal boot stays well within; the slow boot takes a minute.
-    const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--boot-timeout', '8', 'slow-boot-timer:app'], { cwd: DIR, env: { SLOW_BOOT_FLAG: flag, SLOW_BOOT_MS: '60000' } });
+    const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--boot-timeout', '8', 'slow-boot-timer:app'], {
+      cwd: DIR,
+      env: { SLOW_BOOT_FLAG: flag, SLOW_BOOT_MS: '60000' },
+    });
     ctx.after(() => t.kill());
     const url = await t.ready(2);
     const [victim, survivor] = (await settle(t.pid, 2, 'start')) as [number, number];
@@ -308,10 +419,18 @@ describe('liveness', { concurrency: 2 }, () => {
     writeFileSync(flag, '');
     const mark = t.lines.length;
     process.kill(victim, 'SIGKILL');
-    const retries = await t.until(() => {
-      const found = linesSince(t, mark, /^Restarting the worker in [\d.]+ s \(attempt \d+, boot failed: a worker did not boot within boot_timeout \(8 s\)/);
-      return found.length >= 2 ? found : null;
-    }, 'two boot timeouts retried with backoff', 120_000);
+    const retries = await t.until(
+      () => {
+        const found = linesSince(
+          t,
+          mark,
+          /^Restarting the worker in [\d.]+ s \(attempt \d+, boot failed: a worker did not boot within boot_timeout \(8 s\)/,
+        );
+        return found.length >= 2 ? found : null;
+      },
+      'two boot timeouts retried with backoff',
+      120_000,
+    );
     const delays = retries.map((l) => Number(/in ([\d.]+) s/.exec(l.msg!)![1]));
     assert.equal(delays[1], delays[0]! * 2, `the delay doubles (${delays})`);
     const timedOut = linesSince(t, mark, /^Worker \(pid:\d+\) did not boot within boot_timeout \(8 s\)/);
@@ -322,11 +441,18 @@ describe('liveness', { concurrency: 2 }, () => {
     rmSync(flag);
     const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 90_000, mark);
     const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
-    assert.deepEqual(await settle(t.pid, 2, 'after the fix', 60_000), [survivor, replacement].sort((a, b) => a - b));
+    assert.deepEqual(
+      await settle(t.pid, 2, 'after the fix', 60_000),
+      [survivor, replacement].sort((a, b) => a - b),
+    );
     await answeredBy(url, replacement);
     const result = await load.stop();
     assert.deepEqual(result.failures, [], `failed requests:\n${result.failures.join('\n')}`);
-    assert.deepEqual([...new Set(result.answers.filter((a) => a.at < (booted as Timed).time).map((a) => a.pid))], [survivor], 'the survivor served alone meanwhile');
+    assert.deepEqual(
+      [...new Set(result.answers.filter((a) => a.at < (booted as Timed).time).map((a) => a.pid))],
+      [survivor],
+      'the survivor served alone meanwhile',
+    );
     assert.equal(t.proc.exitCode, null, 'tsgun did not exit');
     assert.equal((await t.stop()).code, 0);
   });
@@ -335,7 +461,10 @@ describe('liveness', { concurrency: 2 }, () => {
 
   test('a worker over --max-worker-memory is replaced, the new one ready before the old one retires, without a failed request', async (ctx) => {
     const readyLog = path.join(scratchDir(), 'ready.log');
-    const t = new Tsgun(['-c', HOOKS_CONF, '-w', '2', '-b', '127.0.0.1:0', '--max-worker-memory', '200MB', '--stats-interval', '1', APP], { cwd: DIR, env: { READY_LOG: readyLog } });
+    const t = new Tsgun(
+      ['-c', HOOKS_CONF, '-w', '2', '-b', '127.0.0.1:0', '--max-worker-memory', '200MB', '--stats-interval', '1', APP],
+      { cwd: DIR, env: { READY_LOG: readyLog } },
+    );
     ctx.after(() => t.kill());
     const url = await t.ready(2);
     const before = await settle(t.pid, 2, 'start');
@@ -350,34 +479,63 @@ describe('liveness', { concurrency: 2 }, () => {
     assert.ok(before.includes(hogPid), `a worker holds 150 MiB (${hog.body})`);
 
     // 200MB is 200e6 bytes.
-    const over = (await t.waitForLine(new RegExp(`^Worker \\(pid:${hogPid}\\) uses [\\d.]+ MiB, over max_worker_memory \\(190\\.7 MiB\\); replacing it$`), 30_000, mark)) as Timed;
+    const over = (await t.waitForLine(
+      new RegExp(
+        `^Worker \\(pid:${hogPid}\\) uses [\\d.]+ MiB, over max_worker_memory \\(190\\.7 MiB\\); replacing it$`,
+      ),
+      30_000,
+      mark,
+    )) as Timed;
     assert.equal(over.level, 'warn');
     assert.ok(Number(/uses ([\d.]+) MiB/.exec(over.msg!)![1]) > 190.7);
-    const retiring = (await t.waitForLine(new RegExp(`^Retiring worker \\(pid:${hogPid}, generation 1\\): memory$`), 60_000, mark)) as Timed;
+    const retiring = (await t.waitForLine(
+      new RegExp(`^Retiring worker \\(pid:${hogPid}, generation 1\\): memory$`),
+      60_000,
+      mark,
+    )) as Timed;
     const booted = await t.waitForLine(/^Booting worker with pid: \d+$/, 30_000, mark);
     const replacement = Number(/pid: (\d+)/.exec(booted.msg!)![1]);
     await waitFor(() => !alive(hogPid), `worker ${hogPid} to exit`, 30_000);
     const after = await settle(t.pid, 2, 'after the replacement', 30_000);
-    assert.deepEqual(after, before.map((p) => (p === hogPid ? replacement : p)).sort((a, b) => a - b));
+    assert.deepEqual(
+      after,
+      before.map((p) => (p === hogPid ? replacement : p)).sort((a, b) => a - b),
+    );
     await answeredBy(url, replacement);
     const results = [await keepAlive.stop(), await fresh.stop()];
     const failures = results.flatMap((r) => r.failures);
     assert.deepEqual(failures, [], `failed requests:\n${failures.join('\n')}\n--- log ---\n${t.stderr}`);
     const answers = results.flatMap((r) => r.answers);
-    assert.ok(answers.some((a) => a.pid === hogPid && a.at > over.time), 'the hog worker kept serving after it was found over the limit');
-    assert.ok(answers.some((a) => a.pid === replacement), 'the replacement served the load');
+    assert.ok(
+      answers.some((a) => a.pid === hogPid && a.at > over.time),
+      'the hog worker kept serving after it was found over the limit',
+    );
+    assert.ok(
+      answers.some((a) => a.pid === replacement),
+      'the replacement served the load',
+    );
 
     // Spawn before retire: post_worker_init, which runs just before a worker reports
     // ready, ran in the replacement after the master found the hog and before it retired it.
-    const readyAt = new Map(readIfExists(readyLog).trim().split('\n').map((l) => l.split(' ').map(Number) as [number, number]));
+    const readyAt = new Map(
+      readIfExists(readyLog)
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ').map(Number) as [number, number]),
+    );
     const replacementReady = readyAt.get(replacement);
     assert.ok(replacementReady !== undefined, `the replacement ran post_worker_init (${readIfExists(readyLog)})`);
-    assert.ok(over.time <= replacementReady && replacementReady <= retiring.time, `found over the limit at ${over.time}, replacement ready at ${replacementReady}, old worker retired at ${retiring.time}`);
+    assert.ok(
+      over.time <= replacementReady && replacementReady <= retiring.time,
+      `found over the limit at ${over.time}, replacement ready at ${replacementReady}, old worker retired at ${retiring.time}`,
+    );
     assert.equal(linesSince(t, mark, /^Worker \(pid:\d+\) uses /).length, 1, 'replaced once');
     assert.deepEqual(bootedPids(t, mark), [replacement], 'one replacement');
 
     const control = /^Control socket: (.*)$/.exec(t.grep(/^Control socket: /)[0]!.msg!)![1]!;
-    const status = JSON.parse((await runTsgun(['status', '--json', '--control-socket', control])).stdout) as { restarts: Record<string, number> };
+    const status = JSON.parse((await runTsgun(['status', '--json', '--control-socket', control])).stdout) as {
+      restarts: Record<string, number>;
+    };
     assert.deepEqual(status.restarts, { memory: 1 }, 'counted as a memory restart');
     assert.equal((await t.stop()).code, 0);
   });
@@ -395,12 +553,24 @@ describe('liveness', { concurrency: 2 }, () => {
     ['busy-waits 10 s', 'slow-boot-busy', 4, /; blocked at:\n {4}at .*\/slow-boot-busy\.ts:\d+:\d+\)/],
   ] as const) {
     test(`an app that ${what} at import stops a first start after --boot-timeout ${seconds} with exit 3, leaving nothing running; the log says where it was stuck`, async () => {
-      const message = new RegExp(`^Error: a worker did not boot within boot_timeout \\(${seconds} s\\); if the app is just slow to start, raise --boot-timeout$`);
-      const { lines, stderr } = await failsAtStart(['-w', '2', '--boot-timeout', String(seconds), `${module}:app`], 3, message, DIR);
+      const message = new RegExp(
+        `^Error: a worker did not boot within boot_timeout \\(${seconds} s\\); if the app is just slow to start, raise --boot-timeout$`,
+      );
+      const { lines, stderr } = await failsAtStart(
+        ['-w', '2', '--boot-timeout', String(seconds), `${module}:app`],
+        3,
+        message,
+        DIR,
+      );
       const started = lines.find((l) => /^Starting tsgun/.test(l.msg ?? ''))!;
-      const timedOut = lines.filter((l) => new RegExp(`^Worker \\(pid:\\d+\\) did not boot within boot_timeout \\(${seconds} s\\)`).test(l.msg ?? ''));
+      const timedOut = lines.filter((l) =>
+        new RegExp(`^Worker \\(pid:\\d+\\) did not boot within boot_timeout \\(${seconds} s\\)`).test(l.msg ?? ''),
+      );
       assert.ok(timedOut.length >= 1 && timedOut.length <= 2, `one boot timeout per worker slot at most:\n${stderr}`);
-      assert.ok(timedOut[0]!.time - started.time >= seconds * 1000, `no worker was killed before boot_timeout (${timedOut[0]!.time - started.time} ms after the start)`);
+      assert.ok(
+        timedOut[0]!.time - started.time >= seconds * 1000,
+        `no worker was killed before boot_timeout (${timedOut[0]!.time - started.time} ms after the start)`,
+      );
       assert.equal(timedOut[0]!.level, 'error');
       assert.match(timedOut[0]!.msg!, where);
       const shutdown = lines.find((l) => l.msg === 'Shutting down: Master');
@@ -430,9 +600,14 @@ describe('liveness', { concurrency: 2 }, () => {
       );
     const before = switches();
     await sleep(4000);
-    const woke = [...switches()].filter(([tid, n]) => n - (before.get(tid) ?? 0) > 0).map(([tid, n]) => `${tid}: ${n - (before.get(tid) ?? 0)}`);
+    const woke = [...switches()]
+      .filter(([tid, n]) => n - (before.get(tid) ?? 0) > 0)
+      .map(([tid, n]) => `${tid}: ${n - (before.get(tid) ?? 0)}`);
     // A thread polling 4 times a second (as the watchdog thread did) wakes 16 times in 4 s.
-    assert.ok(woke.length <= 1 && !woke.some((w) => Number(w.split(': ')[1]) > 3), `threads that woke in 4 s idle: ${woke.join(', ')}`);
+    assert.ok(
+      woke.length <= 1 && !woke.some((w) => Number(w.split(': ')[1]) > 3),
+      `threads that woke in 4 s idle: ${woke.join(', ')}`,
+    );
   });
 
   // ---- the master dies ---------------------------------------------------------------
@@ -441,7 +616,9 @@ describe('liveness', { concurrency: 2 }, () => {
     const dir = scratchDir();
     const pidfile = path.join(dir, 'tsgun.pid');
     const control = path.join(dir, 'control.sock');
-    const t = new Tsgun(['-w', '3', '-b', '127.0.0.1:0', '-p', pidfile, '--control-socket', control, APP], { cwd: DIR });
+    const t = new Tsgun(['-w', '3', '-b', '127.0.0.1:0', '-p', pidfile, '--control-socket', control, APP], {
+      cwd: DIR,
+    });
     ctx.after(() => t.kill());
     const url = await t.ready(3);
     const workers = await settle(t.pid, 3, 'start');
@@ -459,10 +636,16 @@ describe('liveness', { concurrency: 2 }, () => {
     assert.ok(existsSync(pidfile) && existsSync(control));
     const stalePid = await runTsgun(['status', '-p', pidfile]);
     assert.equal(stalePid.code, 1, stalePid.stderr);
-    assert.match(stalePid.stderr, new RegExp(`^Error: no tsgun master is running: pidfile ${pidfile} names pid ${t.pid}, which is not running\\n$`));
+    assert.match(
+      stalePid.stderr,
+      new RegExp(`^Error: no tsgun master is running: pidfile ${pidfile} names pid ${t.pid}, which is not running\\n$`),
+    );
     const staleSocket = await runTsgun(['status', '--control-socket', control]);
     assert.equal(staleSocket.code, 1, staleSocket.stderr);
-    assert.match(staleSocket.stderr, /^Error: cannot reach the master at .*control\.sock: nobody is accepting on it \(stale socket; the master is gone\)\n$/);
+    assert.match(
+      staleSocket.stderr,
+      /^Error: cannot reach the master at .*control\.sock: nobody is accepting on it \(stale socket; the master is gone\)\n$/,
+    );
   });
   // ---- timeout in a large app --------------------------------------------------------
 
@@ -470,17 +653,30 @@ describe('liveness', { concurrency: 2 }, () => {
     const dir = scratchDir('tsgun-liveness-');
     const abortFile = path.join(dir, 'abort.json');
     const spinMark = path.join(dir, 'spin');
-    const t = new Tsgun(['-c', HOOKS_CONF, '-w', '1', '-t', '2', '-b', '127.0.0.1:0', 'many-scripts:app'], { cwd: DIR, env: { ABORT_FILE: abortFile, SPIN_MARK: spinMark } });
+    const t = new Tsgun(['-c', HOOKS_CONF, '-w', '1', '-t', '2', '-b', '127.0.0.1:0', 'many-scripts:app'], {
+      cwd: DIR,
+      env: { ABORT_FILE: abortFile, SPIN_MARK: spinMark },
+    });
     ctx.after(() => t.kill());
     const url = await t.ready(1);
     const mark = t.lines.length;
     void request(url, { path: '/spin', timeoutMs: 120_000 }).catch(() => {});
-    const stuck = Number((await waitFor(() => readIfExists(spinMark).trim(), 'the /spin request to reach the worker', 30_000)).split(' ')[0]);
+    const stuck = Number(
+      (await waitFor(() => readIfExists(spinMark).trim(), 'the /spin request to reach the worker', 30_000)).split(
+        ' ',
+      )[0],
+    );
     const timeout = await t.waitForLine(/^WORKER TIMEOUT/, 60_000, mark);
     // Enabling the debugger in an app this size can take longer than the master waits on a
     // loaded machine; then the line says so, and the worker is killed all the same.
-    assert.match(timeout.msg!, new RegExp(`^WORKER TIMEOUT \\(pid:${stuck}\\): no heartbeat for [\\d.]+ s \\(timeout 2 s\\); (blocked at:\\n {4}at spinForever \\(|no stack available$)`));
-    if (/blocked at:/.test(timeout.msg!)) assert.ok(readIfExists(abortFile).includes(`"pid":${stuck}`), 'worker_abort ran');
+    assert.match(
+      timeout.msg!,
+      new RegExp(
+        `^WORKER TIMEOUT \\(pid:${stuck}\\): no heartbeat for [\\d.]+ s \\(timeout 2 s\\); (blocked at:\\n {4}at spinForever \\(|no stack available$)`,
+      ),
+    );
+    if (/blocked at:/.test(timeout.msg!))
+      assert.ok(readIfExists(abortFile).includes(`"pid":${stuck}`), 'worker_abort ran');
     await t.waitForLine(new RegExp(`^Worker \\(pid:${stuck}\\) was sent SIGKILL`), 30_000, mark);
     let answered = false;
     for (const deadline = Date.now() + 60_000; !answered && Date.now() < deadline; await sleep(200)) {

@@ -7,12 +7,33 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, FIXTURES, request, runTsgun, scratchDir, settle, sleep, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
+import {
+  alive,
+  FIXTURES,
+  request,
+  runTsgun,
+  scratchDir,
+  settle,
+  sleep,
+  Tsgun,
+  waitFor,
+  workerPidsByTitle,
+} from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'liveness');
 const APP = 'app:app';
@@ -47,7 +68,9 @@ describe('the pidfile', () => {
     assert.equal(readFileSync(pidfile, 'utf8'), `${t.pid}\n`);
     assert.equal((await t.stop()).code, 0);
     assert.ok(!existsSync(pidfile), 'the pidfile is removed at exit');
-    const temporary = readdirSync(dir).filter((n) => n.endsWith('.tmp') && !lstatSync(path.join(dir, n)).isSymbolicLink());
+    const temporary = readdirSync(dir).filter(
+      (n) => n.endsWith('.tmp') && !lstatSync(path.join(dir, n)).isSymbolicLink(),
+    );
     assert.deepEqual(temporary, [], 'no temporary file is left');
   });
 
@@ -59,7 +82,9 @@ describe('the pidfile', () => {
     symlinkSync(target, pidfile);
     const r = await runTsgun(['-w', '1', '-b', '127.0.0.1:0', '-p', pidfile, APP], { cwd: DIR });
     assert.equal(r.code, 2, r.stderr);
-    assert.deepEqual(r.stderr.match(/^Error: .*$/gm), [`Error: pidfile ${pidfile} is a symbolic link; remove it or use another --pid`]);
+    assert.deepEqual(r.stderr.match(/^Error: .*$/gm), [
+      `Error: pidfile ${pidfile} is a symbolic link; remove it or use another --pid`,
+    ]);
     assert.equal(readFileSync(target, 'utf8'), 'precious\n');
     assert.ok(lstatSync(pidfile).isSymbolicLink(), 'the link is left as it was');
     assert.ok(!alive(r.pid));
@@ -84,7 +109,10 @@ describe('the control socket', () => {
     const dir = scratchDir();
     chmodSync(dir, mode);
     const pidfile = path.join(dir, 't.pid');
-    const knocker = spawn('python3', ['-c', KNOCK, dir, '20000'], { ...asNobody, stdio: ['ignore', 'pipe', 'inherit'] });
+    const knocker = spawn('python3', ['-c', KNOCK, dir, '20000'], {
+      ...asNobody,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let knocks = '';
     knocker.stdout.setEncoding('utf8').on('data', (c: string) => (knocks += c));
     const knocked = new Promise((resolve) => knocker.once('exit', resolve));
@@ -130,7 +158,8 @@ describe('the control socket', () => {
     });
   }
 
-  const planted = 'a socket directory planted by another user is refused by the master and by the commands, with one Error: line';
+  const planted =
+    'a socket directory planted by another user is refused by the master and by the commands, with one Error: line';
   test(planted, { skip: isRoot ? false : 'needs root' }, async () => {
     const dir = scratchDir();
     chmodSync(dir, 0o1777);
@@ -160,7 +189,11 @@ describe('the master survives its own bookkeeping', () => {
     const rejected = await t.waitForLine(/^unhandled rejection in the master: .*rejected in a promise/);
     for (const line of [thrown, rejected]) {
       assert.equal(line.level, 'error');
-      assert.match(String((line as { err?: { stack?: string } }).err?.stack), /stray-errors\.conf\.ts/, 'the stack is logged');
+      assert.match(
+        String((line as { err?: { stack?: string } }).err?.stack),
+        /stray-errors\.conf\.ts/,
+        'the stack is logged',
+      );
     }
     const [worker] = await settle(t.pid, 1, 'start');
     process.kill(worker!, 'SIGKILL');
@@ -174,12 +207,17 @@ describe('the master survives its own bookkeeping', () => {
   });
 
   test('with 256 descriptors and 400 connections held on its metrics port, the master keeps supervising and serving', async () => {
-    const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--stats-interval', '1', APP], { cwd: DIR });
+    const t = new Tsgun(
+      ['-w', '2', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--stats-interval', '1', APP],
+      { cwd: DIR },
+    );
     const held: net.Socket[] = [];
     try {
       const url = await t.ready(2);
       const before = await settle(t.pid, 2, 'start');
-      const metrics = /^Metrics at: http:\/\/127\.0\.0\.1:(\d+)\/metrics$/.exec((await t.waitForLine(/^Metrics at: /)).msg!);
+      const metrics = /^Metrics at: http:\/\/127\.0\.0\.1:(\d+)\/metrics$/.exec(
+        (await t.waitForLine(/^Metrics at: /)).msg!,
+      );
       assert.ok(metrics);
       const limit = spawnSync('prlimit', ['--pid', String(t.pid), '--nofile=256:256'], { encoding: 'utf8' });
       assert.equal(limit.status, 0, limit.stderr);
@@ -188,7 +226,8 @@ describe('the master survives its own bookkeeping', () => {
         c.on('error', () => {});
         held.push(c);
       }
-      const settled = (c: net.Socket): Promise<unknown> => new Promise((resolve) => c.once('connect', resolve).once('close', resolve));
+      const settled = (c: net.Socket): Promise<unknown> =>
+        new Promise((resolve) => c.once('connect', resolve).once('close', resolve));
       await Promise.all(held.filter((c) => c.connecting).map(settled));
       // Stats sampling opens /proc files every second: give it a few rounds at the limit.
       await sleep(3000);
@@ -215,7 +254,19 @@ describe('the master survives its own bookkeeping', () => {
 
 /** A fresh self-signed certificate and key for localhost, as `cert.pem` and `key.pem` in `dir`. */
 function makeCertificate(dir: string): void {
-  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=localhost'];
+  const args = [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=localhost',
+  ];
   const r = spawnSync('openssl', [...args, '-keyout', 'key.pem', '-out', 'cert.pem'], { cwd: dir, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   chmodSync(path.join(dir, 'key.pem'), 0o600);
@@ -235,7 +286,8 @@ function tlsGet(url: string): Promise<{ status: number; body: string; fingerprin
 }
 
 describe('TLS keys are read by the master', () => {
-  const name = 'with --user nobody and a key file only root can read, workers serve TLS; a HUP picks up a renewed certificate';
+  const name =
+    'with --user nobody and a key file only root can read, workers serve TLS; a HUP picks up a renewed certificate';
   test(name, { skip: nobodyCanReadApp ? false : 'needs root, and an app the nobody user can read' }, async (ctx) => {
     const dir = scratchDir();
     chmodSync(dir, 0o755);
@@ -247,8 +299,15 @@ describe('TLS keys are read by the master', () => {
     const url = await t.ready(1);
     assert.match(url, /^https:/);
     const [worker] = await settle(t.pid, 1, 'start');
-    assert.match(readFileSync(`/proc/${worker}/status`, 'utf8'), new RegExp(`^Uid:\\s+${NOBODY}\\s`, 'm'), 'the worker runs as nobody');
-    assert.ok(!readFileSync(`/proc/${worker}/environ`).includes('PRIVATE KEY'), "the key is not in the worker's environment");
+    assert.match(
+      readFileSync(`/proc/${worker}/status`, 'utf8'),
+      new RegExp(`^Uid:\\s+${NOBODY}\\s`, 'm'),
+      'the worker runs as nobody',
+    );
+    assert.ok(
+      !readFileSync(`/proc/${worker}/environ`).includes('PRIVATE KEY'),
+      "the key is not in the worker's environment",
+    );
     const before = await tlsGet(url);
     assert.equal(before.status, 200);
     makeCertificate(dir);
@@ -274,7 +333,9 @@ describe('TLS keys are read by the master', () => {
     const files = ['--certfile', path.join(dir, 'cert.pem'), '--keyfile', keyfile];
     const r = await runTsgun(['-w', '1', '-b', '127.0.0.1:0', ...files, APP], { cwd: DIR });
     assert.equal(r.code, 2, r.stderr);
-    assert.deepEqual(r.stderr.match(/^Error: .*$/gm), [`Error: keyfile ${keyfile} cannot be read (EISDIR); check --keyfile`]);
+    assert.deepEqual(r.stderr.match(/^Error: .*$/gm), [
+      `Error: keyfile ${keyfile} cannot be read (EISDIR); check --keyfile`,
+    ]);
     assert.ok(!alive(r.pid));
   });
 });

@@ -23,26 +23,42 @@ function nextMessage(ws: WebSocket, ms = 5000): Promise<string> {
 
 describe('WebSockets behind nginx, as the docs configure it', { concurrency: 1 }, () => {
   for (const doc of DOCS) {
-    test(`${doc}: a WebSocket through nginx reaches the app's ws server, echoes, and closes cleanly`, { skip: NEEDS_NGINX }, async (t) => {
-      const { sock } = await startTsgun(t, doc, [], 'ws-server');
-      const nginx = await startNginx(t, (port) => docNginx(doc, sock, port));
+    test(
+      `${doc}: a WebSocket through nginx reaches the app's ws server, echoes, and closes cleanly`,
+      { skip: NEEDS_NGINX },
+      async (t) => {
+        const { sock } = await startTsgun(t, doc, [], 'ws-server');
+        const nginx = await startNginx(t, (port) => docNginx(doc, sock, port));
 
-      const ws = new WebSocket(`ws://127.0.0.1:${nginx.port}/echo`, { headers: { 'x-forwarded-for': '6.6.6.6' }, handshakeTimeout: 5000 });
-      t.after(() => ws.terminate());
-      const greeting = nextMessage(ws);
-      const [opened] = await Promise.race([once(ws, 'open'), once(ws, 'unexpected-response').then(([, res]) => Promise.reject(new Error(`upgrade answered ${(res as { statusCode: number }).statusCode}`)))]);
-      assert.equal(opened, undefined);
-      assert.deepEqual(JSON.parse(await greeting), { remote: '127.0.0.1', url: '/echo' }, 'the upgrade request carries nginx\'s view of the client');
+        const ws = new WebSocket(`ws://127.0.0.1:${nginx.port}/echo`, {
+          headers: { 'x-forwarded-for': '6.6.6.6' },
+          handshakeTimeout: 5000,
+        });
+        t.after(() => ws.terminate());
+        const greeting = nextMessage(ws);
+        const [opened] = await Promise.race([
+          once(ws, 'open'),
+          once(ws, 'unexpected-response').then(([, res]) =>
+            Promise.reject(new Error(`upgrade answered ${(res as { statusCode: number }).statusCode}`)),
+          ),
+        ]);
+        assert.equal(opened, undefined);
+        assert.deepEqual(
+          JSON.parse(await greeting),
+          { remote: '127.0.0.1', url: '/echo' },
+          "the upgrade request carries nginx's view of the client",
+        );
 
-      for (const text of ['hello', 'x'.repeat(70_000)]) {
-        const echoed = nextMessage(ws);
-        ws.send(text);
-        assert.equal(await echoed, text);
-      }
-      const closed = once(ws, 'close');
-      ws.close(1000, 'done');
-      const [code] = (await closed) as [number, Buffer];
-      assert.equal(code, 1000);
-    });
+        for (const text of ['hello', 'x'.repeat(70_000)]) {
+          const echoed = nextMessage(ws);
+          ws.send(text);
+          assert.equal(await echoed, text);
+        }
+        const closed = once(ws, 'close');
+        ws.close(1000, 'done');
+        const [code] = (await closed) as [number, Buffer];
+        assert.equal(code, 1000);
+      },
+    );
   }
 });

@@ -23,7 +23,7 @@ export const NGINX = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr
     }
   });
 
-export const NEEDS_NGINX = NGINX ? false : 'nginx is not installed (.ci/run installs Debian\'s nginx package)';
+export const NEEDS_NGINX = NGINX ? false : "nginx is not installed (.ci/run installs Debian's nginx package)";
 
 /** The docs that show an nginx config, relative to the repository root. */
 export const DOCS = ['README.md', 'docs/deploy.md'] as const;
@@ -38,14 +38,19 @@ function fence(file: string, lang: string, heading?: string): string {
 }
 
 /** The place in each doc where its nginx example is. */
-const HEADINGS: Record<(typeof DOCS)[number], string> = { 'README.md': '**nginx in front**', 'docs/deploy.md': '## nginx in front' };
+const HEADINGS: Record<(typeof DOCS)[number], string> = {
+  'README.md': '**nginx in front**',
+  'docs/deploy.md': '## nginx in front',
+};
 
 /**
  * The tsgun arguments a doc's `tsgun ... app:app` line gives, with the socket path
  * changed and one worker: `-b unix:SOCK -m 007 --forwarded-allow-ips unix ...`.
  */
 export function docTsgunArgs(doc: (typeof DOCS)[number], sock: string): string[] {
-  const line = fence(doc, 'sh', HEADINGS[doc]).split('\n').find((l) => l.startsWith('tsgun '));
+  const line = fence(doc, 'sh', HEADINGS[doc])
+    .split('\n')
+    .find((l) => l.startsWith('tsgun '));
   if (!line) throw new Error(`no tsgun command line in ${doc}`);
   const args = line.split(/\s+/).slice(1, -1);
   return args.map((a, i) => (a.startsWith('unix:') ? `unix:${sock}` : args[i - 1] === '-w' ? '1' : a));
@@ -54,8 +59,11 @@ export function docTsgunArgs(doc: (typeof DOCS)[number], sock: string): string[]
 /** A doc's nginx block, pointed at `sock` and listening on 127.0.0.1:`port`. */
 export function docNginx(doc: (typeof DOCS)[number], sock: string, port: number): string {
   const block = fence(doc, 'nginx', HEADINGS[doc]);
-  if (!block.includes('unix:/run/tsgun/tsgun.sock') || !/^\s*listen [^;]+;$/m.test(block)) throw new Error(`unexpected nginx block in ${doc}`);
-  return block.replace('unix:/run/tsgun/tsgun.sock', `unix:${sock}`).replace(/^(\s*)listen [^;]+;$/m, `$1listen 127.0.0.1:${port};`);
+  if (!block.includes('unix:/run/tsgun/tsgun.sock') || !/^\s*listen [^;]+;$/m.test(block))
+    throw new Error(`unexpected nginx block in ${doc}`);
+  return block
+    .replace('unix:/run/tsgun/tsgun.sock', `unix:${sock}`)
+    .replace(/^(\s*)listen [^;]+;$/m, `$1listen 127.0.0.1:${port};`);
 }
 
 export interface Nginx {
@@ -71,7 +79,11 @@ export interface Nginx {
  * scratch directory, stopped when the test ends. As root, its workers run as root too
  * (tsgun's socket is `srwxrwx---` owned by the user tsgun runs as), or as `opts.user`.
  */
-export async function startNginx(t: TestContext, conf: (port: number) => string, opts: { user?: string } = {}): Promise<Nginx> {
+export async function startNginx(
+  t: TestContext,
+  conf: (port: number) => string,
+  opts: { user?: string } = {},
+): Promise<Nginx> {
   const dir = scratchDir('tsgun-nginx-');
   const port = await freePort();
   const root = process.getuid?.() === 0;
@@ -89,7 +101,9 @@ export async function startNginx(t: TestContext, conf: (port: number) => string,
     '}',
   ].join('\n');
   writeFileSync(path.join(dir, 'nginx.conf'), config);
-  const proc = spawn(NGINX!, ['-p', `${dir}/`, '-c', `${dir}/nginx.conf`, '-e', `${dir}/error.log`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(NGINX!, ['-p', `${dir}/`, '-c', `${dir}/nginx.conf`, '-e', `${dir}/error.log`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
@@ -109,7 +123,9 @@ export async function startNginx(t: TestContext, conf: (port: number) => string,
     });
     if (up) break;
     if (proc.exitCode !== null || Date.now() > deadline) {
-      throw new Error(`nginx did not start:\n${stderr}\n${readIfExists(path.join(dir, 'error.log'))}\n--- nginx.conf ---\n${config}`);
+      throw new Error(
+        `nginx did not start:\n${stderr}\n${readIfExists(path.join(dir, 'error.log'))}\n--- nginx.conf ---\n${config}`,
+      );
     }
     await sleep(50);
   }
@@ -117,7 +133,12 @@ export async function startNginx(t: TestContext, conf: (port: number) => string,
 }
 
 /** tsgun on a unix socket in a scratch directory, started as `doc` says, serving a fixture in test/fixtures/nginx/. */
-export async function startTsgun(t: TestContext, doc: (typeof DOCS)[number], extra: readonly string[], app: string): Promise<{ tsgun: Tsgun; sock: string }> {
+export async function startTsgun(
+  t: TestContext,
+  doc: (typeof DOCS)[number],
+  extra: readonly string[],
+  app: string,
+): Promise<{ tsgun: Tsgun; sock: string }> {
   const sock = path.join(scratchDir(), 'tsgun.sock');
   const tsgun = new Tsgun([...docTsgunArgs(doc, sock), ...extra, app], { cwd: path.join(FIXTURES, 'nginx') });
   t.after(async () => {

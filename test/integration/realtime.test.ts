@@ -16,7 +16,12 @@ import { makePki, tlsArgs } from './http-layer.shared.js';
 
 const DIR = path.join(FIXTURES, 'realtime');
 
-async function serve(t: { after(fn: () => unknown): void }, app: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ tsgun: Tsgun; url: string; ws: string }> {
+async function serve(
+  t: { after(fn: () => unknown): void },
+  app: string,
+  extra: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ tsgun: Tsgun; url: string; ws: string }> {
   const tsgun = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--chdir', DIR, ...extra, app], { env });
   t.after(() => tsgun.stop());
   const url = await tsgun.ready(2);
@@ -34,7 +39,9 @@ async function connect(url: string): Promise<Client> {
   const ws = new WebSocket(url);
   const errors: Error[] = [];
   ws.on('error', (err) => errors.push(err));
-  const closed = new Promise<{ code: number; reason: string; at: number }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: String(reason), at: Date.now() })));
+  const closed = new Promise<{ code: number; reason: string; at: number }>((resolve) =>
+    ws.once('close', (code, reason) => resolve({ code, reason: String(reason), at: Date.now() })),
+  );
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('unexpected-response', (_req, res) => reject(new Error(`unexpected response ${res.statusCode}`)));
@@ -49,7 +56,10 @@ async function connect(url: string): Promise<Client> {
 }
 
 /** Open `n` WebSockets, as separate connections, until both workers hold some (each echo names its worker's pid). */
-async function spread(url: string, n: number): Promise<{ clients: Array<Client & { pid: string }>; pids: Set<string> }> {
+async function spread(
+  url: string,
+  n: number,
+): Promise<{ clients: Array<Client & { pid: string }>; pids: Set<string> }> {
   const clients: Array<Client & { pid: string }> = [];
   const pids = new Set<string>();
   for (let i = 0; (i < n || pids.size < 2) && i < 60; i++) {
@@ -73,7 +83,18 @@ test('ws attached through the factory context echoes, and a plain app answers an
 });
 
 test('a WebSocket outlives every HTTP timeout, with traffic and in silence, and receives no stray bytes', async (t) => {
-  const timeouts = ['--keep-alive', '1', '--headers-timeout', '1', '--request-timeout', '2', '--timeout', '2', '--idle-connection-timeout', '1'];
+  const timeouts = [
+    '--keep-alive',
+    '1',
+    '--headers-timeout',
+    '1',
+    '--request-timeout',
+    '2',
+    '--timeout',
+    '2',
+    '--idle-connection-timeout',
+    '1',
+  ];
   const { ws } = await serve(t, 'ws-factory:create()', timeouts);
   const busy = await connect(ws);
   const silent = await connect(ws);
@@ -106,7 +127,12 @@ test('upgrades are not requests: max_requests and limit_concurrency ignore open 
 
 test('HUP: every WebSocket gets 1012 before graceful_timeout, the app closes, worker_exit runs, a reconnect reaches the new generation', async (t) => {
   const dir = scratchDir();
-  const { tsgun, ws } = await serve(t, 'ws-factory:create()', ['--graceful-timeout', '5', '-c', path.join(DIR, 'hooks.conf.ts')], { RT_DIR: dir });
+  const { tsgun, ws } = await serve(
+    t,
+    'ws-factory:create()',
+    ['--graceful-timeout', '5', '-c', path.join(DIR, 'hooks.conf.ts')],
+    { RT_DIR: dir },
+  );
   const { clients, pids } = await spread(ws, 4);
   tsgun.signal('SIGHUP');
   for (const c of clients) {
@@ -114,7 +140,10 @@ test('HUP: every WebSocket gets 1012 before graceful_timeout, the app closes, wo
     assert.equal(close.code, 1012);
     assert.equal(close.reason, 'service restart');
     const drainedAt = await retiredAt(tsgun, c.pid);
-    assert.ok(close.at - drainedAt < 5000, `closed ${close.at - drainedAt} ms after its worker began to drain, graceful_timeout is 5 s`);
+    assert.ok(
+      close.at - drainedAt < 5000,
+      `closed ${close.at - drainedAt} ms after its worker began to drain, graceful_timeout is 5 s`,
+    );
   }
   const fresh = await connect(ws);
   const pid = (await fresh.echo('again')).split(':')[0]!;
@@ -122,17 +151,27 @@ test('HUP: every WebSocket gets 1012 before graceful_timeout, the app closes, wo
   fresh.ws.close();
   for (const old of pids) {
     await tsgun.until(() => existsSync(path.join(dir, `exit-${old}`)), `worker_exit of ${old}`);
-    assert.equal(readFileSync(path.join(dir, `exit-${old}`), 'utf8'), old, 'worker_exit ran in the worker, with its pid');
+    assert.equal(
+      readFileSync(path.join(dir, `exit-${old}`), 'utf8'),
+      old,
+      'worker_exit ran in the worker, with its pid',
+    );
     assert.ok(existsSync(path.join(dir, `close-${old}`)), `the app's 300 ms close() of ${old} ran to completion`);
   }
 });
 
 test('TERM: every WebSocket gets 1001, the app closes, the master exits 0', async (t) => {
   const dir = scratchDir();
-  const { tsgun, ws } = await serve(t, 'ws-factory:create()', ['--graceful-timeout', '5', '-c', path.join(DIR, 'hooks.conf.ts')], { RT_DIR: dir });
+  const { tsgun, ws } = await serve(
+    t,
+    'ws-factory:create()',
+    ['--graceful-timeout', '5', '-c', path.join(DIR, 'hooks.conf.ts')],
+    { RT_DIR: dir },
+  );
   const { clients, pids } = await spread(ws, 4);
   tsgun.signal('SIGTERM');
-  for (const close of await Promise.all(clients.map((c) => c.closed))) assert.deepEqual([close.code, close.reason], [1001, 'going away']);
+  for (const close of await Promise.all(clients.map((c) => c.closed)))
+    assert.deepEqual([close.code, close.reason], [1001, 'going away']);
   assert.deepEqual(await tsgun.exited, { code: 0, signal: null });
   for (const old of pids) {
     assert.ok(existsSync(path.join(dir, `close-${old}`)), `close() of ${old}`);
@@ -162,7 +201,8 @@ async function retiredAt(tsgun: Tsgun, pid: string): Promise<number> {
 function sse(url: string, query: string): Promise<{ body: string; clean: boolean; at: number; pid: string }> {
   return new Promise((resolve) => {
     let body = '';
-    const done = (clean: boolean): void => resolve({ body, clean, at: Date.now(), pid: /^: pid (\d+)/.exec(body)?.[1] ?? '' });
+    const done = (clean: boolean): void =>
+      resolve({ body, clean, at: Date.now(), pid: /^: pid (\d+)/.exec(body)?.[1] ?? '' });
     const req = http.get(`${url}/sse?${query}`, { agent: false }, (res) => {
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
@@ -176,7 +216,9 @@ function sse(url: string, query: string): Promise<{ body: string; clean: boolean
 
 test('HUP: an SSE stream shorter than graceful_timeout finishes, a longer one ends cleanly at the deadline; close() and worker_exit run', async (t) => {
   const dir = scratchDir();
-  const { tsgun, url } = await serve(t, 'sse-app', ['--graceful-timeout', '6', '-c', path.join(DIR, 'hooks.conf.ts')], { RT_DIR: dir });
+  const { tsgun, url } = await serve(t, 'sse-app', ['--graceful-timeout', '6', '-c', path.join(DIR, 'hooks.conf.ts')], {
+    RT_DIR: dir,
+  });
   // The short stream ends 1.5 s after its worker starts to drain, however long the new generation takes to boot.
   const short = sse(url, 'after-close=1500');
   const long = sse(url, 'ms=60000');
@@ -185,15 +227,25 @@ test('HUP: an SSE stream shorter than graceful_timeout finishes, a longer one en
   const s = await short;
   assert.ok(s.clean, 'the short stream was cut');
   assert.match(s.body, /data: end/);
-  assert.ok((await retiredAt(tsgun, s.pid)) < s.at, 'the short stream ended before its worker began to drain: nothing was tested');
+  assert.ok(
+    (await retiredAt(tsgun, s.pid)) < s.at,
+    'the short stream ended before its worker began to drain: nothing was tested',
+  );
   const l = await long;
   const tookMs = l.at - (await retiredAt(tsgun, l.pid));
   assert.ok(l.clean, 'the long stream was reset, not ended');
   assert.doesNotMatch(l.body, /data: end/);
-  assert.ok(tookMs >= 5000 && tookMs < 8000, `the long stream ended ${tookMs} ms after its worker began to drain (graceful_timeout 6 s)`);
+  assert.ok(
+    tookMs >= 5000 && tookMs < 8000,
+    `the long stream ended ${tookMs} ms after its worker began to drain (graceful_timeout 6 s)`,
+  );
   for (const pid of new Set([s.pid, l.pid])) {
     await tsgun.until(() => existsSync(path.join(dir, `exit-${pid}`)), `worker_exit of ${pid}`);
-    assert.equal(readFileSync(path.join(dir, `exit-${pid}`), 'utf8'), pid, 'worker_exit ran in the worker, with its pid');
+    assert.equal(
+      readFileSync(path.join(dir, `exit-${pid}`), 'utf8'),
+      pid,
+      'worker_exit ran in the worker, with its pid',
+    );
     assert.ok(existsSync(path.join(dir, `close-${pid}`)), `the app's 300 ms close() of ${pid} ran to completion`);
   }
 });
@@ -214,7 +266,8 @@ test('Socket.IO (websocket transport) echoes through 2 workers, reconnects to th
   assert.equal(tsgun.grep(/Socket\.IO with several workers/).length, 1);
 
   const old = new Set(childPidsSync(tsgun.pid).map(String));
-  const reconnect = (): Promise<void> => new Promise<void>((resolve) => socket.once('disconnect', () => socket.once('connect', () => resolve())));
+  const reconnect = (): Promise<void> =>
+    new Promise<void>((resolve) => socket.once('disconnect', () => socket.once('connect', () => resolve())));
   let reconnected = reconnect();
   tsgun.signal('SIGHUP');
   // Old workers leave one by one: a client may land on the other old worker first, and be sent on again.
@@ -234,7 +287,8 @@ test('@fastify/websocket echoes; Fastify onClose runs to completion on HUP and o
   assert.equal(await c.echo('hi'), 'fastify:hi');
   const first = await tsgun.workerPids();
   tsgun.signal('SIGHUP');
-  for (const pid of first) await tsgun.until(() => existsSync(path.join(dir, `fastify-${pid}`)), `onClose of ${pid} on HUP`);
+  for (const pid of first)
+    await tsgun.until(() => existsSync(path.join(dir, `fastify-${pid}`)), `onClose of ${pid} on HUP`);
   await c.closed;
   await tsgun.until(() => tsgun.grep(/^Booting worker with pid/).length >= 4, 'the new generation');
   const second = await tsgun.until(() => {
@@ -293,7 +347,7 @@ test('an exported plain http.Server with certfile set stops tsgun with one Error
   assert.match(errors[0]!, /brings its own plain http\.Server but certfile\/keyfile are set/);
 });
 
-test('an app that calls app.listen(PORT) is served on tsgun\'s bind by 2 workers, and nothing listens on PORT', async (t) => {
+test("an app that calls app.listen(PORT) is served on tsgun's bind by 2 workers, and nothing listens on PORT", async (t) => {
   const port = await freePort();
   const { tsgun, url, ws } = await serve(t, 'listen-app', [], { RT_PORT: String(port) });
   const pids = new Set<string>();
@@ -305,7 +359,10 @@ test('an app that calls app.listen(PORT) is served on tsgun\'s bind by 2 workers
   await assert.rejects(request(`http://127.0.0.1:${port}/`), /ECONNREFUSED/);
   assert.equal(tsgun.grep(/called listen\(\) on its own server/).length, 1);
   const tsgunPort = new URL(url).port;
-  await tsgun.until(() => tsgun.stdout.split('\n').filter((l) => l === `app says: listening on ${tsgunPort}`).length === 2, "the app's listen callback, with tsgun's port");
+  await tsgun.until(
+    () => tsgun.stdout.split('\n').filter((l) => l === `app says: listening on ${tsgunPort}`).length === 2,
+    "the app's listen callback, with tsgun's port",
+  );
 });
 
 test('upgraded connections are counted apart: a tsgun status column and a /metrics gauge', async (t) => {
@@ -313,14 +370,27 @@ test('upgraded connections are counted apart: a tsgun status column and a /metri
   const { tsgun, ws, url } = await serve(t, 'ws-factory:create()', ['-p', pidfile, '--metrics-bind', '127.0.0.1:0']);
   const { clients } = await spread(ws, 3);
   const metricsUrl = /^Metrics at: (\S+)$/.exec((await tsgun.waitForLine(/^Metrics at: /)).msg!)![1]!;
-  const upgraded = (text: string): number => [...text.matchAll(/^tsgun_upgraded_connections\{worker="\d+"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  const upgraded = (text: string): number =>
+    [...text.matchAll(/^tsgun_upgraded_connections\{worker="\d+"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
   let metrics = '';
-  for (const deadline = Date.now() + 10_000; upgraded(metrics) !== clients.length && Date.now() < deadline; await sleep(300)) metrics = (await request(metricsUrl)).body;
+  for (
+    const deadline = Date.now() + 10_000;
+    upgraded(metrics) !== clients.length && Date.now() < deadline;
+    await sleep(300)
+  )
+    metrics = (await request(metricsUrl)).body;
   assert.equal(upgraded(metrics), clients.length, metrics);
   const status = await runTsgun(['status', '--json', '-p', pidfile]);
   const json = JSON.parse(status.stdout) as { workers: Array<{ stats: { upgraded: number; connections: number } }> };
-  assert.equal(json.workers.reduce((n, w) => n + w.stats.upgraded, 0), clients.length);
-  assert.equal(json.workers.reduce((n, w) => n + w.stats.connections, 0), 0, 'WebSockets are not HTTP connections');
+  assert.equal(
+    json.workers.reduce((n, w) => n + w.stats.upgraded, 0),
+    clients.length,
+  );
+  assert.equal(
+    json.workers.reduce((n, w) => n + w.stats.connections, 0),
+    0,
+    'WebSockets are not HTTP connections',
+  );
   const table = (await runTsgun(['status', '-p', pidfile])).stdout;
   assert.match(table, /\bUPGRADED\b/);
   await request(url);

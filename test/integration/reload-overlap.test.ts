@@ -28,7 +28,10 @@ function breakVersion(dir: string): void {
 }
 
 function start(dir: string, args: string[], bootDelayMs: number): Tsgun {
-  return new Tsgun(['-b', '127.0.0.1:0', '--graceful-timeout', '5', ...args, 'app.mjs:app'], { cwd: dir, env: { BOOT_DELAY_MS: String(bootDelayMs) } });
+  return new Tsgun(['-b', '127.0.0.1:0', '--graceful-timeout', '5', ...args, 'app.mjs:app'], {
+    cwd: dir,
+    env: { BOOT_DELAY_MS: String(bootDelayMs) },
+  });
 }
 
 /** The versions answered by `n` requests on fresh connections. */
@@ -64,9 +67,18 @@ test('a 4-worker HUP whose code breaks while the new generation boots keeps 4 wo
   const mark = tsgun.lines.length;
   await settle(tsgun.pid, 4, 'four workers after the failed reload');
   await sleep(3000);
-  assert.deepEqual(tsgun.lines.slice(mark).filter((l) => /^Restarting the worker|^Retiring worker/.test(l.msg ?? '')).map((l) => l.msg), []);
+  assert.deepEqual(
+    tsgun.lines
+      .slice(mark)
+      .filter((l) => /^Restarting the worker|^Retiring worker/.test(l.msg ?? ''))
+      .map((l) => l.msg),
+    [],
+  );
   const seen = await versions(url!, 20);
-  assert.ok(seen.every((v) => v === 'v1' || v === 'v2'), seen.join(' '));
+  assert.ok(
+    seen.every((v) => v === 'v1' || v === 'v2'),
+    seen.join(' '),
+  );
   assert.equal((await settle(tsgun.pid, 4, 'four workers still')).length, 4);
 
   setVersion(dir, 'v3');
@@ -90,13 +102,27 @@ test('--reload: save v2, a syntax error while the reload is in flight, then a fi
   await tsgun.waitForLine(/^Error: reload failed/, 30_000, mark);
   const broken = await versions(url!, 20);
   assert.ok(broken.includes('v2'), `the ready worker of generation 2 keeps serving: ${broken.join(' ')}`);
-  assert.ok(broken.every((v) => v === 'v1' || v === 'v2'), broken.join(' '));
+  assert.ok(
+    broken.every((v) => v === 'v1' || v === 'v2'),
+    broken.join(' '),
+  );
   setVersion(dir, 'v4');
-  await until('only v4 served', async () => new Set(await versions(url!, 10)).size === 1 && (await versions(url!, 1))[0] === 'v4', 60_000);
+  await until(
+    'only v4 served',
+    async () => new Set(await versions(url!, 10)).size === 1 && (await versions(url!, 1))[0] === 'v4',
+    60_000,
+  );
   const done = await tsgun.waitForLine(/^Reload complete: generation \d+ ready \(2 workers/, 30_000);
   await settle(tsgun.pid, 2, 'two workers of the last generation');
   await sleep(2000);
-  assert.deepEqual(tsgun.lines.slice(tsgun.lines.indexOf(done)).filter((l) => /^Restarting the worker/.test(l.msg ?? '')).map((l) => l.msg), [], 'no crash loop left');
+  assert.deepEqual(
+    tsgun.lines
+      .slice(tsgun.lines.indexOf(done))
+      .filter((l) => /^Restarting the worker/.test(l.msg ?? ''))
+      .map((l) => l.msg),
+    [],
+    'no crash loop left',
+  );
   assert.deepEqual(new Set(await versions(url!, 10)), new Set(['v4']));
 });
 
@@ -161,6 +187,8 @@ test('a 16-worker reload with the default reload_batch takes well under 16 singl
   t.after(() => tsgun.stop());
   await tsgun.waitForLine(/^Ready: 16 workers serving/, 90_000);
   const took = await reloadTime(tsgun, 2);
-  t.diagnostic(`reload of 1 worker: ${(single / 1000).toFixed(1)} s; of 16 workers, default batch (4 at a time): ${(took / 1000).toFixed(1)} s`);
+  t.diagnostic(
+    `reload of 1 worker: ${(single / 1000).toFixed(1)} s; of 16 workers, default batch (4 at a time): ${(took / 1000).toFixed(1)} s`,
+  );
   assert.ok(took < 16 * single * 0.6, `took ${took} ms; 16 single-worker reloads take ${16 * single} ms`);
 });

@@ -9,7 +9,17 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { alive, exitedWithOutput, FIXTURES, hit, processesWithEnv, scratchDir, settle, waitFor, workerPidsByTitle } from '../helpers.js';
+import {
+  alive,
+  exitedWithOutput,
+  FIXTURES,
+  hit,
+  processesWithEnv,
+  scratchDir,
+  settle,
+  waitFor,
+  workerPidsByTitle,
+} from '../helpers.js';
 
 const DIR = path.join(FIXTURES, 'runapi');
 const DRIVER = path.join(DIR, 'driver.mjs');
@@ -58,7 +68,8 @@ class Program {
   }
 
   async next<K extends keyof Said>(key: K, what = String(key)): Promise<Said> {
-    const found = (): Said | undefined => this.said.find((s) => s[key] !== undefined && (key !== 'done' || s.done === what));
+    const found = (): Said | undefined =>
+      this.said.find((s) => s[key] !== undefined && (key !== 'done' || s.done === what));
     return waitFor(found, `the program's ${what}`, 30_000).catch((err: Error) => {
       throw new Error(`${err.message}\n--- said ---\n${JSON.stringify(this.said)}\n--- stderr ---\n${this.stderr}`);
     });
@@ -88,26 +99,36 @@ test('run() from a program: serve, scale(3), reload(), stop(); the program then 
 
   assert.deepEqual(await program.command('reload'), { done: 'reload', value: null });
   const reloaded = await settle(program.pid, 3, '3 new workers');
-  assert.ok(reloaded.every((pid) => !three.includes(pid)), 'reload() replaced every worker');
+  assert.ok(
+    reloaded.every((pid) => !three.includes(pid)),
+    'reload() replaced every worker',
+  );
   assert.ok(reloaded.includes(await hit(url)));
 
   assert.deepEqual(await program.command('stop'), { done: 'stop', value: 0 });
   assert.deepEqual(await program.exited, { code: 0, signal: null });
   assert.deepEqual(program.said, [{ ready: [url] }, { closed: 0 }]);
-  assert.ok([...first, ...reloaded].every((pid) => !alive(pid)), 'no worker is left');
+  assert.ok(
+    [...first, ...reloaded].every((pid) => !alive(pid)),
+    'no worker is left',
+  );
   assert.deepEqual(processesWithEnv(program.marker), []);
   await assert.rejects(hit(url), /ECONNREFUSED/);
 });
 
-test('run() takes the contract\'s signals: HUP reloads, TERM stops gracefully with status 0', async (t) => {
+test("run() takes the contract's signals: HUP reloads, TERM stops gracefully with status 0", async (t) => {
   const program = new Program(t, { app: 'app:app', chdir: DIR, bind: ['127.0.0.1:0'], workers: 1 });
   const url = (await program.next('ready')).ready![0]!;
   const [before] = await settle(program.pid, 1, 'one worker');
   program.proc.kill('SIGHUP');
-  await waitFor(() => {
-    const now = workerPidsByTitle(program.pid);
-    return now.length === 1 && now[0] !== before && program.stderr.includes('Reload complete');
-  }, 'the reload to complete', 30_000);
+  await waitFor(
+    () => {
+      const now = workerPidsByTitle(program.pid);
+      return now.length === 1 && now[0] !== before && program.stderr.includes('Reload complete');
+    },
+    'the reload to complete',
+    30_000,
+  );
   assert.notEqual(await hit(url), before);
   program.proc.kill('SIGTERM');
   assert.deepEqual(await program.exited, { code: 0, signal: null });
@@ -116,7 +137,13 @@ test('run() takes the contract\'s signals: HUP reloads, TERM stops gracefully wi
 });
 
 /** run() with these options throws a TsgunError with this code and message, and the program ends with `exitCode`, leaving no worker. */
-async function expectRejected(t: TestContext, options: ConstructorParameters<typeof Program>[1], code: string, exitCode: number, message: RegExp): Promise<void> {
+async function expectRejected(
+  t: TestContext,
+  options: ConstructorParameters<typeof Program>[1],
+  code: string,
+  exitCode: number,
+  message: RegExp,
+): Promise<void> {
   const program = new Program(t, options);
   const { error } = await program.next('error');
   assert.equal(error!.typed, true, 'a TsgunError');
@@ -129,12 +156,32 @@ async function expectRejected(t: TestContext, options: ConstructorParameters<typ
 
 test('run() throws TsgunErrors with their codes and exit statuses; nothing is left running', async (t) => {
   const cases: Array<[Record<string, unknown>, string, number, RegExp]> = [
-    [{ app: 'app:app', chdir: DIR, workerz: 2 }, 'TSGUN_ERR_CONFIG_KEY', 2, /unknown setting "workerz"; did you mean "workers"\?/],
-    [{ app: 'app:app', chdir: DIR, workers: 'two' }, 'TSGUN_ERR_CONFIG_VALUE', 2, /setting "workers" expected an integer/],
+    [
+      { app: 'app:app', chdir: DIR, workerz: 2 },
+      'TSGUN_ERR_CONFIG_KEY',
+      2,
+      /unknown setting "workerz"; did you mean "workers"\?/,
+    ],
+    [
+      { app: 'app:app', chdir: DIR, workers: 'two' },
+      'TSGUN_ERR_CONFIG_VALUE',
+      2,
+      /setting "workers" expected an integer/,
+    ],
     [{ workers: 2 }, 'TSGUN_ERR_USAGE', 2, /run\(\) needs app/],
-    [{ app: 'app:app', check_config: true }, 'TSGUN_ERR_CONFIG_KEY', 2, /check_config can only be given on the command line/],
+    [
+      { app: 'app:app', check_config: true },
+      'TSGUN_ERR_CONFIG_KEY',
+      2,
+      /check_config can only be given on the command line/,
+    ],
     [{ app: 'app:nope', chdir: DIR, bind: ['127.0.0.1:0'] }, 'TSGUN_ERR_APP_LOAD', 4, /nope/],
-    [{ app: 'throws:app', chdir: DIR, bind: ['127.0.0.1:0'], workers: 2 }, 'TSGUN_ERR_APP_LOAD', 4, /this app throws at import/],
+    [
+      { app: 'throws:app', chdir: DIR, bind: ['127.0.0.1:0'], workers: 2 },
+      'TSGUN_ERR_APP_LOAD',
+      4,
+      /this app throws at import/,
+    ],
   ];
   for (const [options, code, exitCode, message] of cases) await expectRejected(t, options, code, exitCode, message);
 });
@@ -146,11 +193,15 @@ test('run() rejects a worker hook given as a function (workers cannot receive it
   const port = (busy.address() as AddressInfo).port;
   const cases: Array<[string, string, number, RegExp]> = [
     [
-      `{ app: 'app:app', chdir: ${JSON.stringify(DIR)}, post_fork: () => {} }`, 'TSGUN_ERR_CONFIG_VALUE', 2,
+      `{ app: 'app:app', chdir: ${JSON.stringify(DIR)}, post_fork: () => {} }`,
+      'TSGUN_ERR_CONFIG_VALUE',
+      2,
       /hook "post_fork" runs in the workers.*config file/,
     ],
     [
-      `{ app: 'app:app', chdir: ${JSON.stringify(DIR)}, bind: ['127.0.0.1:${port}'] }`, 'TSGUN_ERR_BIND', 1,
+      `{ app: 'app:app', chdir: ${JSON.stringify(DIR)}, bind: ['127.0.0.1:${port}'] }`,
+      'TSGUN_ERR_BIND',
+      1,
       new RegExp(`127\\.0\\.0\\.1:${port}`),
     ],
   ];

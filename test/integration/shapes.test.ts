@@ -18,13 +18,15 @@ interface Served {
 
 /** Pids with their command lines, for failure messages. */
 function describePids(pids: number[]): string {
-  return pids.map((pid) => {
-    try {
-      return `${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()})`;
-    } catch {
-      return `${pid} (gone)`;
-    }
-  }).join(', ');
+  return pids
+    .map((pid) => {
+      try {
+        return `${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()})`;
+      } catch {
+        return `${pid} (gone)`;
+      }
+    })
+    .join(', ');
 }
 
 /** Start tsgun with two workers on an ephemeral port and wait for both to be ready. */
@@ -33,7 +35,11 @@ async function serve(args: readonly string[]): Promise<Served> {
   try {
     const url = await t.ready(2);
     const workers = workerPidsByTitle(t.pid);
-    assert.equal(workers.length, 2, `expected 2 workers, found ${describePids(await t.workerPids())}\n--- stderr ---\n${t.stderr}`);
+    assert.equal(
+      workers.length,
+      2,
+      `expected 2 workers, found ${describePids(await t.workerPids())}\n--- stderr ---\n${t.stderr}`,
+    );
     return { t, url, workers };
   } catch (err) {
     await t.stop();
@@ -58,7 +64,10 @@ async function expectWorkerReply(s: Served, path: string, label: RegExp): Promis
   assert.equal(reply.status, 200, reply.body);
   const m = new RegExp(`^${label.source} (\\d+)$`).exec(reply.body);
   assert.ok(m, `unexpected body ${JSON.stringify(reply.body)}`);
-  assert.ok(s.workers.includes(Number(m[m.length - 1])), `pid in ${JSON.stringify(reply.body)} is not a worker of this master (${s.workers.join(', ')})`);
+  assert.ok(
+    s.workers.includes(Number(m[m.length - 1])),
+    `pid in ${JSON.stringify(reply.body)} is not a worker of this master (${s.workers.join(', ')})`,
+  );
   return reply.body;
 }
 
@@ -73,12 +82,23 @@ interface RawReply {
 }
 
 /** An HTTP request whose body may be streamed in chunks, with the reply body as bytes. */
-function send(url: string, opts: { method?: string; path?: string; headers?: Record<string, string>; chunks?: Buffer[] } = {}): Promise<RawReply> {
+function send(
+  url: string,
+  opts: { method?: string; path?: string; headers?: Record<string, string>; chunks?: Buffer[] } = {},
+): Promise<RawReply> {
   const u = new URL(url);
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { hostname: u.hostname, port: u.port, path: opts.path ?? '/', method: opts.method ?? 'GET', headers: opts.headers, agent: false, timeout: 20_000 },
+      {
+        hostname: u.hostname,
+        port: u.port,
+        path: opts.path ?? '/',
+        method: opts.method ?? 'GET',
+        headers: opts.headers,
+        agent: false,
+        timeout: 20_000,
+      },
       (res) => {
         const parts: Buffer[] = [];
         let firstChunkMs: number | null = null;
@@ -87,7 +107,16 @@ function send(url: string, opts: { method?: string; path?: string; headers?: Rec
           firstChunkMs ??= Date.now() - started;
           parts.push(c);
         });
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(parts), firstChunkMs, endMs: Date.now() - started, localPort }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode!,
+            headers: res.headers,
+            body: Buffer.concat(parts),
+            firstChunkMs,
+            endMs: Date.now() - started,
+            localPort,
+          }),
+        );
         res.on('error', reject);
       },
     );
@@ -262,7 +291,12 @@ describe('the fetch adapter', () => {
       headers: { 'x-test': 'abc', 'x-multi': 'one', accept: 'application/json' },
     });
     assert.equal(reply.status, 200);
-    const seen = JSON.parse(reply.body.toString()) as { method: string; url: string; headers: Record<string, string>; pid: number };
+    const seen = JSON.parse(reply.body.toString()) as {
+      method: string;
+      url: string;
+      headers: Record<string, string>;
+      pid: number;
+    };
     assert.equal(seen.method, 'PATCH');
     const port = new URL(s.url).port;
     assert.equal(seen.url, `http://127.0.0.1:${port}/echo?a=1&b=two%20words&a=3`);
@@ -295,20 +329,43 @@ describe('the fetch adapter', () => {
     const reply = await send(s.url, { method: 'POST', path: '/upload-echo', chunks });
     assert.equal(reply.status, 200);
     assert.equal(reply.body.length, data.length);
-    assert.equal(createHash('sha256').update(reply.body).digest('hex'), createHash('sha256').update(data).digest('hex'));
+    assert.equal(
+      createHash('sha256').update(reply.body).digest('hex'),
+      createHash('sha256').update(data).digest('hex'),
+    );
   });
 
   test('text(), json() and arrayBuffer() read the whole body once; an ArrayBuffer body goes back whole', async () => {
-    const text = await send(s.url, { method: 'POST', path: '/read?as=text', chunks: [Buffer.from('héllo, '), Buffer.from('world')] });
+    const text = await send(s.url, {
+      method: 'POST',
+      path: '/read?as=text',
+      chunks: [Buffer.from('héllo, '), Buffer.from('world')],
+    });
     assert.deepEqual(JSON.parse(text.body.toString()), { body: 'héllo, world', bodyUsed: true, again: 'TypeError' });
-    const json = await send(s.url, { method: 'POST', path: '/read?as=json', chunks: [Buffer.from('{"a":[1,'), Buffer.from('2]}')] });
+    const json = await send(s.url, {
+      method: 'POST',
+      path: '/read?as=json',
+      chunks: [Buffer.from('{"a":[1,'), Buffer.from('2]}')],
+    });
     assert.deepEqual(JSON.parse(json.body.toString()), { body: { a: [1, 2] }, bodyUsed: true, again: 'TypeError' });
-    const bytes = await send(s.url, { method: 'POST', path: '/read?as=arrayBuffer', chunks: [Buffer.from([0, 1, 254, 255])] });
+    const bytes = await send(s.url, {
+      method: 'POST',
+      path: '/read?as=arrayBuffer',
+      chunks: [Buffer.from([0, 1, 254, 255])],
+    });
     assert.equal((JSON.parse(bytes.body.toString()) as { body: string }).body, '0001feff');
     const empty = await send(s.url, { path: '/read?as=text' });
-    assert.deepEqual(JSON.parse(empty.body.toString()), { body: '', bodyUsed: false, again: 'read again' }, 'a GET has no body to use up');
+    assert.deepEqual(
+      JSON.parse(empty.body.toString()),
+      { body: '', bodyUsed: false, again: 'read again' },
+      'a GET has no body to use up',
+    );
     const data = randomBytes(300 * 1024);
-    const echoed = await send(s.url, { method: 'POST', path: '/bytes-echo', chunks: [data.subarray(0, 100_000), data.subarray(100_000)] });
+    const echoed = await send(s.url, {
+      method: 'POST',
+      path: '/bytes-echo',
+      chunks: [data.subarray(0, 100_000), data.subarray(100_000)],
+    });
     assert.equal(echoed.status, 200);
     assert.equal(echoed.headers['content-length'], String(data.length));
     assert.ok(echoed.body.equals(data), 'the ArrayBuffer body came back byte for byte');
@@ -321,7 +378,10 @@ describe('the fetch adapter', () => {
     assert.equal(reply.headers['transfer-encoding'], 'chunked');
     assert.ok(reply.firstChunkMs !== null);
     // The second chunk comes 1.5 s after the first; a buffered body would arrive all at once.
-    assert.ok(reply.endMs - reply.firstChunkMs >= 1000, `first chunk at ${reply.firstChunkMs} ms, end at ${reply.endMs} ms: the response was buffered`);
+    assert.ok(
+      reply.endMs - reply.firstChunkMs >= 1000,
+      `first chunk at ${reply.firstChunkMs} ms, end at ${reply.endMs} ms: the response was buffered`,
+    );
   });
 
   test('two Set-Cookie headers stay two headers', async () => {
@@ -333,7 +393,10 @@ describe('the fetch adapter', () => {
 
   test('204 and 304 carry no body and no Content-Length', async () => {
     for (const status of [204, 304]) {
-      const raw = await rawExchange(s.url, `GET /no-body?status=${status} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n`);
+      const raw = await rawExchange(
+        s.url,
+        `GET /no-body?status=${status} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n`,
+      );
       const end = raw.indexOf('\r\n\r\n');
       assert.ok(end > 0, `no header block in ${JSON.stringify(raw)}`);
       assert.match(raw, new RegExp(`^HTTP/1\\.1 ${status} `));

@@ -9,7 +9,17 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { test } from 'node:test';
-import { childPidsSync, readIfExists, request, scratchDir, settle, titleOf, Tsgun, waitFor, workerPidsByTitle } from '../helpers.js';
+import {
+  childPidsSync,
+  readIfExists,
+  request,
+  scratchDir,
+  settle,
+  titleOf,
+  Tsgun,
+  waitFor,
+  workerPidsByTitle,
+} from '../helpers.js';
 
 /** The esbuild binary that esbuild's JavaScript API runs on this machine. */
 function esbuildBinary(): string {
@@ -40,24 +50,37 @@ for (const [kind, app] of [
     const dir = scratchDir('tsgun-compile-once-');
     const esbuild = recordingEsbuild(dir);
     // No config file: the master would compile a TypeScript one with esbuild itself.
-    const s = new Tsgun(['-w', '3', '-b', '127.0.0.1:0', app], { env: { TMPDIR: dir, ESBUILD_BINARY_PATH: esbuild.binary } });
+    const s = new Tsgun(['-w', '3', '-b', '127.0.0.1:0', app], {
+      env: { TMPDIR: dir, ESBUILD_BINARY_PATH: esbuild.binary },
+    });
     t.after(() => s.stop());
     const url = await s.ready(3);
     const workers = workerPidsByTitle(s.pid);
     assert.equal(workers.length, 3);
     const compilers = esbuild.runBy();
-    assert.equal(compilers.length, 1, `esbuild ran in one process, not in each worker: ${compilers.join(', ')} (workers ${workers.join(', ')})`);
-    assert.ok(workers.includes(compilers[0]!), `the worker that compiled (${compilers[0]}) serves (workers ${workers.join(', ')})`);
+    assert.equal(
+      compilers.length,
+      1,
+      `esbuild ran in one process, not in each worker: ${compilers.join(', ')} (workers ${workers.join(', ')})`,
+    );
+    assert.ok(
+      workers.includes(compilers[0]!),
+      `the worker that compiled (${compilers[0]}) serves (workers ${workers.join(', ')})`,
+    );
 
     const answered = new Set<number>();
-    await waitFor(async () => {
-      const reply = await request(url);
-      assert.equal(reply.status, 200, reply.body);
-      const [body, pid] = reply.body.split(' ');
-      assert.equal(body, 'hello');
-      answered.add(Number(pid));
-      return answered.size === 3;
-    }, 'all 3 workers to answer', 20_000);
+    await waitFor(
+      async () => {
+        const reply = await request(url);
+        assert.equal(reply.status, 200, reply.body);
+        const [body, pid] = reply.body.split(' ');
+        assert.equal(body, 'hello');
+        answered.add(Number(pid));
+        return answered.size === 3;
+      },
+      'all 3 workers to answer',
+      20_000,
+    );
   });
 }
 
@@ -71,7 +94,10 @@ test('after a HUP with changed TypeScript, one worker of the new generation comp
   writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
   writeFileSync(path.join(dir, 'main.ts'), source('one'));
   // The whole new generation may boot at once: each of its workers would compile main.ts.
-  const s = new Tsgun(['-w', '3', '--reload-batch', '3', '-b', '127.0.0.1:0', 'main:app'], { cwd: dir, env: { TMPDIR: dir, ESBUILD_BINARY_PATH: esbuild.binary } });
+  const s = new Tsgun(['-w', '3', '--reload-batch', '3', '-b', '127.0.0.1:0', 'main:app'], {
+    cwd: dir,
+    env: { TMPDIR: dir, ESBUILD_BINARY_PATH: esbuild.binary },
+  });
   t.after(() => s.stop());
   const url = await s.ready(3);
   assert.equal(esbuild.runBy().length, 1, 'generation 1: one worker compiled');
@@ -83,7 +109,11 @@ test('after a HUP with changed TypeScript, one worker of the new generation comp
   await s.waitForLine(/^Reload complete: generation 2 ready \(3 workers/, 60_000, mark);
   const workers = await settle(s.pid, 3, 'generation 2 alone');
   const compilers = esbuild.runBy();
-  assert.equal(compilers.length, 1, `esbuild ran in one worker of generation 2: ${compilers.join(', ')} (workers ${workers.join(', ')})`);
+  assert.equal(
+    compilers.length,
+    1,
+    `esbuild ran in one worker of generation 2: ${compilers.join(', ')} (workers ${workers.join(', ')})`,
+  );
   assert.ok(workers.includes(compilers[0]!));
   const reply = await request(url);
   assert.match(reply.body, /^two \d+$/);
@@ -100,10 +130,12 @@ function esbuildUnder(workers: number[]): Array<{ pid: number; command: string }
 
 /** Wait (a few seconds at most) until no esbuild process is left under the workers. */
 async function expectNoEsbuild(workers: number[], when: string): Promise<void> {
-  await waitFor(() => esbuildUnder(workers).length === 0, `no esbuild process under the workers ${when}`, 5000).catch(() => {
-    const left = esbuildUnder(workers).map((p) => `${p.pid} ${p.command}`);
-    assert.fail(`esbuild processes left under the workers ${when}: ${left.join('; ')}`);
-  });
+  await waitFor(() => esbuildUnder(workers).length === 0, `no esbuild process under the workers ${when}`, 5000).catch(
+    () => {
+      const left = esbuildUnder(workers).map((p) => `${p.pid} ${p.command}`);
+      assert.fail(`esbuild processes left under the workers ${when}: ${left.join('; ')}`);
+    },
+  );
 }
 
 for (const [kind, app] of [
@@ -122,14 +154,18 @@ for (const [kind, app] of [
 
     // Each worker compiles late.ts on its first /late: ask until both have answered.
     const answered = new Set<number>();
-    await waitFor(async () => {
-      const reply = await request(url, { path: '/late' });
-      assert.equal(reply.status, 200, reply.body);
-      const [body, pid] = reply.body.split(' ');
-      assert.equal(body, 'late');
-      answered.add(Number(pid));
-      return answered.size === 2;
-    }, 'both workers to answer /late', 20_000);
+    await waitFor(
+      async () => {
+        const reply = await request(url, { path: '/late' });
+        assert.equal(reply.status, 200, reply.body);
+        const [body, pid] = reply.body.split(' ');
+        assert.equal(body, 'late');
+        answered.add(Number(pid));
+        return answered.size === 2;
+      },
+      'both workers to answer /late',
+      20_000,
+    );
     await expectNoEsbuild(workers, 'after compiling a module while serving');
   });
 }

@@ -13,7 +13,22 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { alive, appDir, bootedPids, childPidsSync, FIXTURES, freePort, linesSince, readIfExists, request, settle, sleep, titleOf, Tsgun, waitFor } from '../helpers.js';
+import {
+  alive,
+  appDir,
+  bootedPids,
+  childPidsSync,
+  FIXTURES,
+  freePort,
+  linesSince,
+  readIfExists,
+  request,
+  settle,
+  sleep,
+  titleOf,
+  Tsgun,
+  waitFor,
+} from '../helpers.js';
 
 const APP = 'app:app';
 const APP_FIXTURE = path.join(FIXTURES, 'reload', 'app.ts');
@@ -108,13 +123,18 @@ interface LoadResult {
   versions: Map<string, number>;
 }
 
-function keepAliveGet(agent: http.Agent, url: URL): Promise<{ status: number; body: string; close: boolean; reused: boolean }> {
+function keepAliveGet(
+  agent: http.Agent,
+  url: URL,
+): Promise<{ status: number; body: string; close: boolean; reused: boolean }> {
   return new Promise((resolve, reject) => {
     const req = http.get({ hostname: url.hostname, port: url.port, path: '/', agent, timeout: 10_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode!, body, close: res.headers.connection === 'close', reused: req.reusedSocket }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, body, close: res.headers.connection === 'close', reused: req.reusedSocket }),
+      );
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error('timed out after 10 s')));
@@ -127,7 +147,12 @@ function keepAliveGet(agent: http.Agent, url: URL): Promise<{ status: number; bo
  * time), sending requests one after another until `more(client, sent)` says stop. Any
  * error or non-200 is a failed request; nothing is retried.
  */
-async function keepAliveLoad(url: string, clients: number, more: (client: number, sent: number) => boolean, pauseMs: (client: number) => number = () => 0): Promise<LoadResult> {
+async function keepAliveLoad(
+  url: string,
+  clients: number,
+  more: (client: number, sent: number) => boolean,
+  pauseMs: (client: number) => number = () => 0,
+): Promise<LoadResult> {
   const target = new URL(url);
   const result: LoadResult = { ok: 0, failures: [], reused: 0, closes: 0, versions: new Map() };
   await Promise.all(
@@ -147,7 +172,9 @@ async function keepAliveLoad(url: string, clients: number, more: (client: number
             const version = r.body.split(' ')[0]!;
             result.versions.set(version, (result.versions.get(version) ?? 0) + 1);
           } catch (err) {
-            result.failures.push(`client ${client} request ${sent} at ${new Date().toISOString()}: ${(err as Error).message}`);
+            result.failures.push(
+              `client ${client} request ${sent} at ${new Date().toISOString()}: ${(err as Error).message}`,
+            );
           }
           const pause = pauseMs(client);
           if (pause > 0) await sleep(pause);
@@ -181,9 +208,18 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       assert.equal(await reloadComplete(t, mark), 2);
 
       const after = await settle(t.pid, 2, 'after the reload');
-      assert.deepEqual(after.filter((p) => before.includes(p)), [], `no old worker is left (before ${before}, after ${after})`);
+      assert.deepEqual(
+        after.filter((p) => before.includes(p)),
+        [],
+        `no old worker is left (before ${before}, after ${after})`,
+      );
       for (const pid of before) assert.ok(!alive(pid), `old worker ${pid} exited`);
-      for (const pid of before) assert.equal(linesSince(t, mark, new RegExp(`^Retiring worker \\(pid:${pid}, generation 1\\): reload$`)).length, 1, `old worker ${pid} was retired for the reload`);
+      for (const pid of before)
+        assert.equal(
+          linesSince(t, mark, new RegExp(`^Retiring worker \\(pid:${pid}, generation 1\\): reload$`)).length,
+          1,
+          `old worker ${pid} was retired for the reload`,
+        );
       for (let i = 0; i < 6; i++) {
         const answer = await hit(url);
         assert.equal(answer.version, 'v2', 'the new code serves');
@@ -233,7 +269,10 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       t.signal('SIGHUP');
       await reloadComplete(t, mark);
       const after = await settle(t.pid, 2, 'after the good reload');
-      assert.deepEqual(after.filter((p) => before.includes(p)), []);
+      assert.deepEqual(
+        after.filter((p) => before.includes(p)),
+        [],
+      );
       assert.equal((await hit(url)).version, 'v2');
       assert.equal((await t.stop()).code, 0);
     } finally {
@@ -271,7 +310,11 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       assert.match(line.msg!, /^Error: reload failed: .*app import exploded on purpose.*; generation 1 keeps serving$/);
       assert.equal(line.level, 'error');
       assert.deepEqual(linesSince(t, mark, /^Reload complete/), []);
-      assert.deepEqual(await settle(t.pid, 2, 'after the broken app'), before, 'the old workers, and only they, are left');
+      assert.deepEqual(
+        await settle(t.pid, 2, 'after the broken app'),
+        before,
+        'the old workers, and only they, are left',
+      );
       for (let i = 0; i < 4; i++) {
         const answer = await hit(url);
         assert.equal(answer.version, 'v1');
@@ -284,7 +327,10 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       t.signal('SIGHUP');
       await reloadComplete(t, mark);
       const after = await settle(t.pid, 2, 'after the fixed app');
-      assert.deepEqual(after.filter((p) => before.includes(p)), []);
+      assert.deepEqual(
+        after.filter((p) => before.includes(p)),
+        [],
+      );
       for (let i = 0; i < 4; i++) {
         const answer = await hit(url);
         assert.equal(answer.version, 'v3');
@@ -296,7 +342,7 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
     }
   });
 
-  test('with a .ts config file the master\'s children are exactly its workers', async () => {
+  test("with a .ts config file the master's children are exactly its workers", async () => {
     const dir = appDir(APP_FIXTURE);
     const conf = path.join(dir, 'tsgun.conf.ts');
     writeFileSync(conf, "export default { workers: 2, bind: ['127.0.0.1:0'] };\n");
@@ -305,7 +351,11 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       await t.ready(2);
       const workers = await settle(t.pid, 2, 'start');
       const children = (): string[] => childPidsSync(t.pid).map((c) => `${c} ${titleOf(c)}`);
-      assert.deepEqual(children(), workers.map((w) => `${w} ${titleOf(w)}`), 'pgrep -P <master> lists exactly the workers');
+      assert.deepEqual(
+        children(),
+        workers.map((w) => `${w} ${titleOf(w)}`),
+        'pgrep -P <master> lists exactly the workers',
+      );
     } finally {
       await t.stop();
       t.kill();
@@ -346,7 +396,11 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       await t.waitForLine(/^Reloading: starting generation 2 \(3 workers\)$/, 10_000, mark);
       await reloadComplete(t, mark);
       const reloaded = await settle(t.pid, 3, 'after HUP with the same config');
-      assert.deepEqual(reloaded.filter((p) => three.includes(p)), [], 'a new generation');
+      assert.deepEqual(
+        reloaded.filter((p) => three.includes(p)),
+        [],
+        'a new generation',
+      );
 
       // The config's `workers` changed: the new value applies.
       writeFileSync(conf, 'workers: 1\nbind:\n  - 127.0.0.1:0\n');
@@ -407,7 +461,10 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
   test('USR1 after the access log was renamed makes new requests go to a new file at the old path', async () => {
     const dir = appDir(APP_FIXTURE);
     const access = path.join(dir, 'access.log');
-    const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', '--access-logfile', access, '--access-logformat', '%(p)s %(r)s', APP], { cwd: dir });
+    const t = new Tsgun(
+      ['-w', '1', '-b', '127.0.0.1:0', '--access-logfile', access, '--access-logformat', '%(p)s %(r)s', APP],
+      { cwd: dir },
+    );
     try {
       const url = await t.ready(1);
       const [worker] = await settle(t.pid, 1, 'start');
@@ -427,7 +484,11 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       await waitFor(() => (readIfExists(access).match(/late=/g) ?? []).length === 5, 'five late lines in the new file');
       assert.equal(readIfExists(`${access}.1`), rotated, 'the rotated file gets nothing more');
       assert.match(readIfExists(access), new RegExp(`^<${worker}> GET /\\?late=0 HTTP/1\\.1$`, 'm'));
-      assert.equal((rotated.match(/^<\d+> GET \/ HTTP\/1\.1$/gm) ?? []).length, 3, 'the rotated file kept the first lines');
+      assert.equal(
+        (rotated.match(/^<\d+> GET \/ HTTP\/1\.1$/gm) ?? []).length,
+        3,
+        'the rotated file kept the first lines',
+      );
       assert.deepEqual(await settle(t.pid, 1, 'after USR1'), [worker], 'USR1 does not restart workers');
       assert.equal((await t.stop()).code, 0);
     } finally {
@@ -459,18 +520,33 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       // The new master binds nothing new: it inherits both sockets and boots its own workers.
       const newWorkers = await settle(successor, 2, 'new master');
       await waitFor(() => newWorkers.every((p) => bootedPids(t).includes(p)), 'the new workers to boot');
-      const newListening = linesSince(t, mark, /^Listening at: /).filter((l) => l.pid === successor).map((l) => l.msg);
-      assert.deepEqual(newListening, [`Listening at: ${url} (${successor})`, `Listening at: unix:${sock} (${successor})`]);
+      const newListening = linesSince(t, mark, /^Listening at: /)
+        .filter((l) => l.pid === successor)
+        .map((l) => l.msg);
+      assert.deepEqual(newListening, [
+        `Listening at: ${url} (${successor})`,
+        `Listening at: unix:${sock} (${successor})`,
+      ]);
       assert.equal(readIfExists(pidfile), `${successor}\n`, 'the pidfile names the new master');
       assert.equal(readIfExists(`${pidfile}.oldbin`), `${t.pid}\n`, 'PIDFILE.oldbin names the old master');
-      assert.deepEqual(await settle(t.pid, 2, 'old master during the upgrade'), oldWorkers, 'the old master keeps its workers');
+      assert.deepEqual(
+        await settle(t.pid, 2, 'old master during the upgrade'),
+        oldWorkers,
+        'the old master keeps its workers',
+      );
       // Started by the old master (as Gunicorn's re-exec is), the new master is its child until the old one exits.
-      assert.deepEqual(childPidsSync(t.pid), [...oldWorkers, successor].sort((x, y) => x - y));
+      assert.deepEqual(
+        childPidsSync(t.pid),
+        [...oldWorkers, successor].sort((x, y) => x - y),
+      );
 
       // Both masters' workers accept on the same port.
       const seen = new Set<number>();
       for (let i = 0; i < 300 && !newWorkers.some((p) => seen.has(p)); i++) seen.add((await hit(url)).pid);
-      assert.ok(newWorkers.some((p) => seen.has(p)), `a new master's worker answered on ${url} (saw ${[...seen]})`);
+      assert.ok(
+        newWorkers.some((p) => seen.has(p)),
+        `a new master's worker answered on ${url} (saw ${[...seen]})`,
+      );
       for (const pid of seen) assert.ok([...oldWorkers, ...newWorkers].includes(pid));
 
       // A second upgrade from the new master is refused while the old one is alive.
@@ -494,13 +570,20 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       assert.deepEqual(childPidsSync(successor), newWorkers);
       for (let i = 0; i < 8; i++) {
         assert.ok(newWorkers.includes((await hit(url)).pid), 'TCP answered by the new master');
-        assert.ok(newWorkers.includes((await hit(url, { socketPath: sock })).pid), 'unix socket answered by the new master');
+        assert.ok(
+          newWorkers.includes((await hit(url, { socketPath: sock })).pid),
+          'unix socket answered by the new master',
+        );
       }
 
       // TERM to the new master removes the socket file and the pidfile.
       const stopping = t.lines.length;
       await stopDetached(successor);
-      await waitFor(() => linesSince(t, stopping, /^Shutting down: Master$/).some((l) => l.pid === successor), 'the new master to log its shutdown', 5000);
+      await waitFor(
+        () => linesSince(t, stopping, /^Shutting down: Master$/).some((l) => l.pid === successor),
+        'the new master to log its shutdown',
+        5000,
+      );
       for (const pid of newWorkers) assert.ok(!alive(pid), `new worker ${pid} exited`);
       assert.ok(!existsSync(sock), 'the last master removes the unix socket file');
       assert.ok(!existsSync(pidfile), 'the pidfile is removed');
@@ -514,16 +597,26 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
 
   test('--max-requests 50 replaces workers under keep-alive load without failing a request', async () => {
     const dir = appDir(APP_FIXTURE);
-    const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--max-requests', '50', '--max-requests-jitter', '5', APP], { cwd: dir });
+    const t = new Tsgun(['-w', '2', '-b', '127.0.0.1:0', '--max-requests', '50', '--max-requests-jitter', '5', APP], {
+      cwd: dir,
+    });
     try {
       const url = await t.ready(2);
       const before = await settle(t.pid, 2, 'start');
       // 6 clients, 50 requests each, and on until two workers that reached their limit
       // have drained and exited while the load ran. Short pauses (well under the 1 s idle
       // grace) mean some drains find a connection between two requests.
-      const drained = (): number => t.grep(/^Retiring worker \(pid:\d+, generation \d+\): max-requests$/).filter((l) => !alive(Number(/pid:(\d+)/.exec(l.msg!)![1]))).length;
+      const drained = (): number =>
+        t
+          .grep(/^Retiring worker \(pid:\d+, generation \d+\): max-requests$/)
+          .filter((l) => !alive(Number(/pid:(\d+)/.exec(l.msg!)![1]))).length;
       const loadStart = Date.now();
-      const load = await keepAliveLoad(url, 6, (_, sent) => sent < 50 || (drained() < 2 && sent < 400), () => 20 + Math.floor(Math.random() * 30));
+      const load = await keepAliveLoad(
+        url,
+        6,
+        (_, sent) => sent < 50 || (drained() < 2 && sent < 400),
+        () => 20 + Math.floor(Math.random() * 30),
+      );
       const loadEnd = Date.now();
       assert.deepEqual(load.failures, [], `failed requests:\n${load.failures.join('\n')}\n--- log ---\n${t.stderr}`);
       assert.ok(load.ok >= 300, `${load.ok} requests`);
@@ -537,11 +630,21 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       for (const line of restarts) {
         const served = Number(/served (\d+)/.exec(line.msg!)![1]);
         assert.ok(served >= 50 && served <= 55, `restart after max_requests + jitter requests (${served})`);
-        assert.equal(t.grep(new RegExp(`^Retiring worker \\(pid:${line.pid}, generation \\d+\\): max-requests$`)).length, 1, `the master retired ${line.pid} for max-requests`);
+        assert.equal(
+          t.grep(new RegExp(`^Retiring worker \\(pid:${line.pid}, generation \\d+\\): max-requests$`)).length,
+          1,
+          `the master retired ${line.pid} for max-requests`,
+        );
       }
-      assert.ok(load.closes > 0, `a drained worker answered with Connection: close (${load.ok} requests, load from ${loadStart} to ${loadEnd})\n${t.stderr}`);
+      assert.ok(
+        load.closes > 0,
+        `a drained worker answered with Connection: close (${load.ok} requests, load from ${loadStart} to ${loadEnd})\n${t.stderr}`,
+      );
       const after = await settle(t.pid, 2, 'after the load');
-      assert.ok(after.some((p) => !before.includes(p)), `new worker pids (before ${before}, after ${after})`);
+      assert.ok(
+        after.some((p) => !before.includes(p)),
+        `new worker pids (before ${before}, after ${after})`,
+      );
       for (const pid of after) assert.ok(!restarted.includes(pid));
       assert.equal((await t.stop()).code, 0);
     } finally {
@@ -566,7 +669,11 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
         // Two clients back to back, two with pauses that leave their connection idle for a moment.
         (client) => (client < 2 ? 0 : Math.floor(Math.random() * 60)),
       );
-      for (const [at, version] of [[1000, 'v2'], [2500, 'v3'], [4000, 'v4']] as const) {
+      for (const [at, version] of [
+        [1000, 'v2'],
+        [2500, 'v3'],
+        [4000, 'v4'],
+      ] as const) {
         await sleep(at - (Date.now() - start));
         setVersion(dir, version);
         t.signal('SIGHUP');
@@ -578,19 +685,26 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
 
       // HUPs during a reload are queued, so there are two or three reloads; the last one
       // read the app as the last HUP left it.
-      const newest = await waitFor(() => {
-        const since = t.lines.slice(mark);
-        const last = (re: RegExp): number => since.findLastIndex((l) => re.test(l.msg ?? ''));
-        if (since.filter((l) => l.msg === 'Handling signal: hup').length < 3) return null;
-        const started = last(/^Reloading: starting generation \d+/);
-        // A HUP queued after the last reload started is still to come.
-        if (started < 0 || last(/^Reload already in progress/) > started) return null;
-        const gen = Number(/generation (\d+)/.exec(since[started]!.msg!)![1]);
-        return last(new RegExp(`^Reload complete: generation ${gen} ready`)) > started ? gen : null;
-      }, 'the newest generation to be ready', 30_000);
+      const newest = await waitFor(
+        () => {
+          const since = t.lines.slice(mark);
+          const last = (re: RegExp): number => since.findLastIndex((l) => re.test(l.msg ?? ''));
+          if (since.filter((l) => l.msg === 'Handling signal: hup').length < 3) return null;
+          const started = last(/^Reloading: starting generation \d+/);
+          // A HUP queued after the last reload started is still to come.
+          if (started < 0 || last(/^Reload already in progress/) > started) return null;
+          const gen = Number(/generation (\d+)/.exec(since[started]!.msg!)![1]);
+          return last(new RegExp(`^Reload complete: generation ${gen} ready`)) > started ? gen : null;
+        },
+        'the newest generation to be ready',
+        30_000,
+      );
       assert.ok(newest >= 3, `at least two reloads ran (newest generation ${newest})`);
       const finalWorkers = await settle(t.pid, 2, 'after the reloads');
-      assert.deepEqual(finalWorkers.filter((p) => first.includes(p)), []);
+      assert.deepEqual(
+        finalWorkers.filter((p) => first.includes(p)),
+        [],
+      );
       for (let i = 0; i < 10; i++) {
         const answer = await hit(url);
         assert.equal(answer.version, 'v4', 'the code of the last HUP serves');
@@ -600,9 +714,17 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       // On stop the master names each worker's generation: all are the newest.
       const stopping = t.lines.length;
       assert.equal((await t.stop()).code, 0);
-      const retired = linesSince(t, stopping, /^Retiring worker \(pid:\d+, generation \d+\): shutdown$/).map((l) => /pid:(\d+), generation (\d+)/.exec(l.msg!)!);
-      assert.deepEqual(retired.map((m) => Number(m[1])).sort((a, b) => a - b), finalWorkers);
-      assert.deepEqual(retired.map((m) => Number(m[2])), [newest, newest]);
+      const retired = linesSince(t, stopping, /^Retiring worker \(pid:\d+, generation \d+\): shutdown$/).map((l) =>
+        /pid:(\d+), generation (\d+)/.exec(l.msg!)!,
+      );
+      assert.deepEqual(
+        retired.map((m) => Number(m[1])).sort((a, b) => a - b),
+        finalWorkers,
+      );
+      assert.deepEqual(
+        retired.map((m) => Number(m[2])),
+        [newest, newest],
+      );
     } finally {
       t.kill();
     }
@@ -626,7 +748,11 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       t.signal('SIGHUP');
       await t.waitForLine(new RegExp(`^Listening at: ${b.replace(/\./g, '\\.')} \\(${t.pid}\\)$`), 10_000, mark);
       await reloadComplete(t, mark);
-      assert.deepEqual(linesSince(t, mark, /^Listening at: /).map((l) => l.msg), [`Listening at: ${b} (${t.pid})`], 'only the new address is announced');
+      assert.deepEqual(
+        linesSince(t, mark, /^Listening at: /).map((l) => l.msg),
+        [`Listening at: ${b} (${t.pid})`],
+        'only the new address is announced',
+      );
       const [worker] = await settle(t.pid, 1, 'after adding a bind');
       assert.deepEqual(await hit(b), { version: 'v1', pid: worker }, 'the new address serves');
       assert.deepEqual(await hit(a), { version: 'v1', pid: worker }, 'the old address still serves');
@@ -637,7 +763,8 @@ describe('zero-downtime operations', { concurrency: 2 }, () => {
       await reloadComplete(t, mark);
       await settle(t.pid, 1, 'after removing the bind');
       let listening = true;
-      for (const deadline = Date.now() + 10_000; listening && Date.now() < deadline; await sleep(100)) listening = await connects(port);
+      for (const deadline = Date.now() + 10_000; listening && Date.now() < deadline; await sleep(100))
+        listening = await connects(port);
       assert.equal(listening, false, `${b} no longer accepts connections`);
       assert.equal((await hit(a)).version, 'v1');
       assert.equal((await t.stop()).code, 0);

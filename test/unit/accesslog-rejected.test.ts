@@ -17,7 +17,10 @@ presentClient(socket, '192.0.2.7', false);
 test('a request line is logged as received, its method, path and protocol known', () => {
   const line = clf(unparsedEntry(socket, 400, Buffer.from('GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n')));
   assert.match(line, /^192\.0\.2\.7 - - \[.+\] "GET \/a\?b=1 HTTP\/1\.1" 400 - "-" "-"$/);
-  const json = JSON.parse(jsonEntry(unparsedEntry(socket, 431, Buffer.from('GET /a?b=1 HTTP/1.1\r\n')))) as Record<string, unknown>;
+  const json = JSON.parse(jsonEntry(unparsedEntry(socket, 431, Buffer.from('GET /a?b=1 HTTP/1.1\r\n')))) as Record<
+    string,
+    unknown
+  >;
   assert.deepEqual([json.method, json.path, json.query, json.status], ['GET', '/a', 'b=1', 431]);
 });
 

@@ -40,14 +40,27 @@ after(() => {
 });
 
 /** Send one request; resolve with the server side's req and res once the response is done. */
-async function exchange(h: Handler, opts: { method?: string; path?: string; headers?: Record<string, string> } = {}): Promise<{ req: IncomingMessage; res: ServerResponse }> {
+async function exchange(
+  h: Handler,
+  opts: { method?: string; path?: string; headers?: Record<string, string> } = {},
+): Promise<{ req: IncomingMessage; res: ServerResponse }> {
   handler = h;
   seen = new Promise((resolve) => (resolveSeen = resolve));
   await new Promise<void>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: opts.method ?? 'GET', path: opts.path ?? '/', headers: opts.headers, agent: false }, (res) => {
-      res.resume();
-      res.on('end', resolve);
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: opts.method ?? 'GET',
+        path: opts.path ?? '/',
+        headers: opts.headers,
+        agent: false,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', resolve);
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -73,7 +86,11 @@ const render = (format: string, e: AccessEntry): string => compileFormat(format)
 test('every request atom', async () => {
   const x = await exchange((_req, res) => res.end('hello world'), {
     path: '/shop/items?page=2&q=a%20b',
-    headers: { 'user-agent': 'probe/1.0', referer: 'http://ref.example/from', authorization: `Basic ${Buffer.from('alice:s3cret').toString('base64')}` },
+    headers: {
+      'user-agent': 'probe/1.0',
+      referer: 'http://ref.example/from',
+      authorization: `Basic ${Buffer.from('alice:s3cret').toString('base64')}`,
+    },
   });
   const e = entry(x);
   assert.equal(render('%(h)s', e), '127.0.0.1');
@@ -105,30 +122,38 @@ test('response atoms: status and body bytes', async () => {
 });
 
 test('an empty body is 0 for %(B)s and - for %(b)s', async () => {
-  const e = entry(await exchange((_req, res) => {
-    res.statusCode = 204;
-    res.end();
-  }));
+  const e = entry(
+    await exchange((_req, res) => {
+      res.statusCode = 204;
+      res.end();
+    }),
+  );
   assert.equal(render('%(s)s %(B)s %(b)s', e), '204 0 -');
-  const dropped = entry(await exchange((_req, res) => {
-    res.writeHead(204);
-    res.end('a body a 204 cannot carry');
-  }));
+  const dropped = entry(
+    await exchange((_req, res) => {
+      res.writeHead(204);
+      res.end('a body a 204 cannot carry');
+    }),
+  );
   assert.equal(render('%(s)s %(B)s %(b)s', dropped), '204 0 -');
-  const notModified = entry(await exchange((_req, res) => {
-    res.statusCode = 304;
-    res.write('dropped');
-    res.end();
-  }));
+  const notModified = entry(
+    await exchange((_req, res) => {
+      res.statusCode = 304;
+      res.write('dropped');
+      res.end();
+    }),
+  );
   assert.equal(render('%(s)s %(B)s %(b)s', notModified), '304 0 -');
 });
 
 test('a write after end() sends nothing and counts nothing', async () => {
-  const e = entry(await exchange((_req, res) => {
-    res.on('error', () => {});
-    res.end('ok');
-    res.write('late', () => {});
-  }));
+  const e = entry(
+    await exchange((_req, res) => {
+      res.on('error', () => {});
+      res.end('ok');
+      res.write('late', () => {});
+    }),
+  );
   assert.equal(render('%(B)s', e), '2');
 });
 
@@ -157,18 +182,27 @@ test('missing request facts are -', async () => {
   assert.equal(render('%(u)s|%(f)s|%(q)s|%({x-missing}i)s|%({x-missing}o)s', e), '-|-||-|-');
   const bearer = entry(await exchange((_req, res) => res.end(), { headers: { authorization: 'Bearer abc' } }));
   assert.equal(render('%(u)s', bearer), '-');
-  const noColon = entry(await exchange((_req, res) => res.end(), { headers: { authorization: `Basic ${Buffer.from('justuser').toString('base64')}` } }));
+  const noColon = entry(
+    await exchange((_req, res) => res.end(), {
+      headers: { authorization: `Basic ${Buffer.from('justuser').toString('base64')}` },
+    }),
+  );
   assert.equal(render('%(u)s', noColon), '-');
 });
 
 test('{header}i, {header}o and {VAR}e', async () => {
   process.env.TSGUN_ACCESS_TEST = 'from-env';
-  const e = entry(await exchange((_req, res) => {
-    res.setHeader('Content-Type', 'text/plain');
-    res.setHeader('Set-Cookie', ['a=1', 'b=2']);
-    res.setHeader('X-Count', 3);
-    res.end('x');
-  }, { headers: { 'X-Request-Id': 'req-42' } }));
+  const e = entry(
+    await exchange(
+      (_req, res) => {
+        res.setHeader('Content-Type', 'text/plain');
+        res.setHeader('Set-Cookie', ['a=1', 'b=2']);
+        res.setHeader('X-Count', 3);
+        res.end('x');
+      },
+      { headers: { 'X-Request-Id': 'req-42' } },
+    ),
+  );
   assert.equal(render('%({X-Request-Id}i)s', e), 'req-42');
   assert.equal(render('%({x-request-id}i)s', e), 'req-42');
   assert.equal(render('%({Content-Type}o)s', e), 'text/plain');
@@ -181,15 +215,19 @@ test('{header}i, {header}o and {VAR}e', async () => {
 });
 
 test('{header}o also finds headers given to writeHead(), as an object or a flat list', async () => {
-  const obj = entry(await exchange((_req, res) => {
-    res.writeHead(200, { 'Content-Type': 'application/json', 'X-Count': 3 });
-    res.end('{}');
-  }));
+  const obj = entry(
+    await exchange((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'X-Count': 3 });
+      res.end('{}');
+    }),
+  );
   assert.equal(render('%({content-type}o)s|%({X-Count}o)s|%({x-missing}o)s', obj), 'application/json|3|-');
-  const flat = entry(await exchange((_req, res) => {
-    res.writeHead(200, ['Set-Cookie', 'a=1', 'X-Type', 'x', 'set-cookie', 'b=2']);
-    res.end();
-  }));
+  const flat = entry(
+    await exchange((_req, res) => {
+      res.writeHead(200, ['Set-Cookie', 'a=1', 'X-Type', 'x', 'set-cookie', 'b=2']);
+      res.end();
+    }),
+  );
   assert.equal(render('%({set-cookie}o)s|%({x-type}o)s|%({x}o)s', flat), 'a=1, b=2|x|-');
 });
 
@@ -207,17 +245,32 @@ test('the client is whatever the socket reports, as proxy handling presents a fo
   assert.equal(JSON.parse(jsonEntry(entry(x))).remote_addr, '203.0.113.9');
 });
 
-test('the default format is Gunicorn\'s combined log line', async () => {
+test("the default format is Gunicorn's combined log line", async () => {
   const format = getSetting('access_log_format').default as string;
-  const e = entry(await exchange((_req, res) => res.end('four'), { path: '/a?b=c', headers: { 'user-agent': 'curl/8' } }));
+  const e = entry(
+    await exchange((_req, res) => res.end('four'), { path: '/a?b=c', headers: { 'user-agent': 'curl/8' } }),
+  );
   assert.equal(compileFormat(format)(e), `127.0.0.1 - - ${clf(STARTED)} "GET /a?b=c HTTP/1.1" 200 4 "-" "curl/8"`);
 });
 
 test('jsonEntry: the same facts as one JSON object', async () => {
-  const e = entry(await exchange((_req, res) => {
-    res.statusCode = 404;
-    res.end('not here');
-  }, { path: '/x/y?z=1', headers: { referer: 'http://r.example/', 'user-agent': 'ua/2', authorization: `Basic ${Buffer.from('bob:pw').toString('base64')}` } }), 1_234_567);
+  const e = entry(
+    await exchange(
+      (_req, res) => {
+        res.statusCode = 404;
+        res.end('not here');
+      },
+      {
+        path: '/x/y?z=1',
+        headers: {
+          referer: 'http://r.example/',
+          'user-agent': 'ua/2',
+          authorization: `Basic ${Buffer.from('bob:pw').toString('base64')}`,
+        },
+      },
+    ),
+    1_234_567,
+  );
   assert.deepEqual(JSON.parse(jsonEntry(e)), {
     time: new Date(STARTED).toISOString(),
     remote_addr: '127.0.0.1',

@@ -11,7 +11,13 @@ type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ?
 const is = <T extends true>(): T => true as T;
 
 // Options: app, any config-file key with its config-file forms, and a config file; nothing else.
-const options: RunOptions = { app: 'main:app', bind: ['127.0.0.1:0'], workers: 2, raw_env: 'A=1', config: 'tsgun.conf.ts' };
+const options: RunOptions = {
+  app: 'main:app',
+  bind: ['127.0.0.1:0'],
+  workers: 2,
+  raw_env: 'A=1',
+  config: 'tsgun.conf.ts',
+};
 void options;
 const hooks: RunOptions = { app: 'main:app', when_ready: (server) => server.log.info(String(server.pid)) };
 void hooks;
@@ -46,6 +52,7 @@ test('run() rejects bad options with a TsgunError before anything starts', async
   await assert.rejects(run(null), (err: unknown) => err instanceof TsgunError && err.code === 'TSGUN_ERR_USAGE');
   await assert.rejects(
     run({ app: 'main:app', workers: 0 }),
-    (err: unknown) => err instanceof TsgunError && err.code === 'TSGUN_ERR_CONFIG_VALUE' && /setting "workers"/.test(err.message),
+    (err: unknown) =>
+      err instanceof TsgunError && err.code === 'TSGUN_ERR_CONFIG_VALUE' && /setting "workers"/.test(err.message),
   );
 });

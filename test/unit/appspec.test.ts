@@ -12,16 +12,41 @@ test('MODULE alone means the default export', () => {
 
 test('MODULE:ATTR, dotted ATTR, and path-like modules', () => {
   assert.deepEqual(parseAppSpec('main:app'), { raw: 'main:app', module: 'main', attr: ['app'], call: false });
-  assert.deepEqual(parseAppSpec('main:server.handler'), { raw: 'main:server.handler', module: 'main', attr: ['server', 'handler'], call: false });
-  assert.deepEqual(parseAppSpec('src/app:default'), { raw: 'src/app:default', module: 'src/app', attr: ['default'], call: false });
-  assert.deepEqual(parseAppSpec('./src/app.ts:app'), { raw: './src/app.ts:app', module: './src/app.ts', attr: ['app'], call: false });
+  assert.deepEqual(parseAppSpec('main:server.handler'), {
+    raw: 'main:server.handler',
+    module: 'main',
+    attr: ['server', 'handler'],
+    call: false,
+  });
+  assert.deepEqual(parseAppSpec('src/app:default'), {
+    raw: 'src/app:default',
+    module: 'src/app',
+    attr: ['default'],
+    call: false,
+  });
+  assert.deepEqual(parseAppSpec('./src/app.ts:app'), {
+    raw: './src/app.ts:app',
+    module: './src/app.ts',
+    attr: ['app'],
+    call: false,
+  });
   assert.deepEqual(parseAppSpec('main:$app'), { raw: 'main:$app', module: 'main', attr: ['$app'], call: false });
   assert.deepEqual(parseAppSpec('main:_app2'), { raw: 'main:_app2', module: 'main', attr: ['_app2'], call: false });
 });
 
 test('ATTR() is a factory call', () => {
-  assert.deepEqual(parseAppSpec('main:createApp()'), { raw: 'main:createApp()', module: 'main', attr: ['createApp'], call: true });
-  assert.deepEqual(parseAppSpec('main:factories.web()'), { raw: 'main:factories.web()', module: 'main', attr: ['factories', 'web'], call: true });
+  assert.deepEqual(parseAppSpec('main:createApp()'), {
+    raw: 'main:createApp()',
+    module: 'main',
+    attr: ['createApp'],
+    call: true,
+  });
+  assert.deepEqual(parseAppSpec('main:factories.web()'), {
+    raw: 'main:factories.web()',
+    module: 'main',
+    attr: ['factories', 'web'],
+    call: true,
+  });
 });
 
 test('the last colon separates MODULE from ATTR (a directory may have a colon); whitespace is trimmed', () => {
@@ -133,6 +158,10 @@ test('lookupAttr: a missing attribute lists what the module does export', () => 
   };
   check({ app: 1, other: 2 }, 'm:server', /^module \/app\/m\.ts has no "server" \(its exports are: app, other\)/);
   check({}, 'm:app', /^module \/app\/m\.ts has no "app" \(it exports nothing\)/);
-  check({ server: { start: 1, stop: 2 } }, 'm:server.handler', /^server in \/app\/m\.ts has no "handler" \(its exports are: start, stop\)/);
+  check(
+    { server: { start: 1, stop: 2 } },
+    'm:server.handler',
+    /^server in \/app\/m\.ts has no "handler" \(its exports are: start, stop\)/,
+  );
   check({ default: { __esModule: true, app: 1 } }, 'm:web', /has no "web"/);
 });

@@ -10,7 +10,13 @@ import { checkFileValues } from '../../src/config/resolve.js';
 import { getSetting, SETTING_NAMES } from '../../src/config/settings.js';
 import { ExitCode, TsgunError } from '../../src/errors.js';
 
-const KINDS: Record<string, unknown> = { string: 'garbage::x', number: 1.5, boolean: true, list: [{}], object: { x: 1 } };
+const KINDS: Record<string, unknown> = {
+  string: 'garbage::x',
+  number: 1.5,
+  boolean: true,
+  list: [{}],
+  object: { x: 1 },
+};
 
 function kindOf(value: unknown): string {
   return Array.isArray(value) ? 'list' : value === null ? 'null' : typeof value;

@@ -5,14 +5,28 @@ import { BALANCE_EVERY_MS, shedOrders, type BalancedWorker } from '../../src/mas
 import { emptyStats } from '../../src/master/stats.js';
 
 function worker(connections: number, over: Partial<BalancedWorker> = {}): BalancedWorker & { name: string } {
-  return { name: `w${connections}`, state: 'ready', generation: 1, outgoing: null, stats: { ...emptyStats(), connections, requests: 1000 }, child: { connected: true }, shedAt: 0, shedAtRequests: 0, shedCount: 0, ...over };
+  return {
+    name: `w${connections}`,
+    state: 'ready',
+    generation: 1,
+    outgoing: null,
+    stats: { ...emptyStats(), connections, requests: 1000 },
+    child: { connected: true },
+    shedAt: 0,
+    shedAtRequests: 0,
+    shedCount: 0,
+    ...over,
+  };
 }
 
 const NOW = 100_000;
 
 test('a worker holding over 10 % more than its share is asked to close the surplus', () => {
   const orders = shedOrders([worker(90), worker(10)], 1, NOW);
-  assert.deepEqual(orders.map((o) => [o.worker.name, o.count, o.held, o.total]), [['w90', 40, 90, 100]]);
+  assert.deepEqual(
+    orders.map((o) => [o.worker.name, o.count, o.held, o.total]),
+    [['w90', 40, 90, 100]],
+  );
   assert.deepEqual(shedOrders([worker(54), worker(46)], 1, NOW), [], 'within 10 % of the share: left alone');
 });
 
@@ -30,5 +44,9 @@ test('a worker is asked again only after BALANCE_EVERY_MS and after serving as m
   assert.deepEqual(shedOrders([idle, worker(10)], 1, NOW), [], 'served 10 requests since being asked to close 40');
   const acted = worker(90, { shedAt: NOW - 10_000, shedAtRequests: 960, shedCount: 40 });
   assert.equal(shedOrders([acted, worker(10)], 1, NOW).length, 1);
-  assert.deepEqual(shedOrders([worker(90, { child: { connected: false } }), worker(10)], 1, NOW), [], 'no channel to send the order on');
+  assert.deepEqual(
+    shedOrders([worker(90, { child: { connected: false } }), worker(10)], 1, NOW),
+    [],
+    'no channel to send the order on',
+  );
 });

@@ -7,7 +7,12 @@ const FORMS = 'expected HOST:PORT, :PORT, [IPV6]:PORT, tcp://HOST:PORT, unix:PAT
 test('HOST:PORT', () => {
   assert.deepEqual(parseBind('127.0.0.1:8000'), { kind: 'tcp', host: '127.0.0.1', port: 8000, raw: '127.0.0.1:8000' });
   assert.deepEqual(parseBind('localhost:80'), { kind: 'tcp', host: 'localhost', port: 80, raw: 'localhost:80' });
-  assert.deepEqual(parseBind('api.example.com:443'), { kind: 'tcp', host: 'api.example.com', port: 443, raw: 'api.example.com:443' });
+  assert.deepEqual(parseBind('api.example.com:443'), {
+    kind: 'tcp',
+    host: 'api.example.com',
+    port: 443,
+    raw: 'api.example.com:443',
+  });
 });
 
 test('port 0 (ephemeral) and 65535 are valid ports', () => {
@@ -22,11 +27,21 @@ test(':PORT means every IPv4 interface', () => {
 test('[IPV6]:PORT', () => {
   assert.deepEqual(parseBind('[::1]:8000'), { kind: 'tcp', host: '::1', port: 8000, raw: '[::1]:8000' });
   assert.deepEqual(parseBind('[::]:80'), { kind: 'tcp', host: '::', port: 80, raw: '[::]:80' });
-  assert.deepEqual(parseBind('[2001:db8::1]:8443'), { kind: 'tcp', host: '2001:db8::1', port: 8443, raw: '[2001:db8::1]:8443' });
+  assert.deepEqual(parseBind('[2001:db8::1]:8443'), {
+    kind: 'tcp',
+    host: '2001:db8::1',
+    port: 8443,
+    raw: '[2001:db8::1]:8443',
+  });
 });
 
 test('tcp://HOST:PORT, with a trailing slash tolerated', () => {
-  assert.deepEqual(parseBind('tcp://127.0.0.1:8000'), { kind: 'tcp', host: '127.0.0.1', port: 8000, raw: 'tcp://127.0.0.1:8000' });
+  assert.deepEqual(parseBind('tcp://127.0.0.1:8000'), {
+    kind: 'tcp',
+    host: '127.0.0.1',
+    port: 8000,
+    raw: 'tcp://127.0.0.1:8000',
+  });
   assert.deepEqual(parseBind('tcp://[::1]:8000'), { kind: 'tcp', host: '::1', port: 8000, raw: 'tcp://[::1]:8000' });
   assert.deepEqual(parseBind('tcp://:8000/'), { kind: 'tcp', host: '0.0.0.0', port: 8000, raw: 'tcp://:8000/' });
 });
@@ -39,7 +54,11 @@ test('a bare host gets port 8000, as in Gunicorn', () => {
 test('unix:PATH, absolute, relative, and unix:///PATH', () => {
   assert.deepEqual(parseBind('unix:/run/app.sock'), { kind: 'unix', path: '/run/app.sock', raw: 'unix:/run/app.sock' });
   assert.deepEqual(parseBind('unix:app.sock'), { kind: 'unix', path: 'app.sock', raw: 'unix:app.sock' });
-  assert.deepEqual(parseBind('unix:///run/app.sock'), { kind: 'unix', path: '/run/app.sock', raw: 'unix:///run/app.sock' });
+  assert.deepEqual(parseBind('unix:///run/app.sock'), {
+    kind: 'unix',
+    path: '/run/app.sock',
+    raw: 'unix:///run/app.sock',
+  });
 });
 
 test('fd://N', () => {
@@ -48,7 +67,12 @@ test('fd://N', () => {
 });
 
 test('surrounding whitespace is ignored', () => {
-  assert.deepEqual(parseBind('  127.0.0.1:8000\n'), { kind: 'tcp', host: '127.0.0.1', port: 8000, raw: '127.0.0.1:8000' });
+  assert.deepEqual(parseBind('  127.0.0.1:8000\n'), {
+    kind: 'tcp',
+    host: '127.0.0.1',
+    port: 8000,
+    raw: '127.0.0.1:8000',
+  });
 });
 
 const BAD: Array<[string, RegExp]> = [
@@ -82,7 +106,10 @@ test('every malformed address is rejected with the reason and the accepted forms
     assert.throws(
       () => parseBind(raw),
       (err: Error) => {
-        assert.ok(err.message.startsWith(`cannot parse bind address ${JSON.stringify(raw)}: `), `${JSON.stringify(raw)}: ${err.message}`);
+        assert.ok(
+          err.message.startsWith(`cannot parse bind address ${JSON.stringify(raw)}: `),
+          `${JSON.stringify(raw)}: ${err.message}`,
+        );
         assert.match(err.message, why, `${JSON.stringify(raw)}`);
         assert.ok(err.message.endsWith(`; ${FORMS}`), err.message);
         return true;

@@ -22,8 +22,16 @@ test('warmsCompileCache: TypeScript that tsx compiles, as the worker resolves th
   assert.equal(warmsCompileCache('main:app', http, {}), true, 'main finds main.ts');
   assert.equal(warmsCompileCache('plain:app', http, {}), false, 'JavaScript compiles nothing');
   assert.equal(warmsCompileCache('main:app', http, { TSX_DISABLE_CACHE: '1' }), false, 'tsx keeps no cache on disk');
-  assert.equal(warmsCompileCache('nest/main:app', http, {}), false, 'SWC compiles it, in each worker, with no shared cache');
+  assert.equal(
+    warmsCompileCache('nest/main:app', http, {}),
+    false,
+    'SWC compiles it, in each worker, with no shared cache',
+  );
   assert.equal(warmsCompileCache('missing:app', http, {}), false, 'the worker reports a module it cannot find');
-  assert.equal(warmsCompileCache('plain:app', { worker_class: 'worker:Custom', chdir: root }, {}), true, 'a TypeScript worker class compiles too');
+  assert.equal(
+    warmsCompileCache('plain:app', { worker_class: 'worker:Custom', chdir: root }, {}),
+    true,
+    'a TypeScript worker class compiles too',
+  );
   assert.equal(warmsCompileCache('plain:app', { worker_class: 'http2', chdir: root }, {}), false);
 });

@@ -61,7 +61,10 @@ const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
 
 test('at the limit: the idle keep-alive connection makes room, the upgraded one never does', async () => {
   const upgraded = await connect();
-  assert.match(await upgraded.send('GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n'), /^HTTP\/1\.1 101/);
+  assert.match(
+    await upgraded.send('GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n'),
+    /^HTTP\/1\.1 101/,
+  );
   const idle = await connect();
   assert.match(await idle.send(GET('/')), /^HTTP\/1\.1 200/);
 

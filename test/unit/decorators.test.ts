@@ -25,7 +25,10 @@ test('decoratorConfig: the nearest tsconfig.json, following relative and package
   write('web/main.ts', '');
   write('plain/main.ts', '');
 
-  assert.deepEqual(decoratorConfig(path.join(root, 'api/src/main.ts')), { tsconfig: path.join(root, 'api/tsconfig.json'), emitDecoratorMetadata: true });
+  assert.deepEqual(decoratorConfig(path.join(root, 'api/src/main.ts')), {
+    tsconfig: path.join(root, 'api/tsconfig.json'),
+    emitDecoratorMetadata: true,
+  });
   assert.equal(decoratorConfig(path.join(root, 'web/main.ts'))?.emitDecoratorMetadata, false);
   // No tsconfig.json in the scratch directory or above it (a temp dir): nothing asks for metadata.
   assert.notEqual(decoratorConfig(path.join(root, 'plain/main.ts'))?.emitDecoratorMetadata, true);

@@ -31,11 +31,17 @@ function hooksInterfaceKeys(): string[] {
 }
 
 test('docs/settings.md is what the generator writes', () => {
-  assert.ok(committed('settings.md') === renderSettingsDoc(), 'docs/settings.md is out of date with src/config/settings.ts; run npm run docs');
+  assert.ok(
+    committed('settings.md') === renderSettingsDoc(),
+    'docs/settings.md is out of date with src/config/settings.ts; run npm run docs',
+  );
 });
 
 test('docs/errors.md is what the generator writes', () => {
-  assert.ok(committed('errors.md') === renderErrorsDoc(), 'docs/errors.md is out of date with src/errors.ts; run npm run docs');
+  assert.ok(
+    committed('errors.md') === renderErrorsDoc(),
+    'docs/errors.md is out of date with src/errors.ts; run npm run docs',
+  );
 });
 
 test('generated pages say so in their first line', () => {
@@ -54,9 +60,11 @@ test('every setting has a one-line description', () => {
 
 test('every setting appears in docs/settings.md, every error code in docs/errors.md', () => {
   const settings = renderSettingsDoc();
-  for (const name of SETTING_NAMES) assert.ok(settings.includes(`\n### ${name}\n`), `docs/settings.md has no heading for ${name}`);
+  for (const name of SETTING_NAMES)
+    assert.ok(settings.includes(`\n### ${name}\n`), `docs/settings.md has no heading for ${name}`);
   const errors = renderErrorsDoc();
-  for (const code of Object.keys(ERRORS)) assert.ok(errors.includes(`\`${code}\``), `docs/errors.md does not list ${code}`);
+  for (const code of Object.keys(ERRORS))
+    assert.ok(errors.includes(`\`${code}\``), `docs/errors.md does not list ${code}`);
 });
 
 test('the Server hooks section and the Hooks interface name the same hooks', () => {
@@ -66,6 +74,10 @@ test('the Server hooks section and the Hooks interface name the same hooks', () 
 test('worker-side hooks are documented as running in the worker', () => {
   for (const name of hookSettings()) {
     const inWorker = (WORKER_HOOKS as readonly string[]).includes(name);
-    assert.match(getSetting(name as SettingName).doc ?? '', inWorker ? /Runs in the worker/ : /Runs in the master/, `hook ${name}`);
+    assert.match(
+      getSetting(name as SettingName).doc ?? '',
+      inWorker ? /Runs in the worker/ : /Runs in the master/,
+      `hook ${name}`,
+    );
   }
 });

@@ -20,7 +20,14 @@ test('every error code has an exit status in 0..4, a stable name and a doc line'
 
 test('the error kinds map to the statuses DESIGN.md names', () => {
   const exit = (code: ErrorCode): number => ERRORS[code].exit;
-  for (const code of ['TSGUN_ERR_USAGE', 'TSGUN_ERR_CONFIG_FILE', 'TSGUN_ERR_CONFIG_KEY', 'TSGUN_ERR_CONFIG_VALUE', 'TSGUN_ERR_APP_SPEC'] as const) assert.equal(exit(code), 2, code);
+  for (const code of [
+    'TSGUN_ERR_USAGE',
+    'TSGUN_ERR_CONFIG_FILE',
+    'TSGUN_ERR_CONFIG_KEY',
+    'TSGUN_ERR_CONFIG_VALUE',
+    'TSGUN_ERR_APP_SPEC',
+  ] as const)
+    assert.equal(exit(code), 2, code);
   assert.equal(exit('TSGUN_ERR_BIND'), 1);
   assert.equal(exit('TSGUN_ERR_WORKER_BOOT'), 3);
   assert.equal(exit('TSGUN_ERR_WORKER_CLASS'), 3);
@@ -37,7 +44,11 @@ test('TsgunError carries its code, exit status and cause', () => {
   assert.equal(err.exitCode, 2);
   assert.equal(err.message, 'unknown setting "x"');
   assert.equal(err.cause, cause);
-  assert.equal(new TsgunError('TSGUN_ERR_APP_LOAD', 'm', { exitCode: ExitCode.RUNTIME }).exitCode, 1, 'the status can be overridden (--check-config)');
+  assert.equal(
+    new TsgunError('TSGUN_ERR_APP_LOAD', 'm', { exitCode: ExitCode.RUNTIME }).exitCode,
+    1,
+    'the status can be overridden (--check-config)',
+  );
   assert.equal(isTsgunError(new Error('plain')), false);
   assert.equal(isTsgunError('TSGUN_ERR_USAGE'), false);
 });

@@ -8,14 +8,20 @@ const limits = { timeout: 30, boot_timeout: 60 };
 test('a booting worker is stuck past boot_timeout, counted from its spawn; heartbeats do not count while it boots', () => {
   const w = { pid: 10, state: 'booting' as const, spawnedAt: 0, lastBeat: 59_000 };
   assert.equal(stuck(w, limits, 60_000), null);
-  assert.deepEqual(stuck(w, limits, 60_001), { reason: 'boot-timeout', message: 'Worker (pid:10) did not boot within boot_timeout (60 s)' });
+  assert.deepEqual(stuck(w, limits, 60_001), {
+    reason: 'boot-timeout',
+    message: 'Worker (pid:10) did not boot within boot_timeout (60 s)',
+  });
   assert.equal(stuck(w, { ...limits, boot_timeout: 0 }, 10_000_000), null, 'boot_timeout 0 waits forever');
 });
 
 test('a ready worker is stuck once silent past timeout, counted from its last heartbeat', () => {
   const w = { pid: 11, state: 'ready' as const, spawnedAt: 0, lastBeat: 100_000 };
   assert.equal(stuck(w, limits, 130_000), null);
-  assert.deepEqual(stuck(w, limits, 131_500), { reason: 'timeout', message: 'WORKER TIMEOUT (pid:11): no heartbeat for 31.5 s (timeout 30 s)' });
+  assert.deepEqual(stuck(w, limits, 131_500), {
+    reason: 'timeout',
+    message: 'WORKER TIMEOUT (pid:11): no heartbeat for 31.5 s (timeout 30 s)',
+  });
   assert.equal(stuck(w, { ...limits, timeout: 0 }, 10_000_000), null, 'timeout 0 turns the check off');
 });
 

@@ -7,7 +7,11 @@ import { ROOT } from '../helpers.js';
 
 /** What `npm pack` would put in the tarball (--ignore-scripts: prepack would remove dist/). */
 function packedFiles(): Set<string> {
-  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const [packed] = JSON.parse(out) as Array<{ files: Array<{ path: string }> }>;
   return new Set(packed!.files.map((f) => f.path));
 }
@@ -15,7 +19,10 @@ function packedFiles(): Set<string> {
 test('the LICENSE file is MIT, as package.json says, and npm pack ships it', () => {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { license: string };
   assert.equal(pkg.license, 'MIT');
-  assert.match(readFileSync(path.join(ROOT, 'LICENSE'), 'utf8'), /^MIT License\n\nCopyright \(c\) 2026 tsgun contributors\n/);
+  assert.match(
+    readFileSync(path.join(ROOT, 'LICENSE'), 'utf8'),
+    /^MIT License\n\nCopyright \(c\) 2026 tsgun contributors\n/,
+  );
   assert.ok(packedFiles().has('LICENSE'), 'LICENSE is in the tarball');
 });
 
@@ -28,7 +35,10 @@ test('every source that a shipped dist/*.map names is in the tarball', () => {
   assert.ok(maps.length > 0, 'the tarball ships source maps');
   const missing: string[] = [];
   for (const map of maps) {
-    const { sources, sourceRoot = '' } = JSON.parse(readFileSync(path.join(ROOT, map), 'utf8')) as { sources: string[]; sourceRoot?: string };
+    const { sources, sourceRoot = '' } = JSON.parse(readFileSync(path.join(ROOT, map), 'utf8')) as {
+      sources: string[];
+      sourceRoot?: string;
+    };
     for (const source of sources) {
       const packed = path.posix.normalize(path.posix.join(path.posix.dirname(map), sourceRoot, source));
       if (!files.has(packed)) missing.push(`${map} names ${packed}`);

@@ -6,7 +6,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { afterExit, defaultBatch, goalGeneration, plan, type GenerationStatus, type PoolPlan, type PoolWorker, type SlotBackoff, type StopReason } from '../../src/master/pool.js';
+import {
+  afterExit,
+  defaultBatch,
+  goalGeneration,
+  plan,
+  type GenerationStatus,
+  type PoolPlan,
+  type PoolWorker,
+  type SlotBackoff,
+  type StopReason,
+} from '../../src/master/pool.js';
 
 class Sim {
   now = 0;
@@ -41,14 +51,23 @@ class Sim {
   }
 
   private once(): boolean {
-    const p = plan({ now: this.now, target: this.target, newest: this.newest, batch: this.batch, generations: this.generations, workers: this.workers, slots: this.slots });
+    const p = plan({
+      now: this.now,
+      target: this.target,
+      newest: this.newest,
+      batch: this.batch,
+      generations: this.generations,
+      workers: this.workers,
+      slots: this.slots,
+    });
     for (const r of p.retire) {
       const w = this.workers.find((x) => x.id === r.id)!;
       assert.ok(w, `retires a worker it was given (${r.id})`);
       this.retired.push({ id: w.id, generation: w.generation, reason: r.reason });
       this.workers = this.workers.filter((x) => x !== w);
     }
-    for (const s of p.start) this.workers.push({ id: ++this.lastId, generation: s.generation, slot: s.slot, state: 'booting', recycle: null });
+    for (const s of p.start)
+      this.workers.push({ id: ++this.lastId, generation: s.generation, slot: s.slot, state: 'booting', recycle: null });
     this.last = p;
     return p.start.length === 0 && p.retire.length === 0;
   }
@@ -71,16 +90,23 @@ class Sim {
   die(w: PoolWorker, served = false): void {
     this.workers = this.workers.filter((x) => x !== w);
     if (w.state === 'booting' && w.generation === this.newest) this.generations.get(w.generation)!.failed = true;
-    this.slots = afterExit(this.slots, { slot: w.slot, expected: false, readyForMs: w.state === 'ready' ? 10 : null, requests: served ? 1 : 0 }, this.now);
+    this.slots = afterExit(
+      this.slots,
+      { slot: w.slot, expected: false, readyForMs: w.state === 'ready' ? 10 : null, requests: served ? 1 : 0 },
+      this.now,
+    );
     this.step();
   }
 
   booting(generation?: number): PoolWorker[] {
-    return this.workers.filter((w) => w.state === 'booting' && (generation === undefined || w.generation === generation));
+    return this.workers.filter(
+      (w) => w.state === 'booting' && (generation === undefined || w.generation === generation),
+    );
   }
 
   readyCount(generation?: number): number {
-    return this.workers.filter((w) => w.state === 'ready' && (generation === undefined || w.generation === generation)).length;
+    return this.workers.filter((w) => w.state === 'ready' && (generation === undefined || w.generation === generation))
+      .length;
   }
 
   /** Make every booting worker ready, one at a time, until nothing boots. */
@@ -116,7 +142,10 @@ test('a reload with batch 1 boots one at a time and never serves with fewer than
   }
   assert.ok(sim.last.converged);
   assert.deepEqual(sim.gens(), [2, 2, 2, 2]);
-  assert.deepEqual(sim.retired.map((r) => r.reason), ['reload', 'reload', 'reload', 'reload']);
+  assert.deepEqual(
+    sim.retired.map((r) => r.reason),
+    ['reload', 'reload', 'reload', 'reload'],
+  );
 });
 
 test('a reload with batch 4 of 16 workers boots four at a time', () => {
@@ -169,7 +198,10 @@ test('a failing newest generation with one older generation serving keeps every 
   assert.equal(sim.readyCount(), 4, 'one of generation 2 and three of generation 1');
   assert.equal(sim.last.goal, 2, 'generation 2 booted: top-ups come from it');
   assert.equal(sim.booting().length, 0);
-  assert.deepEqual(sim.retired.map((r) => r.reason), ['reload']);
+  assert.deepEqual(
+    sim.retired.map((r) => r.reason),
+    ['reload'],
+  );
 });
 
 test('a failing newest generation with two older generations serving keeps them all; a crash is topped up from the newest that booted', () => {
@@ -183,8 +215,15 @@ test('a failing newest generation with two older generations serving keeps them 
   assert.equal(sim.readyCount(), 4);
   assert.deepEqual(sim.gens().sort(), [1, 1, 2, 3]);
   assert.equal(sim.last.goal, 3);
-  sim.die(sim.workers.find((w) => w.generation === 1)!, true);
-  assert.deepEqual(sim.booting().map((w) => w.generation), [3], 'a worker that served restarts at once');
+  sim.die(
+    sim.workers.find((w) => w.generation === 1)!,
+    true,
+  );
+  assert.deepEqual(
+    sim.booting().map((w) => w.generation),
+    [3],
+    'a worker that served restarts at once',
+  );
 });
 
 test('a fix after a failure converges, with no backoff left', () => {
@@ -247,10 +286,16 @@ test('max-requests recycles stay one at a time', () => {
 test('a crash of an old and of a new worker during a reload: the pool still converges', () => {
   const sim = new Sim(4, 2);
   sim.hup();
-  sim.die(sim.workers.find((w) => w.generation === 1 && w.state === 'ready')!, true);
+  sim.die(
+    sim.workers.find((w) => w.generation === 1 && w.state === 'ready')!,
+    true,
+  );
   assert.equal(sim.booting().length, 2);
   sim.ready(sim.booting(2)[0]!);
-  sim.die(sim.workers.find((w) => w.generation === 2 && w.state === 'ready')!, true);
+  sim.die(
+    sim.workers.find((w) => w.generation === 2 && w.state === 'ready')!,
+    true,
+  );
   assert.equal(sim.last.goal, 2, 'a crash after ready is no boot failure');
   sim.readyAll();
   assert.ok(sim.last.converged);
@@ -262,7 +307,10 @@ test('WINCH retires everything; TTIN starts again', () => {
   sim.target = 0;
   sim.step();
   assert.equal(sim.workers.length, 0);
-  assert.deepEqual(sim.retired.map((r) => r.reason), ['winch', 'winch']);
+  assert.deepEqual(
+    sim.retired.map((r) => r.reason),
+    ['winch', 'winch'],
+  );
   sim.target = 1;
   sim.step();
   assert.equal(sim.booting().length, 1);
@@ -301,8 +349,14 @@ test('a HUP during a TypeScript reload: the newest generation warms its own cach
   const sim = new Sim(4, 2, true);
   sim.hup();
   sim.hup();
-  assert.deepEqual(sim.retired.map((r) => r.reason), ['superseded']);
-  assert.deepEqual(sim.booting().map((w) => w.generation), [3]);
+  assert.deepEqual(
+    sim.retired.map((r) => r.reason),
+    ['superseded'],
+  );
+  assert.deepEqual(
+    sim.booting().map((w) => w.generation),
+    [3],
+  );
   sim.ready(sim.booting(3)[0]!);
   assert.equal(sim.booting(3).length, 2);
   sim.readyAll();
@@ -315,7 +369,14 @@ test('a TypeScript reload whose first worker fails to boot ends as a JavaScript 
     const sim = new Sim(4, 2, warms);
     sim.hup();
     sim.die(sim.booting(2)[0]!);
-    return { goal: sim.last.goal, gens: sim.gens(), ready: sim.readyCount(), booting: sim.booting().length, failed: sim.generations.get(2)!.failed, wakeAt: sim.last.wakeAt };
+    return {
+      goal: sim.last.goal,
+      gens: sim.gens(),
+      ready: sim.readyCount(),
+      booting: sim.booting().length,
+      failed: sim.generations.get(2)!.failed,
+      wakeAt: sim.last.wakeAt,
+    };
   };
   const ts = outcome(true);
   assert.deepEqual(ts, outcome(false));
@@ -347,7 +408,13 @@ test('a TypeScript worker that crashes before ready: its slot backs off, and no 
   assert.equal(sim.booting().length, 2);
 });
 
-type Op = { k: 'hup'; warms: boolean } | { k: 'ready'; i: number } | { k: 'fail'; i: number } | { k: 'crash'; i: number } | { k: 'scale'; n: number } | { k: 'recycle'; i: number };
+type Op =
+  | { k: 'hup'; warms: boolean }
+  | { k: 'ready'; i: number }
+  | { k: 'fail'; i: number }
+  | { k: 'crash'; i: number }
+  | { k: 'scale'; n: number }
+  | { k: 'recycle'; i: number };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ k: fc.constant('hup' as const), warms: fc.boolean() }),
@@ -361,52 +428,63 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 
 test('properties: ready workers never drop below min(ready before, target) by the plan; nobody retired twice; always converging', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 3 }), fc.boolean(), fc.array(op, { maxLength: 40 }), (target, batch, warms, ops) => {
-      const sim = new Sim(target, batch, warms);
-      const planned = (): void => {
-        const before = sim.readyCount();
-        sim.step();
-        assert.ok(sim.readyCount() >= Math.min(before, sim.target), 'a plan step never takes ready workers below the target');
-        const goal = sim.generations.get(sim.last.goal)!;
-        if (goal.warmsCache && !goal.booted) assert.ok(sim.booting(sim.last.goal).length <= 1, 'one worker warms the cache');
-      };
-      for (const o of ops) {
-        const pick = (i: number, state: PoolWorker['state']): PoolWorker | undefined => sim.workers.filter((w) => w.state === state)[i % 7];
-        if (o.k === 'hup') sim.hup(o.warms);
-        else if (o.k === 'scale') sim.target = o.n;
-        else if (o.k === 'ready') {
-          const w = pick(o.i, 'booting');
-          if (w) {
-            w.state = 'ready';
-            sim.generations.get(w.generation)!.booted = true;
+    fc.property(
+      fc.integer({ min: 1, max: 6 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.boolean(),
+      fc.array(op, { maxLength: 40 }),
+      (target, batch, warms, ops) => {
+        const sim = new Sim(target, batch, warms);
+        const planned = (): void => {
+          const before = sim.readyCount();
+          sim.step();
+          assert.ok(
+            sim.readyCount() >= Math.min(before, sim.target),
+            'a plan step never takes ready workers below the target',
+          );
+          const goal = sim.generations.get(sim.last.goal)!;
+          if (goal.warmsCache && !goal.booted)
+            assert.ok(sim.booting(sim.last.goal).length <= 1, 'one worker warms the cache');
+        };
+        for (const o of ops) {
+          const pick = (i: number, state: PoolWorker['state']): PoolWorker | undefined =>
+            sim.workers.filter((w) => w.state === state)[i % 7];
+          if (o.k === 'hup') sim.hup(o.warms);
+          else if (o.k === 'scale') sim.target = o.n;
+          else if (o.k === 'ready') {
+            const w = pick(o.i, 'booting');
+            if (w) {
+              w.state = 'ready';
+              sim.generations.get(w.generation)!.booted = true;
+            }
+          } else if (o.k === 'fail') {
+            const w = pick(o.i, 'booting');
+            if (w) sim.die(w);
+          } else if (o.k === 'crash') {
+            const w = pick(o.i, 'ready');
+            if (w) sim.die(w, true);
+          } else {
+            const w = pick(o.i, 'ready');
+            if (w) w.recycle = 'max-requests';
           }
-        } else if (o.k === 'fail') {
-          const w = pick(o.i, 'booting');
-          if (w) sim.die(w);
-        } else if (o.k === 'crash') {
-          const w = pick(o.i, 'ready');
-          if (w) sim.die(w, true);
-        } else {
-          const w = pick(o.i, 'ready');
-          if (w) w.recycle = 'max-requests';
-        }
-        planned();
-      }
-      // Fixed code: booting works from now on; a last HUP if the newest failed.
-      if (sim.generations.get(sim.newest)!.failed) sim.hup();
-      for (let i = 0; i < 200 && !sim.last.converged; i++) {
-        const b = sim.booting()[0];
-        if (b) {
-          b.state = 'ready';
-          sim.generations.get(b.generation)!.booted = true;
           planned();
-        } else sim.wait(30_000);
-      }
-      assert.ok(sim.last.converged, 'converges');
-      assert.equal(sim.readyCount(sim.newest), sim.target);
-      const ids = sim.retired.map((r) => r.id);
-      assert.equal(new Set(ids).size, ids.length, 'no worker retired twice');
-    }),
+        }
+        // Fixed code: booting works from now on; a last HUP if the newest failed.
+        if (sim.generations.get(sim.newest)!.failed) sim.hup();
+        for (let i = 0; i < 200 && !sim.last.converged; i++) {
+          const b = sim.booting()[0];
+          if (b) {
+            b.state = 'ready';
+            sim.generations.get(b.generation)!.booted = true;
+            planned();
+          } else sim.wait(30_000);
+        }
+        assert.ok(sim.last.converged, 'converges');
+        assert.equal(sim.readyCount(sim.newest), sim.target);
+        const ids = sim.retired.map((r) => r.id);
+        assert.equal(new Set(ids).size, ids.length, 'no worker retired twice');
+      },
+    ),
     { numRuns: 500 },
   );
 });

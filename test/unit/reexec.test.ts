@@ -17,7 +17,13 @@ import type { ProcessOps } from '../../src/master/process-ops.js';
 import { PARENT_ENV, parentPid, Reexec, successorSpawn, type Self } from '../../src/master/reexec.js';
 import { INHERITED_ENV, type BoundSocket } from '../../src/master/sockets.js';
 
-const SELF: Self = { execPath: '/usr/bin/node', execArgv: ['--enable-source-maps'], script: '/opt/tsgun/bin/tsgun', env: { PATH: '/usr/bin', KEEP: 'yes' }, pid: 777 };
+const SELF: Self = {
+  execPath: '/usr/bin/node',
+  execArgv: ['--enable-source-maps'],
+  script: '/opt/tsgun/bin/tsgun',
+  env: { PATH: '/usr/bin', KEEP: 'yes' },
+  pid: 777,
+};
 
 /** A ChildProcess as far as reexec uses one. */
 class FakeChild extends EventEmitter {
@@ -61,7 +67,13 @@ function fakeLog(): { log: Logger; lines: Array<[string, string]> } {
 }
 
 function socket(fd: number, raw: string, systemd?: string): BoundSocket {
-  return { fd, label: `http://${raw}`, spec: { kind: 'tcp', host: '127.0.0.1', port: 8000, raw }, unixFile: null, ...(systemd ? { systemd } : {}) } as unknown as BoundSocket;
+  return {
+    fd,
+    label: `http://${raw}`,
+    spec: { kind: 'tcp', host: '127.0.0.1', port: 8000, raw },
+    unixFile: null,
+    ...(systemd ? { systemd } : {}),
+  } as unknown as BoundSocket;
 }
 
 function setup(t: TestContext, over: { argv?: readonly string[] | null; parent?: number | null } = {}) {
@@ -73,7 +85,14 @@ function setup(t: TestContext, over: { argv?: readonly string[] | null; parent?:
   const ops = new FakeOps();
   const { log, lines } = fakeLog();
   const argv = over.argv === undefined ? ['-w', '2', 'main:app'] : over.argv;
-  const reexec = new Reexec({ ops, log: () => log, argv, cwd: '/srv/app', parent: over.parent ?? null, self: () => SELF });
+  const reexec = new Reexec({
+    ops,
+    log: () => log,
+    argv,
+    cwd: '/srv/app',
+    parent: over.parent ?? null,
+    self: () => SELF,
+  });
   const sockets = [socket(11, '127.0.0.1:8000'), socket(12, 'unix:/run/app.sock')];
   const usr2 = (): void => reexec.start({ sockets, notifySocket: null, watchdogUsec: null }, pidfile);
   return { file, oldbin: `${file}.oldbin`, pidfile, ops, lines, reexec, usr2 };
@@ -106,7 +125,7 @@ test('USR2 moves the pidfile to PIDFILE.oldbin and starts the new master from th
   assert.equal(parentPid(env), 777, 'the new master knows its parent');
 });
 
-test('while the new master runs, USR2 is refused and the service is the new master\'s; its exit puts the pidfile back', (t) => {
+test("while the new master runs, USR2 is refused and the service is the new master's; its exit puts the pidfile back", (t) => {
   const s = setup(t);
   s.usr2();
   const child = s.ops.spawned[0]!.child;
@@ -120,7 +139,10 @@ test('while the new master runs, USR2 is refused and the service is the new mast
   assert.equal(s.pidfile.path, s.file);
   assert.equal(s.reexec.successorRunning(), false);
   assert.equal(s.reexec.sharesSockets(), false);
-  assert.deepEqual(s.lines.at(-1), ['error', 'The new master (pid 900) exited with code 1; this master goes on serving']);
+  assert.deepEqual(s.lines.at(-1), [
+    'error',
+    'The new master (pid 900) exited with code 1; this master goes on serving',
+  ]);
   assert.equal(s.reexec.refusal(), null, 'a later USR2 may try again');
   s.ops.nextPid = 901;
   s.usr2();
@@ -152,7 +174,9 @@ test('a pidfile removed by hand is logged, and the upgrade goes on without one',
   unlinkSync(s.file);
   s.usr2();
   assert.equal(s.ops.spawned.length, 1);
-  assert.ok(s.lines.some(([level, msg]) => level === 'error' && msg.startsWith('Error: cannot rename pidfile for the upgrade')));
+  assert.ok(
+    s.lines.some(([level, msg]) => level === 'error' && msg.startsWith('Error: cannot rename pidfile for the upgrade')),
+  );
   s.ops.exit(s.ops.spawned[0]!.child, 0);
   assert.equal(read(s.file), null, 'nothing is created where there was nothing');
   assert.equal(read(s.oldbin), null);
@@ -186,11 +210,22 @@ test('under run() there is no command line to start again: USR2 is refused and n
   assert.equal(read(s.file), '777\n');
 });
 
-test('sockets systemd passed are handed on in systemd\'s form, LISTEN_PID set by a shell to the new pid; the notify socket and watchdog go along', () => {
+test("sockets systemd passed are handed on in systemd's form, LISTEN_PID set by a shell to the new pid; the notify socket and watchdog go along", () => {
   const sockets = [socket(3, '127.0.0.1:8000', 'web'), socket(4, '127.0.0.1:8001', 'admin')];
-  const { file, args, options } = successorSpawn({ argv: ['main:app'], cwd: '/srv', sockets, notifySocket: '/run/systemd/notify', watchdogUsec: 30_000_000 }, SELF);
+  const { file, args, options } = successorSpawn(
+    { argv: ['main:app'], cwd: '/srv', sockets, notifySocket: '/run/systemd/notify', watchdogUsec: 30_000_000 },
+    SELF,
+  );
   assert.equal(file, '/bin/sh');
-  assert.deepEqual(args, ['-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', 'sh', '/usr/bin/node', '--enable-source-maps', '/opt/tsgun/bin/tsgun', 'main:app']);
+  assert.deepEqual(args, [
+    '-c',
+    'LISTEN_PID=$$; export LISTEN_PID; exec "$@"',
+    'sh',
+    '/usr/bin/node',
+    '--enable-source-maps',
+    '/opt/tsgun/bin/tsgun',
+    'main:app',
+  ]);
   assert.deepEqual(options.stdio, ['inherit', 'inherit', 'inherit', 3, 4]);
   const env = options.env!;
   assert.equal(env.LISTEN_FDS, '2');

@@ -67,7 +67,10 @@ test('./tsgun.conf.* is found without -c, .ts before .yaml', async () => {
   assert.equal(r1.configFile, path.join(yamlOnly, 'tsgun.conf.yaml'));
   assert.equal(r1.settings.workers, 4);
 
-  const both = proj({ 'tsgun.conf.yaml': 'workers: 4\n', 'tsgun.conf.ts': 'const workers: number = 6;\nexport default { workers, proc_name: "from-ts" };\n' });
+  const both = proj({
+    'tsgun.conf.yaml': 'workers: 4\n',
+    'tsgun.conf.ts': 'const workers: number = 6;\nexport default { workers, proc_name: "from-ts" };\n',
+  });
   const r2 = await resolveConfig({ argv: [], env: {}, cwd: both, version: VERSION });
   assert.equal(r2.configFile, path.join(both, 'tsgun.conf.ts'));
   assert.equal(r2.settings.workers, 6);
@@ -87,7 +90,9 @@ test('hooks come from a script config file', async () => {
 });
 
 test('precedence: default < file < PORT / WEB_CONCURRENCY < TSGUN_CMD_ARGS < command line', async () => {
-  const cwd = proj({ 'tsgun.conf.yaml': 'workers: 2\nbind: "127.0.0.1:7000"\nkeepalive: 9\nloglevel: debug\ntimeout: 40\n' });
+  const cwd = proj({
+    'tsgun.conf.yaml': 'workers: 2\nbind: "127.0.0.1:7000"\nkeepalive: 9\nloglevel: debug\ntimeout: 40\n',
+  });
   const file = `file ${path.join(cwd, 'tsgun.conf.yaml')}`;
 
   const fileOnly = await resolveConfig({ argv: [], env: {}, cwd, version: VERSION });
@@ -103,7 +108,10 @@ test('precedence: default < file < PORT / WEB_CONCURRENCY < TSGUN_CMD_ARGS < com
   assert.equal(withEnv.settings.keepalive, 9);
   assert.equal(withEnv.sources.keepalive, file);
 
-  const cmdArgs = { ...env, TSGUN_CMD_ARGS: `-w 4 --keep-alive 2 -n "my shop" --access-logformat '%(h)s "%(r)s" %(s)s'` };
+  const cmdArgs = {
+    ...env,
+    TSGUN_CMD_ARGS: `-w 4 --keep-alive 2 -n "my shop" --access-logformat '%(h)s "%(r)s" %(s)s'`,
+  };
   const withCmd = await resolveConfig({ argv: [], env: cmdArgs, cwd, version: VERSION });
   assert.equal(withCmd.settings.workers, 4);
   assert.equal(withCmd.sources.workers, 'env TSGUN_CMD_ARGS');
@@ -114,10 +122,15 @@ test('precedence: default < file < PORT / WEB_CONCURRENCY < TSGUN_CMD_ARGS < com
   assert.equal(withCmd.sources.bind, 'env PORT');
   assert.equal(withCmd.sources.loglevel, file);
 
-  const all = await resolveConfig({ argv: ['-w', '5', '-b', ':1', '-b', ':2', 'main:app'], env: cmdArgs, cwd, version: VERSION });
+  const all = await resolveConfig({
+    argv: ['-w', '5', '-b', ':1', '-b', ':2', 'main:app'],
+    env: cmdArgs,
+    cwd,
+    version: VERSION,
+  });
   assert.equal(all.settings.workers, 5);
   assert.equal(all.sources.workers, 'command line');
-  assert.deepEqual(all.settings.bind, [':1', ':2'], 'a repeated flag replaces the lower layers\' list');
+  assert.deepEqual(all.settings.bind, [':1', ':2'], "a repeated flag replaces the lower layers' list");
   assert.equal(all.sources.bind, 'command line');
   assert.equal(all.settings.keepalive, 2);
   assert.equal(all.sources.keepalive, 'env TSGUN_CMD_ARGS');
@@ -127,7 +140,12 @@ test('precedence: default < file < PORT / WEB_CONCURRENCY < TSGUN_CMD_ARGS < com
 });
 
 test('empty environment variables are ignored', async () => {
-  const r = await resolveConfig({ argv: [], env: { WEB_CONCURRENCY: '', PORT: '  ', TSGUN_CMD_ARGS: '' }, cwd: proj(), version: VERSION });
+  const r = await resolveConfig({
+    argv: [],
+    env: { WEB_CONCURRENCY: '', PORT: '  ', TSGUN_CMD_ARGS: '' },
+    cwd: proj(),
+    version: VERSION,
+  });
   assert.equal(r.sources.workers, 'default');
   assert.equal(r.sources.bind, 'default');
 });
@@ -138,14 +156,37 @@ test('TSGUN_CMD_ARGS can name the config file and the APP; the command line wins
   assert.equal(viaEnv.configFile, path.join(cwd, 'a.yaml'));
   assert.equal(viaEnv.settings.workers, 2);
   assert.equal(viaEnv.app, 'env:app');
-  const cli = await resolveConfig({ argv: ['-c', 'b.yaml', 'cli:app'], env: { TSGUN_CMD_ARGS: '-c a.yaml env:app' }, cwd, version: VERSION });
+  const cli = await resolveConfig({
+    argv: ['-c', 'b.yaml', 'cli:app'],
+    env: { TSGUN_CMD_ARGS: '-c a.yaml env:app' },
+    cwd,
+    version: VERSION,
+  });
   assert.equal(cli.configFile, path.join(cwd, 'b.yaml'));
   assert.equal(cli.settings.workers, 3);
   assert.equal(cli.app, 'cli:app');
 });
 
 test('flags of each type parse from the command line', async () => {
-  const r = await resolveConfig({ argv: ['--check-config', '-t', '0.5', '--interface', 'fetch', '-e', 'A=1', '-e', 'B=x=y', '--log-level', 'warning', 'm:a'], env: {}, cwd: proj(), version: VERSION });
+  const r = await resolveConfig({
+    argv: [
+      '--check-config',
+      '-t',
+      '0.5',
+      '--interface',
+      'fetch',
+      '-e',
+      'A=1',
+      '-e',
+      'B=x=y',
+      '--log-level',
+      'warning',
+      'm:a',
+    ],
+    env: {},
+    cwd: proj(),
+    version: VERSION,
+  });
   assert.equal(r.settings.check_config, true);
   assert.equal(r.settings.timeout, 0.5);
   assert.equal(r.settings.interface, 'fetch');
@@ -167,28 +208,92 @@ test('config mistakes are errors with the key, the file and the expected form', 
     'conf.toml': 'workers = 2\n',
   });
   const f = (n: string): string => path.join(cwd, n).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-  await rejects(resolve(['-c', 'typo.yaml'], {}, cwd), 'TSGUN_ERR_CONFIG_KEY', new RegExp(`^config file ${f('typo.yaml')}: unknown setting "wokers"; did you mean "workers"\\?$`));
-  await rejects(resolve(['-c', 'far.yaml'], {}, cwd), 'TSGUN_ERR_CONFIG_KEY', /unknown setting "zzzzzzzzzz"; see docs\/settings\.md for the keys$/);
-  await rejects(resolve(['-c', 'type.yaml'], {}, cwd), 'TSGUN_ERR_CONFIG_VALUE', new RegExp(`^config file ${f('type.yaml')}: setting "workers" expected an integer from 1 to 1024, got "four"$`));
-  await rejects(resolve(['-c', 'range.yaml'], {}, cwd), 'TSGUN_ERR_CONFIG_VALUE', /setting "workers" expected an integer from 1 to 1024, got 0$/);
-  await rejects(resolve(['-c', 'bind.yaml'], {}, cwd), 'TSGUN_ERR_CONFIG_VALUE', /setting "bind" cannot parse bind address "\[::1": missing "\]"/);
-  await rejects(resolve(['-c', 'cli-only.yaml'], {}, cwd), 'TSGUN_ERR_CONFIG_KEY', /"config"; config can only be given on the command line$/);
-  await rejects(resolve(['-c', 'list.yaml'], {}, cwd), 'TSGUN_ERR_CONFIG_FILE', /must hold an object of settings .*not an array$/);
-  await rejects(resolve(['-c', 'syntax.yaml'], {}, cwd), 'TSGUN_ERR_CONFIG_FILE', /^cannot load config file .*syntax\.yaml: /);
-  await rejects(resolve(['-c', 'noexport.mjs'], {}, cwd), 'TSGUN_ERR_CONFIG_FILE', /it has no default export; write `export default defineConfig/);
+  await rejects(
+    resolve(['-c', 'typo.yaml'], {}, cwd),
+    'TSGUN_ERR_CONFIG_KEY',
+    new RegExp(`^config file ${f('typo.yaml')}: unknown setting "wokers"; did you mean "workers"\\?$`),
+  );
+  await rejects(
+    resolve(['-c', 'far.yaml'], {}, cwd),
+    'TSGUN_ERR_CONFIG_KEY',
+    /unknown setting "zzzzzzzzzz"; see docs\/settings\.md for the keys$/,
+  );
+  await rejects(
+    resolve(['-c', 'type.yaml'], {}, cwd),
+    'TSGUN_ERR_CONFIG_VALUE',
+    new RegExp(`^config file ${f('type.yaml')}: setting "workers" expected an integer from 1 to 1024, got "four"$`),
+  );
+  await rejects(
+    resolve(['-c', 'range.yaml'], {}, cwd),
+    'TSGUN_ERR_CONFIG_VALUE',
+    /setting "workers" expected an integer from 1 to 1024, got 0$/,
+  );
+  await rejects(
+    resolve(['-c', 'bind.yaml'], {}, cwd),
+    'TSGUN_ERR_CONFIG_VALUE',
+    /setting "bind" cannot parse bind address "\[::1": missing "\]"/,
+  );
+  await rejects(
+    resolve(['-c', 'cli-only.yaml'], {}, cwd),
+    'TSGUN_ERR_CONFIG_KEY',
+    /"config"; config can only be given on the command line$/,
+  );
+  await rejects(
+    resolve(['-c', 'list.yaml'], {}, cwd),
+    'TSGUN_ERR_CONFIG_FILE',
+    /must hold an object of settings .*not an array$/,
+  );
+  await rejects(
+    resolve(['-c', 'syntax.yaml'], {}, cwd),
+    'TSGUN_ERR_CONFIG_FILE',
+    /^cannot load config file .*syntax\.yaml: /,
+  );
+  await rejects(
+    resolve(['-c', 'noexport.mjs'], {}, cwd),
+    'TSGUN_ERR_CONFIG_FILE',
+    /it has no default export; write `export default defineConfig/,
+  );
   await rejects(resolve(['-c', 'conf.toml'], {}, cwd), 'TSGUN_ERR_CONFIG_FILE', /unsupported extension "\.toml"/);
-  await rejects(resolve(['-c', 'missing.yaml'], {}, cwd), 'TSGUN_ERR_CONFIG_FILE', /missing\.yaml does not exist; check the path given to -c\/--config$/);
+  await rejects(
+    resolve(['-c', 'missing.yaml'], {}, cwd),
+    'TSGUN_ERR_CONFIG_FILE',
+    /missing\.yaml does not exist; check the path given to -c\/--config$/,
+  );
 });
 
 test('command-line and environment mistakes are usage or value errors', async () => {
-  await rejects(resolve(['--wokers', '2']), 'TSGUN_ERR_USAGE', /^command line: unknown option '--wokers' \(Did you mean --workers\?\); see tsgun --help$/);
+  await rejects(
+    resolve(['--wokers', '2']),
+    'TSGUN_ERR_USAGE',
+    /^command line: unknown option '--wokers' \(Did you mean --workers\?\); see tsgun --help$/,
+  );
   await rejects(resolve(['-w']), 'TSGUN_ERR_USAGE', /^command line: option '-w, --workers <int>' argument missing/);
-  await rejects(resolve(['-w', 'four']), 'TSGUN_ERR_USAGE', /argument 'four' is invalid\. expected an integer from 1 to 1024, got "four"/);
+  await rejects(
+    resolve(['-w', 'four']),
+    'TSGUN_ERR_USAGE',
+    /argument 'four' is invalid\. expected an integer from 1 to 1024, got "four"/,
+  );
   await rejects(resolve(['a:b', 'c:d']), 'TSGUN_ERR_USAGE', /too many arguments/);
-  await rejects(resolve([], { TSGUN_CMD_ARGS: '--nope' }), 'TSGUN_ERR_USAGE', /^TSGUN_CMD_ARGS: unknown option '--nope'/);
-  await rejects(resolve([], { TSGUN_CMD_ARGS: '-n "unclosed' }), 'TSGUN_ERR_USAGE', /^TSGUN_CMD_ARGS has an unclosed " quote$/);
-  await rejects(resolve([], { WEB_CONCURRENCY: 'lots' }), 'TSGUN_ERR_CONFIG_VALUE', /^environment variable WEB_CONCURRENCY="lots" \(sets workers\): expected an integer/);
-  await rejects(resolve([], { PORT: '99999' }), 'TSGUN_ERR_CONFIG_VALUE', /^environment variable PORT="99999" \(sets bind\): cannot parse bind address "0\.0\.0\.0:99999"/);
+  await rejects(
+    resolve([], { TSGUN_CMD_ARGS: '--nope' }),
+    'TSGUN_ERR_USAGE',
+    /^TSGUN_CMD_ARGS: unknown option '--nope'/,
+  );
+  await rejects(
+    resolve([], { TSGUN_CMD_ARGS: '-n "unclosed' }),
+    'TSGUN_ERR_USAGE',
+    /^TSGUN_CMD_ARGS has an unclosed " quote$/,
+  );
+  await rejects(
+    resolve([], { WEB_CONCURRENCY: 'lots' }),
+    'TSGUN_ERR_CONFIG_VALUE',
+    /^environment variable WEB_CONCURRENCY="lots" \(sets workers\): expected an integer/,
+  );
+  await rejects(
+    resolve([], { PORT: '99999' }),
+    'TSGUN_ERR_CONFIG_VALUE',
+    /^environment variable PORT="99999" \(sets bind\): cannot parse bind address "0\.0\.0\.0:99999"/,
+  );
 });
 
 test('--help and --version are returned as output, not printed', async () => {
@@ -199,7 +304,10 @@ test('--help and --version are returned as output, not printed', async () => {
     assert.match(err.output, /env: WEB_CONCURRENCY/);
     return true;
   });
-  await assert.rejects(resolve(['--version']), (err: unknown) => err instanceof InfoRequested && err.output === `${VERSION}\n`);
+  await assert.rejects(
+    resolve(['--version']),
+    (err: unknown) => err instanceof InfoRequested && err.output === `${VERSION}\n`,
+  );
 });
 
 test('each resolution starts from fresh defaults', async () => {
@@ -226,12 +334,21 @@ test('nearestSetting suggests the closest name, or nothing when none is close', 
 
 test('formatConfig: every setting, aligned, with its value and source', async () => {
   const cwd = proj({ 'tsgun.conf.yaml': 'keepalive: 3\n' });
-  const r = await resolveConfig({ argv: ['-w', '3', '-b', '127.0.0.1:0', 'main:app'], env: { PORT: '8080' }, cwd, version: VERSION });
+  const r = await resolveConfig({
+    argv: ['-w', '3', '-b', '127.0.0.1:0', 'main:app'],
+    env: { PORT: '8080' },
+    cwd,
+    version: VERSION,
+  });
   const text = formatConfig(r);
   assert.ok(text.endsWith('\n'));
   const lines = text.slice(0, -1).split('\n');
   assert.equal(lines.length, SETTING_NAMES.length);
-  assert.deepEqual(lines.map((l) => l.split(' ')[0]), SETTING_NAMES, 'one line per setting, in registry order');
+  assert.deepEqual(
+    lines.map((l) => l.split(' ')[0]),
+    SETTING_NAMES,
+    'one line per setting, in registry order',
+  );
   const column = lines[0]!.indexOf(' = ');
   for (const line of lines) assert.equal(line.indexOf(' = '), column, `aligned: ${line}`);
   const line = (name: string): string => lines.find((l) => l.startsWith(`${name} `))!.replace(/ +=/, ' =');
@@ -243,7 +360,9 @@ test('formatConfig: every setting, aligned, with its value and source', async ()
   assert.equal(line('on_starting'), 'on_starting = null  (default)');
   assert.equal(line('errorlog'), 'errorlog = "-"  (default)');
   assert.equal(line('interface'), 'interface = auto  (default)');
-  const withPort = formatConfig(await resolveConfig({ argv: [], env: { PORT: '8080' }, cwd: proj(), version: VERSION }));
+  const withPort = formatConfig(
+    await resolveConfig({ argv: [], env: { PORT: '8080' }, cwd: proj(), version: VERSION }),
+  );
   assert.match(withPort, /^bind +=  ?\["0\.0\.0\.0:8080"\] {2}\(env PORT\)$/m);
 });
 
@@ -262,6 +381,10 @@ test('splitArgs: words, quotes and backslashes as a shell would', () => {
   assert.deepEqual(splitArgs(`a\\ b c`), ['a b', 'c']);
   assert.deepEqual(splitArgs(`\\"x`), ['"x']);
   for (const bad of [`"open`, `'open`, `a "b' c`]) {
-    assert.throws(() => splitArgs(bad), (err: unknown) => err instanceof TsgunError && err.code === 'TSGUN_ERR_USAGE' && /unclosed/.test(err.message), bad);
+    assert.throws(
+      () => splitArgs(bad),
+      (err: unknown) => err instanceof TsgunError && err.code === 'TSGUN_ERR_USAGE' && /unclosed/.test(err.message),
+      bad,
+    );
   }
 });

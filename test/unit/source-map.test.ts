@@ -15,7 +15,15 @@ import { scratchDir } from '../helpers.js';
 
 const { ScriptMap, sourceMappingUrl } = sourceMaps;
 
-const TS = ['// a comment esbuild drops', 'interface Item { a: number }', 'export function spin(): void {', '  const item: Item = { a: 1 };', '  while (item.a) {}', '}', ''].join('\n');
+const TS = [
+  '// a comment esbuild drops',
+  'interface Item { a: number }',
+  'export function spin(): void {',
+  '  const item: Item = { a: 1 };',
+  '  while (item.a) {}',
+  '}',
+  '',
+].join('\n');
 /** Where `while` is in TS (0-based), and where the compiled script puts it. */
 const WHILE = { lineNumber: 4, columnNumber: 2 };
 
@@ -46,7 +54,10 @@ test('a data: URL that is not base64 is read too', () => {
   const { code, map } = compile('external', 'app.ts');
   const script = `${code}//# sourceMappingURL=data:application/json;charset=utf-8,${encodeURIComponent(map)}\n`;
   const at = positionOf(script, 'while');
-  assert.deepEqual(ScriptMap.of('file:///srv/app/app.ts', script)!.original(at.lineNumber, at.columnNumber), { url: 'file:///srv/app/app.ts', ...WHILE });
+  assert.deepEqual(ScriptMap.of('file:///srv/app/app.ts', script)!.original(at.lineNumber, at.columnNumber), {
+    url: 'file:///srv/app/app.ts',
+    ...WHILE,
+  });
 });
 
 test('a .map file beside a built script, with a sourceRoot, resolves its sources from where the map is', () => {
@@ -58,18 +69,44 @@ test('a .map file beside a built script, with a sourceRoot, resolves its sources
   const script = `${code}//# sourceMappingURL=maps/app.js.map\n`;
   const at = positionOf(script, 'while');
   const built = path.join(dir, 'dist', 'app.js');
-  assert.deepEqual(ScriptMap.of(pathToFileURL(built).href, script)!.original(at.lineNumber, at.columnNumber), { url: pathToFileURL(path.join(dir, 'src', 'app.ts')).href, ...WHILE });
-  assert.deepEqual(ScriptMap.of(built, script)!.original(at.lineNumber, at.columnNumber), { url: path.join(dir, 'src', 'app.ts'), ...WHILE });
+  assert.deepEqual(ScriptMap.of(pathToFileURL(built).href, script)!.original(at.lineNumber, at.columnNumber), {
+    url: pathToFileURL(path.join(dir, 'src', 'app.ts')).href,
+    ...WHILE,
+  });
+  assert.deepEqual(ScriptMap.of(built, script)!.original(at.lineNumber, at.columnNumber), {
+    url: path.join(dir, 'src', 'app.ts'),
+    ...WHILE,
+  });
 });
 
 test('a script without a map it can read keeps the positions V8 gave (null)', () => {
   const { code } = compile('external', 'app.ts');
   assert.equal(ScriptMap.of('file:///srv/app.js', code), null, 'no comment');
-  assert.equal(ScriptMap.of('file:///srv/app.js', `${code}const s = "sourceMappingURL=x.map";\n`), null, 'the words in a string are not the comment');
-  assert.equal(ScriptMap.of('file:///srv/app.js', `${code}//# sourceMappingURL=missing.js.map\n`), null, 'a map file that is not there');
-  assert.equal(ScriptMap.of('file:///srv/app.js', `${code}//# sourceMappingURL=https://example.com/app.js.map\n`), null, 'a map on the network is not fetched');
-  assert.equal(ScriptMap.of('file:///srv/app.js', `${code}//# sourceMappingURL=data:application/json;base64,bm90IGpzb24=\n`), null, 'a map that is not JSON');
-  assert.equal(ScriptMap.of('node:internal/x', `${code}//# sourceMappingURL=x.map\n`), null, 'a script that is not a file');
+  assert.equal(
+    ScriptMap.of('file:///srv/app.js', `${code}const s = "sourceMappingURL=x.map";\n`),
+    null,
+    'the words in a string are not the comment',
+  );
+  assert.equal(
+    ScriptMap.of('file:///srv/app.js', `${code}//# sourceMappingURL=missing.js.map\n`),
+    null,
+    'a map file that is not there',
+  );
+  assert.equal(
+    ScriptMap.of('file:///srv/app.js', `${code}//# sourceMappingURL=https://example.com/app.js.map\n`),
+    null,
+    'a map on the network is not fetched',
+  );
+  assert.equal(
+    ScriptMap.of('file:///srv/app.js', `${code}//# sourceMappingURL=data:application/json;base64,bm90IGpzb24=\n`),
+    null,
+    'a map that is not JSON',
+  );
+  assert.equal(
+    ScriptMap.of('node:internal/x', `${code}//# sourceMappingURL=x.map\n`),
+    null,
+    'a script that is not a file',
+  );
 });
 
 test('sourceMappingUrl reads the last comment, in either of its two forms', () => {

@@ -6,9 +6,23 @@ import { emptyStats, foldStats, restartReason } from '../../src/master/stats.js'
 
 test('the totals of exited workers add up every counter, histogram buckets included', () => {
   const total = emptyStats();
-  foldStats(total, { ...emptyStats(), requests: 3, durationSum: 0.5, appErrors: 1, status: [0, 2, 0, 1, 0], buckets: [1, 2] });
+  foldStats(total, {
+    ...emptyStats(),
+    requests: 3,
+    durationSum: 0.5,
+    appErrors: 1,
+    status: [0, 2, 0, 1, 0],
+    buckets: [1, 2],
+  });
   foldStats(total, { ...emptyStats(), requests: 4, durationSum: 1, status: [0, 4, 0, 0, 0], buckets: [0, 1, 3] });
-  assert.deepEqual(total, { ...emptyStats(), requests: 7, durationSum: 1.5, appErrors: 1, status: [0, 6, 0, 1, 0], buckets: [1, 3, 3] });
+  assert.deepEqual(total, {
+    ...emptyStats(),
+    requests: 7,
+    durationSum: 1.5,
+    appErrors: 1,
+    status: [0, 6, 0, 1, 0],
+    buckets: [1, 3, 3],
+  });
 });
 
 test('a worker the master stopped counts under why it was stopped; a shutdown counts as no restart', () => {

@@ -2,7 +2,19 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { getSetting, SETTING_NAMES, defaultSettings } from '../../src/config/settings.js';
 import { defineConfig } from '../../src/index.js';
-import { bool, choice, hook, int, optionalString, seconds, size, string, strings, ValueProblem, type ValueType } from '../../src/config/types.js';
+import {
+  bool,
+  choice,
+  hook,
+  int,
+  optionalString,
+  seconds,
+  size,
+  string,
+  strings,
+  ValueProblem,
+  type ValueType,
+} from '../../src/config/types.js';
 
 /** Assert that `fn` throws a ValueProblem whose message matches. */
 function problem(fn: () => unknown, message: RegExp): void {
@@ -126,7 +138,7 @@ test('strings: repeatable; a string or a list in files; each item checked', () =
   problem(() => t.fromConfig({ a: 1 }), /got \{"a":1\}/);
   assert.equal(t.show(['a', 'b']), '["a","b"]');
   const input = ['x'];
-  assert.notEqual(t.fromConfig(input), input, 'a copy, not the caller\'s array');
+  assert.notEqual(t.fromConfig(input), input, "a copy, not the caller's array");
 
   const checked = strings('<KEY=VALUE>', (item) => {
     if (!item.includes('=')) throw new ValueProblem(`no = in ${item}`);
@@ -161,7 +173,7 @@ test('hook: a function from a config file; never from the command line', () => {
   assert.equal(t.show((() => () => {})()), '<function anonymous>');
 });
 
-test('every setting\'s default is a value of its own type', () => {
+test("every setting's default is a value of its own type", () => {
   const defaults = defaultSettings() as Record<string, unknown>;
   for (const name of SETTING_NAMES) {
     const type = getSetting(name).type as ValueType<unknown>;

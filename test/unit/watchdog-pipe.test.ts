@@ -21,8 +21,10 @@ function pipePair() {
   return { master: end(toThread, toMaster), thread: end(toMaster, toThread), toMaster, toThread };
 }
 
-const ask = (pipe: Parameters<typeof watchdogPipe.requestStack>[0], timing = { ackMs: 100, captureMs: 2000 }): Promise<string[]> =>
-  new Promise((resolve) => watchdogPipe.requestStack(pipe, resolve, timing));
+const ask = (
+  pipe: Parameters<typeof watchdogPipe.requestStack>[0],
+  timing = { ackMs: 100, captureMs: 2000 },
+): Promise<string[]> => new Promise((resolve) => watchdogPipe.requestStack(pipe, resolve, timing));
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -50,7 +52,14 @@ test('a capture that fails answers with no frames, and the error', async () => {
   toMaster.on('data', (c: Buffer) => replies.push(c.toString()));
   watchdogPipe.serveStackRequests(thread, () => Promise.reject(new Error('not paused')));
   assert.deepEqual(await ask(master), []);
-  assert.deepEqual(replies.join('').trim().split('\n').map((l) => JSON.parse(l)), [{ ack: true }, { frames: [], error: 'Error: not paused' }]);
+  assert.deepEqual(
+    replies
+      .join('')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l)),
+    [{ ack: true }, { frames: [], error: 'Error: not paused' }],
+  );
 });
 
 test('replies split anywhere, inside a multi-byte character too, are read whole; an unreadable reply ends the wait', async () => {
@@ -80,7 +89,11 @@ test('warm requests reach the thread unanswered, between stack requests, however
   let warmed = 0;
   const replies: string[] = [];
   toMaster.on('data', (c: Buffer) => replies.push(c.toString()));
-  watchdogPipe.serveStackRequests(thread, async () => ['at f (file:///a.js:1:1)'], () => warmed++);
+  watchdogPipe.serveStackRequests(
+    thread,
+    async () => ['at f (file:///a.js:1:1)'],
+    () => warmed++,
+  );
   watchdogPipe.warmUp(master);
   toThread.write('wa');
   toThread.write('rm\n');
