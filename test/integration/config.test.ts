@@ -98,7 +98,7 @@ async function freePorts(count: number): Promise<number[]> {
 
 describe('config files', () => {
   for (const ext of ['ts', 'yaml', 'json', 'mjs', 'cjs']) {
-    test(`a .${ext} config file is loaded and applied`, async () => {
+    test(`a .${ext} config file is loaded and applied`, async (ctx) => {
       const file = path.join(CONFIGS, `conf.${ext}`);
       const config = await printConfig(['-c', `configs/conf.${ext}`, APP]);
       expectSetting(config, 'workers', '2', `file ${file}`);
@@ -108,18 +108,16 @@ describe('config files', () => {
       expectSetting(config, 'timeout', '30', 'default');
 
       const t = new Tsgun(['-c', `configs/conf.${ext}`, APP]);
-      try {
-        const url = await t.ready(2);
-        const workers = await workersOf(t);
-        assert.equal(workers.length, 2);
-        const seen = await envReply(url);
-        assert.ok(workers.includes(seen.pid));
-        assert.equal(seen.env.FROM_FILE, ext);
-        assert.equal(titleOf(t.pid), `tsgun: master [conf-${ext}]`);
-        for (const pid of workers) assert.equal(titleOf(pid), `tsgun: worker [conf-${ext}]`);
-      } finally {
-        await stopClean(t);
-      }
+      ctx.after(() => t.kill());
+      const url = await t.ready(2);
+      const workers = await workersOf(t);
+      assert.equal(workers.length, 2);
+      const seen = await envReply(url);
+      assert.ok(workers.includes(seen.pid));
+      assert.equal(seen.env.FROM_FILE, ext);
+      assert.equal(titleOf(t.pid), `tsgun: master [conf-${ext}]`);
+      for (const pid of workers) assert.equal(titleOf(pid), `tsgun: worker [conf-${ext}]`);
+      await stopClean(t);
     });
   }
 
@@ -129,7 +127,7 @@ describe('config files', () => {
     assert.match(readFileSync(path.join(CONFIGS, 'conf.ts'), 'utf8'), /from 'tsgun'/);
   });
 
-  test("once workers run, the master's only children are its workers", async () => {
+  test("once workers run, the master's only children are its workers", async (ctx) => {
     const dir = realpathSync(scratchDir());
     // A config no compile cache can hold yet (a compiler service left running would show).
     const file = path.join(dir, 'fresh.conf.ts');
@@ -149,30 +147,28 @@ describe('config files', () => {
     const t = new Tsgun(['-c', file, '--stats-interval', '0.5', APP], {
       env: { PATH: `${bin}:${process.env.PATH ?? ''}` },
     });
-    try {
-      // `pgrep -P <master>` lists exactly the workers (DESIGN.md, "Processes"): watch from
-      // the first worker's spawn until a few stats samples after it is ready.
-      const strangers = new Set<string>();
-      let readyAt = 0;
-      void t.ready(1).then(
-        () => (readyAt = Date.now()),
-        () => {},
-      );
-      while (readyAt === 0 || Date.now() < readyAt + 1500) {
-        if (t.proc.exitCode !== null) break;
-        const workers = new Set(await workersOf(t));
-        if (workers.size > 0)
-          for (const pid of await t.workerPids()) if (!workers.has(pid)) strangers.add(describePids([pid]));
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      await t.ready(1);
-      assert.deepEqual([...strangers], [], 'the master had children that are not workers');
-    } finally {
-      await stopClean(t);
+    ctx.after(() => t.kill());
+    // `pgrep -P <master>` lists exactly the workers (DESIGN.md, "Processes"): watch from
+    // the first worker's spawn until a few stats samples after it is ready.
+    const strangers = new Set<string>();
+    let readyAt = 0;
+    void t.ready(1).then(
+      () => (readyAt = Date.now()),
+      () => {},
+    );
+    while (readyAt === 0 || Date.now() < readyAt + 1500) {
+      if (t.proc.exitCode !== null) break;
+      const workers = new Set(await workersOf(t));
+      if (workers.size > 0)
+        for (const pid of await t.workerPids()) if (!workers.has(pid)) strangers.add(describePids([pid]));
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    await t.ready(1);
+    assert.deepEqual([...strangers], [], 'the master had children that are not workers');
+    await stopClean(t);
   });
 
-  test('./tsgun.conf.yaml is used when -c is absent', async () => {
+  test('./tsgun.conf.yaml is used when -c is absent', async (ctx) => {
     const dir = realpathSync(scratchDir());
     const file = path.join(dir, 'tsgun.conf.yaml');
     writeFileSync(
@@ -184,15 +180,13 @@ describe('config files', () => {
     expectSetting(config, 'config', JSON.stringify(file), config.get('config')!.source);
 
     const t = new Tsgun([APP], { cwd: dir });
-    try {
-      const url = await t.ready(2);
-      assert.equal((await workersOf(t)).length, 2);
-      const seen = await envReply(url);
-      assert.equal(seen.env.FROM_FILE, 'implicit');
-      assert.equal(seen.cwd, FIXTURES);
-    } finally {
-      await stopClean(t);
-    }
+    ctx.after(() => t.kill());
+    const url = await t.ready(2);
+    assert.equal((await workersOf(t)).length, 2);
+    const seen = await envReply(url);
+    assert.equal(seen.env.FROM_FILE, 'implicit');
+    assert.equal(seen.cwd, FIXTURES);
+    await stopClean(t);
   });
 
   test('./tsgun.conf.ts is preferred to ./tsgun.conf.yaml, and -c overrides both', async () => {
@@ -242,7 +236,7 @@ describe('precedence: defaults < config file < env < command line', () => {
     expectSetting(fromCli, 'keepalive', '9', 'env TSGUN_CMD_ARGS');
   });
 
-  test('the running master has the winning worker count and port at each layer', async () => {
+  test('the running master has the winning worker count and port at each layer', async (ctx) => {
     const dir = realpathSync(scratchDir());
     const [p1, p2, p3, p4] = await freePorts(4);
     const file = path.join(dir, 'conf.json');
@@ -265,19 +259,17 @@ describe('precedence: defaults < config file < env < command line', () => {
       ];
     for (const layer of layers) {
       const t = new Tsgun(['-c', file, ...layer.args, APP], { env: layer.env });
-      try {
-        const url = await t.ready(layer.workers);
-        assert.equal(url, layer.listening, `${layer.name}: listening`);
-        assert.equal(t.grep(/^Listening at: /).length, 1, `${layer.name}: one socket`);
-        // Let any surplus worker show up before counting.
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        const workers = await workersOf(t);
-        assert.equal(workers.length, layer.workers, `${layer.name}: workers running`);
-        const seen = await envReply(`http://127.0.0.1:${new URL(url).port}`);
-        assert.ok(workers.includes(seen.pid), `${layer.name}: served by a worker`);
-      } finally {
-        await stopClean(t);
-      }
+      ctx.after(() => t.kill());
+      const url = await t.ready(layer.workers);
+      assert.equal(url, layer.listening, `${layer.name}: listening`);
+      assert.equal(t.grep(/^Listening at: /).length, 1, `${layer.name}: one socket`);
+      // Let any surplus worker show up before counting.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const workers = await workersOf(t);
+      assert.equal(workers.length, layer.workers, `${layer.name}: workers running`);
+      const seen = await envReply(`http://127.0.0.1:${new URL(url).port}`);
+      assert.ok(workers.includes(seen.pid), `${layer.name}: served by a worker`);
+      await stopClean(t);
     }
   });
 });
@@ -296,25 +288,19 @@ describe('hooks from a config file', () => {
     status?: number;
   }
 
-  test('master hooks run in the master, worker hooks in the workers, in order', async () => {
+  test('master hooks run in the master, worker hooks in the workers, in order', async (ctx) => {
     const log = path.join(scratchDir(), 'hooks.jsonl');
     const t = new Tsgun(['-c', 'configs/hooks.conf.ts', APP], { env: { HOOK_LOG: log } });
+    ctx.after(() => t.kill());
     let master = 0;
     let workers: number[] = [];
-    try {
-      const url = await t.ready(2);
-      master = t.pid;
-      workers = await workersOf(t);
-      assert.equal(
-        workers.length,
-        2,
-        `expected 2 workers, found ${describePids(workers)}\n--- stderr ---\n${t.stderr}`,
-      );
-      const seen = await envReply(url);
-      assert.ok(workers.includes(seen.pid));
-    } finally {
-      await stopClean(t);
-    }
+    const url = await t.ready(2);
+    master = t.pid;
+    workers = await workersOf(t);
+    assert.equal(workers.length, 2, `expected 2 workers, found ${describePids(workers)}\n--- stderr ---\n${t.stderr}`);
+    const seen = await envReply(url);
+    assert.ok(workers.includes(seen.pid));
+    await stopClean(t);
     const records = readFileSync(log, 'utf8')
       .trim()
       .split('\n')
@@ -406,41 +392,35 @@ describe('hooks from a config file', () => {
 });
 
 describe('raw_env and chdir', () => {
-  test('-e KEY=VALUE is visible to the app and wins over the inherited environment', async () => {
+  test('-e KEY=VALUE is visible to the app and wins over the inherited environment', async (ctx) => {
     const t = new Tsgun(['-b', '127.0.0.1:0', '-e', 'GREETING=hello', '-e', 'EQUATION=a=b=c', APP], {
       env: { GREETING: 'inherited' },
     });
-    try {
-      const url = await t.ready(1);
-      const workers = await workersOf(t);
-      const seen = await envReply(url);
-      assert.ok(workers.includes(seen.pid));
-      assert.deepEqual(seen.env, { GREETING: 'hello', EQUATION: 'a=b=c', FROM_FILE: null });
-    } finally {
-      await stopClean(t);
-    }
+    ctx.after(() => t.kill());
+    const url = await t.ready(1);
+    const workers = await workersOf(t);
+    const seen = await envReply(url);
+    assert.ok(workers.includes(seen.pid));
+    assert.deepEqual(seen.env, { GREETING: 'hello', EQUATION: 'a=b=c', FROM_FILE: null });
+    await stopClean(t);
   });
 
-  test('--chdir DIR: the app is found in DIR and runs there', async () => {
+  test('--chdir DIR: the app is found in DIR and runs there', async (ctx) => {
     const elsewhere = realpathSync(scratchDir());
     const t = new Tsgun(['-b', '127.0.0.1:0', '--chdir', FIXTURES, APP], { cwd: elsewhere });
-    try {
-      const url = await t.ready(1);
-      const seen = await envReply(url);
-      assert.equal(seen.cwd, FIXTURES);
-    } finally {
-      await stopClean(t);
-    }
+    ctx.after(() => t.kill());
+    const url = await t.ready(1);
+    const seen = await envReply(url);
+    assert.equal(seen.cwd, FIXTURES);
+    await stopClean(t);
   });
 
-  test('a relative --chdir is resolved against the current directory', async () => {
+  test('a relative --chdir is resolved against the current directory', async (ctx) => {
     const t = new Tsgun(['-b', '127.0.0.1:0', '--chdir', 'test/fixtures', APP], { cwd: ROOT });
-    try {
-      const url = await t.ready(1);
-      assert.equal((await envReply(url)).cwd, FIXTURES);
-    } finally {
-      await stopClean(t);
-    }
+    ctx.after(() => t.kill());
+    const url = await t.ready(1);
+    assert.equal((await envReply(url)).cwd, FIXTURES);
+    await stopClean(t);
   });
 
   test('without --chdir the app module is not found outside its directory', async () => {
