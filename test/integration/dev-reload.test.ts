@@ -246,197 +246,182 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
   test('-w 2: an edit to the app module, then to a module it imports, is served without a failed request', async (ctx) => {
     const dir = appDir(FIXTURE_DIR);
     const t = start(dir, ['-w', '2']);
-    try {
-      const url = await serving(t, 2);
-      assert.equal(t.grep(/^Watching for changes in /)[0]!.msg, `Watching for changes in ${dir}`);
-      const app = path.join(dir, 'app.ts');
-      const first = await editAndSee(t, url, {
-        file: app,
-        save: () => edit(app, ...greeting('howdy')),
-        before: 'hello one',
-        after: 'howdy one',
-        workers: 2,
-      });
-      report(ctx, '-w 2, app.ts', first);
-      const msg = path.join(dir, 'message.ts');
-      const second = await editAndSee(t, url, {
-        file: msg,
-        save: () => edit(msg, ...message('two')),
-        before: 'howdy one',
-        after: 'howdy two',
-        workers: 2,
-      });
-      report(ctx, '-w 2, message.ts (imported)', second);
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
-    }
+    ctx.after(() => t.kill());
+    const url = await serving(t, 2);
+    assert.equal(t.grep(/^Watching for changes in /)[0]!.msg, `Watching for changes in ${dir}`);
+    const app = path.join(dir, 'app.ts');
+    const first = await editAndSee(t, url, {
+      file: app,
+      save: () => edit(app, ...greeting('howdy')),
+      before: 'hello one',
+      after: 'howdy one',
+      workers: 2,
+    });
+    report(ctx, '-w 2, app.ts', first);
+    const msg = path.join(dir, 'message.ts');
+    const second = await editAndSee(t, url, {
+      file: msg,
+      save: () => edit(msg, ...message('two')),
+      before: 'howdy one',
+      after: 'howdy two',
+      workers: 2,
+    });
+    report(ctx, '-w 2, message.ts (imported)', second);
+    assert.equal((await t.stop()).code, 0);
   });
 
   for (const workers of [1, 3]) {
     test(`-w ${workers}: edits to the app and to an imported module (one saved by rename) are served`, async (ctx) => {
       const dir = appDir(FIXTURE_DIR);
       const t = start(dir, ['-w', String(workers)]);
-      try {
-        const url = await serving(t, workers);
-        const app = path.join(dir, 'app.ts');
-        const msg = path.join(dir, 'message.ts');
-        // `-w 3` saves by renaming a temporary file over the original (`app.ts.tmp` is excluded).
-        const saveApp = workers === 3 ? () => editByRename(app, ...greeting('hi')) : () => edit(app, ...greeting('hi'));
-        report(
-          ctx,
-          `-w ${workers}, app.ts`,
-          await editAndSee(t, url, { file: app, save: saveApp, before: 'hello one', after: 'hi one', workers }),
-        );
-        report(
-          ctx,
-          `-w ${workers}, message.ts`,
-          await editAndSee(t, url, {
-            file: msg,
-            save: () => edit(msg, ...message('three')),
-            before: 'hi one',
-            after: 'hi three',
-            workers,
-          }),
-        );
-        assert.equal((await t.stop()).code, 0);
-      } finally {
-        t.kill();
-      }
+      ctx.after(() => t.kill());
+      const url = await serving(t, workers);
+      const app = path.join(dir, 'app.ts');
+      const msg = path.join(dir, 'message.ts');
+      // `-w 3` saves by renaming a temporary file over the original (`app.ts.tmp` is excluded).
+      const saveApp = workers === 3 ? () => editByRename(app, ...greeting('hi')) : () => edit(app, ...greeting('hi'));
+      report(
+        ctx,
+        `-w ${workers}, app.ts`,
+        await editAndSee(t, url, { file: app, save: saveApp, before: 'hello one', after: 'hi one', workers }),
+      );
+      report(
+        ctx,
+        `-w ${workers}, message.ts`,
+        await editAndSee(t, url, {
+          file: msg,
+          save: () => edit(msg, ...message('three')),
+          before: 'hi one',
+          after: 'hi three',
+          workers,
+        }),
+      );
+      assert.equal((await t.stop()).code, 0);
     });
   }
 
   test('a syntax error keeps the old generation serving and says where; the fix is served', async (ctx) => {
     const dir = appDir(FIXTURE_DIR);
     const t = start(dir, ['-w', '2']);
+    ctx.after(() => t.kill());
+    const url = await serving(t, 2);
+    const app = path.join(dir, 'app.ts');
+    const pids = await settle(t, 2, 'at start');
+    const [decl] = greeting('');
+    const line = readFileSync(app, 'utf8').split('\n').indexOf(decl) + 1;
+    assert.ok(line > 0);
+
+    const mark = t.lines.length;
+    const poller = new Poller(url);
+    await poller.first('hello one', 10_000);
+    edit(app, decl, "const GREETING: string = 'broken' +;");
+    let failure: LogLine;
     try {
-      const url = await serving(t, 2);
-      const app = path.join(dir, 'app.ts');
-      const pids = await settle(t, 2, 'at start');
-      const [decl] = greeting('');
-      const line = readFileSync(app, 'utf8').split('\n').indexOf(decl) + 1;
-      assert.ok(line > 0);
-
-      const mark = t.lines.length;
-      const poller = new Poller(url);
-      await poller.first('hello one', 10_000);
-      edit(app, decl, "const GREETING: string = 'broken' +;");
-      let failure: LogLine;
-      try {
-        failure = await t.waitForLine(/^Error: reload failed/, 60_000, mark);
-        // Long enough for a repeated report, or a second reload, to show.
-        await sleep(QUIET_MS);
-      } finally {
-        await poller.stop();
-      }
-      assertAllServed(poller.samples, 'the failed reload');
-      assert.deepEqual(
-        new Set(poller.samples.map((s) => s.body!.replace(/ \d+$/, ''))),
-        new Set(['hello one']),
-        'the old text throughout',
-      );
-      assert.match(
-        failure.msg!,
-        new RegExp(`^Error: reload failed: .*${app.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:${line}:\\d+`),
-        'names the file and line',
-      );
-      assert.match(failure.msg!, /generation 1 keeps serving$/);
-      assert.equal(failure.level, 'error');
-      assert.equal(linesSince(t, mark, /^Error: reload failed/).length, 1, 'reported once');
-      assert.equal(
-        linesSince(t, mark, new RegExp(`app\\.ts:${line}:`)).length,
-        1,
-        'the compile error is in the log once',
-      );
-      assert.equal(linesSince(t, mark, /^Detected change in /).length, 1);
-      assert.equal(t.proc.exitCode, null, 'the master is alive');
-      assert.deepEqual(await settle(t, 2, 'after the failed reload'), pids, 'the old workers still serve');
-      assert.deepEqual(new Set(await texts(url, 4)), new Set(['hello one']));
-
-      const fixed = await editAndSee(t, url, {
-        file: app,
-        save: () => edit(app, "const GREETING: string = 'broken' +;", "const GREETING: string = 'fixed';"),
-        before: 'hello one',
-        after: 'fixed one',
-        workers: 2,
-      });
-      report(ctx, 'the fix after a syntax error', fixed);
-      assert.equal((await t.stop()).code, 0);
+      failure = await t.waitForLine(/^Error: reload failed/, 60_000, mark);
+      // Long enough for a repeated report, or a second reload, to show.
+      await sleep(QUIET_MS);
     } finally {
-      t.kill();
+      await poller.stop();
     }
+    assertAllServed(poller.samples, 'the failed reload');
+    assert.deepEqual(
+      new Set(poller.samples.map((s) => s.body!.replace(/ \d+$/, ''))),
+      new Set(['hello one']),
+      'the old text throughout',
+    );
+    assert.match(
+      failure.msg!,
+      new RegExp(`^Error: reload failed: .*${app.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:${line}:\\d+`),
+      'names the file and line',
+    );
+    assert.match(failure.msg!, /generation 1 keeps serving$/);
+    assert.equal(failure.level, 'error');
+    assert.equal(linesSince(t, mark, /^Error: reload failed/).length, 1, 'reported once');
+    assert.equal(
+      linesSince(t, mark, new RegExp(`app\\.ts:${line}:`)).length,
+      1,
+      'the compile error is in the log once',
+    );
+    assert.equal(linesSince(t, mark, /^Detected change in /).length, 1);
+    assert.equal(t.proc.exitCode, null, 'the master is alive');
+    assert.deepEqual(await settle(t, 2, 'after the failed reload'), pids, 'the old workers still serve');
+    assert.deepEqual(new Set(await texts(url, 4)), new Set(['hello one']));
+
+    const fixed = await editAndSee(t, url, {
+      file: app,
+      save: () => edit(app, "const GREETING: string = 'broken' +;", "const GREETING: string = 'fixed';"),
+      before: 'hello one',
+      after: 'fixed one',
+      workers: 2,
+    });
+    report(ctx, 'the fix after a syntax error', fixed);
+    assert.equal((await t.stop()).code, 0);
   });
 
-  test('a throw at import in an imported module keeps the old generation serving', async () => {
+  test('a throw at import in an imported module keeps the old generation serving', async (ctx) => {
     const dir = appDir(FIXTURE_DIR);
     const t = start(dir, ['-w', '2']);
+    ctx.after(() => t.kill());
+    const url = await serving(t, 2);
+    const pids = await settle(t, 2, 'at start');
+    const msg = path.join(dir, 'message.ts');
+    const mark = t.lines.length;
+    const poller = new Poller(url);
+    await poller.first('hello one', 10_000);
+    edit(msg, "'one';", "'one';\nthrow new Error('boom at import');");
+    let failure: LogLine;
     try {
-      const url = await serving(t, 2);
-      const pids = await settle(t, 2, 'at start');
-      const msg = path.join(dir, 'message.ts');
-      const mark = t.lines.length;
-      const poller = new Poller(url);
-      await poller.first('hello one', 10_000);
-      edit(msg, "'one';", "'one';\nthrow new Error('boom at import');");
-      let failure: LogLine;
-      try {
-        failure = await t.waitForLine(/^Error: reload failed/, 60_000, mark);
-        await sleep(QUIET_MS);
-      } finally {
-        await poller.stop();
-      }
-      assertAllServed(poller.samples, 'the failed reload');
-      assert.deepEqual(new Set(poller.samples.map((s) => s.body!.replace(/ \d+$/, ''))), new Set(['hello one']));
-      assert.match(failure.msg!, /^Error: reload failed: .*boom at import.*; generation 1 keeps serving$/);
-      assert.equal(linesSince(t, mark, /^Error: reload failed/).length, 1, 'reported once');
-      assert.deepEqual(await settle(t, 2, 'after the failed reload'), pids, 'the old workers still serve');
-      assert.equal((await t.stop()).code, 0);
+      failure = await t.waitForLine(/^Error: reload failed/, 60_000, mark);
+      await sleep(QUIET_MS);
     } finally {
-      t.kill();
+      await poller.stop();
     }
+    assertAllServed(poller.samples, 'the failed reload');
+    assert.deepEqual(new Set(poller.samples.map((s) => s.body!.replace(/ \d+$/, ''))), new Set(['hello one']));
+    assert.match(failure.msg!, /^Error: reload failed: .*boom at import.*; generation 1 keeps serving$/);
+    assert.equal(linesSince(t, mark, /^Error: reload failed/).length, 1, 'reported once');
+    assert.deepEqual(await settle(t, 2, 'after the failed reload'), pids, 'the old workers still serve');
+    assert.equal((await t.stop()).code, 0);
   });
 
   test('saves during a reload are coalesced and the last one is served', async (ctx) => {
     const dir = appDir(FIXTURE_DIR);
     const t = start(dir, ['-w', '2']);
+    ctx.after(() => t.kill());
+    const url = await serving(t, 2);
+    const app = path.join(dir, 'app.ts');
+    const mark = t.lines.length;
+    const poller = new Poller(url);
     try {
-      const url = await serving(t, 2);
-      const app = path.join(dir, 'app.ts');
-      const mark = t.lines.length;
-      const poller = new Poller(url);
-      try {
-        await poller.first('hello one', 10_000);
-        edit(app, ...greeting('A'));
-        // Two more saves while generation 2 boots, the second within reload_delay of the first.
-        await t.waitForLine(/^Reloading: starting generation 2 /, 30_000, mark);
-        edit(app, "'A'", "'B'");
-        await sleep(100);
-        edit(app, "'B'", "'C'");
-        await poller.first('C one', NEW_CODE_WITHIN_MS);
-        // Wait until the last reload started has completed.
-        await t.until(
-          () => {
-            const started = linesSince(t, mark, /^Reloading: starting generation \d+/);
-            const last = /generation (\d+)/.exec(started.at(-1)?.msg ?? '')?.[1];
-            return last && linesSince(t, mark, new RegExp(`^Reload complete: generation ${last} ready`)).length === 1;
-          },
-          'the last reload to complete',
-          60_000,
-        );
-      } finally {
-        await poller.stop();
-      }
-      assertAllServed(poller.samples, 'three saves');
-      const detected = linesSince(t, mark, /^Detected change in /).length;
-      const reloads = linesSince(t, mark, /^Reloading: starting generation/).length;
-      ctx.diagnostic(`3 saves: ${detected} "Detected change" lines, ${reloads} reloads`);
-      assert.ok(reloads <= detected && detected <= 3, `${detected} detected, ${reloads} reloads`);
-      await settle(t, 2, 'after the reloads');
-      assert.deepEqual(new Set(await texts(url, 6)), new Set(['C one']));
-      assert.equal((await t.stop()).code, 0);
+      await poller.first('hello one', 10_000);
+      edit(app, ...greeting('A'));
+      // Two more saves while generation 2 boots, the second within reload_delay of the first.
+      await t.waitForLine(/^Reloading: starting generation 2 /, 30_000, mark);
+      edit(app, "'A'", "'B'");
+      await sleep(100);
+      edit(app, "'B'", "'C'");
+      await poller.first('C one', NEW_CODE_WITHIN_MS);
+      // Wait until the last reload started has completed.
+      await t.until(
+        () => {
+          const started = linesSince(t, mark, /^Reloading: starting generation \d+/);
+          const last = /generation (\d+)/.exec(started.at(-1)?.msg ?? '')?.[1];
+          return last && linesSince(t, mark, new RegExp(`^Reload complete: generation ${last} ready`)).length === 1;
+        },
+        'the last reload to complete',
+        60_000,
+      );
     } finally {
-      t.kill();
+      await poller.stop();
     }
+    assertAllServed(poller.samples, 'three saves');
+    const detected = linesSince(t, mark, /^Detected change in /).length;
+    const reloads = linesSince(t, mark, /^Reloading: starting generation/).length;
+    ctx.diagnostic(`3 saves: ${detected} "Detected change" lines, ${reloads} reloads`);
+    assert.ok(reloads <= detected && detected <= 3, `${detected} detected, ${reloads} reloads`);
+    await settle(t, 2, 'after the reloads');
+    assert.deepEqual(new Set(await texts(url, 6)), new Set(['C one']));
+    assert.equal((await t.stop()).code, 0);
   });
 
   test('an edit under node_modules/, and editor swap and backup files, restart nothing', async (ctx) => {
@@ -446,47 +431,44 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
     writeFileSync(path.join(dep, 'index.js'), 'module.exports = 1;\n');
     writeFileSync(path.join(dep, 'package.json'), '{ "name": "dep", "main": "index.js" }\n');
     const t = start(dir, ['-w', '2']);
-    try {
-      const url = await serving(t, 2);
-      const pids = await settle(t, 2, 'at start');
-      const mark = t.lines.length;
-      writeFileSync(path.join(dep, 'index.js'), 'module.exports = 2;\n');
-      writeFileSync(path.join(dep, 'extra.ts'), 'export const x = 1;\n');
-      const swap = path.join(dir, '.app.ts.swp');
-      const backup = path.join(dir, 'app.ts~');
-      writeFileSync(swap, 'swap 1');
-      writeFileSync(backup, readFileSync(path.join(dir, 'app.ts')));
-      await sleep(100);
-      writeFileSync(swap, 'swap 2');
-      writeFileSync(backup, `${readFileSync(backup, 'utf8')}\n// edited\n`);
-      await sleep(QUIET_MS);
-      assert.deepEqual(
-        linesSince(t, mark, /^(Detected change|Reloading)/).map((l) => l.msg),
-        [],
-      );
-      assert.deepEqual(workerPidsByTitle(t.pid), pids, 'same workers');
-      assert.deepEqual(await texts(url, 2), ['hello one', 'hello one']);
+    ctx.after(() => t.kill());
+    const url = await serving(t, 2);
+    const pids = await settle(t, 2, 'at start');
+    const mark = t.lines.length;
+    writeFileSync(path.join(dep, 'index.js'), 'module.exports = 2;\n');
+    writeFileSync(path.join(dep, 'extra.ts'), 'export const x = 1;\n');
+    const swap = path.join(dir, '.app.ts.swp');
+    const backup = path.join(dir, 'app.ts~');
+    writeFileSync(swap, 'swap 1');
+    writeFileSync(backup, readFileSync(path.join(dir, 'app.ts')));
+    await sleep(100);
+    writeFileSync(swap, 'swap 2');
+    writeFileSync(backup, `${readFileSync(backup, 'utf8')}\n// edited\n`);
+    await sleep(QUIET_MS);
+    assert.deepEqual(
+      linesSince(t, mark, /^(Detected change|Reloading)/).map((l) => l.msg),
+      [],
+    );
+    assert.deepEqual(workerPidsByTitle(t.pid), pids, 'same workers');
+    assert.deepEqual(await texts(url, 2), ['hello one', 'hello one']);
 
-      // The watcher is alive: a real edit right after reloads, for that file alone.
-      const app = path.join(dir, 'app.ts');
-      const timing = await editAndSee(t, url, {
-        file: app,
-        save: () => edit(app, ...greeting('watched')),
-        before: 'hello one',
-        after: 'watched one',
-        workers: 2,
-      });
-      report(ctx, 'app.ts after ignored edits', timing);
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
-    }
+    // The watcher is alive: a real edit right after reloads, for that file alone.
+    const app = path.join(dir, 'app.ts');
+    const timing = await editAndSee(t, url, {
+      file: app,
+      save: () => edit(app, ...greeting('watched')),
+      before: 'hello one',
+      after: 'watched one',
+      workers: 2,
+    });
+    report(ctx, 'app.ts after ignored edits', timing);
+    assert.equal((await t.stop()).code, 0);
   });
 
   // The YAML config sits in the watched dir but is not matched by reload_include; the
   // TypeScript one sits outside the watched dir. Either way only --reload-extra-file sees it.
   for (const kind of ['yaml', 'ts'] as const) {
-    test(`--reload-extra-file: a change to a ${kind === 'yaml' ? 'YAML' : 'TypeScript'} config reloads settings (workers: 1 -> 2)`, async () => {
+    test(`--reload-extra-file: a change to a ${kind === 'yaml' ? 'YAML' : 'TypeScript'} config reloads settings (workers: 1 -> 2)`, async (ctx) => {
       const dir = appDir(FIXTURE_DIR);
       let conf = path.join(dir, 'dev.conf.yaml');
       if (kind === 'ts') {
@@ -494,48 +476,42 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
         writeFileSync(conf, '// Rewritten by dev-reload.test.ts.\nexport default { workers: 1 };\n');
       }
       const t = start(dir, ['-c', conf, '--reload-extra-file', conf]);
-      try {
-        const url = await serving(t, 1);
-        assert.equal(t.grep(/^Watching for changes in /)[0]!.msg, `Watching for changes in ${dir} and ${conf}`);
-        const [first] = await settle(t, 1, 'at start');
-        const mark = t.lines.length;
-        edit(conf, 'workers: 1', 'workers: 2');
-        const detected = await t.waitForLine(/^Detected change in /, 30_000, mark);
-        assert.equal(detected.msg, `Detected change in ${conf}; reloading`);
-        await t.waitForLine(/^Reloading: starting generation 2 \(2 workers\)/, 30_000, mark);
-        await t.waitForLine(/^Reload complete: generation 2 ready \(2 workers/, 60_000, mark);
-        await waitFor(() => !alive(first!), 'the old worker to exit', 30_000);
-        const now = await settle(t, 2, 'after the config change');
-        assert.ok(!now.includes(first!));
-        assert.deepEqual(await texts(url, 2), ['hello one', 'hello one']);
-        assert.equal(linesSince(t, mark, /^Detected change in /).length, 1);
-        assert.equal((await t.stop()).code, 0);
-      } finally {
-        t.kill();
-      }
+      ctx.after(() => t.kill());
+      const url = await serving(t, 1);
+      assert.equal(t.grep(/^Watching for changes in /)[0]!.msg, `Watching for changes in ${dir} and ${conf}`);
+      const [first] = await settle(t, 1, 'at start');
+      const mark = t.lines.length;
+      edit(conf, 'workers: 1', 'workers: 2');
+      const detected = await t.waitForLine(/^Detected change in /, 30_000, mark);
+      assert.equal(detected.msg, `Detected change in ${conf}; reloading`);
+      await t.waitForLine(/^Reloading: starting generation 2 \(2 workers\)/, 30_000, mark);
+      await t.waitForLine(/^Reload complete: generation 2 ready \(2 workers/, 60_000, mark);
+      await waitFor(() => !alive(first!), 'the old worker to exit', 30_000);
+      const now = await settle(t, 2, 'after the config change');
+      assert.ok(!now.includes(first!));
+      assert.deepEqual(await texts(url, 2), ['hello one', 'hello one']);
+      assert.equal(linesSince(t, mark, /^Detected change in /).length, 1);
+      assert.equal((await t.stop()).code, 0);
     });
   }
 
-  test('a config change to an unwatchable reload_dirs leaves the files still watched', async () => {
+  test('a config change to an unwatchable reload_dirs leaves the files still watched', async (ctx) => {
     const dir = appDir(FIXTURE_DIR);
     const conf = path.join(dir, 'dev.conf.yaml');
     const t = start(dir, ['-c', conf, '--reload-extra-file', conf]);
-    try {
-      await serving(t, 1);
-      let mark = t.lines.length;
-      writeFileSync(conf, 'workers: 1\nreload_dirs: [/nonexistent]\n');
-      await t.waitForLine(/^Error: .*reload_dirs: cannot watch \/nonexistent: ENOENT/, 30_000, mark);
-      await sleep(QUIET_MS);
-      // The fix, and an app edit: either must be noticed.
-      mark = t.lines.length;
-      writeFileSync(conf, 'workers: 2\n');
-      edit(path.join(dir, 'app.ts'), ...greeting('noticed'));
-      await t.waitForLine(/^Detected change in /, 15_000, mark);
-      await t.waitForLine(/^Reload complete: generation \d+ ready \(2 workers/, 60_000, mark);
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      t.kill();
-    }
+    ctx.after(() => t.kill());
+    await serving(t, 1);
+    let mark = t.lines.length;
+    writeFileSync(conf, 'workers: 1\nreload_dirs: [/nonexistent]\n');
+    await t.waitForLine(/^Error: .*reload_dirs: cannot watch \/nonexistent: ENOENT/, 30_000, mark);
+    await sleep(QUIET_MS);
+    // The fix, and an app edit: either must be noticed.
+    mark = t.lines.length;
+    writeFileSync(conf, 'workers: 2\n');
+    edit(path.join(dir, 'app.ts'), ...greeting('noticed'));
+    await t.waitForLine(/^Detected change in /, 15_000, mark);
+    await t.waitForLine(/^Reload complete: generation \d+ ready \(2 workers/, 60_000, mark);
+    assert.equal((await t.stop()).code, 0);
   });
 });
 
@@ -573,48 +549,42 @@ describe('--reload: start and stop', { concurrency: 2 }, () => {
     const dir = appDir(FIXTURE_DIR);
     const mark = randomUUID();
     const t = start(dir, ['-w', '2'], { TSGUN_TEST_MARK: mark });
-    try {
-      await serving(t, 2);
-      const pids = await settle(t, 2, 'at start');
-      const sent = Date.now();
-      t.signal('SIGTERM');
-      const timer = setTimeout(() => t.kill(), 20_000);
-      const { code, signal } = await t.exited;
-      clearTimeout(timer);
-      const took = Date.now() - sent;
-      ctx.diagnostic(`TERM to exit: ${took} ms`);
-      assert.deepEqual({ code, signal }, { code: 0, signal: null }, t.stderr);
-      // Idle workers have nothing to drain: well under graceful_timeout (30 s).
-      assert.ok(took < 10_000, `exited ${took} ms after TERM`);
-      assert.ok(
-        pids.every((pid) => !alive(pid)),
-        'workers gone',
-      );
-      assert.deepEqual(processesWithEnv(`TSGUN_TEST_MARK=${mark}`), [], 'nothing left running');
-      // A change after the stop must not matter (and there is no one left to log it).
-      edit(path.join(dir, 'app.ts'), ...greeting('late'));
-    } finally {
-      t.kill();
-    }
+    ctx.after(() => t.kill());
+    await serving(t, 2);
+    const pids = await settle(t, 2, 'at start');
+    const sent = Date.now();
+    t.signal('SIGTERM');
+    const timer = setTimeout(() => t.kill(), 20_000);
+    const { code, signal } = await t.exited;
+    clearTimeout(timer);
+    const took = Date.now() - sent;
+    ctx.diagnostic(`TERM to exit: ${took} ms`);
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, t.stderr);
+    // Idle workers have nothing to drain: well under graceful_timeout (30 s).
+    assert.ok(took < 10_000, `exited ${took} ms after TERM`);
+    assert.ok(
+      pids.every((pid) => !alive(pid)),
+      'workers gone',
+    );
+    assert.deepEqual(processesWithEnv(`TSGUN_TEST_MARK=${mark}`), [], 'nothing left running');
+    // A change after the stop must not matter (and there is no one left to log it).
+    edit(path.join(dir, 'app.ts'), ...greeting('late'));
   });
 
-  test('TERM while the reload started by an edit boots the new generation: exit 0, nothing left', async () => {
+  test('TERM while the reload started by an edit boots the new generation: exit 0, nothing left', async (ctx) => {
     const dir = appDir(FIXTURE_DIR);
     const mark = randomUUID();
     const t = start(dir, ['-w', '2'], { TSGUN_TEST_MARK: mark });
-    try {
-      await serving(t, 2);
-      const from = t.lines.length;
-      edit(path.join(dir, 'app.ts'), ...greeting('interrupted'));
-      await t.waitForLine(/^Reloading: starting generation 2 /, 30_000, from);
-      t.signal('SIGTERM');
-      const timer = setTimeout(() => t.kill(), 20_000);
-      const { code, signal } = await t.exited;
-      clearTimeout(timer);
-      assert.deepEqual({ code, signal }, { code: 0, signal: null }, t.stderr);
-      await waitFor(() => processesWithEnv(`TSGUN_TEST_MARK=${mark}`).length === 0, 'every process to be gone', 5_000);
-    } finally {
-      t.kill();
-    }
+    ctx.after(() => t.kill());
+    await serving(t, 2);
+    const from = t.lines.length;
+    edit(path.join(dir, 'app.ts'), ...greeting('interrupted'));
+    await t.waitForLine(/^Reloading: starting generation 2 /, 30_000, from);
+    t.signal('SIGTERM');
+    const timer = setTimeout(() => t.kill(), 20_000);
+    const { code, signal } = await t.exited;
+    clearTimeout(timer);
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, t.stderr);
+    await waitFor(() => processesWithEnv(`TSGUN_TEST_MARK=${mark}`).length === 0, 'every process to be gone', 5_000);
   });
 });
