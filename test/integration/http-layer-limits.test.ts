@@ -160,51 +160,42 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
     await Promise.all([stopped(dflt.t), stopped(tight.t)]);
   });
 
-  test('200 slowloris clients do not delay a normal request; they stay open under the default headers timeout', async () => {
+  test('200 slowloris clients do not delay a normal request; they stay open under the default headers timeout', async (ctx) => {
     const { t, url } = await serve(['node-app']);
-    let slow: SlowClients | null = null;
-    try {
-      slow = await slowClients(Number(new URL(url).port), 200);
-      for (let i = 0; i < 3; i++) {
-        const r = await timed(`${url}/normal`);
-        assert.equal(r.status, 200);
-        assert.ok(r.ms < 2000, `a normal request took ${r.ms} ms with 200 slow clients`);
-        await sleep(1200);
-      }
-      const open = slow.closedAfter.filter((c) => c === null).length;
-      assert.equal(open, 200, 'the slow clients are still connected (30 s headers timeout)');
-      await stopped(t);
-    } finally {
-      slow?.stop();
-      t.kill();
-    }
-  });
-
-  test('--headers-timeout 2 closes 200 slowloris clients after ~2-3 s (408 or close), normal requests still prompt', async () => {
-    const { t, url } = await serve(['--headers-timeout', '2', 'node-app']);
-    let slow: SlowClients | null = null;
-    try {
-      slow = await slowClients(Number(new URL(url).port), 200);
+    ctx.after(() => t.kill());
+    const slow = await slowClients(Number(new URL(url).port), 200);
+    ctx.after(() => slow.stop());
+    for (let i = 0; i < 3; i++) {
       const r = await timed(`${url}/normal`);
       assert.equal(r.status, 200);
-      assert.ok(r.ms < 2000, `a normal request took ${r.ms} ms`);
-      const s = slow;
-      await t.until(() => s.closedAfter.every((c) => c !== null), 'every slow client closed', 10_000);
-      const times = s.closedAfter as number[];
-      const [min, max] = [Math.min(...times), Math.max(...times)];
-      assert.ok(min >= 1500, `no slow client closed before the timeout (first after ${min} ms)`);
-      assert.ok(max <= 4500, `every slow client closed within ~2-3 s (last after ${max} ms)`);
-      for (const got of s.received)
-        assert.ok(
-          got === '' || got.startsWith('HTTP/1.1 408'),
-          `a 408 or nothing, got ${JSON.stringify(got.slice(0, 60))}`,
-        );
-      assert.ok((await timed(`${url}/after`)).ms < 2000);
-      await stopped(t);
-    } finally {
-      slow?.stop();
-      t.kill();
+      assert.ok(r.ms < 2000, `a normal request took ${r.ms} ms with 200 slow clients`);
+      await sleep(1200);
     }
+    const open = slow.closedAfter.filter((c) => c === null).length;
+    assert.equal(open, 200, 'the slow clients are still connected (30 s headers timeout)');
+    await stopped(t);
+  });
+
+  test('--headers-timeout 2 closes 200 slowloris clients after ~2-3 s (408 or close), normal requests still prompt', async (ctx) => {
+    const { t, url } = await serve(['--headers-timeout', '2', 'node-app']);
+    ctx.after(() => t.kill());
+    const slow = await slowClients(Number(new URL(url).port), 200);
+    ctx.after(() => slow.stop());
+    const r = await timed(`${url}/normal`);
+    assert.equal(r.status, 200);
+    assert.ok(r.ms < 2000, `a normal request took ${r.ms} ms`);
+    await t.until(() => slow.closedAfter.every((c) => c !== null), 'every slow client closed', 10_000);
+    const times = slow.closedAfter as number[];
+    const [min, max] = [Math.min(...times), Math.max(...times)];
+    assert.ok(min >= 1500, `no slow client closed before the timeout (first after ${min} ms)`);
+    assert.ok(max <= 4500, `every slow client closed within ~2-3 s (last after ${max} ms)`);
+    for (const got of slow.received)
+      assert.ok(
+        got === '' || got.startsWith('HTTP/1.1 408'),
+        `a 408 or nothing, got ${JSON.stringify(got.slice(0, 60))}`,
+      );
+    assert.ok((await timed(`${url}/after`)).ms < 2000);
+    await stopped(t);
   });
 
   /** A POST with a 10-byte body, of which only `body` is sent. */
@@ -247,41 +238,40 @@ describe('HTTP layer: limits, headers, access log, hooks', { concurrency: 2 }, (
     await stopped(t);
   });
 
-  test('--worker-connections 2: a third connection closes the oldest idle one; with both busy, it is refused', async () => {
+  test('--worker-connections 2: a third connection closes the oldest idle one; with both busy, it is refused', async (ctx) => {
     const { t, url, port } = await serve(['--worker-connections', '2', '--keep-alive', '30', 'node-app']);
+    ctx.after(() => t.kill());
     const held: RawHttp[] = [];
-    try {
-      for (let i = 0; i < 2; i++) {
-        const c = await RawHttp.connect(url);
-        held.push(c);
-        assert.equal((await c.request(`/held-${i}`)).status, 200);
-      }
-      // Both idle keep-alive: the oldest makes room (as nginx reuses idle keep-alive connections).
-      const third = await rawExchange(port, 'GET /third HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', {
-        timeoutMs: 3000,
-      });
-      assert.equal(third.status, 200, 'the third connection is served');
-      await held[0]!.closed;
-      assert.equal((await held[1]!.request('/held-again')).status, 200, 'the younger idle connection is kept');
-
-      // Both busy (a request in flight on each): a new connection is refused.
-      const busy = await RawHttp.connect(url);
-      held.push(busy);
-      const slow = [held[1]!.request('/slow-1?ms=2500'), busy.request('/slow-2?ms=2500')];
-      await sleep(500);
-      const refused = await rawExchange(port, 'GET /fourth HTTP/1.1\r\nHost: localhost\r\n\r\n', { timeoutMs: 3000 });
-      assert.equal(refused.closed, true, 'the fourth connection was closed');
-      assert.equal(refused.data, '', 'without a response');
-      assert.deepEqual(
-        (await Promise.all(slow)).map((r) => r.status),
-        [200, 200],
-        'the busy connections were not closed',
-      );
-      await stopped(t);
-    } finally {
+    ctx.after(() => {
       for (const c of held) c.socket.destroy();
-      t.kill();
+    });
+    for (let i = 0; i < 2; i++) {
+      const c = await RawHttp.connect(url);
+      held.push(c);
+      assert.equal((await c.request(`/held-${i}`)).status, 200);
     }
+    // Both idle keep-alive: the oldest makes room (as nginx reuses idle keep-alive connections).
+    const third = await rawExchange(port, 'GET /third HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', {
+      timeoutMs: 3000,
+    });
+    assert.equal(third.status, 200, 'the third connection is served');
+    await held[0]!.closed;
+    assert.equal((await held[1]!.request('/held-again')).status, 200, 'the younger idle connection is kept');
+
+    // Both busy (a request in flight on each): a new connection is refused.
+    const busy = await RawHttp.connect(url);
+    held.push(busy);
+    const slow = [held[1]!.request('/slow-1?ms=2500'), busy.request('/slow-2?ms=2500')];
+    await sleep(500);
+    const refused = await rawExchange(port, 'GET /fourth HTTP/1.1\r\nHost: localhost\r\n\r\n', { timeoutMs: 3000 });
+    assert.equal(refused.closed, true, 'the fourth connection was closed');
+    assert.equal(refused.data, '', 'without a response');
+    assert.deepEqual(
+      (await Promise.all(slow)).map((r) => r.status),
+      [200, 200],
+      'the busy connections were not closed',
+    );
+    await stopped(t);
   });
 
   test('default headers: Server and Date by default, --no-server-header, --no-date-header, --header (the app wins), --root-path', async (ctx) => {

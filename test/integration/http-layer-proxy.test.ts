@@ -143,12 +143,10 @@ describe('HTTP layer: forwarded headers and the PROXY protocol', { concurrency: 
 
     // Per request, not per connection: the next request on the same connection without the header is the proxy itself.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    try {
-      assert.equal(body(await get(`${url}/ka1`, { agent, headers: xff })).remote, '203.0.113.9');
-      assert.equal(body(await get(`${url}/ka2`, { agent })).remote, '127.0.0.1');
-    } finally {
-      agent.destroy();
-    }
+    ctx.after(() => agent.destroy());
+    assert.equal(body(await get(`${url}/ka1`, { agent, headers: xff })).remote, '203.0.113.9');
+    assert.equal(body(await get(`${url}/ka2`, { agent })).remote, '127.0.0.1');
+    agent.destroy();
 
     const lines = await fileLines(log, 7);
     assert.deepEqual(lines, [
@@ -261,6 +259,7 @@ describe('HTTP layer: forwarded headers and the PROXY protocol', { concurrency: 
     await t.ready(1);
     // One connection for every request, as nginx reuses its upstream connections for many clients.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    ctx.after(() => agent.destroy());
     const remoteOf = async (urlPath: string, headers: Record<string, string> = {}): Promise<unknown> =>
       new Promise((resolve, reject) => {
         http
@@ -271,19 +270,16 @@ describe('HTTP layer: forwarded headers and the PROXY protocol', { concurrency: 
           })
           .on('error', reject);
       });
-    try {
-      assert.equal(await remoteOf('/first', { 'x-forwarded-for': '203.0.113.9' }), '203.0.113.9');
-      assert.equal(await remoteOf('/none'), null, 'no forwarding header: the unix socket peer, which has no address');
-      assert.equal(await remoteOf('/second', { 'x-forwarded-for': '198.51.100.4' }), '198.51.100.4');
-      // nginx listening on a unix socket itself forwards `unix:` as the client.
-      assert.equal(
-        await remoteOf('/unknown', { 'x-forwarded-for': 'unix:' }),
-        null,
-        'a forwarded client that is not an address',
-      );
-    } finally {
-      agent.destroy();
-    }
+    assert.equal(await remoteOf('/first', { 'x-forwarded-for': '203.0.113.9' }), '203.0.113.9');
+    assert.equal(await remoteOf('/none'), null, 'no forwarding header: the unix socket peer, which has no address');
+    assert.equal(await remoteOf('/second', { 'x-forwarded-for': '198.51.100.4' }), '198.51.100.4');
+    // nginx listening on a unix socket itself forwards `unix:` as the client.
+    assert.equal(
+      await remoteOf('/unknown', { 'x-forwarded-for': 'unix:' }),
+      null,
+      'a forwarded client that is not an address',
+    );
+    agent.destroy();
     assert.deepEqual(await fileLines(log, 4), ['203.0.113.9 /first', '- /none', '198.51.100.4 /second', '- /unknown']);
     await stopped(t);
   });
@@ -475,20 +471,18 @@ describe('HTTP layer: forwarded headers and the PROXY protocol', { concurrency: 
     ]);
     ctx.after(() => t.kill());
     const session = http2.connect(url, { ca: pki.ca });
-    try {
-      const reply = await new Promise<string>((resolve, reject) => {
-        const stream = session.request({ ':path': '/h2-forwarded', 'x-forwarded-for': '203.0.113.9' });
-        let data = '';
-        stream.setEncoding('utf8');
-        stream.on('data', (c: string) => (data += c));
-        stream.on('end', () => resolve(data));
-        stream.on('error', reject);
-        stream.end();
-      });
-      assert.equal((JSON.parse(reply) as { ip: string }).ip, '203.0.113.9', 'request.ip is the forwarded client');
-    } finally {
-      session.close();
-    }
+    ctx.after(() => session.close());
+    const reply = await new Promise<string>((resolve, reject) => {
+      const stream = session.request({ ':path': '/h2-forwarded', 'x-forwarded-for': '203.0.113.9' });
+      let data = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (c: string) => (data += c));
+      stream.on('end', () => resolve(data));
+      stream.on('error', reject);
+      stream.end();
+    });
+    assert.equal((JSON.parse(reply) as { ip: string }).ip, '203.0.113.9', 'request.ip is the forwarded client');
+    session.close();
     // The same request over HTTP/1.1 on the same server, for comparison.
     assert.equal(
       body(await get(`${url}/h1-forwarded`, { ca: pki.ca, headers: { 'x-forwarded-for': '203.0.113.9' } })).ip,

@@ -227,29 +227,27 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
     assert.deepEqual(await peerCert(port), { serial: '1001', cn: 'server-one' });
     const old = childPidsSync(t.pid);
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: pki.ca });
-    try {
-      const first = await get(`${url}/warm`, { agent, ca: pki.ca });
-      assert.equal(first.serial, '1001');
-      // A slow request in flight on that same keep-alive connection while the reload runs.
-      const inflight = get(`${url}/slow?ms=2500`, { agent, ca: pki.ca });
-      await new Promise((r) => setTimeout(r, 300));
+    ctx.after(() => agent.destroy());
+    const first = await get(`${url}/warm`, { agent, ca: pki.ca });
+    assert.equal(first.serial, '1001');
+    // A slow request in flight on that same keep-alive connection while the reload runs.
+    const inflight = get(`${url}/slow?ms=2500`, { agent, ca: pki.ca });
+    await new Promise((r) => setTimeout(r, 300));
 
-      // Replace both files (each by an atomic rename), then reload.
-      copyFileSync(pki.renewedCert, `${cert}.new`);
-      copyFileSync(pki.renewedKey, `${key}.new`);
-      renameSync(`${key}.new`, key);
-      renameSync(`${cert}.new`, cert);
-      const mark = t.lines.length;
-      t.signal('SIGHUP');
-      await t.waitForLine(/^Reload complete/, 30_000, mark);
+    // Replace both files (each by an atomic rename), then reload.
+    copyFileSync(pki.renewedCert, `${cert}.new`);
+    copyFileSync(pki.renewedKey, `${key}.new`);
+    renameSync(`${key}.new`, key);
+    renameSync(`${cert}.new`, cert);
+    let mark = t.lines.length;
+    t.signal('SIGHUP');
+    await t.waitForLine(/^Reload complete/, 30_000, mark);
 
-      const slow = await inflight;
-      assert.equal(slow.status, 200, 'the in-flight request on the pre-HUP connection completed');
-      assert.equal(slow.serial, '1001', 'on the old connection');
-      assert.equal(body(slow).url, '/slow?ms=2500');
-    } finally {
-      agent.destroy();
-    }
+    const slow = await inflight;
+    assert.equal(slow.status, 200, 'the in-flight request on the pre-HUP connection completed');
+    assert.equal(slow.serial, '1001', 'on the old connection');
+    assert.equal(body(slow).url, '/slow?ms=2500');
+    agent.destroy();
     // A draining worker may still accept for a moment; once it is gone, only new workers answer.
     await waitFor(() => old.every((pid) => !alive(pid)), `old worker(s) ${old.join(', ')} to exit`, 15_000);
     assert.deepEqual(await peerCert(port), { serial: '1002', cn: 'server-two' });
@@ -262,7 +260,7 @@ describe('HTTP layer: TLS and HTTP/2', { concurrency: 2 }, () => {
     // A renewal gone wrong (the key of another certificate): the reload fails, the workers keep serving.
     const workers = childPidsSync(t.pid);
     copyFileSync(path.join(pki.dir, 'client.key'), key);
-    const mark = t.lines.length;
+    mark = t.lines.length;
     t.signal('SIGHUP');
     const failed = await t.waitForLine(/reload failed/i, 20_000, mark);
     assert.match(failed.msg!, /does not belong to the certfile/);
