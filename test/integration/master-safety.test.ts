@@ -135,25 +135,22 @@ describe('the control socket', () => {
 
   for (const mode of [0o1777, 0o777]) {
     const name = `in a ${mode.toString(8)} directory with --umask 000, nobody never connects to it, while it starts or after; root's tsgun status still finds it`;
-    test(name, { skip: nobodyCanRunPython ? false : 'needs root, and python3 (the knocking loop)' }, async () => {
+    test(name, { skip: nobodyCanRunPython ? false : 'needs root, and python3 (the knocking loop)' }, async (ctx) => {
       // The race lasts microseconds: before the fix, a start lost it about one time in two.
       for (let round = 0; round < 2; round++) assert.equal((await (await startWhileKnocked(mode)).t.stop()).code, 0);
       {
         const { t, pidfile, url, socket } = await startWhileKnocked(mode);
-        try {
-          const own = path.join(path.dirname(pidfile), `tsgun-${t.pid}.sock.d`);
-          assert.equal(socket, path.join(own, `tsgun-${t.pid}.sock`), 'the socket is in a directory of its own');
-          assert.equal(lstatSync(path.dirname(socket)).mode & 0o7777, 0o700);
-          assert.equal(lstatSync(socket).mode & 0o777, 0o600);
-          assert.equal((await request(url)).status, 200);
-          const status = await runTsgun(['status', '--json', '-p', pidfile], { timeoutMs: 60_000 });
-          assert.equal(status.code, 0, status.stderr);
-          assert.equal((JSON.parse(status.stdout) as { pid: number }).pid, t.pid);
-          assert.equal((await t.stop()).code, 0);
-          assert.ok(!existsSync(path.dirname(socket)), 'the directory is removed with the socket');
-        } finally {
-          t.kill();
-        }
+        ctx.after(() => t.kill());
+        const own = path.join(path.dirname(pidfile), `tsgun-${t.pid}.sock.d`);
+        assert.equal(socket, path.join(own, `tsgun-${t.pid}.sock`), 'the socket is in a directory of its own');
+        assert.equal(lstatSync(path.dirname(socket)).mode & 0o7777, 0o700);
+        assert.equal(lstatSync(socket).mode & 0o777, 0o600);
+        assert.equal((await request(url)).status, 200);
+        const status = await runTsgun(['status', '--json', '-p', pidfile], { timeoutMs: 60_000 });
+        assert.equal(status.code, 0, status.stderr);
+        assert.equal((JSON.parse(status.stdout) as { pid: number }).pid, t.pid);
+        assert.equal((await t.stop()).code, 0);
+        assert.ok(!existsSync(path.dirname(socket)), 'the directory is removed with the socket');
       }
     });
   }
@@ -206,49 +203,48 @@ describe('the master survives its own bookkeeping', () => {
     assert.equal((await t.stop()).code, 0);
   });
 
-  test('with 256 descriptors and 400 connections held on its metrics port, the master keeps supervising and serving', async () => {
+  test('with 256 descriptors and 400 connections held on its metrics port, the master keeps supervising and serving', async (ctx) => {
     const t = new Tsgun(
       ['-w', '2', '-b', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0', '--stats-interval', '1', APP],
       { cwd: DIR },
     );
+    ctx.after(() => t.kill());
     const held: net.Socket[] = [];
-    try {
-      const url = await t.ready(2);
-      const before = await settle(t.pid, 2, 'start');
-      const metrics = /^Metrics at: http:\/\/127\.0\.0\.1:(\d+)\/metrics$/.exec(
-        (await t.waitForLine(/^Metrics at: /)).msg!,
-      );
-      assert.ok(metrics);
-      const limit = spawnSync('prlimit', ['--pid', String(t.pid), '--nofile=256:256'], { encoding: 'utf8' });
-      assert.equal(limit.status, 0, limit.stderr);
-      for (let i = 0; i < 400; i++) {
-        const c = net.connect(Number(metrics[1]), '127.0.0.1');
-        c.on('error', () => {});
-        held.push(c);
-      }
-      const settled = (c: net.Socket): Promise<unknown> =>
-        new Promise((resolve) => c.once('connect', resolve).once('close', resolve));
-      await Promise.all(held.filter((c) => c.connecting).map(settled));
-      // Stats sampling opens /proc files every second: give it a few rounds at the limit.
-      await sleep(3000);
-      assert.ok(alive(t.pid), 'the master is alive');
-      assert.equal((await request(url)).status, 200);
-      process.kill(before[0]!, 'SIGKILL');
-      const after = await t.until(() => {
-        const now = workerPidsByTitle(t.pid);
-        return now.length === 2 && !now.includes(before[0]!) ? now : null;
-      }, 'the killed worker replaced');
-      assert.ok(after.includes(before[1]!));
-      await t.until(() => t.grep(/^Booting worker with pid/).length >= 3, 'the replacement ready');
-      for (let i = 0; i < 5; i++) assert.equal((await request(url)).status, 200);
-      const shedding = t.grep(/^metrics .*(dropping|cannot accept)/);
-      assert.equal(shedding.length, 1, `one shedding warning, got:\n${shedding.map((l) => l.raw).join('\n')}`);
+    ctx.after(() => {
       for (const c of held) c.destroy();
-      assert.equal((await t.stop()).code, 0);
-    } finally {
-      for (const c of held) c.destroy();
-      t.kill();
+    });
+    const url = await t.ready(2);
+    const before = await settle(t.pid, 2, 'start');
+    const metrics = /^Metrics at: http:\/\/127\.0\.0\.1:(\d+)\/metrics$/.exec(
+      (await t.waitForLine(/^Metrics at: /)).msg!,
+    );
+    assert.ok(metrics);
+    const limit = spawnSync('prlimit', ['--pid', String(t.pid), '--nofile=256:256'], { encoding: 'utf8' });
+    assert.equal(limit.status, 0, limit.stderr);
+    for (let i = 0; i < 400; i++) {
+      const c = net.connect(Number(metrics[1]), '127.0.0.1');
+      c.on('error', () => {});
+      held.push(c);
     }
+    const settled = (c: net.Socket): Promise<unknown> =>
+      new Promise((resolve) => c.once('connect', resolve).once('close', resolve));
+    await Promise.all(held.filter((c) => c.connecting).map(settled));
+    // Stats sampling opens /proc files every second: give it a few rounds at the limit.
+    await sleep(3000);
+    assert.ok(alive(t.pid), 'the master is alive');
+    assert.equal((await request(url)).status, 200);
+    process.kill(before[0]!, 'SIGKILL');
+    const after = await t.until(() => {
+      const now = workerPidsByTitle(t.pid);
+      return now.length === 2 && !now.includes(before[0]!) ? now : null;
+    }, 'the killed worker replaced');
+    assert.ok(after.includes(before[1]!));
+    await t.until(() => t.grep(/^Booting worker with pid/).length >= 3, 'the replacement ready');
+    for (let i = 0; i < 5; i++) assert.equal((await request(url)).status, 200);
+    const shedding = t.grep(/^metrics .*(dropping|cannot accept)/);
+    assert.equal(shedding.length, 1, `one shedding warning, got:\n${shedding.map((l) => l.raw).join('\n')}`);
+    for (const c of held) c.destroy();
+    assert.equal((await t.stop()).code, 0);
   });
 });
 

@@ -544,53 +544,49 @@ describe('systemd', { concurrency: 2 }, () => {
   test(
     'USR2: the new master sends MAINPID=<its pid> with READY=1; TERM to the old one then sends no STOPPING=1',
     { skip: NEEDS_NOTIFY },
-    async () => {
+    async (ctx) => {
       const scratch = scratchDir('tsgun-sd-');
       const rx = await Receiver.start(path.join(scratch, 'notify'));
       const t = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], {
         cwd: DIR,
         env: { ...NO_SYSTEMD, NOTIFY_SOCKET: rx.address },
       });
-      let successor = 0;
-      try {
-        const url = await t.ready(1);
-        const first = await rx.next('READY', '1');
-        assert.equal(first.fields.MAINPID, undefined);
+      ctx.after(() => t.stop());
+      ctx.after(() => rx.stop());
+      const url = await t.ready(1);
+      const first = await rx.next('READY', '1');
+      assert.equal(first.fields.MAINPID, undefined);
 
-        const from = rx.messages.length;
-        const mark = t.lines.length;
-        t.signal('SIGUSR2');
-        const upgrading = await t.waitForLine(/^Upgrading: started a new master \(pid \d+\)/, 10_000, mark);
-        successor = Number(/\(pid (\d+)\)/.exec(upgrading.msg!)![1]);
-        successors.add(successor);
+      const from = rx.messages.length;
+      const mark = t.lines.length;
+      t.signal('SIGUSR2');
+      const upgrading = await t.waitForLine(/^Upgrading: started a new master \(pid \d+\)/, 10_000, mark);
+      const successor = Number(/\(pid (\d+)\)/.exec(upgrading.msg!)![1]);
+      successors.add(successor);
+      ctx.after(() => stopDetached(successor));
 
-        const handoff = await rx.next('MAINPID', undefined, from);
-        assert.equal(handoff.fields.MAINPID, String(successor), 'MAINPID names the new master');
-        assert.equal(handoff.fields.READY, '1', 'with READY=1 in the same message');
-        assert.equal(handoff.fields.STATUS, '1 workers, generation 1');
-        const successorReady = await t.waitForLine(/^Ready: 1 workers serving$/, 30_000, mark);
-        assert.equal(successorReady.pid, successor);
-        assert.ok(timeOf(successorReady) <= handoff.wall * 1000, "sent once the new master's workers are ready");
-        assert.equal(rx.all('READY', from).length, 1, 'one READY=1 for the upgrade');
+      const handoff = await rx.next('MAINPID', undefined, from);
+      assert.equal(handoff.fields.MAINPID, String(successor), 'MAINPID names the new master');
+      assert.equal(handoff.fields.READY, '1', 'with READY=1 in the same message');
+      assert.equal(handoff.fields.STATUS, '1 workers, generation 1');
+      const successorReady = await t.waitForLine(/^Ready: 1 workers serving$/, 30_000, mark);
+      assert.equal(successorReady.pid, successor);
+      assert.ok(timeOf(successorReady) <= handoff.wall * 1000, "sent once the new master's workers are ready");
+      assert.equal(rx.all('READY', from).length, 1, 'one READY=1 for the upgrade');
 
-        // The old master leaves; the service (now the new master) is not stopping.
-        const { code } = await t.stop();
-        assert.equal(code, 0);
-        await sleep(300);
-        assert.deepEqual(rx.all('STOPPING', from), [], 'the old master sent no STOPPING=1');
-        assert.ok(alive(successor));
-        const workers = workerPidsByTitle(successor);
-        for (let i = 0; i < 4; i++) assert.ok(workers.includes((await hit(url)).pid), 'the new master serves alone');
+      // The old master leaves; the service (now the new master) is not stopping.
+      const { code } = await t.stop();
+      assert.equal(code, 0);
+      await sleep(300);
+      assert.deepEqual(rx.all('STOPPING', from), [], 'the old master sent no STOPPING=1');
+      assert.ok(alive(successor));
+      const workers = workerPidsByTitle(successor);
+      for (let i = 0; i < 4; i++) assert.ok(workers.includes((await hit(url)).pid), 'the new master serves alone');
 
-        // Stopping the new master is the service stopping.
-        const before = rx.messages.length;
-        await stopDetached(successor);
-        await rx.next('STOPPING', '1', before, 5000);
-      } finally {
-        await t.stop();
-        if (successor) await stopDetached(successor);
-        rx.stop();
-      }
+      // Stopping the new master is the service stopping.
+      const before = rx.messages.length;
+      await stopDetached(successor);
+      await rx.next('STOPPING', '1', before, 5000);
     },
   );
 
@@ -694,7 +690,7 @@ describe('systemd', { concurrency: 2 }, () => {
   test(
     'systemd-socket-activate on TCP with --fdname=web: bind is ignored, and USR2 hands the socket on in LISTEN_FDS form',
     { skip: NEEDS_ACTIVATE },
-    async () => {
+    async (ctx) => {
       const scratch = scratchDir('tsgun-sd-');
       const port = await freePort();
       const ignoredPort = await freePort();
@@ -721,67 +717,62 @@ describe('systemd', { concurrency: 2 }, () => {
         ],
         { cwd: DIR },
       );
-      let successor = 0;
-      try {
-        await ssa.waitForLine(new RegExp(`^Listening on 127\\.0\\.0\\.1:${port} as 3\\.$`));
-        assert.deepEqual(ssa.grep(/^Execing /), [], 'nothing is started before a connection');
-        // This first request is what makes systemd-socket-activate start tsgun; it waits in
-        // the socket's queue until a worker accepts it.
-        const first = await hit(url, { timeoutMs: 30_000 });
-        const master = ssa.pid;
-        assert.equal(first.version, 'v1');
-        assert.ok(workerPidsByTitle(master).includes(first.pid), "answered by a worker of the exec'd tsgun");
+      ctx.after(() => ssa.stop());
+      await ssa.waitForLine(new RegExp(`^Listening on 127\\.0\\.0\\.1:${port} as 3\\.$`));
+      assert.deepEqual(ssa.grep(/^Execing /), [], 'nothing is started before a connection');
+      // This first request is what makes systemd-socket-activate start tsgun; it waits in
+      // the socket's queue until a worker accepts it.
+      const first = await hit(url, { timeoutMs: 30_000 });
+      const master = ssa.pid;
+      assert.equal(first.version, 'v1');
+      assert.ok(workerPidsByTitle(master).includes(first.pid), "answered by a worker of the exec'd tsgun");
 
-        const using = ssa.grep(/^Using \d+ socket\(s\) passed by systemd; bind is ignored$/);
-        assert.equal(using.length, 1);
-        assert.equal(using[0]!.msg, 'Using 1 socket(s) passed by systemd; bind is ignored');
-        assert.equal(using[0]!.pid, master, "tsgun runs in systemd-socket-activate's pid");
-        assert.deepEqual(
-          ssa.grep(/^Listening at: /).map((l) => l.msg),
-          [`Listening at: ${url} (${master})`],
-        );
-        assert.equal(await connects(ignoredPort), false, 'the --bind TCP address is not bound');
-        assert.equal(existsSync(ignoredSock), false, 'the --bind unix socket is not created');
-        for (const pid of workerPidsByTitle(master)) {
-          const environ = environOf(pid);
-          for (const name of SYSTEMD_VARS)
-            assert.equal(environ[name], undefined, `worker ${pid} was started without ${name}`);
-        }
-        await ssa.waitForLine(/^Ready: 1 workers serving$/);
-
-        // USR2: the new master gets the socket as systemd would pass it, LISTEN_PID its own pid.
-        const mark = ssa.lines.length;
-        ssa.proc.kill('SIGUSR2');
-        const upgrading = await ssa.waitForLine(/^Upgrading: started a new master \(pid \d+\)/, 10_000, mark);
-        successor = Number(/\(pid (\d+)\)/.exec(upgrading.msg!)![1]);
-        successors.add(successor);
-        const since = (): LogLine[] => ssa.lines.slice(mark).filter((l) => l.pid === successor);
-        await ssa.waitForLine(/^Ready: 1 workers serving$/, 30_000, mark);
-        // Read once it runs tsgun: a shell sets LISTEN_PID to its own pid, then execs it.
-        const environ = environOf(successor);
-        assert.deepEqual(
-          [environ.LISTEN_PID, environ.LISTEN_FDS, environ.LISTEN_FDNAMES],
-          [String(successor), '1', 'web'],
-        );
-        assert.ok(since().some((l) => l.msg === 'Using 1 socket(s) passed by systemd; bind is ignored'));
-        assert.deepEqual(
-          since()
-            .filter((l) => /^Listening at: /.test(l.msg ?? ''))
-            .map((l) => l.msg),
-          [`Listening at: ${url} (${successor})`],
-        );
-
-        // TERM to the old master: the new one serves alone on the same port.
-        assert.equal((await ssa.stop()).code, 0);
-        const workers = workerPidsByTitle(successor);
-        assert.equal(workers.length, 1);
-        for (let i = 0; i < 6; i++)
-          assert.ok(workers.includes((await hit(url)).pid), "the new master's workers answer");
-        assert.equal(existsSync(ignoredSock), false);
-      } finally {
-        await ssa.stop();
-        if (successor) await stopDetached(successor);
+      const using = ssa.grep(/^Using \d+ socket\(s\) passed by systemd; bind is ignored$/);
+      assert.equal(using.length, 1);
+      assert.equal(using[0]!.msg, 'Using 1 socket(s) passed by systemd; bind is ignored');
+      assert.equal(using[0]!.pid, master, "tsgun runs in systemd-socket-activate's pid");
+      assert.deepEqual(
+        ssa.grep(/^Listening at: /).map((l) => l.msg),
+        [`Listening at: ${url} (${master})`],
+      );
+      assert.equal(await connects(ignoredPort), false, 'the --bind TCP address is not bound');
+      assert.equal(existsSync(ignoredSock), false, 'the --bind unix socket is not created');
+      for (const pid of workerPidsByTitle(master)) {
+        const environ = environOf(pid);
+        for (const name of SYSTEMD_VARS)
+          assert.equal(environ[name], undefined, `worker ${pid} was started without ${name}`);
       }
+      await ssa.waitForLine(/^Ready: 1 workers serving$/);
+
+      // USR2: the new master gets the socket as systemd would pass it, LISTEN_PID its own pid.
+      const mark = ssa.lines.length;
+      ssa.proc.kill('SIGUSR2');
+      const upgrading = await ssa.waitForLine(/^Upgrading: started a new master \(pid \d+\)/, 10_000, mark);
+      const successor = Number(/\(pid (\d+)\)/.exec(upgrading.msg!)![1]);
+      successors.add(successor);
+      ctx.after(() => stopDetached(successor));
+      const since = (): LogLine[] => ssa.lines.slice(mark).filter((l) => l.pid === successor);
+      await ssa.waitForLine(/^Ready: 1 workers serving$/, 30_000, mark);
+      // Read once it runs tsgun: a shell sets LISTEN_PID to its own pid, then execs it.
+      const environ = environOf(successor);
+      assert.deepEqual(
+        [environ.LISTEN_PID, environ.LISTEN_FDS, environ.LISTEN_FDNAMES],
+        [String(successor), '1', 'web'],
+      );
+      assert.ok(since().some((l) => l.msg === 'Using 1 socket(s) passed by systemd; bind is ignored'));
+      assert.deepEqual(
+        since()
+          .filter((l) => /^Listening at: /.test(l.msg ?? ''))
+          .map((l) => l.msg),
+        [`Listening at: ${url} (${successor})`],
+      );
+
+      // TERM to the old master: the new one serves alone on the same port.
+      assert.equal((await ssa.stop()).code, 0);
+      const workers = workerPidsByTitle(successor);
+      assert.equal(workers.length, 1);
+      for (let i = 0; i < 6; i++) assert.ok(workers.includes((await hit(url)).pid), "the new master's workers answer");
+      assert.equal(existsSync(ignoredSock), false);
     },
   );
 
