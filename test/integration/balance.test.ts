@@ -81,45 +81,42 @@ async function pileUp(
   return { t, url: url!, clients, first: first! };
 }
 
+/** Close the test's connections, then TERM the master and wait for it to exit. */
+async function stopWithClients(t: Tsgun, clients: Client[]): Promise<void> {
+  for (const c of clients) c.conn.socket.destroy();
+  t.proc.kill('SIGTERM');
+  await t.exited;
+}
+
 describe('balance_connections', { concurrency: 2 }, () => {
-  test('keep-alive connections piled on one worker are spread over the workers, closing only after complete responses', async () => {
+  test('keep-alive connections piled on one worker are spread over the workers, closing only after complete responses', async (ctx) => {
     const { t, url, clients, first } = await startWithPiledUpConnections([]);
-    try {
-      let replaced = 0;
-      const balanced = await waitFor(
-        async () => {
-          replaced += await round(url, clients);
-          const by = split(clients);
-          return by.size === 2 && Math.min(...by.values()) >= CONNECTIONS / 2 - 2 ? by : null;
-        },
-        'the connections split between both workers',
-        20_000,
-      );
-      assert.ok(replaced >= 4, `connections were moved by Connection: close (${replaced})`);
-      assert.ok((balanced.get(first) ?? 0) < CONNECTIONS, 'the first worker gave connections up');
-      assert.ok(t.grep(/holds \d+ of \d+ connections; closing \d+/).length > 0, 'the master logged why');
-    } finally {
-      for (const c of clients) c.conn.socket.destroy();
-      t.proc.kill('SIGTERM');
-      await t.exited;
-    }
+    ctx.after(() => stopWithClients(t, clients));
+    let replaced = 0;
+    const balanced = await waitFor(
+      async () => {
+        replaced += await round(url, clients);
+        const by = split(clients);
+        return by.size === 2 && Math.min(...by.values()) >= CONNECTIONS / 2 - 2 ? by : null;
+      },
+      'the connections split between both workers',
+      20_000,
+    );
+    assert.ok(replaced >= 4, `connections were moved by Connection: close (${replaced})`);
+    assert.ok((balanced.get(first) ?? 0) < CONNECTIONS, 'the first worker gave connections up');
+    assert.ok(t.grep(/holds \d+ of \d+ connections; closing \d+/).length > 0, 'the master logged why');
   });
 
-  test('--no-balance-connections leaves them where they landed', async () => {
+  test('--no-balance-connections leaves them where they landed', async (ctx) => {
     const { t, url, clients, first } = await startWithPiledUpConnections(['--no-balance-connections']);
-    try {
-      const until = Date.now() + 3000;
-      let replaced = 0;
-      while (Date.now() < until) {
-        replaced += await round(url, clients);
-        await sleep(20);
-      }
-      assert.equal(replaced, 0, 'no response said Connection: close');
-      assert.deepEqual([...split(clients)], [[first, CONNECTIONS]]);
-    } finally {
-      for (const c of clients) c.conn.socket.destroy();
-      t.proc.kill('SIGTERM');
-      await t.exited;
+    ctx.after(() => stopWithClients(t, clients));
+    const until = Date.now() + 3000;
+    let replaced = 0;
+    while (Date.now() < until) {
+      replaced += await round(url, clients);
+      await sleep(20);
     }
+    assert.equal(replaced, 0, 'no response said Connection: close');
+    assert.deepEqual([...split(clients)], [[first, CONNECTIONS]]);
   });
 });

@@ -459,24 +459,21 @@ describe('control commands and metrics', { concurrency: 2 }, () => {
 
     // Two masters in the same place: the commands ask which one.
     const second = new Tsgun(['-w', '1', '-b', '127.0.0.1:0', APP], { cwd: DIR, env });
-    try {
-      await second.ready(1);
-      const several = await refused(
-        ['status'],
-        /^Error: several tsgun masters are running \(pids \d+, \d+\); choose one with --pid PIDFILE or --control-socket /,
-        env,
-      );
-      const named = /pids (\d+), (\d+)/.exec(several)!.slice(1).map(Number);
-      assert.deepEqual(
-        named.sort((a, b) => a - b),
-        [t.pid, second.pid].sort((a, b) => a - b),
-        'the error names both masters',
-      );
-      assert.equal((await statusJson(['--control-socket', await controlSocketOf(second)])).pid, second.pid);
-      assert.equal((await second.stop()).code, 0);
-    } finally {
-      second.kill();
-    }
+    ctx.after(() => second.kill());
+    await second.ready(1);
+    const several = await refused(
+      ['status'],
+      /^Error: several tsgun masters are running \(pids \d+, \d+\); choose one with --pid PIDFILE or --control-socket /,
+      env,
+    );
+    const named = /pids (\d+), (\d+)/.exec(several)!.slice(1).map(Number);
+    assert.deepEqual(
+      named.sort((a, b) => a - b),
+      [t.pid, second.pid].sort((a, b) => a - b),
+      'the error names both masters',
+    );
+    assert.equal((await statusJson(['--control-socket', await controlSocketOf(second)])).pid, second.pid);
+    assert.equal((await second.stop()).code, 0);
     assert.equal(await ok(['stop', '--quick'], env), `stopped (master pid ${t.pid})\n`);
     assert.equal((await t.exited).code, 0);
     assert.ok(!existsSync(socket));

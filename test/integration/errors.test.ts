@@ -208,23 +208,20 @@ test('a second APP argument is a usage error', async () => {
 
 // ---- runtime: status 1 ------------------------------------------------------------------
 
-test('a port in use: tsgun retries, then fails with status 1', async () => {
+test('a port in use: tsgun retries, then fails with status 1', async (ctx) => {
   const blocker = net.createServer();
+  ctx.after(() => blocker.close());
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   const { port } = blocker.address() as net.AddressInfo;
-  try {
-    const o = await fails(['-w', '3', '-b', `127.0.0.1:${port}`, 'express-app:app'], {
-      status: 1,
-      withFiles: true,
-      withinMs: 15_000,
-      message: new RegExp(`^Error: cannot bind 127\\.0\\.0\\.1:${port}: EADDRINUSE`),
-    });
-    assert.ok(count(o, /^Connection in use: /) >= 2, `it retried:\n${o.stderr}`);
-    assert.equal(count(o, /^Booting worker/), 0);
-    assert.equal(count(o, /^Worker \(pid/), 0, 'no worker was started');
-  } finally {
-    blocker.close();
-  }
+  const o = await fails(['-w', '3', '-b', `127.0.0.1:${port}`, 'express-app:app'], {
+    status: 1,
+    withFiles: true,
+    withinMs: 15_000,
+    message: new RegExp(`^Error: cannot bind 127\\.0\\.0\\.1:${port}: EADDRINUSE`),
+  });
+  assert.ok(count(o, /^Connection in use: /) >= 2, `it retried:\n${o.stderr}`);
+  assert.equal(count(o, /^Booting worker/), 0);
+  assert.equal(count(o, /^Worker \(pid/), 0, 'no worker was started');
 });
 
 // ---- the app fails to load at first start: status 4, once --------------------------------
