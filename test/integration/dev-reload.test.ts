@@ -313,16 +313,13 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
 
     const mark = t.lines.length;
     const poller = new Poller(url);
+    ctx.after(() => poller.stop());
     await poller.first('hello one', 10_000);
     edit(app, decl, "const GREETING: string = 'broken' +;");
-    let failure: LogLine;
-    try {
-      failure = await t.waitForLine(/^Error: reload failed/, 60_000, mark);
-      // Long enough for a repeated report, or a second reload, to show.
-      await sleep(QUIET_MS);
-    } finally {
-      await poller.stop();
-    }
+    const failure = await t.waitForLine(/^Error: reload failed/, 60_000, mark);
+    // Long enough for a repeated report, or a second reload, to show.
+    await sleep(QUIET_MS);
+    await poller.stop();
     assertAllServed(poller.samples, 'the failed reload');
     assert.deepEqual(
       new Set(poller.samples.map((s) => s.body!.replace(/ \d+$/, ''))),
@@ -367,15 +364,12 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
     const msg = path.join(dir, 'message.ts');
     const mark = t.lines.length;
     const poller = new Poller(url);
+    ctx.after(() => poller.stop());
     await poller.first('hello one', 10_000);
     edit(msg, "'one';", "'one';\nthrow new Error('boom at import');");
-    let failure: LogLine;
-    try {
-      failure = await t.waitForLine(/^Error: reload failed/, 60_000, mark);
-      await sleep(QUIET_MS);
-    } finally {
-      await poller.stop();
-    }
+    const failure = await t.waitForLine(/^Error: reload failed/, 60_000, mark);
+    await sleep(QUIET_MS);
+    await poller.stop();
     assertAllServed(poller.samples, 'the failed reload');
     assert.deepEqual(new Set(poller.samples.map((s) => s.body!.replace(/ \d+$/, ''))), new Set(['hello one']));
     assert.match(failure.msg!, /^Error: reload failed: .*boom at import.*; generation 1 keeps serving$/);
@@ -392,28 +386,26 @@ describe('--reload: edits are served by a new generation', { concurrency: 2 }, (
     const app = path.join(dir, 'app.ts');
     const mark = t.lines.length;
     const poller = new Poller(url);
-    try {
-      await poller.first('hello one', 10_000);
-      edit(app, ...greeting('A'));
-      // Two more saves while generation 2 boots, the second within reload_delay of the first.
-      await t.waitForLine(/^Reloading: starting generation 2 /, 30_000, mark);
-      edit(app, "'A'", "'B'");
-      await sleep(100);
-      edit(app, "'B'", "'C'");
-      await poller.first('C one', NEW_CODE_WITHIN_MS);
-      // Wait until the last reload started has completed.
-      await t.until(
-        () => {
-          const started = linesSince(t, mark, /^Reloading: starting generation \d+/);
-          const last = /generation (\d+)/.exec(started.at(-1)?.msg ?? '')?.[1];
-          return last && linesSince(t, mark, new RegExp(`^Reload complete: generation ${last} ready`)).length === 1;
-        },
-        'the last reload to complete',
-        60_000,
-      );
-    } finally {
-      await poller.stop();
-    }
+    ctx.after(() => poller.stop());
+    await poller.first('hello one', 10_000);
+    edit(app, ...greeting('A'));
+    // Two more saves while generation 2 boots, the second within reload_delay of the first.
+    await t.waitForLine(/^Reloading: starting generation 2 /, 30_000, mark);
+    edit(app, "'A'", "'B'");
+    await sleep(100);
+    edit(app, "'B'", "'C'");
+    await poller.first('C one', NEW_CODE_WITHIN_MS);
+    // Wait until the last reload started has completed.
+    await t.until(
+      () => {
+        const started = linesSince(t, mark, /^Reloading: starting generation \d+/);
+        const last = /generation (\d+)/.exec(started.at(-1)?.msg ?? '')?.[1];
+        return last && linesSince(t, mark, new RegExp(`^Reload complete: generation ${last} ready`)).length === 1;
+      },
+      'the last reload to complete',
+      60_000,
+    );
+    await poller.stop();
     assertAllServed(poller.samples, 'three saves');
     const detected = linesSince(t, mark, /^Detected change in /).length;
     const reloads = linesSince(t, mark, /^Reloading: starting generation/).length;

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { request, Tsgun, workerPidsByTitle } from '../helpers.js';
 
 interface Served {
@@ -47,15 +47,17 @@ async function serve(args: readonly string[]): Promise<Served> {
   }
 }
 
-/** Serve `args`, run `body`, and always stop (expecting a clean exit). */
-async function withServer(args: readonly string[], body: (s: Served) => Promise<void>): Promise<void> {
+/** Serve `args`, run `body`, then stop, expecting a clean exit; the master is killed after the test if `body` fails. */
+async function withServer(
+  ctx: TestContext,
+  args: readonly string[],
+  body: (s: Served) => Promise<void>,
+): Promise<void> {
   const s = await serve(args);
-  try {
-    await body(s);
-  } finally {
-    const { code } = await s.t.stop();
-    assert.equal(code, 0, `tsgun exited with ${code}\n${s.t.stderr}`);
-  }
+  ctx.after(() => s.t.kill());
+  await body(s);
+  const { code } = await s.t.stop();
+  assert.equal(code, 0, `tsgun exited with ${code}\n${s.t.stderr}`);
 }
 
 /** GET `path` and check the body is `<label> <pid>` from one of the workers. */
@@ -156,16 +158,16 @@ function rawExchange(url: string, text: string): Promise<string> {
 }
 
 describe('app shapes, each served by two workers', () => {
-  test('Express: a Node request listener (req, res)', async () => {
-    await withServer(['express-app:app'], async (s) => {
+  test('Express: a Node request listener (req, res)', async (ctx) => {
+    await withServer(ctx, ['express-app:app'], async (s) => {
       await expectWorkerReply(s, '/', /express/);
       const slow = await request(s.url, { path: '/slow?ms=50' });
       assert.match(slow.body, /^slow \d+$/);
     });
   });
 
-  test('Koa: served through app.callback(), middleware included', async () => {
-    await withServer(['koa-app:app'], async (s) => {
+  test('Koa: served through app.callback(), middleware included', async (ctx) => {
+    await withServer(ctx, ['koa-app:app'], async (s) => {
       await expectWorkerReply(s, '/', /koa/);
       const reply = await request(s.url, { path: '/x/y?q=1' });
       assert.equal(reply.body, 'koa path /x/y q=1');
@@ -173,8 +175,8 @@ describe('app shapes, each served by two workers', () => {
     });
   });
 
-  test('Fastify: routes and a plugin, served after ready()', async () => {
-    await withServer(['fastify-app:app'], async (s) => {
+  test('Fastify: routes and a plugin, served after ready()', async (ctx) => {
+    await withServer(ctx, ['fastify-app:app'], async (s) => {
       await expectWorkerReply(s, '/', /fastify/);
       // The plugin's route is registered 200 ms into boot: it exists only if tsgun awaited ready().
       const plugin = await request(s.url, { path: '/plugin/hello' });
@@ -187,8 +189,8 @@ describe('app shapes, each served by two workers', () => {
     });
   });
 
-  test('Hono: an app object with fetch(); env.incoming.socket gives the client address', async () => {
-    await withServer(['hono-app:app'], async (s) => {
+  test('Hono: an app object with fetch(); env.incoming.socket gives the client address', async (ctx) => {
+    await withServer(ctx, ['hono-app:app'], async (s) => {
       await expectWorkerReply(s, '/', /hono/);
       const params = await request(s.url, { path: '/users/42?sort=desc' });
       assert.deepEqual(JSON.parse(params.body), { id: '42', sort: 'desc' });
@@ -200,21 +202,21 @@ describe('app shapes, each served by two workers', () => {
     });
   });
 
-  test('a bare fetch handler function (request) => Response, as the default export', async () => {
-    await withServer(['fetch-app'], async (s) => {
+  test('a bare fetch handler function (request) => Response, as the default export', async (ctx) => {
+    await withServer(ctx, ['fetch-app'], async (s) => {
       await expectWorkerReply(s, '/', /fetch/);
     });
   });
 
-  test('a factory called as MODULE:create()', async () => {
-    await withServer(['factory-app:create()'], async (s) => {
+  test('a factory called as MODULE:create()', async (ctx) => {
+    await withServer(ctx, ['factory-app:create()'], async (s) => {
       await expectWorkerReply(s, '/', /factory sync/);
     });
   });
 
-  test('an async factory with --factory is awaited', async () => {
+  test('an async factory with --factory is awaited', async (ctx) => {
     const before = Date.now();
-    await withServer(['--factory', 'factory-app:createAsync'], async (s) => {
+    await withServer(ctx, ['--factory', 'factory-app:createAsync'], async (s) => {
       const reply = await request(s.url);
       const m = /^factory async (\d+) (\d+)$/.exec(reply.body);
       assert.ok(m, `unexpected body ${JSON.stringify(reply.body)}`);
@@ -224,51 +226,51 @@ describe('app shapes, each served by two workers', () => {
     });
   });
 
-  test('a dotted attribute, mod:server.handler', async () => {
-    await withServer(['nested-app:server.handler'], async (s) => {
+  test('a dotted attribute, mod:server.handler', async (ctx) => {
+    await withServer(ctx, ['nested-app:server.handler'], async (s) => {
       const reply = await request(s.url, { path: '/deep/path' });
       assert.match(reply.body, /^nested \/deep\/path \d+$/);
     });
   });
 
-  test('MODULE alone serves the default export', async () => {
-    await withServer(['default-app'], async (s) => {
+  test('MODULE alone serves the default export', async (ctx) => {
+    await withServer(ctx, ['default-app'], async (s) => {
       const reply = await request(s.url, { path: '/abc' });
       assert.match(reply.body, /^default \/abc \d+$/);
     });
   });
 
-  test('--interface node serves a listener that auto-detection would take for a fetch handler', async () => {
-    await withServer(['--interface', 'node', 'interface-app:restListener'], async (s) => {
+  test('--interface node serves a listener that auto-detection would take for a fetch handler', async (ctx) => {
+    await withServer(ctx, ['--interface', 'node', 'interface-app:restListener'], async (s) => {
       const reply = await request(s.url, { method: 'POST', body: 'x' });
       assert.equal(reply.status, 200);
       assert.match(reply.body, /^node listener POST \d+$/);
     });
   });
 
-  test('--interface fetch serves a two-parameter fetch handler', async () => {
-    await withServer(['--interface', 'fetch', 'interface-app:fetchWithEnv'], async (s) => {
+  test('--interface fetch serves a two-parameter fetch handler', async (ctx) => {
+    await withServer(ctx, ['--interface', 'fetch', 'interface-app:fetchWithEnv'], async (s) => {
       const reply = await request(s.url, { method: 'PUT', body: 'x' });
       assert.equal(reply.status, 200);
       assert.match(reply.body, /^fetch handler PUT 1\.1 \d+$/);
     });
   });
 
-  test('a plain JavaScript ES module (.mjs)', async () => {
-    await withServer(['js-app.mjs:app'], async (s) => {
+  test('a plain JavaScript ES module (.mjs)', async (ctx) => {
+    await withServer(ctx, ['js-app.mjs:app'], async (s) => {
       await expectWorkerReply(s, '/', /mjs/);
     });
   });
 
-  test('a plain CommonJS module (.cjs) with a fetch handler on module.exports', async () => {
-    await withServer(['js-app.cjs:app'], async (s) => {
+  test('a plain CommonJS module (.cjs) with a fetch handler on module.exports', async (ctx) => {
+    await withServer(ctx, ['js-app.cjs:app'], async (s) => {
       const reply = await request(s.url, { path: '/p' });
       assert.match(reply.body, /^cjs \/p \d+$/);
     });
   });
 
-  test('MODULE resolves to MODULE/index.ts', async () => {
-    await withServer(['dir-app:app'], async (s) => {
+  test('MODULE resolves to MODULE/index.ts', async (ctx) => {
+    await withServer(ctx, ['dir-app:app'], async (s) => {
       await expectWorkerReply(s, '/', /dir index/);
     });
   });
