@@ -11,7 +11,17 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import WebSocket from 'ws';
-import { childPidsSync, FIXTURES, freePort, request, runTsgun, scratchDir, sleep, Tsgun } from '../helpers.js';
+import {
+  childPidsSync,
+  FIXTURES,
+  freePort,
+  readIfExists,
+  request,
+  runTsgun,
+  scratchDir,
+  sleep,
+  Tsgun,
+} from '../helpers.js';
 import { makePki, tlsArgs } from './http-layer.shared.js';
 
 const DIR = path.join(FIXTURES, 'realtime');
@@ -150,12 +160,7 @@ test('HUP: every WebSocket gets 1012 before graceful_timeout, the app closes, wo
   assert.ok(!pids.has(pid), `reconnect served by old worker ${pid}`);
   fresh.ws.close();
   for (const old of pids) {
-    await tsgun.until(() => existsSync(path.join(dir, `exit-${old}`)), `worker_exit of ${old}`);
-    assert.equal(
-      readFileSync(path.join(dir, `exit-${old}`), 'utf8'),
-      old,
-      'worker_exit ran in the worker, with its pid',
-    );
+    assert.equal(await workerExitPid(tsgun, dir, old), old, 'worker_exit ran in the worker, with its pid');
     assert.ok(existsSync(path.join(dir, `close-${old}`)), `the app's 300 ms close() of ${old} ran to completion`);
   }
 });
@@ -192,6 +197,17 @@ test('TTOU: the WebSockets of the worker that leaves get 1012, those of the one 
 });
 
 /** When the master began to retire worker `pid` (its log line's time). */
+/**
+ * What the worker_exit hook of worker `pid` wrote (hooks.conf.ts: the pid of the process it ran
+ * in), once it has: its writeFileSync creates the file before it writes, so a file that exists
+ * may still be empty.
+ */
+async function workerExitPid(tsgun: Tsgun, dir: string, pid: string): Promise<string> {
+  const file = path.join(dir, `exit-${pid}`);
+  await tsgun.until(() => readIfExists(file) !== '', `worker_exit of ${pid}`);
+  return readIfExists(file);
+}
+
 async function retiredAt(tsgun: Tsgun, pid: string): Promise<number> {
   const line = await tsgun.waitForLine(new RegExp(`^Retiring worker \\(pid:${pid},`));
   return (line as { time?: number }).time!;
@@ -240,12 +256,7 @@ test('HUP: an SSE stream shorter than graceful_timeout finishes, a longer one en
     `the long stream ended ${tookMs} ms after its worker began to drain (graceful_timeout 6 s)`,
   );
   for (const pid of new Set([s.pid, l.pid])) {
-    await tsgun.until(() => existsSync(path.join(dir, `exit-${pid}`)), `worker_exit of ${pid}`);
-    assert.equal(
-      readFileSync(path.join(dir, `exit-${pid}`), 'utf8'),
-      pid,
-      'worker_exit ran in the worker, with its pid',
-    );
+    assert.equal(await workerExitPid(tsgun, dir, pid), pid, 'worker_exit ran in the worker, with its pid');
     assert.ok(existsSync(path.join(dir, `close-${pid}`)), `the app's 300 ms close() of ${pid} ran to completion`);
   }
 });
