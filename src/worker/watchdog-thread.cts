@@ -181,15 +181,20 @@ async function describe(frames: CallFrame[]): Promise<string[]> {
   const located = frames.map((f) => ({
     name: f.functionName || '<anonymous>',
     scriptId: f.location.scriptId,
-    url: scriptUrls.get(f.location.scriptId) || f.url || '<unknown>',
-    at: f.location,
+    /** Where V8 says the frame is: what is shown when no map says otherwise. */
+    at: {
+      url: scriptUrls.get(f.location.scriptId) || f.url || '<unknown>',
+      lineNumber: f.location.lineNumber,
+      columnNumber: f.location.columnNumber,
+    } satisfies Position,
   }));
   const maps = new Map<string, Promise<ScriptMap | null>>();
-  const mapOf = (scriptId: string, url: string): Promise<ScriptMap | null> => {
+  const mapOf = ({ scriptId, at }: (typeof located)[number]): Promise<ScriptMap | null> => {
+    if (at.url.startsWith('node:') || at.url === '<unknown>') return Promise.resolve(null);
     let map = maps.get(scriptId);
     if (!map) {
       map = post<{ scriptSource: string }>('Debugger.getScriptSource', { scriptId }).then(
-        (r) => sourceMaps.ScriptMap.of(url, r.scriptSource),
+        (r) => sourceMaps.ScriptMap.of(at.url, r.scriptSource),
         () => null,
       );
       maps.set(scriptId, map);
@@ -197,16 +202,7 @@ async function describe(frames: CallFrame[]): Promise<string[]> {
     return map;
   };
   const mapAll = Promise.all(
-    located.map(async (f): Promise<Position> => {
-      const map = f.url.startsWith('node:') || f.url === '<unknown>' ? null : await mapOf(f.scriptId, f.url);
-      return (
-        map?.original(f.at.lineNumber, f.at.columnNumber) ?? {
-          url: f.url,
-          lineNumber: f.at.lineNumber,
-          columnNumber: f.at.columnNumber,
-        }
-      );
-    }),
+    located.map(async (f) => (await mapOf(f))?.original(f.at.lineNumber, f.at.columnNumber) ?? f.at),
   );
   const budget = new AbortController();
   const positions = await Promise.race([
@@ -215,7 +211,7 @@ async function describe(frames: CallFrame[]): Promise<string[]> {
   ]);
   budget.abort();
   return located.map((f, i) => {
-    const p = positions?.[i] ?? { url: f.url, lineNumber: f.at.lineNumber, columnNumber: f.at.columnNumber };
+    const p = positions?.[i] ?? f.at;
     return `at ${f.name} (${p.url}:${p.lineNumber + 1}:${p.columnNumber + 1})`;
   });
 }
