@@ -526,3 +526,16 @@ export class RawHttp {
     return { status: Number(statusLine!.split(' ')[1]), headers, body };
   }
 }
+
+/** Pids with their command lines, for failure messages. */
+export function describePids(pids: number[]): string {
+  return pids
+    .map((pid) => {
+      try {
+        return `${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()})`;
+      } catch {
+        return `${pid} (gone)`;
+      }
+    })
+    .join(', ');
+}

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from
 import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { FIXTURES, request, ROOT, runTsgun, scratchDir, Tsgun, workerPidsByTitle } from '../helpers.js';
+import { describePids, FIXTURES, request, ROOT, runTsgun, scratchDir, Tsgun, workerPidsByTitle } from '../helpers.js';
 
 const APP = 'env-app:app';
 const CONFIGS = path.join(FIXTURES, 'configs');
@@ -63,19 +63,6 @@ function titleOf(pid: number): string {
 /** The master's worker processes (see workerPidsByTitle). */
 async function workersOf(t: Tsgun): Promise<number[]> {
   return workerPidsByTitle(t.pid);
-}
-
-/** Pids with their command lines, for failure messages. */
-function describePids(pids: number[]): string {
-  return pids
-    .map((pid) => {
-      try {
-        return `${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()})`;
-      } catch {
-        return `${pid} (gone)`;
-      }
-    })
-    .join(', ');
 }
 
 /** `count` distinct TCP ports that were free a moment ago. */

@@ -4,29 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { request, Tsgun, workerPidsByTitle } from '../helpers.js';
+import { describePids, request, Tsgun, workerPidsByTitle } from '../helpers.js';
 
 interface Served {
   t: Tsgun;
   url: string;
   workers: number[];
-}
-
-/** Pids with their command lines, for failure messages. */
-function describePids(pids: number[]): string {
-  return pids
-    .map((pid) => {
-      try {
-        return `${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()})`;
-      } catch {
-        return `${pid} (gone)`;
-      }
-    })
-    .join(', ');
 }
 
 /** Start tsgun with two workers on an ephemeral port and wait for both to be ready. */

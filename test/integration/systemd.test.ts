@@ -14,7 +14,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import {
   alive,
   appDir,
@@ -257,6 +257,24 @@ class Launched {
     launched.delete(this.pid);
     return result;
   }
+}
+
+/**
+ * systemd-socket-activate listening on `listen` as the fd named `web`, running `tsgun -w 1` with
+ * binds it must ignore; stopped after the test. It passes only the variables named with -E (and
+ * LISTEN_*), and execs tsgun in its own pid once a connection is waiting.
+ */
+function socketActivate(ctx: TestContext, listen: string, ignoredBinds: readonly string[]): Launched {
+  const binds = ignoredBinds.flatMap((b) => ['-b', b]);
+  const ssa = new Launched(
+    SOCKET_ACTIVATE,
+    ['-l', listen, '--fdname=web', '-E', 'PATH', BIN, '-w', '1', ...binds, APP],
+    {
+      cwd: DIR,
+    },
+  );
+  ctx.after(() => ssa.stop());
+  return ssa;
 }
 
 const launched = new Set<number>();
@@ -696,28 +714,7 @@ describe('systemd', { concurrency: 2 }, () => {
       const ignoredPort = await freePort();
       const ignoredSock = path.join(scratch, 'ignored.sock');
       const url = `http://127.0.0.1:${port}`;
-      // systemd-socket-activate passes only the variables named with -E (and LISTEN_*), and
-      // execs its program in its own pid once a connection is waiting.
-      const ssa = new Launched(
-        SOCKET_ACTIVATE,
-        [
-          '-l',
-          `127.0.0.1:${port}`,
-          '--fdname=web',
-          '-E',
-          'PATH',
-          BIN,
-          '-w',
-          '1',
-          '-b',
-          `127.0.0.1:${ignoredPort}`,
-          '-b',
-          `unix:${ignoredSock}`,
-          APP,
-        ],
-        { cwd: DIR },
-      );
-      ctx.after(() => ssa.stop());
+      const ssa = socketActivate(ctx, `127.0.0.1:${port}`, [`127.0.0.1:${ignoredPort}`, `unix:${ignoredSock}`]);
       await ssa.waitForLine(new RegExp(`^Listening on 127\\.0\\.0\\.1:${port} as 3\\.$`));
       assert.deepEqual(ssa.grep(/^Execing /), [], 'nothing is started before a connection');
       // This first request is what makes systemd-socket-activate start tsgun; it waits in
@@ -783,24 +780,7 @@ describe('systemd', { concurrency: 2 }, () => {
       const port = await freePort();
       const ignoredPort = await freePort();
       const url = `http://127.0.0.1:${port}`;
-      const ssa = new Launched(
-        SOCKET_ACTIVATE,
-        [
-          '-l',
-          `127.0.0.1:${port}`,
-          '--fdname=web',
-          '-E',
-          'PATH',
-          BIN,
-          '-w',
-          '1',
-          '-b',
-          `127.0.0.1:${ignoredPort}`,
-          APP,
-        ],
-        { cwd: DIR },
-      );
-      ctx.after(() => ssa.stop());
+      const ssa = socketActivate(ctx, `127.0.0.1:${port}`, [`127.0.0.1:${ignoredPort}`]);
       await ssa.waitForLine(/^Listening on .* as 3\.$/);
       await hit(url, { timeoutMs: 30_000 });
       await ssa.waitForLine(/^Ready: 1 workers serving$/);
@@ -837,24 +817,7 @@ describe('systemd', { concurrency: 2 }, () => {
     async (ctx) => {
       const scratch = scratchDir('tsgun-sd-');
       const sock = path.join(scratch, 'web.sock');
-      const ssa = new Launched(
-        SOCKET_ACTIVATE,
-        [
-          '-l',
-          sock,
-          '--fdname=web',
-          '-E',
-          'PATH',
-          BIN,
-          '-w',
-          '1',
-          '-b',
-          `unix:${path.join(scratch, 'ignored.sock')}`,
-          APP,
-        ],
-        { cwd: DIR },
-      );
-      ctx.after(() => ssa.stop());
+      const ssa = socketActivate(ctx, sock, [`unix:${path.join(scratch, 'ignored.sock')}`]);
       await ssa.waitForLine(/^Listening on .* as 3\.$/);
       assert.ok(statSync(sock).isSocket());
       const first = await hit('http://localhost/', { socketPath: sock, timeoutMs: 30_000 });
