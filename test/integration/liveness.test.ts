@@ -603,11 +603,10 @@ describe('liveness', { concurrency: 2 }, () => {
     const woke = [...switches()]
       .filter(([tid, n]) => n - (before.get(tid) ?? 0) > 0)
       .map(([tid, n]) => `${tid}: ${n - (before.get(tid) ?? 0)}`);
-    // A thread polling 4 times a second (as the watchdog thread did) wakes 16 times in 4 s.
-    assert.ok(
-      woke.length <= 1 && !woke.some((w) => Number(w.split(': ')[1]) > 3),
-      `threads that woke in 4 s idle: ${woke.join(', ')}`,
-    );
+    // A thread polling 4 times a second (as the watchdog thread did) wakes 16 times in 4 s, one
+    // polling every second 4 times. V8's GC helper threads may each wake once for an idle-time
+    // task (CI saw two of them, once each): a wake or three is not a poll.
+    assert.ok(!woke.some((w) => Number(w.split(': ')[1]) > 3), `threads that woke in 4 s idle: ${woke.join(', ')}`);
   });
 
   // ---- the master dies ---------------------------------------------------------------
